@@ -56,15 +56,22 @@ func (t *ConnTransport) Close() error { return t.conn.Close() }
 // withDeadline runs an I/O call under ctx: its deadline becomes the I/O deadline
 // and cancellation interrupts the call; the error then says why.
 func withDeadline(ctx context.Context, set func(time.Time) error, io func() error) error {
-	d, _ := ctx.Deadline()
+	d, hasDeadline := ctx.Deadline()
 	if err := set(d); err != nil {
 		return err
 	}
 	stop := context.AfterFunc(ctx, func() { set(time.Unix(1, 0)) })
 	err := io()
 	stop()
-	if err != nil && ctx.Err() != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		return context.Cause(ctx)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// The socket deadline can fire a moment before the context
+		// reports it: report the context's reason either way.
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if hasDeadline && !time.Now().Before(d) {
+			return context.DeadlineExceeded
+		}
 	}
 	return err
 }

@@ -79,8 +79,10 @@ type LoginResult struct {
 	MaxCmdSN uint32
 }
 
-// ErrCHAPAlgorithms is returned when the target refuses every offered CHAP
-// algorithm; callers retry once with LoginConfig.MD5Only.
+// ErrCHAPAlgorithms is returned when the target refuses the offered list of CHAP
+// algorithms, or fails authentication after choosing one other than MD5; callers
+// retry once with LoginConfig.MD5Only, which old targets need. The error also
+// wraps the target's LoginError when there is one.
 var ErrCHAPAlgorithms = errors.New("target refused the offered CHAP algorithms")
 
 // LoginError is a login the target ended with a non-zero status.
@@ -228,6 +230,13 @@ func (l *login) security(ctx context.Context) error {
 			kvs = append(kvs, pdu.KeyValue{Key: kv[0], Value: kv[1]})
 		}
 		if r, err = l.round(ctx, kvs, true, pdu.LoginOperationalNegotiation); err != nil {
+			// Some targets accept a stronger algorithm they then mishandle
+			// (tgt 1.0.85 with SHA-256 answers 0x0200): a failure after
+			// anything but MD5 asks for the MD5-only retry too.
+			var le *LoginError
+			if errors.As(err, &le) && le.Status.Class == pdu.StatusInitiatorError && l.chap.alg != CHAPMD5 {
+				return fmt.Errorf("%w: %w", ErrCHAPAlgorithms, err)
+			}
 			return err
 		}
 		if l.cfg.Auth.mutual() {

@@ -270,6 +270,13 @@ func TestLoginCHAP(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("failure after a stronger algorithm asks for the MD5 retry", func(t *testing.T) {
+		_, _, err := runLogin(t, chapCfg(false), chapTarget(t, CHAPSHA256, "other", "", ""))
+		var le *LoginError
+		if !errors.Is(err, ErrCHAPAlgorithms) || !errors.As(err, &le) || !le.AuthFailure() {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("wrong target secret", func(t *testing.T) {
 		_, _, err := runLogin(t, chapCfg(true), chapTarget(t, CHAPMD5, "initiator-secret", "target1", "wrong"))
 		var ae *AuthError
