@@ -1,0 +1,84 @@
+package mgmt
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"time"
+)
+
+// Client sends requests to goiscsid.
+type Client struct {
+	// Path is the daemon's socket; empty means DefaultSocket.
+	Path string
+}
+
+// Do sends req and returns the daemon's response. It fails with an *Error
+// carrying CodeNotConnected when no daemon listens, CodeRequestTimedOut when ctx
+// ends first, and CodeCommunication when the daemon speaks another protocol
+// version or answers garbage. A response that reports a failed request is
+// returned as is, with its Error set.
+func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
+	path := c.Path
+	if path == "" {
+		path = DefaultSocket
+	}
+	req.Version = Version
+	b, err := json.Marshal(req)
+	if err != nil {
+		return nil, Errorf(CodeInternal, "encode request: %v", err)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, Errorf(CodeNotConnected, "goiscsid is not running (no one listens on %s)", path)
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, Errorf(CodeAccess, "cannot reach goiscsid on %s: permission denied (run as root)", path)
+		}
+		if ctx.Err() != nil {
+			return nil, Errorf(CodeRequestTimedOut, "connecting to goiscsid: %v", ctx.Err())
+		}
+		return nil, Errorf(CodeNotConnected, "cannot reach goiscsid: %v", err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	_, werr := conn.Write(append(b, '\n'))
+	// Even when the write fails the daemon may have answered first (it
+	// refuses a peer that is not root before reading): that answer says more.
+	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	if err != nil {
+		if werr != nil {
+			return nil, c.ioError(ctx, "send request", werr)
+		}
+		return nil, c.ioError(ctx, "read response", err)
+	}
+	var resp Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return nil, Errorf(CodeCommunication, "goiscsid sent a malformed response: %v", err)
+	}
+	if resp.Version != Version {
+		msg := fmt.Sprintf("goiscsid speaks management protocol %d, this goiscsiadm speaks %d: use the goiscsiadm of the same release", resp.Version, Version)
+		if resp.Error != nil {
+			msg += " (daemon said: " + resp.Error.Message + ")"
+		}
+		return nil, Errorf(CodeCommunication, "%s", msg)
+	}
+	return &resp, nil
+}
+
+func (c *Client) ioError(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return Errorf(CodeRequestTimedOut, "goiscsid did not answer in time (%s): %v", what, ctx.Err())
+	}
+	return Errorf(CodeCommunication, "%s: %v", what, err)
+}

@@ -1,0 +1,158 @@
+// Package mgmt is goiscsid's management API: how goiscsiadm asks the daemon to log
+// in, log out, list sessions and scan.
+//
+// One connection carries one request and one response, each a single line of
+// JSON on a unix socket that only root may use (the server checks the peer's
+// credentials). Every request and response carries the protocol Version; a
+// daemon and a client that disagree answer with a clear error instead of
+// hanging, which is the failure mode of open-iscsi's unversioned IPC when
+// iscsiadm and iscsid come from different releases.
+package mgmt
+
+import (
+	"fmt"
+)
+
+// Version is the protocol version this package speaks.
+const Version = 1
+
+// DefaultSocket is where goiscsid listens.
+const DefaultSocket = "/run/goiscsid/goiscsid.sock"
+
+// Op names a request.
+type Op string
+
+// Operations.
+const (
+	// OpStatus asks for the daemon's version and state.
+	OpStatus Op = "status"
+	// OpLogin logs in to one node record; the response carries the session.
+	OpLogin Op = "login"
+	// OpLogout logs out of session SID.
+	OpLogout Op = "logout"
+	// OpSessions lists the daemon's sessions.
+	OpSessions Op = "sessions"
+	// OpStats returns the kernel's statistics of session SID.
+	OpStats Op = "stats"
+)
+
+// Request is one request to the daemon.
+type Request struct {
+	Version int `json:"version"`
+	Op      Op  `json:"op"`
+	// Record is the node record to log in to, as open-iscsi key = value
+	// pairs (node.name, node.conn[0].address, node.session.auth.*, ...), for
+	// OpLogin.
+	Record map[string]string `json:"record,omitempty"`
+	// SID selects a session for OpLogout and OpStats.
+	SID int `json:"sid,omitempty"`
+	// ShowSecrets asks for CHAP passwords in session listings (iscsiadm -S).
+	ShowSecrets bool `json:"show_secrets,omitempty"`
+}
+
+// Response is the daemon's answer. Error is set when the request failed; the
+// other fields belong to the request's Op.
+type Response struct {
+	Version  int       `json:"version"`
+	Error    *Error    `json:"error,omitempty"`
+	Status   *Status   `json:"status,omitempty"`
+	Session  *Session  `json:"session,omitempty"`
+	Sessions []Session `json:"sessions,omitempty"`
+	Stats    *Stats    `json:"stats,omitempty"`
+}
+
+// Error is a failed request. Code uses iscsiadm's exit codes (e.g. 15 session
+// exists, 24 authentication failed) so goiscsiadm can exit with it unchanged.
+type Error struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s (iscsiadm error %d)", e.Message, e.Code) }
+
+// Errorf builds an Error with a formatted message.
+func Errorf(code int, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Error codes the protocol itself produces (iscsiadm's numbering).
+const (
+	CodeInternal        = 9  // ISCSI_ERR_INTERNAL
+	CodeAccess          = 13 // ISCSI_ERR_ACCESS: peer is not root
+	CodeInvalidRequest  = 16 // ISCSI_ERR_INVALID_MGMT_REQ: unknown op or malformed request
+	CodeCommunication   = 18 // ISCSI_ERR_ISCSID_COMM_ERR: protocol version mismatch, broken reply
+	CodeNotConnected    = 20 // ISCSI_ERR_ISCSID_NOTCONN: daemon not running
+	CodeRequestTimedOut = 33 // ISCSI_ERR_REQ_TIMEDOUT
+)
+
+// Status describes the daemon.
+type Status struct {
+	Version  string `json:"version"` // goiscsid's release
+	PID      int    `json:"pid"`
+	Sessions int    `json:"sessions"`
+}
+
+// Session is what the daemon knows of one session: everything `iscsiadm -m
+// session -P 3` prints apart from the SCSI devices, which come from sysfs.
+type Session struct {
+	SID               int    `json:"sid"`
+	HostNo            int    `json:"host_no"`
+	TargetName        string `json:"target_name"`
+	TargetAlias       string `json:"target_alias,omitempty"`
+	TPGT              int    `json:"tpgt"`
+	Address           string `json:"address"`
+	Port              int    `json:"port"`
+	PersistentAddress string `json:"persistent_address"`
+	PersistentPort    int    `json:"persistent_port"`
+	Iface             string `json:"iface"`
+	Transport         string `json:"transport"`
+	InitiatorName     string `json:"initiator_name"`
+	LocalAddress      string `json:"local_address,omitempty"`
+	// ConnState is the connection's state as iscsiadm names it: "LOGGED IN",
+	// "TRANSPORT WAIT", "IN LOGIN", ...
+	ConnState string `json:"conn_state"`
+	// InternalState is the recovery stage: "NO CHANGE", "REOPEN", ...
+	InternalState string `json:"internal_state"`
+	// ScanPolicy is the effective scan policy: "auto", "lun0" or "manual".
+	ScanPolicy string     `json:"scan_policy"`
+	Timeouts   Timeouts   `json:"timeouts"`
+	CHAP       CHAP       `json:"chap"`
+	Params     Negotiated `json:"params"`
+}
+
+// Timeouts are a session's error-handling timeouts in seconds.
+type Timeouts struct {
+	Recovery    int `json:"recovery"`
+	TargetReset int `json:"target_reset"`
+	LUNReset    int `json:"lun_reset"`
+	Abort       int `json:"abort"`
+}
+
+// CHAP holds the session's CHAP names; passwords only when the request asked
+// with ShowSecrets.
+type CHAP struct {
+	Username   string `json:"username,omitempty"`
+	Password   string `json:"password,omitempty"`
+	UsernameIn string `json:"username_in,omitempty"`
+	PasswordIn string `json:"password_in,omitempty"`
+}
+
+// Negotiated are the values the login settled.
+type Negotiated struct {
+	HeaderDigest             string `json:"header_digest"`
+	DataDigest               string `json:"data_digest"`
+	MaxRecvDataSegmentLength int    `json:"max_recv_data_segment_length"`
+	MaxXmitDataSegmentLength int    `json:"max_xmit_data_segment_length"`
+	FirstBurstLength         int    `json:"first_burst_length"`
+	MaxBurstLength           int    `json:"max_burst_length"`
+	ImmediateData            bool   `json:"immediate_data"`
+	InitialR2T               bool   `json:"initial_r2t"`
+	MaxOutstandingR2T        int    `json:"max_outstanding_r2t"`
+}
+
+// Stats are a session's counters as the kernel reports them (GET_STATS).
+type Stats struct {
+	TxDataOctets uint64            `json:"tx_data_octets"`
+	RxDataOctets uint64            `json:"rx_data_octets"`
+	Counters     map[string]uint64 `json:"counters"`
+}

@@ -1,0 +1,269 @@
+package mgmt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func serve(t *testing.T, h Handler, tweak func(*Server)) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "run", "goiscsid.sock")
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: h}
+	if tweak != nil {
+		tweak(s)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return path
+}
+
+var echo = HandlerFunc(func(ctx context.Context, req *Request) *Response {
+	switch req.Op {
+	case OpStatus:
+		return &Response{Status: &Status{Version: "test", PID: os.Getpid()}}
+	case OpLogout:
+		if req.SID != 7 {
+			return &Response{Error: Errorf(21, "no session %d", req.SID)}
+		}
+		return &Response{}
+	}
+	return &Response{Error: Errorf(CodeInvalidRequest, "unknown op %q", req.Op)}
+})
+
+func do(t *testing.T, path string, req *Request) (*Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return (&Client{Path: path}).Do(ctx, req)
+}
+
+func TestRoundTrip(t *testing.T) {
+	path := serve(t, echo, nil)
+	resp, err := do(t, path, &Request{Op: OpStatus})
+	if err != nil || resp.Error != nil || resp.Status.PID != os.Getpid() {
+		t.Fatalf("%+v %v", resp, err)
+	}
+	resp, err = do(t, path, &Request{Op: OpLogout, SID: 3})
+	if err != nil || resp.Error == nil || resp.Error.Code != 21 {
+		t.Fatalf("failed request: %+v %v", resp, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v", fi.Mode())
+	}
+	if di, _ := os.Stat(filepath.Dir(path)); di.Mode().Perm() != 0o700 {
+		t.Errorf("socket directory mode %v", di.Mode())
+	}
+}
+
+func rawExchange(t *testing.T, path, line string) *Response {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if line != "" {
+		c.Write([]byte(line))
+	}
+	var resp Response
+	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		t.Fatalf("no response to %q: %v", line, err)
+	}
+	return &resp
+}
+
+func TestBadRequests(t *testing.T) {
+	path := serve(t, echo, func(s *Server) { s.MaxRequestBytes = 1024; s.ReadTimeout = 200 * time.Millisecond })
+	tests := []struct {
+		name string
+		line string
+		code int
+		msg  string
+	}{
+		{"newer client", `{"version":2,"op":"status"}` + "\n", CodeCommunication, "protocol 2"},
+		{"no version", `{"op":"status"}` + "\n", CodeCommunication, "protocol 0"},
+		{"garbage", "hello\n", CodeInvalidRequest, "not valid JSON"},
+		{"oversized", strings.Repeat("x", 2000) + "\n", CodeInvalidRequest, "longer than 1024"},
+		{"silent client", "", CodeInvalidRequest, "not received"},
+		{"unknown op", `{"version":1,"op":"frobnicate"}` + "\n", CodeInvalidRequest, "frobnicate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := rawExchange(t, path, tt.line)
+			if resp.Version != Version || resp.Error == nil || resp.Error.Code != tt.code || !strings.Contains(resp.Error.Message, tt.msg) {
+				t.Fatalf("got %+v", resp.Error)
+			}
+		})
+	}
+	// The server still answers after all that.
+	if resp, err := do(t, path, &Request{Op: OpStatus}); err != nil || resp.Status == nil {
+		t.Fatalf("after bad requests: %+v %v", resp, err)
+	}
+}
+
+// An older daemon answering a newer client: the client reports the mismatch.
+func TestClientDetectsOtherVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		c.Read(buf)
+		fmt.Fprintln(c, `{"version":0,"error":{"code":18,"message":"client speaks management protocol 1, goiscsid speaks 0"}}`)
+	}()
+	_, err = do(t, path, &Request{Op: OpStatus})
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeCommunication || !strings.Contains(e.Message, "protocol 0") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestClientErrors(t *testing.T) {
+	_, err := do(t, filepath.Join(t.TempDir(), "nothing.sock"), &Request{Op: OpStatus})
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeNotConnected || !strings.Contains(e.Message, "not running") {
+		t.Fatalf("no daemon: %v", err)
+	}
+	slow := HandlerFunc(func(ctx context.Context, req *Request) *Response {
+		time.Sleep(500 * time.Millisecond)
+		return &Response{}
+	})
+	path := serve(t, slow, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err = (&Client{Path: path}).Do(ctx, &Request{Op: OpStatus})
+	if !errors.As(err, &e) || e.Code != CodeRequestTimedOut {
+		t.Fatalf("slow daemon: %v", err)
+	}
+}
+
+func TestListenRefusesSecondDaemon(t *testing.T) {
+	path := serve(t, echo, nil)
+	if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "another goiscsid") {
+		t.Fatalf("second Listen: %v", err)
+	}
+	// A stale socket file from a dead daemon is replaced.
+	stale := filepath.Join(t.TempDir(), "stale.sock")
+	l, _ := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	ln, err := Listen(stale)
+	if err != nil {
+		t.Fatalf("stale socket: %v", err)
+	}
+	ln.Close()
+}
+
+func TestConcurrentClients(t *testing.T) {
+	path := serve(t, echo, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := do(t, path, &Request{Op: OpStatus})
+			if err == nil && resp.Status == nil {
+				err = errors.New("no status")
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// A client that is not root is refused by its peer credentials. The test binary
+// runs itself as uid 65534 to be that client.
+func TestNonRootRefused(t *testing.T) {
+	if os.Getenv("MGMT_TEST_CLIENT") != "" {
+		resp, err := (&Client{Path: os.Getenv("MGMT_TEST_CLIENT")}).Do(context.Background(), &Request{Op: OpStatus})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(0)
+		}
+		b, _ := json.Marshal(resp)
+		fmt.Println(string(b))
+		os.Exit(0)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client as another user")
+	}
+	// t.TempDir's parent is private to root; this client needs to get in.
+	dir, err := os.MkdirTemp("", "mgmt-nonroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	path := filepath.Join(dir, "open.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o666) // let the unprivileged client connect; the credential check must stop it
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	called := false
+	go (&Server{Handler: HandlerFunc(func(ctx context.Context, req *Request) *Response {
+		called = true
+		return &Response{}
+	})}).Serve(ctx, ln)
+	// The test binary sits in a build directory only root may enter.
+	bin := filepath.Join(dir, "mgmt.test")
+	data, err := os.ReadFile(os.Args[0])
+	if err != nil || os.WriteFile(bin, data, 0o755) != nil {
+		t.Fatalf("copy test binary: %v", err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestNonRootRefused$")
+	cmd.Env = append(os.Environ(), "MGMT_TEST_CLIENT="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	var resp Response
+	if err := json.Unmarshal([]byte(strings.SplitN(string(out), "\n", 2)[0]), &resp); err != nil {
+		t.Fatalf("client output %q", out)
+	}
+	if resp.Error == nil || resp.Error.Code != CodeAccess || !strings.Contains(resp.Error.Message, "uid 65534") || called {
+		t.Fatalf("non-root client got %+v (handler called: %v)", resp.Error, called)
+	}
+}

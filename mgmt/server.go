@@ -1,0 +1,200 @@
+package mgmt
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handler answers requests. The context ends when the server shuts down; a
+// client that goes away does not cancel its request (a login carries on, as
+// with iscsid).
+type Handler interface {
+	ServeMgmt(ctx context.Context, req *Request) *Response
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, req *Request) *Response
+
+// ServeMgmt calls f.
+func (f HandlerFunc) ServeMgmt(ctx context.Context, req *Request) *Response { return f(ctx, req) }
+
+// Server accepts management connections.
+type Server struct {
+	Handler Handler
+	Logger  *slog.Logger
+	// ReadTimeout bounds how long a client may take to send its request;
+	// zero means 10 seconds.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing the response; zero means 10 seconds.
+	WriteTimeout time.Duration
+	// MaxRequestBytes bounds a request line; zero means 1 MiB.
+	MaxRequestBytes int
+	// peerUID returns the uid of the connected process; tests replace it.
+	peerUID func(*net.UnixConn) (uint32, error)
+}
+
+// Listen returns the daemon's listener: the socket systemd passed (socket
+// activation, LISTEN_FDS) if there is one, else a new socket at path, in a
+// directory only root can enter, with mode 0600.
+func Listen(path string) (*net.UnixListener, error) {
+	if pid, err := strconv.Atoi(os.Getenv("LISTEN_PID")); err == nil && pid == os.Getpid() {
+		if n, err := strconv.Atoi(os.Getenv("LISTEN_FDS")); err == nil && n >= 1 {
+			f := os.NewFile(3, "systemd-socket")
+			ln, err := net.FileListener(f)
+			f.Close()
+			if err != nil {
+				return nil, fmt.Errorf("socket passed by systemd: %w", err)
+			}
+			ul, ok := ln.(*net.UnixListener)
+			if !ok {
+				ln.Close()
+				return nil, fmt.Errorf("socket passed by systemd is %T, not a unix socket", ln)
+			}
+			return ul, nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	// A socket left by a daemon that died is in the way; a live daemon is not
+	// (connecting to it works), and then this one must not start.
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: another goiscsid is listening", path)
+	}
+	os.Remove(path)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// Serve accepts connections on ln until ctx ends, then closes ln and waits for
+// the requests in progress.
+func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
+	var wg sync.WaitGroup
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			wg.Wait()
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, c)
+		}()
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.Default()
+}
+
+func orDefault[T ~int | ~int64](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
+	defer c.Close()
+	log := s.logger()
+	reply := func(resp *Response) {
+		resp.Version = Version
+		b, err := json.Marshal(resp)
+		if err != nil {
+			b, _ = json.Marshal(&Response{Version: Version, Error: Errorf(CodeInternal, "encode response: %v", err)})
+		}
+		c.SetWriteDeadline(time.Now().Add(orDefault(s.WriteTimeout, 10*time.Second)))
+		if _, err := c.Write(append(b, '\n')); err != nil {
+			log.Debug("management client went away before the reply", "err", err)
+		}
+	}
+	peer := s.peerUID
+	if peer == nil {
+		peer = peerUID
+	}
+	uid, err := peer(c)
+	if err != nil {
+		log.Warn("management connection without peer credentials", "err", err)
+		reply(&Response{Error: Errorf(CodeAccess, "cannot identify the peer: %v", err)})
+		return
+	}
+	if uid != 0 {
+		log.Warn("management connection refused: not root", "uid", uid)
+		reply(&Response{Error: Errorf(CodeAccess, "goiscsid access denied: uid %d is not root", uid)})
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(orDefault(s.ReadTimeout, 10*time.Second)))
+	limit := orDefault(s.MaxRequestBytes, 1<<20)
+	line, err := bufio.NewReader(io.LimitReader(c, int64(limit)+1)).ReadBytes('\n')
+	if len(line) > limit {
+		err = fmt.Errorf("longer than %d bytes", limit)
+	}
+	var req Request
+	if err != nil {
+		log.Debug("management request not received", "err", err)
+		reply(&Response{Error: Errorf(CodeInvalidRequest, "request not received: %v", err)})
+		return
+	}
+	if err := json.Unmarshal(line, &req); err != nil {
+		reply(&Response{Error: Errorf(CodeInvalidRequest, "request is not valid JSON: %v", err)})
+		return
+	}
+	if req.Version != Version {
+		reply(&Response{Error: Errorf(CodeCommunication,
+			"client speaks management protocol %d, goiscsid speaks %d: use the goiscsiadm of the same release", req.Version, Version)})
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	resp := s.Handler.ServeMgmt(ctx, &req)
+	if resp == nil {
+		resp = &Response{Error: Errorf(CodeInternal, "no response")}
+	}
+	reply(resp)
+}
+
+func peerUID(c *net.UnixConn) (uint32, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, credErr
+	}
+	return cred.Uid, nil
+}
