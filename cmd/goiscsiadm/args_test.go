@@ -345,3 +345,122 @@ func with(fs ...func(*Command)) func(*Command) {
 
 // paramsOf sets the Params.
 func paramsOf(ps ...Param) func(*Command) { return func(c *Command) { c.Params = ps } }
+
+// TestParsePortal checks the splitting of -p against stock's str_to_ipport,
+// including its oddities: a later -p without a port keeps the earlier port,
+// brackets are only removed when the text has no dot, IPv6 without brackets
+// has no port, and the port and tpgt are C's strtoul cut to an int.
+func TestParsePortal(t *testing.T) {
+	tests := []struct {
+		in         string
+		startPort  int
+		addr       string
+		ok         bool
+		port, tpgt int
+	}{
+		{"10.0.0.1", -1, "10.0.0.1", true, -1, -1},
+		{"10.0.0.1:3261", -1, "10.0.0.1", true, 3261, -1},
+		{"10.0.0.1:3261,7", -1, "10.0.0.1", true, 3261, 7},
+		{"10.0.0.1,7", 3262, "10.0.0.1", true, 3262, 7},
+		{"[fe80::1]:3260,1", -1, "fe80::1", true, 3260, 1},
+		{"[fe80::1]", -1, "fe80::1", true, -1, -1},
+		{"[fe80::1],2", -1, "fe80::1", true, -1, 2},
+		{"fe80::1", -1, "fe80::1", true, -1, -1},
+		{"fe80::1,3", -1, "fe80::1", true, -1, 3},
+		{"[::ffff:10.0.0.1]:3260", -1, "[", true, 0, -1},
+		{"target.example.com:3261", -1, "target.example.com", true, 3261, -1},
+		{"target:3261", -1, "target", true, 3261, -1},
+		{"target", -1, "target", true, -1, -1},
+		{"[fe80::1", 5, "", false, 5, 9},
+		{"", -1, "", true, -1, -1},
+		{"10.0.0.1:", -1, "10.0.0.1", true, 0, -1},
+		{"10.0.0.1:abc", -1, "10.0.0.1", true, 0, -1},
+		{"10.0.0.1:-5", -1, "10.0.0.1", true, -5, -1},
+		{"10.0.0.1:4294967297", -1, "10.0.0.1", true, 1, -1},
+		{"10.0.0.1,1:3260", -1, "10.0.0.1,1", true, 3260, -1},
+	}
+	for _, tc := range tests {
+		port, tpgt := tc.startPort, 9
+		addr, ok := parsePortal(tc.in, &port, &tpgt)
+		if addr != tc.addr || ok != tc.ok || port != tc.port || (ok && tpgt != tc.tpgt) || (!ok && tpgt != 9) {
+			t.Errorf("parsePortal(%q) = %q, %v, port %d, tpgt %d; want %q, %v, %d, %d", tc.in, addr, ok, port, tpgt, tc.addr, tc.ok, tc.port, tc.tpgt)
+		}
+	}
+}
+
+func TestCNumbers(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		atoi int
+		ul   uint64
+		rng  bool
+	}{
+		{"12", 12, 12, false},
+		{"  +7x", 7, 7, false},
+		{"-1", -1, 1<<64 - 1, false},
+		{"abc", 0, 0, false},
+		{"", 0, 0, false},
+		{"4294967297", 1, 4294967297, false},
+		{"99999999999999999999", -1, 1<<64 - 1, true},
+		{"-99999999999999999999", 0, 1<<64 - 1, true},
+	} {
+		if got := cAtoi(tc.in); got != tc.atoi {
+			t.Errorf("cAtoi(%q) = %d, want %d", tc.in, got, tc.atoi)
+		}
+		if got, _, rng := cStrtoul(tc.in); got != tc.ul || rng != tc.rng {
+			t.Errorf("cStrtoul(%q) = %d, %v, want %d, %v", tc.in, got, rng, tc.ul, tc.rng)
+		}
+	}
+	if n, rest, _ := cStrtol(" 42abc"); n != 42 || rest != "abc" {
+		t.Errorf("cStrtol rest: %d %q", n, rest)
+	}
+	if _, rest, _ := cStrtol("x"); rest != "x" {
+		t.Errorf("cStrtol without digits leaves %q, want all", rest)
+	}
+}
+
+// TestGetoptDiagnostics checks glibc's diagnostics and that they name
+// argv[0], as glibc does, while stock's own messages say iscsiadm.
+func TestGetoptDiagnostics(t *testing.T) {
+	for _, tc := range []struct{ args, want string }{
+		{"-m node --targ", "/usr/sbin/goiscsiadm: option '--targetname' requires an argument\n" +
+			"iscsiadm: node mode: option '-?' is not allowed/supported\n"},
+		// Before -m, getopt's complaint is printed again by the rescan.
+		{"--bogus -m node", "/usr/sbin/goiscsiadm: unrecognized option '--bogus'\n" +
+			"/usr/sbin/goiscsiadm: unrecognized option '--bogus'\n" +
+			"iscsiadm: node mode: option '-?' is not allowed/supported\n"},
+	} {
+		_, e := Parse(append([]string{"/usr/sbin/goiscsiadm"}, strings.Fields(tc.args)...))
+		if e == nil || e.Stderr != tc.want || e.Code != ExitInval {
+			t.Errorf("%s: got %+v, want stderr %q", tc.args, e, tc.want)
+		}
+	}
+	// A mistake getopt only warns about goes on when nothing refuses it.
+	c, e := Parse([]string{"iscsiadm", "--bogus=1", "-k", "0"})
+	if e != nil || c.Action != ActKillDaemon || c.Warnings != "iscsiadm: unrecognized option '--bogus=1'\n" {
+		t.Errorf("got %+v, %+v", c, e)
+	}
+	// Parse leaves its argument alone although getopt permutes argv.
+	argv := []string{"iscsiadm", "x", "-m", "node", "y", "-l"}
+	Parse(argv)
+	if strings.Join(argv, " ") != "iscsiadm x -m node y -l" {
+		t.Errorf("argv changed to %q", argv)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	if ExitTransTimeout.String() != "connection timed out" || ExitSuccess.String() != "" {
+		t.Error("messages")
+	}
+	if got := ExitTransTimeout.Reported(); got != "initiator reported error (8 - connection timed out)" {
+		t.Errorf("Reported = %q", got)
+	}
+	if got := ExitCode(34).String(); got != "invalid error code 34" {
+		t.Errorf("34: %q", got)
+	}
+	for c := ExitSuccess; c <= ExitReqTimedOut; c++ {
+		if c != ExitSuccess && c.String() == "" {
+			t.Errorf("code %d has no message", c)
+		}
+	}
+}
