@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 )
 
@@ -180,9 +181,16 @@ type Command struct {
 	// record (exit 15), which needs the caller's knowledge of sessions.
 	Params []Param
 
-	PrintLevel  int    // -P; -1 when not given
-	SID         int    // -r as a positive number; -1 when not given
-	SessionPath string // -r that is not a positive number: a sysfs path to resolve to a SID
+	PrintLevel int // -P; -1 when not given
+	SID        int // -r as a positive number; -1 when not given
+	// SessionPath is a -r that is not a positive number: a sysfs path (a
+	// session's directory or one below it) for the caller to resolve to a
+	// SID. Stock resolves it while parsing: a path that does not exist ends
+	// it with "<path> is an invalid session ID or path", one that is neither
+	// a directory nor a symlink with "<path> is not a directory", both exit
+	// 1; one with no session in it with "Unable to find sid in path <path>"
+	// and "invalid sid '<path>'", exit 7.
+	SessionPath string
 
 	ShowSecrets bool   // -S: print CHAP passwords
 	NoWait      bool   // -W: do not wait for logins to finish
@@ -466,7 +474,7 @@ func (p *parser) readOptions() *Exit {
 		case 'I':
 			if arg == "" || len(arg) > maxIfaceName {
 				// Stock prints this one on stdout.
-				p.stdout.WriteString("Invalid iface name " + arg + ". Must be from 1 to 64 characters.\n")
+				fmt.Fprintf(&p.stdout, "Invalid iface name %s. Must be from 1 to %d characters.\n", arg, maxIfaceName)
 				return p.exit(ExitInval)
 			}
 			p.ifaces = append(p.ifaces, arg)
