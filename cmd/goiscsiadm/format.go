@@ -98,6 +98,10 @@ type SessionInfo struct {
 	// which -P 3 prints as Unavailable.
 	Host    *SessionHost
 	Devices []SCSIDevice // in sysfs order: sorted as strings, as stock's scandir sorts them
+
+	// ScanPolicy is the scan policy in effect (auto, lun0 or manual; empty
+	// when unknown). Only --json shows it: stock's text has no such line.
+	ScanPolicy string
 }
 
 // SessionTimeouts are a session's error-handling timeouts in seconds; a
@@ -145,6 +149,9 @@ type NodeSummary struct {
 	Port    int
 	TPGT    int // -1 when unknown
 	Iface   string
+	// ScanPolicy is the record's effective scan policy (auto, lun0 or
+	// manual; empty when unknown). Only --json shows it.
+	ScanPolicy string
 }
 
 // DiscoveryDB is what -m discoverydb -o show (and -m discovery) lists: the

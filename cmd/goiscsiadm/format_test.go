@@ -45,11 +45,11 @@ func noExit(t *testing.T) func(string, *Exit) string {
 
 // The node database of the stock-* captures, in the order stock read it.
 var (
-	nodeT0   = NodeSummary{"iqn.2003-01.org.x:t0", "10.0.0.3", 3260, -1, "default"}
-	nodeT1a  = NodeSummary{"iqn.2003-01.org.x:t1", "10.0.0.1", 3260, 1, "default"}
-	nodeT1aI = NodeSummary{"iqn.2003-01.org.x:t1", "10.0.0.1", 3260, 1, "iser"}
-	nodeT1b  = NodeSummary{"iqn.2003-01.org.x:t1", "10.0.0.2", 3261, 2, "default"}
-	nodeT2   = NodeSummary{"iqn.2003-01.org.x:t2", "fe80::1", 3260, 1, "default"}
+	nodeT0   = NodeSummary{"iqn.2003-01.org.x:t0", "10.0.0.3", 3260, -1, "default", ""}
+	nodeT1a  = NodeSummary{"iqn.2003-01.org.x:t1", "10.0.0.1", 3260, 1, "default", ""}
+	nodeT1aI = NodeSummary{"iqn.2003-01.org.x:t1", "10.0.0.1", 3260, 1, "iser", ""}
+	nodeT1b  = NodeSummary{"iqn.2003-01.org.x:t1", "10.0.0.2", 3261, 2, "default", "lun0"}
+	nodeT2   = NodeSummary{"iqn.2003-01.org.x:t2", "fe80::1", 3260, 1, "default", ""}
 	// libopeniscsiusr's order: target, then portal directory, then iface.
 	sortedNodes  = []NodeSummary{nodeT0, nodeT1a, nodeT1aI, nodeT1b, nodeT2}
 	ifaceDefault = Iface{Name: "default", Transport: "tcp"}
@@ -106,15 +106,15 @@ func TestDiscoveryDBText(t *testing.T) {
 
 	st := DiscoveryDB{
 		SendTargets: []DiscoveryPortal{
-			{Address: "10.0.0.8", Port: 3260, Nodes: []NodeSummary{{"iqn.2003-01.org.x:c", "10.0.0.8", 3260, 1, "default"}}},
+			{Address: "10.0.0.8", Port: 3260, Nodes: []NodeSummary{{"iqn.2003-01.org.x:c", "10.0.0.8", 3260, 1, "default", ""}}},
 			{Address: "10.0.0.9", Port: 3260, Nodes: []NodeSummary{
-				{"iqn.2003-01.org.x:b", "10.0.0.9", 3260, 1, "iser"},
-				{"iqn.2003-01.org.x:b", "10.0.0.9", 3260, 1, "default"},
-				{"iqn.2003-01.org.x:a", "10.0.1.9", 3260, 2, "default"},
-				{"iqn.2003-01.org.x:a", "10.0.0.9", 3260, 1, "default"},
+				{"iqn.2003-01.org.x:b", "10.0.0.9", 3260, 1, "iser", ""},
+				{"iqn.2003-01.org.x:b", "10.0.0.9", 3260, 1, "default", ""},
+				{"iqn.2003-01.org.x:a", "10.0.1.9", 3260, 2, "default", ""},
+				{"iqn.2003-01.org.x:a", "10.0.0.9", 3260, 1, "default", ""},
 			}},
 		},
-		Static: []NodeSummary{{"iqn.2003-01.org.x:s", "10.0.0.7", 3260, 1, "default"}},
+		Static: []NodeSummary{{"iqn.2003-01.org.x:s", "10.0.0.7", 3260, 1, "default", ""}},
 	}
 	golden(t, "stock-discoverydb-tree-sendtargets.txt", noExit(t)(DiscoveryDBText(st, 1)))
 	if text, _ := DiscoveryDBText(st, 3); text != noExit(t)(DiscoveryDBText(st, 1)) {
@@ -136,11 +136,11 @@ func TestDiscoveryDBText(t *testing.T) {
 
 func TestDiscoveredText(t *testing.T) {
 	found := []NodeSummary{
-		{"iqn.2003-01.org.x:a", "10.0.0.9", 3260, 1, "default"},
-		{"iqn.2003-01.org.x:a", "10.0.0.9", 3260, 1, "iser"},
-		{"iqn.2003-01.org.x:a", "10.0.1.9", 3260, 2, "default"},
-		{"iqn.2003-01.org.x:b", "fd00::9", 3260, 1, "default"},
-		{"eui.02004567a425678d", "10.0.0.9", 3260, -1, "default"},
+		{"iqn.2003-01.org.x:a", "10.0.0.9", 3260, 1, "default", ""},
+		{"iqn.2003-01.org.x:a", "10.0.0.9", 3260, 1, "iser", ""},
+		{"iqn.2003-01.org.x:a", "10.0.1.9", 3260, 2, "default", ""},
+		{"iqn.2003-01.org.x:b", "fd00::9", 3260, 1, "default", ""},
+		{"eui.02004567a425678d", "10.0.0.9", 3260, -1, "default", ""},
 	}
 	golden(t, "goiscsiadm-discovered-flat.txt", noExit(t)(DiscoveredText(found, -1)))
 	golden(t, "goiscsiadm-discovered-tree.txt", noExit(t)(DiscoveredText(found, 1)))
@@ -174,6 +174,7 @@ func session1() SessionInfo {
 			{Host: 2, ID: 0, LUN: 10, Disk: "sdd", State: "running"},
 			{Host: 2, ID: 0, LUN: 2},
 		},
+		ScanPolicy: "manual",
 	}
 }
 

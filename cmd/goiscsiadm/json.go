@@ -34,7 +34,8 @@ import (
 //	                 "first_burst_length": 65536, "max_burst_length": 262144,
 //	                 "immediate_data": true, "initial_r2t": true, "max_outstanding_r2t": 1},
 //	  "host": {"number": 2, "state": "running"},   // null when the SCSI host is not known
-//	  "devices": [{"host": 2, "id": 0, "lun": 0, "disk": "sdb", "state": "running"}]
+//	  "devices": [{"host": 2, "id": 0, "lun": 0, "disk": "sdb", "state": "running"}],
+//	  "scan_policy": "auto"              // "auto", "lun0" or "manual"; "" when unknown
 //	}]}
 //
 // Timeouts and negotiated values the kernel does not report are null;
@@ -44,9 +45,10 @@ import (
 // Nodes (-m node --json) and discovery results (what a discovery found):
 //
 //	{"nodes": [{"target": "iqn.2003-01.org.x:t1", "address": "10.0.0.1",
-//	            "port": 3260, "tpgt": 1, "iface": "default"}]}
+//	            "port": 3260, "tpgt": 1, "iface": "default", "scan_policy": "manual"}]}
 //
-// with "tpgt": -1 when the record's tpgt is unknown.
+// with "tpgt": -1 when the record's tpgt is unknown, and "scan_policy" the
+// record's effective policy ("" when unknown).
 
 // masked is how a password prints without -S.
 const masked = "********"
@@ -118,14 +120,16 @@ type jsonSession struct {
 	Negotiated        jsonNegotiated `json:"negotiated"`
 	Host              *jsonHost      `json:"host"`
 	Devices           []jsonDevice   `json:"devices"`
+	ScanPolicy        string         `json:"scan_policy"`
 }
 
 type jsonNode struct {
-	Target  string `json:"target"`
-	Address string `json:"address"`
-	Port    int    `json:"port"`
-	TPGT    int    `json:"tpgt"`
-	Iface   string `json:"iface"`
+	Target     string `json:"target"`
+	Address    string `json:"address"`
+	Port       int    `json:"port"`
+	TPGT       int    `json:"tpgt"`
+	Iface      string `json:"iface"`
+	ScanPolicy string `json:"scan_policy"`
 }
 
 // timeout is a timeout for JSON: null when unknown (negative).
@@ -186,7 +190,8 @@ func SessionsJSON(sessions []SessionInfo, showSecrets bool) string {
 				InitialR2T:               yes(n.InitialR2T),
 				MaxOutstandingR2T:        reported(n.MaxOutstandingR2T),
 			},
-			Devices: []jsonDevice{},
+			Devices:    []jsonDevice{},
+			ScanPolicy: s.ScanPolicy,
 		}
 		if s.Host != nil {
 			js.Host = &jsonHost{Number: s.Host.Number, State: s.Host.State}
