@@ -159,8 +159,8 @@ type Param struct {
 
 // Command is a parsed iscsiadm command line.
 type Command struct {
-	Mode   Mode
-	Action Action
+	Mode   Mode   // -m; 0 for -k
+	Action Action // what to do; 0 when Reject is set
 	// Reject is set, and Action is 0, when stock refuses this command line
 	// only after looking up what it names: in node mode the iface record of
 	// Ifaces[0] (when given), in session mode session SID, in the discovery

@@ -45,9 +45,8 @@ type getopt struct {
 	lastNonopt  int
 	initialized bool
 
-	optarg    string // value of the option just returned
-	hasOptarg bool
-	optopt    int // the option of the last error; 0 for a long option glibc could not name
+	optarg string // value of the option just returned; "" when it has none
+	optopt int    // the option of the last error; 0 for a long option glibc could not name
 
 	stderr *strings.Builder // where diagnostics go, as glibc writes them
 }
@@ -88,7 +87,7 @@ func (g *getopt) next() int {
 	if argc < 1 {
 		return getoptEnd
 	}
-	g.optarg, g.hasOptarg = "", false
+	g.optarg = ""
 	if g.optind == 0 || !g.initialized {
 		if g.optind == 0 {
 			g.optind = 1
@@ -152,7 +151,7 @@ func (g *getopt) next() int {
 	if i+1 < len(g.shortOpts) && g.shortOpts[i+1] == ':' {
 		switch {
 		case g.nextchar != "":
-			g.optarg, g.hasOptarg = g.nextchar, true
+			g.optarg = g.nextchar
 			g.optind++
 		case g.optind == argc:
 			g.diag("option requires an argument -- '%c'", c)
@@ -160,7 +159,7 @@ func (g *getopt) next() int {
 			g.nextchar = ""
 			return getoptError
 		default:
-			g.optarg, g.hasOptarg = g.argv[g.optind], true
+			g.optarg = g.argv[g.optind]
 			g.optind++
 		}
 		g.nextchar = ""
@@ -231,14 +230,14 @@ func (g *getopt) longOption() int {
 		g.optopt = o.val
 		return getoptError
 	case hasValue:
-		g.optarg, g.hasOptarg = value, true
+		g.optarg = value
 	case o.arg == requiredArgument:
 		if g.optind >= len(g.argv) {
 			g.diag("option '--%s' requires an argument", o.name)
 			g.optopt = o.val
 			return getoptError
 		}
-		g.optarg, g.hasOptarg = g.argv[g.optind], true
+		g.optarg = g.argv[g.optind]
 		g.optind++
 	}
 	return o.val
