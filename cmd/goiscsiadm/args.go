@@ -124,8 +124,8 @@ const (
 
 	// ActListIfaces lists the iface records (-m iface); see IfacesText.
 	ActListIfaces
-	// ActIfaceTree lists each iface with its node records (-m iface -P 1);
-	// see IfaceTreeText.
+	// ActIfaceTree lists each iface with its node records (-m iface -P 1),
+	// or only Ifaces[0], which must exist, when given; see IfaceTreeText.
 	ActIfaceTree
 	// ActShowIface prints the iface record Ifaces[0] as key = value.
 	ActShowIface
