@@ -1,0 +1,428 @@
+package nlink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/goiscsi/goiscsi/pdu"
+)
+
+// Transport moves encoded iscsi_uevent messages (without netlink headers) to and
+// from the kernel.
+type Transport interface {
+	// Request sends one request and returns the kernel's unicast reply. When
+	// replyExpected is false (GET_STATS, whose result the kernel multicasts
+	// instead) it returns a nil reply unless an error reply is waiting.
+	Request(ctx context.Context, msg []byte, replyExpected bool) ([]byte, error)
+	// ReceiveEvent returns the next event multicast to the daemon group.
+	ReceiveEvent(ctx context.Context) ([]byte, error)
+	// Close releases the transport; a blocked ReceiveEvent returns.
+	Close() error
+}
+
+// ErrEventsLost is returned by a Transport's ReceiveEvent when the kernel dropped
+// events because the socket buffer was full (ENOBUFS).
+var ErrEventsLost = errors.New("kernel events lost: netlink receive buffer overflowed")
+
+// ErrClosed is returned by a Subscription after its Conn was closed.
+var ErrClosed = errors.New("nlink: connection closed")
+
+// DefaultTimeout bounds a request whose context has no deadline.
+const DefaultTimeout = 30 * time.Second
+
+// KernelError is a request the kernel refused.
+type KernelError struct {
+	Op    MessageType
+	SID   uint32
+	CID   uint32
+	Param Param // for SET_PARAM
+	Errno syscall.Errno
+}
+
+func (e *KernelError) Error() string {
+	if e.Op == SetParam {
+		return fmt.Sprintf("kernel refused %v %v for session %d: %v", e.Op, e.Param, e.SID, e.Errno)
+	}
+	return fmt.Sprintf("kernel refused %v for session %d connection %d: %v", e.Op, e.SID, e.CID, e.Errno)
+}
+
+// Unwrap returns the errno, so errors.Is(err, unix.ENOSYS) works.
+func (e *KernelError) Unwrap() error { return e.Errno }
+
+// Conn is the daemon's connection to the kernel's iSCSI transport.
+type Conn struct {
+	t      Transport
+	handle uint64
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu        sync.Mutex
+	subs      map[uint32][]*Subscription
+	unclaimed *Subscription
+	stats     map[[2]uint32]chan *Stats
+	closed    bool
+}
+
+// New returns a Conn over t for the transport whose kernel handle is handle (read
+// from /sys/class/iscsi_transport/tcp/handle; see [Dial]). A nil logger means
+// slog.Default.
+func New(t Transport, handle uint64, log *slog.Logger) *Conn {
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Conn{
+		t: t, handle: handle, log: log, cancel: cancel, done: make(chan struct{}),
+		subs: map[uint32][]*Subscription{}, stats: map[[2]uint32]chan *Stats{},
+	}
+	go c.readEvents(ctx)
+	return c
+}
+
+// Close stops event delivery and closes the transport.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	err := c.t.Close()
+	<-c.done
+	c.mu.Lock()
+	for _, subs := range c.subs {
+		for _, s := range subs {
+			s.close()
+		}
+	}
+	if c.unclaimed != nil {
+		c.unclaimed.close()
+	}
+	c.mu.Unlock()
+	return err
+}
+
+func (c *Conn) request(ctx context.Context, r *Request) (*Reply, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	r.Handle = c.handle
+	msg, err := r.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.t.Request(ctx, msg, true)
+	if err != nil {
+		return nil, fmt.Errorf("nlink: %v: %w", r.Type, err)
+	}
+	var reply Reply
+	if err := reply.UnmarshalBinary(b); err != nil {
+		return nil, err
+	}
+	if reply.Type != r.Type && reply.Type != EventIfError {
+		return nil, fmt.Errorf("nlink: %v answered with %v", r.Type, reply.Type)
+	}
+	if reply.Errno != 0 {
+		return nil, &KernelError{Op: r.Type, SID: r.SID, CID: r.CID, Param: r.Param, Errno: reply.Errno}
+	}
+	return &reply, nil
+}
+
+// CreateSession creates a kernel session, and with it a SCSI host, and returns
+// the session id and host number.
+func (c *Conn) CreateSession(ctx context.Context, initialCmdSN uint32, cmdsMax, queueDepth uint16) (sid, hostNo uint32, err error) {
+	r, err := c.request(ctx, &Request{Type: CreateSession, InitialCmdSN: initialCmdSN, CmdsMax: cmdsMax, QueueDepth: queueDepth})
+	if err != nil {
+		return 0, 0, err
+	}
+	return r.SID, r.HostNo, nil
+}
+
+// CreateConn creates connection cid of session sid.
+func (c *Conn) CreateConn(ctx context.Context, sid, cid uint32) (uint32, error) {
+	r, err := c.request(ctx, &Request{Type: CreateConn, SID: sid, CID: cid})
+	if err != nil {
+		return 0, err
+	}
+	if r.CID == ^uint32(0) {
+		return 0, &KernelError{Op: CreateConn, SID: sid, CID: cid, Errno: syscall.EINVAL}
+	}
+	return r.CID, nil
+}
+
+// BindConn hands the connected TCP socket fd (a descriptor of this process,
+// which must stay open until the connection is destroyed) to the kernel
+// connection.
+func (c *Conn) BindConn(ctx context.Context, sid, cid uint32, fd int, leading bool) error {
+	_, err := c.request(ctx, &Request{Type: BindConn, SID: sid, CID: cid, FD: uint64(fd), Leading: leading})
+	return err
+}
+
+// SetParam sets one session or connection parameter.
+func (c *Conn) SetParam(ctx context.Context, sid, cid uint32, p Param, value string) error {
+	_, err := c.request(ctx, &Request{Type: SetParam, SID: sid, CID: cid, Param: p, Value: value})
+	return err
+}
+
+// StartConn starts the connection's full feature phase: the kernel unblocks the
+// session's I/O.
+func (c *Conn) StartConn(ctx context.Context, sid, cid uint32) error {
+	_, err := c.request(ctx, &Request{Type: StartConn, SID: sid, CID: cid})
+	return err
+}
+
+// StopConn stops a connection; StopRecover keeps the session and its I/O queued
+// for a relogin.
+func (c *Conn) StopConn(ctx context.Context, sid, cid uint32, flag StopFlag) error {
+	_, err := c.request(ctx, &Request{Type: StopConn, SID: sid, CID: cid, Flag: flag})
+	return err
+}
+
+// SendPDU has the kernel send p on the connection. Login and Text PDUs go out as
+// given; for other PDUs the kernel fills in ITT, CmdSN and ExpStatSN.
+func (c *Conn) SendPDU(ctx context.Context, sid, cid uint32, p *pdu.PDU) error {
+	_, err := c.request(ctx, &Request{Type: SendPDU, SID: sid, CID: cid, PDU: p})
+	return err
+}
+
+// DestroyConn destroys a stopped connection.
+func (c *Conn) DestroyConn(ctx context.Context, sid, cid uint32) error {
+	_, err := c.request(ctx, &Request{Type: DestroyConn, SID: sid, CID: cid})
+	return err
+}
+
+// DestroySession destroys a session and its SCSI host.
+func (c *Conn) DestroySession(ctx context.Context, sid uint32) error {
+	_, err := c.request(ctx, &Request{Type: DestroySession, SID: sid})
+	return err
+}
+
+// UnbindSession removes the session's SCSI target and its devices, ahead of a
+// logout.
+func (c *Conn) UnbindSession(ctx context.Context, sid uint32) error {
+	_, err := c.request(ctx, &Request{Type: UnbindSession, SID: sid})
+	return err
+}
+
+// GetStats returns the connection's statistics. The kernel answers a
+// successful GET_STATS by multicast, so the reply comes through the event
+// reader.
+func (c *Conn) GetStats(ctx context.Context, sid, cid uint32) (*Stats, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	key := [2]uint32{sid, cid}
+	ch := make(chan *Stats, 1)
+	c.mu.Lock()
+	if _, busy := c.stats[key]; busy {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("nlink: GET_STATS for session %d already in progress", sid)
+	}
+	c.stats[key] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.stats, key)
+		c.mu.Unlock()
+	}()
+	r := &Request{Type: GetStats, Handle: c.handle, SID: sid, CID: cid}
+	msg, err := r.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.t.Request(ctx, msg, false)
+	if err != nil {
+		return nil, fmt.Errorf("nlink: GET_STATS: %w", err)
+	}
+	if b != nil {
+		var reply Reply
+		if err := reply.UnmarshalBinary(b); err != nil {
+			return nil, err
+		}
+		if reply.Errno != 0 {
+			return nil, &KernelError{Op: GetStats, SID: sid, CID: cid, Errno: reply.Errno}
+		}
+	}
+	select {
+	case s := <-ch:
+		return s, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("nlink: GET_STATS for session %d: %w", sid, ctx.Err())
+	}
+}
+
+// readEvents routes every kernel event to the subscribers of its session.
+func (c *Conn) readEvents(ctx context.Context) {
+	defer close(c.done)
+	for {
+		b, err := c.t.ReceiveEvent(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrEventsLost) {
+				c.log.Error("kernel iSCSI events were lost; logins in progress may time out and be retried", "err", err)
+				continue
+			}
+			c.log.Error("reading kernel iSCSI events", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		var ev Event
+		if err := ev.UnmarshalBinary(b); err != nil {
+			c.log.Warn("malformed kernel iSCSI event", "err", err)
+			continue
+		}
+		c.route(ev)
+	}
+}
+
+func (c *Conn) route(ev Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ev.Type == GetStats {
+		if ch, ok := c.stats[[2]uint32{ev.SID, ev.CID}]; ok {
+			select {
+			case ch <- ev.Stats:
+			default:
+			}
+		}
+		return
+	}
+	if subs := c.subs[ev.SID]; len(subs) > 0 {
+		for _, s := range subs {
+			s.push(ev)
+		}
+		return
+	}
+	if c.unclaimed != nil {
+		c.unclaimed.push(ev)
+	}
+}
+
+// Subscribe returns the events of session sid from now on.
+func (c *Conn) Subscribe(sid uint32) *Subscription {
+	s := newSubscription(func(s *Subscription) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		subs := c.subs[sid]
+		for i, x := range subs {
+			if x == s {
+				c.subs[sid] = append(subs[:i:i], subs[i+1:]...)
+			}
+		}
+		if len(c.subs[sid]) == 0 {
+			delete(c.subs, sid)
+		}
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		s.close()
+		return s
+	}
+	c.subs[sid] = append(c.subs[sid], s)
+	return s
+}
+
+// SubscribeUnclaimed returns the events of sessions nobody subscribed to: every
+// listener of the daemon group sees every session's events, including those of
+// sessions another daemon (or a previous goiscsid) created.
+func (c *Conn) SubscribeUnclaimed() *Subscription {
+	s := newSubscription(func(s *Subscription) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.unclaimed == s {
+			c.unclaimed = nil
+		}
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		s.close()
+		return s
+	}
+	c.unclaimed = s
+	return s
+}
+
+// Subscription is a queue of kernel events. The queue is unbounded, so the
+// event reader never waits for a slow subscriber and never drops an event.
+type Subscription struct {
+	mu       sync.Mutex
+	queue    []Event
+	signal   chan struct{}
+	closed   bool
+	onCancel func(*Subscription)
+}
+
+func newSubscription(onCancel func(*Subscription)) *Subscription {
+	return &Subscription{signal: make(chan struct{}, 1), onCancel: onCancel}
+}
+
+func (s *Subscription) push(ev Event) {
+	s.mu.Lock()
+	s.queue = append(s.queue, ev)
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Subscription) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	select {
+	case s.signal <- struct{}{}:
+	default:
+	}
+}
+
+// Next returns the next event, waiting until one arrives, ctx ends, or the Conn
+// is closed (ErrClosed).
+func (s *Subscription) Next(ctx context.Context) (Event, error) {
+	for {
+		s.mu.Lock()
+		if len(s.queue) > 0 {
+			ev := s.queue[0]
+			s.queue[0] = Event{}
+			s.queue = s.queue[1:]
+			s.mu.Unlock()
+			return ev, nil
+		}
+		closed := s.closed
+		s.mu.Unlock()
+		if closed {
+			return Event{}, ErrClosed
+		}
+		select {
+		case <-s.signal:
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		}
+	}
+}
+
+// Cancel stops the subscription; events already queued are dropped.
+func (s *Subscription) Cancel() {
+	s.onCancel(s)
+	s.close()
+}

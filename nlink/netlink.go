@@ -1,0 +1,252 @@
+package nlink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// groupDaemon is ISCSI_NL_GRP_ISCSID, the multicast group of kernel events.
+const groupDaemon = 1
+
+// eventBuffer is the event socket's receive buffer: a login storm of hundreds
+// of sessions must not overflow it.
+const eventBuffer = 8 << 20
+
+// netlinkTransport uses two sockets: requests on one without groups, so it
+// only ever receives replies, and events on one bound to the daemon group.
+// Replies carry no sequence number, so keeping them apart from events is what
+// makes matching them certain.
+type netlinkTransport struct {
+	mu  sync.Mutex // one request at a time on req
+	req *netlink.Conn
+	ev  *netlink.Conn
+}
+
+func dialNetlink() (*netlinkTransport, error) {
+	req, err := netlink.Dial(unix.NETLINK_ISCSI, nil)
+	if err != nil {
+		return nil, dialError(err)
+	}
+	ev, err := netlink.Dial(unix.NETLINK_ISCSI, &netlink.Config{Groups: groupDaemon})
+	if err != nil {
+		req.Close()
+		return nil, dialError(err)
+	}
+	// SO_RCVBUFFORCE lets root exceed rmem_max; fall back to what SO_RCVBUF
+	// allows.
+	raw, err := ev.SyscallConn()
+	if err == nil {
+		var serr error
+		raw.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, eventBuffer)
+		})
+		if serr != nil {
+			ev.SetReadBuffer(eventBuffer)
+		}
+	}
+	return &netlinkTransport{req: req, ev: ev}, nil
+}
+
+func dialError(err error) error {
+	if errors.Is(err, unix.EPROTONOSUPPORT) {
+		return fmt.Errorf("nlink: the kernel has no iSCSI netlink (NETLINK_ISCSI): load scsi_transport_iscsi/iscsi_tcp or use a kernel with CONFIG_SCSI_ISCSI_ATTRS: %w", err)
+	}
+	return fmt.Errorf("nlink: open NETLINK_ISCSI socket: %w", err)
+}
+
+func deadline(ctx context.Context, set func(time.Time) error) func() bool {
+	d, _ := ctx.Deadline()
+	set(d)
+	return context.AfterFunc(ctx, func() { set(time.Unix(1, 0)) })
+}
+
+func (t *netlinkTransport) Request(ctx context.Context, msg []byte, replyExpected bool) ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.req == nil {
+		req, err := netlink.Dial(unix.NETLINK_ISCSI, nil)
+		if err != nil {
+			return nil, dialError(err)
+		}
+		t.req = req
+	}
+	typ := netlink.HeaderType(ne.Uint32(msg[offType:]))
+	if _, err := t.req.Send(netlink.Message{Header: netlink.Header{Type: typ}, Data: msg}); err != nil {
+		return nil, err
+	}
+	// The kernel handles a request synchronously while sendmsg runs, so any
+	// reply is already queued now.
+	if !replyExpected {
+		t.req.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		msgs, err := t.req.Receive()
+		t.req.SetReadDeadline(time.Time{})
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		return t.single(msgs, uint32(typ))
+	}
+	stop := deadline(ctx, t.req.SetReadDeadline)
+	msgs, err := t.req.Receive()
+	stop()
+	t.req.SetReadDeadline(time.Time{})
+	if err != nil {
+		// A reply may still arrive later and would be taken for the next
+		// request's: start over with a fresh socket.
+		t.poison()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return t.single(msgs, uint32(typ))
+}
+
+func (t *netlinkTransport) single(msgs []netlink.Message, typ uint32) ([]byte, error) {
+	if len(msgs) != 1 || len(msgs[0].Data) < UeventSize {
+		t.poison()
+		return nil, fmt.Errorf("expected one reply, got %d messages", len(msgs))
+	}
+	got := ne.Uint32(msgs[0].Data[offType:])
+	if got != typ && got != uint32(EventIfError) {
+		t.poison()
+		return nil, fmt.Errorf("reply of type %v to a %v request", MessageType(got), MessageType(typ))
+	}
+	return msgs[0].Data, nil
+}
+
+func (t *netlinkTransport) poison() {
+	t.req.Close()
+	t.req = nil
+}
+
+func (t *netlinkTransport) ReceiveEvent(ctx context.Context) ([]byte, error) {
+	for {
+		stop := deadline(ctx, t.ev.SetReadDeadline)
+		msgs, err := t.ev.Receive()
+		stop()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if errors.Is(err, unix.ENOBUFS) {
+				return nil, ErrEventsLost
+			}
+			return nil, err
+		}
+		for _, m := range msgs {
+			if len(m.Data) >= UeventSize {
+				// One datagram carries one event; the kernel never batches.
+				return m.Data, nil
+			}
+		}
+	}
+}
+
+func (t *netlinkTransport) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var err error
+	if t.req != nil {
+		err = t.req.Close()
+		t.req = nil
+	}
+	if e := t.ev.Close(); err == nil {
+		err = e
+	}
+	return err
+}
+
+// DialOptions configure Dial.
+type DialOptions struct {
+	// SysfsRoot is where sysfs is mounted; empty means /sys.
+	SysfsRoot string
+	// Transport is the iSCSI transport name; empty means "tcp".
+	Transport string
+	Logger    *slog.Logger
+}
+
+// Dial opens the kernel's iSCSI netlink interface for the software TCP
+// transport, loading iscsi_tcp if its sysfs class is missing. It needs root.
+func Dial(opts DialOptions) (*Conn, error) {
+	info, err := ReadTransport(opts.SysfsRoot, opts.Transport)
+	if errors.Is(err, os.ErrNotExist) {
+		module := "iscsi_tcp"
+		if opts.Transport != "" && opts.Transport != "tcp" {
+			module = opts.Transport
+		}
+		if out, merr := exec.Command("modprobe", module).CombinedOutput(); merr != nil {
+			return nil, fmt.Errorf("%w; modprobe %s: %v %s", err, module, merr, strings.TrimSpace(string(out)))
+		}
+		info, err = ReadTransport(opts.SysfsRoot, opts.Transport)
+	}
+	if err != nil {
+		return nil, err
+	}
+	t, err := dialNetlink()
+	if err != nil {
+		return nil, err
+	}
+	return New(t, info.Handle, opts.Logger), nil
+}
+
+// TransportInfo describes a kernel iSCSI transport.
+type TransportInfo struct {
+	Name   string
+	Handle uint64 // what every request carries
+	Caps   uint32 // Cap* bits
+}
+
+// ReadTransport reads /sys/class/iscsi_transport/<name>/{handle,caps}. Reading
+// the handle needs CAP_SYS_ADMIN.
+func ReadTransport(sysfsRoot, name string) (TransportInfo, error) {
+	if sysfsRoot == "" {
+		sysfsRoot = "/sys"
+	}
+	if name == "" {
+		name = "tcp"
+	}
+	dir := filepath.Join(sysfsRoot, "class", "iscsi_transport", name)
+	info := TransportInfo{Name: name}
+	read := func(file string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if errors.Is(err, os.ErrPermission) {
+			return "", fmt.Errorf("nlink: reading %s needs root (CAP_SYS_ADMIN): %w", filepath.Join(dir, file), err)
+		}
+		if err != nil {
+			return "", fmt.Errorf("nlink: iSCSI transport %q not in the kernel (is iscsi_tcp loaded?): %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	h, err := read("handle")
+	if err != nil {
+		return info, err
+	}
+	if info.Handle, err = strconv.ParseUint(h, 10, 64); err != nil {
+		return info, fmt.Errorf("nlink: %s/handle holds %q, not a number", dir, h)
+	}
+	c, err := read("caps")
+	if err != nil {
+		return info, err
+	}
+	caps, err := strconv.ParseUint(c, 0, 32)
+	if err != nil {
+		return info, fmt.Errorf("nlink: %s/caps holds %q, not a number", dir, c)
+	}
+	info.Caps = uint32(caps)
+	return info, nil
+}

@@ -1,0 +1,608 @@
+// Package nlinktest is an in-memory iSCSI kernel for tests: it implements
+// nlink.Transport the way scsi_transport_iscsi and iscsi_tcp answer it, so that
+// session code runs unchanged without root or a kernel module.
+//
+// Like iscsi_tcp it takes over the TCP socket handed to it with BIND_CONN and
+// does the connection's I/O itself: PDUs sent with SEND_PDU go out on that
+// socket (with the kernel's ITT, CmdSN and ExpStatSN written in), and Login,
+// Text and Logout responses and Async Messages coming back are forwarded as
+// RECV_PDU events; target pings are answered; a closed socket or a broken PDU is
+// reported as CONN_ERROR. It checks the order of requests and refuses what the
+// kernel refuses, with the kernel's errno.
+package nlinktest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/goiscsi/goiscsi/nlink"
+	"github.com/goiscsi/goiscsi/pdu"
+	"golang.org/x/sys/unix"
+)
+
+// Handle is the transport handle the fake kernel expects in every request.
+const Handle uint64 = 0xffff_8888_0000_1000
+
+// Sysfs is told what the real kernel would show under /sys, so tests can give
+// daemon code a tree to read; see scan/scantest.
+type Sysfs interface {
+	AddSession(sid, hostNo uint32) error
+	SetSessionAttr(sid uint32, name, value string) error
+	SetConnAttr(sid, cid uint32, name, value string) error
+	RemoveSession(sid, hostNo uint32) error
+}
+
+// Kernel is the fake. The zero value is not usable; call New.
+type Kernel struct {
+	sysfs Sysfs
+
+	mu       sync.Mutex
+	nextSID  uint32
+	nextHost uint32
+	sessions map[uint32]*session
+	requests []nlink.Request
+	failNext map[nlink.MessageType]syscall.Errno
+	events   chan []byte
+	closed   chan struct{}
+	wg       sync.WaitGroup
+}
+
+type session struct {
+	sid, host  uint32
+	cmdSN      uint32 // the kernel's session CmdSN, from CREATE_SESSION
+	age        uint32 // bumped on every relogin, part of kernel ITTs
+	params     map[nlink.Param]string
+	conns      map[uint32]*conn
+	state      string // LOGGED_IN, FAILED, FREE
+	unbound    bool
+	loggingOut bool
+}
+
+type conn struct {
+	cid       uint32
+	sock      net.Conn
+	started   bool
+	stopped   bool
+	expStatSN uint32
+	loginITT  uint32
+	wmu       sync.Mutex
+	w         *pdu.Writer
+	rdone     chan struct{}
+	params    map[nlink.Param]string
+}
+
+// Option configures a Kernel.
+type Option func(*Kernel)
+
+// WithSysfs has the kernel report sessions and attributes to s.
+func WithSysfs(s Sysfs) Option { return func(k *Kernel) { k.sysfs = s } }
+
+// New returns a fake kernel; Close it when done.
+func New(opts ...Option) *Kernel {
+	k := &Kernel{
+		nextSID: 1, nextHost: 2, sessions: map[uint32]*session{},
+		failNext: map[nlink.MessageType]syscall.Errno{},
+		events:   make(chan []byte, 4096), closed: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(k)
+	}
+	return k
+}
+
+// Conn returns an nlink.Conn talking to k.
+func (k *Kernel) Conn() *nlink.Conn { return nlink.New(k, Handle, nil) }
+
+// FailNext makes the next request of type t fail with errno.
+func (k *Kernel) FailNext(t nlink.MessageType, errno syscall.Errno) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.failNext[t] = errno
+}
+
+// Requests returns the requests received so far, in order.
+func (k *Kernel) Requests() []nlink.Request {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]nlink.Request(nil), k.requests...)
+}
+
+// Sessions returns the ids of the sessions that exist.
+func (k *Kernel) Sessions() []uint32 {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var ids []uint32
+	for sid := range k.sessions {
+		ids = append(ids, sid)
+	}
+	return ids
+}
+
+// Param returns a session's parameter as last set (connection parameters of
+// cid 0 included), and whether it was set.
+func (k *Kernel) Param(sid uint32, p nlink.Param) (string, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s := k.sessions[sid]
+	if s == nil {
+		return "", false
+	}
+	if c := s.conns[0]; c != nil {
+		if v, ok := c.params[p]; ok {
+			return v, true
+		}
+	}
+	v, ok := s.params[p]
+	return v, ok
+}
+
+// Started reports whether connection cid of sid is in the full feature phase.
+func (k *Kernel) Started(sid, cid uint32) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s := k.sessions[sid]
+	return s != nil && s.conns[cid] != nil && s.conns[cid].started
+}
+
+// DropConnection closes the TCP socket of sid/cid under the session, as a
+// network failure would; the kernel then reports a connection error.
+func (k *Kernel) DropConnection(sid, cid uint32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s := k.sessions[sid]
+	if s == nil || s.conns[cid] == nil || s.conns[cid].sock == nil {
+		return fmt.Errorf("nlinktest: session %d connection %d has no socket", sid, cid)
+	}
+	return s.conns[cid].sock.Close()
+}
+
+// Close stops the kernel: sockets are closed and ReceiveEvent returns.
+func (k *Kernel) Close() error {
+	k.mu.Lock()
+	select {
+	case <-k.closed:
+		k.mu.Unlock()
+		return nil
+	default:
+	}
+	close(k.closed)
+	for _, s := range k.sessions {
+		for _, c := range s.conns {
+			if c.sock != nil {
+				c.sock.Close()
+			}
+		}
+	}
+	k.mu.Unlock()
+	k.wg.Wait()
+	return nil
+}
+
+// ReceiveEvent implements nlink.Transport.
+func (k *Kernel) ReceiveEvent(ctx context.Context) ([]byte, error) {
+	select {
+	case b := <-k.events:
+		return b, nil
+	case <-k.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (k *Kernel) emit(ev nlink.Event) {
+	b, err := ev.MarshalBinary()
+	if err != nil {
+		panic("nlinktest: " + err.Error()) // a bug in the fake itself
+	}
+	select {
+	case k.events <- b:
+	case <-k.closed:
+	}
+}
+
+// Request implements nlink.Transport.
+func (k *Kernel) Request(ctx context.Context, msg []byte, replyExpected bool) ([]byte, error) {
+	select {
+	case <-k.closed:
+		return nil, net.ErrClosed
+	default:
+	}
+	var r nlink.Request
+	if err := r.UnmarshalBinary(msg); err != nil {
+		return errReply(syscall.EINVAL), nil
+	}
+	if r.Handle != Handle {
+		return errReply(syscall.EINVAL), nil
+	}
+	k.mu.Lock()
+	k.requests = append(k.requests, r)
+	if errno, ok := k.failNext[r.Type]; ok {
+		delete(k.failNext, r.Type)
+		k.mu.Unlock()
+		return errReply(errno), nil
+	}
+	reply, events := k.handle(&r)
+	k.mu.Unlock()
+	for _, ev := range events {
+		k.emit(ev)
+	}
+	if reply == nil {
+		return nil, nil
+	}
+	b, _ := reply.MarshalBinary()
+	return b, nil
+}
+
+func errReply(errno syscall.Errno) []byte {
+	b, _ := (&nlink.Reply{Type: nlink.EventIfError, Errno: errno}).MarshalBinary()
+	return b
+}
+
+// handle runs one request with k.mu held. It returns the reply (nil for a
+// successful GET_STATS, whose answer is an event) and events to send after.
+func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
+	fail := func(errno syscall.Errno) (*nlink.Reply, []nlink.Event) {
+		return &nlink.Reply{Type: nlink.EventIfError, Errno: errno}, nil
+	}
+	retcode := func(errno syscall.Errno) (*nlink.Reply, []nlink.Event) {
+		return &nlink.Reply{Type: r.Type, Errno: errno}, nil
+	}
+	ok := &nlink.Reply{Type: r.Type}
+	if r.Type == nlink.CreateSession {
+		s := &session{sid: k.nextSID, host: k.nextHost, cmdSN: r.InitialCmdSN,
+			params: map[nlink.Param]string{}, conns: map[uint32]*conn{}, state: "FREE"}
+		k.nextSID++
+		k.nextHost++
+		k.sessions[s.sid] = s
+		if k.sysfs != nil {
+			if err := k.sysfs.AddSession(s.sid, s.host); err != nil {
+				return fail(syscall.EIO)
+			}
+			k.sysfs.SetSessionAttr(s.sid, "state", s.state)
+			k.sysfs.SetSessionAttr(s.sid, "creator", strconv.Itoa(os.Getpid()))
+			k.sysfs.SetSessionAttr(s.sid, "target_id", "0")
+		}
+		return &nlink.Reply{Type: r.Type, SID: s.sid, HostNo: s.host},
+			[]nlink.Event{{Type: nlink.EventCreateSession, SID: s.sid, HostNo: s.host}}
+	}
+	s := k.sessions[r.SID]
+	if s == nil {
+		if r.Type == nlink.GetStats || r.Type == nlink.CreateConn {
+			return fail(syscall.EEXIST)
+		}
+		return fail(syscall.EINVAL)
+	}
+	c := s.conns[r.CID]
+	switch r.Type {
+	case nlink.CreateConn:
+		if c != nil {
+			return fail(syscall.EEXIST)
+		}
+		s.conns[r.CID] = &conn{cid: r.CID, params: map[nlink.Param]string{}}
+		return &nlink.Reply{Type: r.Type, SID: s.sid, CID: r.CID}, nil
+	case nlink.DestroySession:
+		if len(s.conns) > 0 {
+			return fail(syscall.EBUSY)
+		}
+		delete(k.sessions, s.sid)
+		if k.sysfs != nil {
+			k.sysfs.RemoveSession(s.sid, s.host)
+		}
+		return ok, []nlink.Event{{Type: nlink.EventDestroySession, SID: s.sid, HostNo: s.host}}
+	case nlink.UnbindSession:
+		s.unbound = true
+		return ok, []nlink.Event{{Type: nlink.EventUnbindSession, SID: s.sid, HostNo: s.host}}
+	}
+	if c == nil {
+		return fail(syscall.EINVAL)
+	}
+	switch r.Type {
+	case nlink.DestroyConn:
+		if c.sock != nil && !c.stopped {
+			return fail(syscall.EBUSY)
+		}
+		delete(s.conns, r.CID)
+		return ok, nil
+	case nlink.BindConn:
+		if c.sock != nil && !c.stopped {
+			return retcode(syscall.EEXIST)
+		}
+		sock, err := takeSocket(int(r.FD))
+		if err != nil {
+			return retcode(errnoOf(err))
+		}
+		c.sock, c.stopped, c.started = sock, false, false
+		c.w = pdu.NewWriter(sock)
+		c.rdone = make(chan struct{})
+		s.age++
+		c.loginITT = s.age<<28 | 0x0000_0001
+		k.wg.Add(1)
+		go k.readLoop(s, c, sock, c.rdone)
+		if k.sysfs != nil {
+			if la, ok := sock.RemoteAddr().(*net.TCPAddr); ok {
+				k.sysfs.SetConnAttr(s.sid, c.cid, "address", la.IP.String())
+				k.sysfs.SetConnAttr(s.sid, c.cid, "port", strconv.Itoa(la.Port))
+			}
+			k.sysfs.SetConnAttr(s.sid, c.cid, "state", "bound")
+		}
+		return ok, nil
+	case nlink.SetParam:
+		if r.Param == nlink.ParamSessRecoveryTmo {
+			if _, err := strconv.Atoi(r.Value); err != nil {
+				return fail(syscall.EINVAL)
+			}
+		}
+		if r.Param == nlink.ParamExpStatSN {
+			n, err := strconv.ParseUint(r.Value, 10, 32)
+			if err != nil {
+				return fail(syscall.EINVAL)
+			}
+			c.expStatSN = uint32(n)
+		}
+		if sessionParam(r.Param) {
+			s.params[r.Param] = r.Value
+		} else {
+			c.params[r.Param] = r.Value
+		}
+		if k.sysfs != nil {
+			if name, ok := sysfsName[r.Param]; ok {
+				if sessionParam(r.Param) {
+					k.sysfs.SetSessionAttr(s.sid, name, r.Value)
+				} else {
+					k.sysfs.SetConnAttr(s.sid, c.cid, name, r.Value)
+				}
+			}
+		}
+		return ok, nil
+	case nlink.StartConn:
+		if c.sock == nil || c.stopped {
+			return retcode(syscall.ENOTCONN)
+		}
+		c.started = true
+		s.state = "LOGGED_IN"
+		if k.sysfs != nil {
+			k.sysfs.SetSessionAttr(s.sid, "state", s.state)
+			k.sysfs.SetConnAttr(s.sid, c.cid, "state", "up")
+		}
+		return ok, nil
+	case nlink.StopConn:
+		if c.sock != nil {
+			c.sock.Close()
+		}
+		c.stopped, c.started = true, false
+		if r.Flag == nlink.StopRecover {
+			s.state = "FAILED"
+		} else {
+			s.state = "FREE"
+		}
+		if k.sysfs != nil {
+			k.sysfs.SetSessionAttr(s.sid, "state", s.state)
+			k.sysfs.SetConnAttr(s.sid, c.cid, "state", "down")
+		}
+		return ok, nil
+	case nlink.SendPDU:
+		return k.sendPDU(s, c, r.PDU)
+	case nlink.GetStats:
+		return nil, []nlink.Event{{Type: nlink.GetStats, SID: s.sid, CID: c.cid, Stats: &nlink.Stats{}}}
+	}
+	return fail(syscall.EINVAL)
+}
+
+// sendPDU writes a PDU as libiscsi does: it overwrites CmdSN with the session's,
+// ITT with its own, and ExpStatSN for PDUs other than Login and Text; a PDU other
+// than Login or Text must carry no data.
+func (k *Kernel) sendPDU(s *session, c *conn, p *pdu.PDU) (*nlink.Reply, []nlink.Event) {
+	if c.sock == nil || c.stopped {
+		return &nlink.Reply{Type: nlink.SendPDU, Errno: syscall.ENOTCONN}, nil
+	}
+	op := p.Header.Opcode()
+	loginOrText := op == pdu.OpLoginRequest || op == pdu.OpTextRequest
+	if !loginOrText && len(p.Data) > 0 {
+		return &nlink.Reply{Type: nlink.SendPDU, Errno: syscall.EINVAL}, nil
+	}
+	if s.loggingOut {
+		return &nlink.Reply{Type: nlink.SendPDU, Errno: syscall.ENOTCONN}, nil
+	}
+	out := *p
+	h := &out.Header
+	if !loginOrText {
+		put32(h, 28, c.expStatSN)
+	}
+	put32(h, 24, s.cmdSN)
+	if get32(h, 16) != pdu.ReservedTag {
+		put32(h, 16, c.loginITT)
+		if c.started && !p.Header.Immediate() {
+			s.cmdSN++
+		}
+	}
+	if op == pdu.OpLogoutRequest {
+		s.loggingOut = true
+	}
+	c.wmu.Lock()
+	err := c.w.Write(&out)
+	c.wmu.Unlock()
+	if err != nil {
+		return &nlink.Reply{Type: nlink.SendPDU, Errno: syscall.EPIPE}, nil
+	}
+	return &nlink.Reply{Type: nlink.SendPDU}, nil
+}
+
+func put32(b *pdu.BHS, off int, v uint32) {
+	b[off], b[off+1], b[off+2], b[off+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
+
+func get32(b *pdu.BHS, off int) uint32 {
+	return uint32(b[off])<<24 | uint32(b[off+1])<<16 | uint32(b[off+2])<<8 | uint32(b[off+3])
+}
+
+// readLoop is iscsi_tcp's receive side for one bound socket.
+func (k *Kernel) readLoop(s *session, c *conn, sock net.Conn, done chan struct{}) {
+	defer k.wg.Done()
+	defer close(done)
+	r := pdu.NewReader(sock)
+	for {
+		k.mu.Lock()
+		if c.started {
+			hd, dd := c.params[nlink.ParamHdrDigestEn] == "1", c.params[nlink.ParamDataDigestEn] == "1"
+			r.Digests = pdu.Digests{Header: hd, Data: dd}
+			if n, err := strconv.Atoi(c.params[nlink.ParamMaxRecvDLength]); err == nil {
+				r.MaxDataSegmentLength = n
+			}
+		}
+		k.mu.Unlock()
+		var p pdu.PDU
+		err := r.Read(&p)
+		k.mu.Lock()
+		current := c.sock == sock && !c.stopped
+		k.mu.Unlock()
+		if !current {
+			return // stopped or rebound: errors on the old socket are not news
+		}
+		if err != nil {
+			code := nlink.ErrTCPConnClose
+			switch {
+			case errors.Is(err, pdu.ErrHeaderDigest):
+				code = nlink.ErrHdrDigest
+			case errors.Is(err, pdu.ErrDataDigest):
+				code = nlink.ErrDataDigest
+			case errors.Is(err, pdu.ErrTooLong), errors.Is(err, pdu.ErrBadAHS):
+				code = nlink.ErrProto
+			}
+			k.connError(s, c, code)
+			return
+		}
+		if code := k.receive(s, c, &p); code != 0 {
+			k.connError(s, c, code)
+			return
+		}
+	}
+}
+
+// receive handles one PDU from the target; a non-zero result is a connection
+// error.
+func (k *Kernel) receive(s *session, c *conn, p *pdu.PDU) nlink.ConnError {
+	op := p.Header.Opcode()
+	k.mu.Lock()
+	started := c.started
+	if op != pdu.OpLoginResponse && op != pdu.OpReject {
+		c.expStatSN = get32(&p.Header, 24) + 1
+	}
+	k.mu.Unlock()
+	forward := func() nlink.ConnError {
+		k.emit(nlink.Event{Type: nlink.EventRecvPDU, SID: s.sid, CID: c.cid, PDU: p})
+		return 0
+	}
+	switch op {
+	case pdu.OpLoginResponse, pdu.OpTextResponse, pdu.OpLogoutResponse:
+		if p.Header.ITT() != c.loginITT {
+			return nlink.ErrBadITT
+		}
+		if op == pdu.OpLoginResponse && started {
+			return nlink.ErrProto
+		}
+		return forward()
+	case pdu.OpAsyncMessage:
+		if len(p.Data) > pdu.DefaultMaxRecvDataSegmentLength {
+			return nlink.ErrProto
+		}
+		return forward()
+	case pdu.OpNOPIn:
+		var nop pdu.NOPIn
+		nop.Decode(&p.Header)
+		if nop.TTT == pdu.ReservedTag {
+			return 0
+		}
+		if len(p.Data) > 0 {
+			return nlink.ErrProto
+		}
+		reply := pdu.PDU{}
+		(&pdu.NOPOut{Immediate: true, LUN: nop.LUN, ITT: pdu.ReservedTag, TTT: nop.TTT}).Encode(&reply.Header)
+		k.mu.Lock()
+		put32(&reply.Header, 24, s.cmdSN)
+		put32(&reply.Header, 28, c.expStatSN)
+		k.mu.Unlock()
+		c.wmu.Lock()
+		err := c.w.Write(&reply)
+		c.wmu.Unlock()
+		if err != nil {
+			return nlink.ErrXmitFailed
+		}
+		return 0
+	case pdu.OpReject:
+		return 0 // libiscsi handles Rejects itself
+	}
+	// SCSI responses and data belong to the kernel's own commands, which this
+	// fake never sends.
+	return nlink.ErrBadOpcode
+}
+
+func (k *Kernel) connError(s *session, c *conn, code nlink.ConnError) {
+	k.mu.Lock()
+	s.state = "FAILED"
+	if k.sysfs != nil {
+		k.sysfs.SetSessionAttr(s.sid, "state", s.state)
+		k.sysfs.SetConnAttr(s.sid, c.cid, "state", "failed")
+	}
+	k.mu.Unlock()
+	k.emit(nlink.Event{Type: nlink.EventConnError, SID: s.sid, CID: c.cid, Error: code})
+}
+
+// takeSocket does what sockfd_lookup does for iscsi_tcp: it gets hold of the
+// caller's socket by descriptor number.
+func takeSocket(fd int) (net.Conn, error) {
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := unix.GetsockoptInt(dup, unix.SOL_SOCKET, unix.SO_TYPE); err != nil {
+		unix.Close(dup)
+		return nil, syscall.ENOTSOCK
+	}
+	f := os.NewFile(uintptr(dup), "bound-socket")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+func errnoOf(err error) syscall.Errno {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return syscall.EINVAL
+}
+
+// sessionParam reports whether p is shown on the session rather than on the
+// connection in sysfs.
+func sessionParam(p nlink.Param) bool {
+	switch p {
+	case nlink.ParamMaxRecvDLength, nlink.ParamMaxXmitDLength, nlink.ParamHdrDigestEn, nlink.ParamDataDigestEn,
+		nlink.ParamExpStatSN, nlink.ParamPersistentAddress, nlink.ParamPersistentPort, nlink.ParamPingTmo,
+		nlink.ParamRecvTmo, nlink.ParamConnAddress, nlink.ParamConnPort:
+		return false
+	}
+	return true
+}
+
+// sysfsName is the attribute file each parameter appears as.
+var sysfsName = map[nlink.Param]string{
+	nlink.ParamTargetName: "targetname", nlink.ParamTPGT: "tpgt", nlink.ParamInitialR2TEn: "initial_r2t",
+	nlink.ParamMaxR2T: "max_outstanding_r2t", nlink.ParamImmDataEn: "immediate_data",
+	nlink.ParamFirstBurst: "first_burst_len", nlink.ParamMaxBurst: "max_burst_len",
+	nlink.ParamPDUInOrderEn: "data_pdu_in_order", nlink.ParamDataSeqInOrderEn: "data_seq_in_order",
+	nlink.ParamERL: "erl", nlink.ParamUsername: "username", nlink.ParamUsernameIn: "username_in",
+	nlink.ParamPassword: "password", nlink.ParamPasswordIn: "password_in", nlink.ParamFastAbort: "fast_abort",
+	nlink.ParamAbortTmo: "abort_tmo", nlink.ParamLUResetTmo: "lu_reset_tmo", nlink.ParamTgtResetTmo: "tgt_reset_tmo",
+	nlink.ParamIfaceName: "ifacename", nlink.ParamInitiatorName: "initiatorname",
+	nlink.ParamSessRecoveryTmo: "recovery_tmo",
+	nlink.ParamMaxRecvDLength:  "max_recv_dlength", nlink.ParamMaxXmitDLength: "max_xmit_dlength",
+	nlink.ParamHdrDigestEn: "header_digest", nlink.ParamDataDigestEn: "data_digest",
+	nlink.ParamExpStatSN: "exp_statsn", nlink.ParamPersistentAddress: "persistent_address",
+	nlink.ParamPersistentPort: "persistent_port", nlink.ParamPingTmo: "ping_tmo", nlink.ParamRecvTmo: "recv_tmo",
+}

@@ -1,0 +1,353 @@
+package nlink
+
+import (
+	"encoding/binary"
+	"fmt"
+	"syscall"
+
+	"github.com/goiscsi/goiscsi/pdu"
+)
+
+// UeventSize is sizeof(struct iscsi_uevent) on 64-bit Linux.
+const UeventSize = 56
+
+// Offsets inside struct iscsi_uevent.
+const (
+	offType    = 0
+	offIfError = 4
+	offHandle  = 8
+	offU       = 16 // request union, 24 bytes
+	offR       = 40 // reply/event union, 16 bytes
+)
+
+var ne = binary.NativeEndian
+
+// Request is one message from userspace to the kernel. Which fields matter
+// depends on Type; the rest are zero.
+type Request struct {
+	Type   MessageType
+	Handle uint64 // transport handle
+	SID    uint32
+	CID    uint32
+	// CreateSession.
+	InitialCmdSN uint32
+	CmdsMax      uint16
+	QueueDepth   uint16
+	// BindConn: the TCP socket's file descriptor in the sender's process.
+	FD      uint64
+	Leading bool
+	// SetParam. Value goes to the kernel as a NUL-terminated string.
+	Param Param
+	Value string
+	// StopConn.
+	Flag StopFlag
+	// SendPDU: header (48 bytes + AHS) and data, padded to 4 bytes.
+	PDU *pdu.PDU
+}
+
+// String summarises r for logs, without secrets.
+func (r *Request) String() string {
+	switch r.Type {
+	case SetParam:
+		v := r.Value
+		if r.Param.Secret() {
+			v = "********"
+		}
+		return fmt.Sprintf("%v sid=%d cid=%d %v=%q", r.Type, r.SID, r.CID, r.Param, v)
+	case SendPDU:
+		return fmt.Sprintf("%v sid=%d cid=%d %v", r.Type, r.SID, r.CID, r.PDU.Header.Opcode())
+	}
+	return fmt.Sprintf("%v sid=%d cid=%d", r.Type, r.SID, r.CID)
+}
+
+// MarshalBinary encodes r as an iscsi_uevent followed by its payload.
+func (r *Request) MarshalBinary() ([]byte, error) {
+	b := make([]byte, UeventSize, UeventSize+64)
+	ne.PutUint32(b[offType:], uint32(r.Type))
+	ne.PutUint64(b[offHandle:], r.Handle)
+	u := b[offU:]
+	switch r.Type {
+	case CreateSession:
+		ne.PutUint32(u[0:], r.InitialCmdSN)
+		ne.PutUint16(u[4:], r.CmdsMax)
+		ne.PutUint16(u[6:], r.QueueDepth)
+	case DestroySession, UnbindSession:
+		ne.PutUint32(u[0:], r.SID)
+	case CreateConn, DestroyConn, StartConn, GetStats:
+		ne.PutUint32(u[0:], r.SID)
+		ne.PutUint32(u[4:], r.CID)
+	case BindConn:
+		ne.PutUint32(u[0:], r.SID)
+		ne.PutUint32(u[4:], r.CID)
+		ne.PutUint64(u[8:], r.FD)
+		if r.Leading {
+			ne.PutUint32(u[16:], 1)
+		}
+	case SetParam:
+		ne.PutUint32(u[0:], r.SID)
+		ne.PutUint32(u[4:], r.CID)
+		ne.PutUint32(u[8:], uint32(r.Param))
+		ne.PutUint32(u[12:], uint32(len(r.Value)+1))
+		b = append(append(b, r.Value...), 0)
+	case StopConn:
+		ne.PutUint32(u[0:], r.SID)
+		ne.PutUint32(u[4:], r.CID)
+		ne.PutUint32(u[16:], uint32(r.Flag))
+	case SendPDU:
+		if r.PDU == nil {
+			return nil, fmt.Errorf("nlink: SEND_PDU without a PDU")
+		}
+		ne.PutUint32(u[0:], r.SID)
+		ne.PutUint32(u[4:], r.CID)
+		var err error
+		start := len(b)
+		// The kernel adds digests itself; userspace sends header and padded data.
+		b, err = r.PDU.Append(b, pdu.Digests{})
+		if err != nil {
+			return nil, err
+		}
+		// Append may have moved b: write the sizes through b itself.
+		hdr := pdu.BHSLength + len(r.PDU.AHS)
+		ne.PutUint32(b[offU+8:], uint32(hdr))
+		ne.PutUint32(b[offU+12:], uint32(len(b)-start-hdr))
+	default:
+		return nil, fmt.Errorf("nlink: cannot encode request %v", r.Type)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes a request, as the kernel would receive it.
+func (r *Request) UnmarshalBinary(b []byte) error {
+	if len(b) < UeventSize {
+		return fmt.Errorf("nlink: request of %d bytes, need %d", len(b), UeventSize)
+	}
+	*r = Request{Type: MessageType(ne.Uint32(b[offType:])), Handle: ne.Uint64(b[offHandle:])}
+	u, payload := b[offU:offR], b[UeventSize:]
+	switch r.Type {
+	case CreateSession:
+		r.InitialCmdSN, r.CmdsMax, r.QueueDepth = ne.Uint32(u[0:]), ne.Uint16(u[4:]), ne.Uint16(u[6:])
+	case DestroySession, UnbindSession:
+		r.SID = ne.Uint32(u[0:])
+	case CreateConn, DestroyConn, StartConn, GetStats:
+		r.SID, r.CID = ne.Uint32(u[0:]), ne.Uint32(u[4:])
+	case BindConn:
+		r.SID, r.CID, r.FD, r.Leading = ne.Uint32(u[0:]), ne.Uint32(u[4:]), ne.Uint64(u[8:]), ne.Uint32(u[16:]) != 0
+	case SetParam:
+		r.SID, r.CID, r.Param = ne.Uint32(u[0:]), ne.Uint32(u[4:]), Param(ne.Uint32(u[8:]))
+		n := int(ne.Uint32(u[12:]))
+		if n < 1 || n > len(payload) || payload[n-1] != 0 {
+			return fmt.Errorf("nlink: SET_PARAM value of length %d in a %d-byte payload is not NUL-terminated", n, len(payload))
+		}
+		r.Value = string(payload[:n-1])
+	case StopConn:
+		r.SID, r.CID, r.Flag = ne.Uint32(u[0:]), ne.Uint32(u[4:]), StopFlag(ne.Uint32(u[16:]))
+	case SendPDU:
+		r.SID, r.CID = ne.Uint32(u[0:]), ne.Uint32(u[4:])
+		hdr, data := int(ne.Uint32(u[8:])), int(ne.Uint32(u[12:]))
+		if hdr < pdu.BHSLength || hdr > len(payload) || data > len(payload)-hdr {
+			return fmt.Errorf("nlink: SEND_PDU header %d and data %d bytes in a %d-byte payload", hdr, data, len(payload))
+		}
+		p := &pdu.PDU{}
+		copy(p.Header[:], payload)
+		p.AHS = append([]byte(nil), payload[pdu.BHSLength:hdr]...)
+		dl := p.Header.DataSegmentLength()
+		if dl > data {
+			return fmt.Errorf("nlink: SEND_PDU claims %d data bytes, carries %d", dl, data)
+		}
+		p.Data = append([]byte(nil), payload[hdr:hdr+dl]...)
+		r.PDU = p
+	default:
+		return fmt.Errorf("nlink: unknown request %v", r.Type)
+	}
+	return nil
+}
+
+// Reply is the kernel's answer to a request: the request's uevent with the reply
+// union filled, or IF_ERROR with a negative errno.
+type Reply struct {
+	// Type is the request's type, or EventIfError.
+	Type MessageType
+	// Errno is the error of an IF_ERROR reply, or of a request whose reply
+	// carries a non-zero retcode (BIND_CONN, START_CONN, SEND_PDU).
+	Errno  syscall.Errno
+	SID    uint32
+	CID    uint32
+	HostNo uint32
+}
+
+// MarshalBinary encodes a reply as the kernel sends it.
+func (r *Reply) MarshalBinary() ([]byte, error) {
+	b := make([]byte, UeventSize)
+	ne.PutUint32(b[offType:], uint32(r.Type))
+	rr := b[offR:]
+	switch r.Type {
+	case EventIfError:
+		ne.PutUint32(b[offIfError:], uint32(-int32(r.Errno)))
+	case CreateSession:
+		ne.PutUint32(rr[0:], r.SID)
+		ne.PutUint32(rr[4:], r.HostNo)
+	case CreateConn:
+		ne.PutUint32(rr[0:], r.SID)
+		ne.PutUint32(rr[4:], r.CID)
+	default:
+		ne.PutUint32(rr[0:], uint32(-int32(r.Errno)))
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes the kernel's reply to a request of type req.
+func (r *Reply) UnmarshalBinary(b []byte) error {
+	if len(b) < UeventSize {
+		return fmt.Errorf("nlink: reply of %d bytes, need %d", len(b), UeventSize)
+	}
+	*r = Reply{Type: MessageType(ne.Uint32(b[offType:]))}
+	rr := b[offR:]
+	switch r.Type {
+	case EventIfError:
+		r.Errno = errno(ne.Uint32(b[offIfError:]))
+		if r.Errno == 0 {
+			r.Errno = syscall.EIO
+		}
+	case CreateSession:
+		r.SID, r.HostNo = ne.Uint32(rr[0:]), ne.Uint32(rr[4:])
+	case CreateConn:
+		r.SID, r.CID = ne.Uint32(rr[0:]), ne.Uint32(rr[4:])
+	default:
+		r.Errno = errno(ne.Uint32(rr[0:]))
+	}
+	return nil
+}
+
+// errno turns the kernel's negative errno (stored in an unsigned field) into an
+// Errno.
+func errno(v uint32) syscall.Errno {
+	n := int32(v)
+	if n < 0 {
+		n = -n
+	}
+	return syscall.Errno(n)
+}
+
+// Event is a message the kernel multicasts to the iSCSI daemon group.
+type Event struct {
+	Type   MessageType
+	SID    uint32
+	CID    uint32
+	HostNo uint32
+	// PDU is the received PDU of an EventRecvPDU: header and data (the kernel
+	// forwards no AHS).
+	PDU *pdu.PDU
+	// Error is the reason of an EventConnError.
+	Error ConnError
+	// State is the state of an EventConnLoginState.
+	State ConnState
+	// Stats are the statistics a GET_STATS request produced.
+	Stats *Stats
+}
+
+func (e Event) String() string {
+	switch e.Type {
+	case EventRecvPDU:
+		return fmt.Sprintf("%v sid=%d cid=%d %v", e.Type, e.SID, e.CID, e.PDU.Header.Opcode())
+	case EventConnError:
+		return fmt.Sprintf("%v sid=%d cid=%d %v", e.Type, e.SID, e.CID, e.Error)
+	}
+	return fmt.Sprintf("%v sid=%d cid=%d host=%d", e.Type, e.SID, e.CID, e.HostNo)
+}
+
+// MarshalBinary encodes an event as the kernel sends it.
+func (e *Event) MarshalBinary() ([]byte, error) {
+	b := make([]byte, UeventSize)
+	ne.PutUint32(b[offType:], uint32(e.Type))
+	rr := b[offR:]
+	switch e.Type {
+	case EventRecvPDU:
+		ne.PutUint32(rr[0:], e.SID)
+		ne.PutUint32(rr[4:], e.CID)
+		if e.PDU == nil {
+			return nil, fmt.Errorf("nlink: RECV_PDU without a PDU")
+		}
+		b = append(b, e.PDU.Header[:]...)
+		b = append(b, e.PDU.Data...)
+	case EventConnError, EventConnLoginState:
+		ne.PutUint32(rr[0:], e.SID)
+		ne.PutUint32(rr[4:], e.CID)
+		v := uint32(e.Error)
+		if e.Type == EventConnLoginState {
+			v = uint32(e.State)
+		}
+		ne.PutUint32(rr[8:], v)
+	case EventUnbindSession, EventCreateSession:
+		ne.PutUint32(rr[0:], e.SID)
+		ne.PutUint32(rr[4:], e.HostNo)
+	case EventDestroySession:
+		ne.PutUint32(rr[0:], e.HostNo)
+		ne.PutUint32(rr[4:], e.SID)
+	case EventHostEvent:
+		ne.PutUint32(rr[0:], e.HostNo)
+	case GetStats:
+		ne.PutUint32(b[offU:], e.SID)
+		ne.PutUint32(b[offU+4:], e.CID)
+		if e.Stats == nil {
+			return nil, fmt.Errorf("nlink: GET_STATS event without stats")
+		}
+		b = append(b, e.Stats.marshal()...)
+	default:
+		return nil, fmt.Errorf("nlink: cannot encode event %v", e.Type)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes an event. It never panics on malformed input.
+func (e *Event) UnmarshalBinary(b []byte) error {
+	if len(b) < UeventSize {
+		return fmt.Errorf("nlink: event of %d bytes, need %d", len(b), UeventSize)
+	}
+	*e = Event{Type: MessageType(ne.Uint32(b[offType:]))}
+	rr, payload := b[offR:UeventSize], b[UeventSize:]
+	switch e.Type {
+	case EventRecvPDU:
+		e.SID, e.CID = ne.Uint32(rr[0:]), ne.Uint32(rr[4:])
+		if len(payload) < pdu.BHSLength {
+			return fmt.Errorf("nlink: RECV_PDU with %d bytes after the uevent, need a 48-byte header", len(payload))
+		}
+		p := &pdu.PDU{}
+		copy(p.Header[:], payload)
+		data := payload[pdu.BHSLength:]
+		if dl := p.Header.DataSegmentLength(); dl <= len(data) {
+			data = data[:dl]
+		} else {
+			return fmt.Errorf("nlink: RECV_PDU %v claims %d data bytes, carries %d", p.Header.Opcode(), dl, len(data))
+		}
+		p.Data = append([]byte(nil), data...)
+		e.PDU = p
+	case EventConnError:
+		e.SID, e.CID, e.Error = ne.Uint32(rr[0:]), ne.Uint32(rr[4:]), ConnError(ne.Uint32(rr[8:]))
+	case EventConnLoginState:
+		e.SID, e.CID, e.State = ne.Uint32(rr[0:]), ne.Uint32(rr[4:]), ConnState(ne.Uint32(rr[8:]))
+	case EventUnbindSession, EventCreateSession, CreateSession:
+		e.Type = normalizeCreate(e.Type)
+		e.SID, e.HostNo = ne.Uint32(rr[0:]), ne.Uint32(rr[4:])
+	case EventDestroySession:
+		e.HostNo, e.SID = ne.Uint32(rr[0:]), ne.Uint32(rr[4:])
+	case EventHostEvent:
+		e.HostNo = ne.Uint32(rr[0:])
+	case GetStats:
+		e.SID, e.CID = ne.Uint32(b[offU:]), ne.Uint32(b[offU+4:])
+		s, err := unmarshalStats(payload)
+		if err != nil {
+			return err
+		}
+		e.Stats = s
+	}
+	return nil
+}
+
+// normalizeCreate maps the old kernels' session-created event (type 11) to the
+// current one.
+func normalizeCreate(t MessageType) MessageType {
+	if t == CreateSession {
+		return EventCreateSession
+	}
+	return t
+}
