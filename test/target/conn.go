@@ -136,11 +136,11 @@ func (c *conn) serve() {
 	defer c.close("connection ended")
 	stop := context.AfterFunc(c.ctx, func() { c.nc.Close() })
 	defer stop()
+	defer c.leaveSession()
 	if err := c.login(); err != nil {
 		c.log.Warn("login failed", "err", err)
 		return
 	}
-	defer c.leaveSession()
 	if c.srv.cfg.NOPInInterval > 0 {
 		c.srv.wg.Add(1)
 		go c.pinger()

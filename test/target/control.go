@@ -367,6 +367,34 @@ func (s *Server) Sessions(target string) ([]SessionInfo, error) {
 	return out, nil
 }
 
+// WaitSessions waits until a target has at least n sessions in the full
+// feature phase and returns them. An initiator's login returns a moment before
+// the target counts its session, so scenarios wait here before they act on it.
+func (s *Server) WaitSessions(ctx context.Context, target string, n int) ([]SessionInfo, error) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		all, err := s.Sessions(target)
+		if err != nil {
+			return nil, err
+		}
+		var ready []SessionInfo
+		for _, si := range all {
+			if len(si.Connections) > 0 {
+				ready = append(ready, si)
+			}
+		}
+		if len(ready) >= n {
+			return ready, nil
+		}
+		select {
+		case <-ctx.Done():
+			return ready, fmt.Errorf("target %s has %d sessions, waiting for %d: %w", target, len(ready), n, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
 // LUNs lists the LUN numbers of a target.
 func (s *Server) LUNs(target string) ([]uint64, error) {
 	s.mu.Lock()
@@ -423,6 +451,12 @@ type (
 		Target string   `json:"target"`
 		Delay  Duration `json:"delay"`
 	}
+	// WaitArgs are the arguments of "wait-sessions".
+	WaitArgs struct {
+		Target  string   `json:"target"`
+		Count   int      `json:"count"`
+		Timeout Duration `json:"timeout"`
+	}
 	// FaultArgs are the arguments of "fault".
 	FaultArgs struct {
 		Target string `json:"target"`
@@ -476,6 +510,14 @@ var controlOps = map[string]func(s *Server, args json.RawMessage) (any, error){
 	"sessions": func(s *Server, raw json.RawMessage) (any, error) {
 		var a TargetArgs
 		return decodeThen(raw, &a, func() (any, error) { return s.Sessions(a.Target) })
+	},
+	"wait-sessions": func(s *Server, raw json.RawMessage) (any, error) {
+		var a WaitArgs
+		return decodeThen(raw, &a, func() (any, error) {
+			ctx, cancel := context.WithTimeout(s.ctx, time.Duration(a.Timeout))
+			defer cancel()
+			return s.WaitSessions(ctx, a.Target, a.Count)
+		})
 	},
 	"luns": func(s *Server, raw json.RawMessage) (any, error) {
 		var a TargetArgs

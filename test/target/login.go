@@ -170,6 +170,7 @@ func (l *loginState) step(p *pdu.PDU) (done bool, err error) {
 	if err != nil {
 		return false, fail(pdu.LoginInitiatorError, "%v", err)
 	}
+	answers = answerDecidedBooleans(l.neg, rest, answers)
 	resp := pdu.LoginResponse{CSG: req.CSG}
 	if req.CSG == pdu.SecurityNegotiation {
 		more, err := l.security(chap)
@@ -299,6 +300,25 @@ func (l *loginState) begin(req pdu.LoginRequest, kvs []pdu.KeyValue) error {
 	return nil
 }
 
+// decidedBooleans are the keys whose answer RFC 7143 §6.2.2 makes optional
+// when the proposal already decides the result (No for an AND key, Yes for an
+// OR key).
+var decidedBooleans = []string{"InitialR2T", "ImmediateData", "DataPDUInOrder", "DataSequenceInOrder", "IFMarker", "OFMarker"}
+
+// answerDecidedBooleans answers those keys anyway, as LIO and tgt do: some
+// initiators keep the default when the answer is missing.
+func answerDecidedBooleans(n *session.Negotiator, proposed, answers []pdu.KeyValue) []pdu.KeyValue {
+	for _, kv := range proposed {
+		if !slices.Contains(decidedBooleans, kv.Key) || slices.ContainsFunc(answers, func(a pdu.KeyValue) bool { return a.Key == kv.Key }) {
+			continue
+		}
+		if v := n.Result(kv.Key); v == "Yes" || v == "No" {
+			answers = append(answers, pdu.KeyValue{Key: kv.Key, Value: v})
+		}
+	}
+	return answers
+}
+
 // discoveryWishes are the target's negotiation wishes in a Discovery session.
 func discoveryWishes() map[string]string {
 	d := DefaultParams()
@@ -349,9 +369,7 @@ func (l *loginState) security(chap []pdu.KeyValue) ([]pdu.KeyValue, error) {
 		if l.chapAlg == 0 {
 			return nil, fail(pdu.LoginAuthFailure, "no acceptable CHAP algorithm in CHAP_A=%s", a)
 		}
-		var id [1]byte
-		rand.Read(id[:])
-		l.chapID, l.chapChal = id[0], session.NewCHAPChallenge(l.chapAlg)
+		l.chapID, l.chapChal = l.c.srv.newChallenge()
 		l.chap = chapWaitR
 		return l.challengeKeys(), nil
 	case chapWaitR:
@@ -414,7 +432,7 @@ func (l *loginState) verifyCHAP(get func(string) (string, bool)) ([]pdu.KeyValue
 	if err != nil || len(chal) == 0 || len(chal) > 1024 {
 		return nil, fail(pdu.LoginAuthFailure, "initiator sent a malformed or oversized CHAP_C")
 	}
-	if bytes.Equal(chal, l.chapChal) || session.IssuedCHAPChallenge(chal) {
+	if bytes.Equal(chal, l.chapChal) || l.c.srv.issuedChallenge(chal) {
 		// A reflected challenge: RFC 7143 §9.2.1 says drop the connection.
 		return nil, &errLoginDropped{reason: "initiator reflected the target's CHAP challenge"}
 	}
@@ -471,7 +489,8 @@ func (l *loginState) finish(resp *pdu.LoginResponse) error {
 	} else {
 		ss.tsih = srv.allocTSIH()
 	}
-	ss.conns = []*conn{c}
+	// The connection joins ss.conns, where control actions find it, only
+	// once it is in the full feature phase (enterFullFeature).
 	c.sess, c.cid = ss, l.first.CID
 	resp.TSIH = ss.tsih
 	return nil
@@ -537,4 +556,32 @@ func (c *conn) enterFullFeature(l *loginState) {
 	c.wmu.Unlock()
 	c.log = c.log.With("tsih", c.sess.tsih)
 	c.log.Info("login complete", "discovery", c.discovery, "params", fmt.Sprintf("%+v", c.params))
+	c.srv.mu.Lock()
+	c.sess.conns = append(c.sess.conns, c)
+	c.srv.mu.Unlock()
+}
+
+// challengeLength is the length of the target's CHAP challenges: 32 bytes,
+// enough for every algorithm's digest length.
+const challengeLength = 32
+
+// newChallenge returns a CHAP identifier and challenge, remembered so that an
+// initiator reflecting one back (on any connection) is caught. The session
+// package's NewCHAPChallenge is not used: its memory is process-wide, so an
+// in-process initiator would take the target's challenges for its own.
+func (s *Server) newChallenge() (byte, []byte) {
+	b := make([]byte, 1+challengeLength)
+	rand.Read(b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.challenges[s.nextChallenge%len(s.challenges)] = b[1:]
+	s.nextChallenge++
+	return b[0], b[1:]
+}
+
+// issuedChallenge reports whether c is one of the target's recent challenges.
+func (s *Server) issuedChallenge(c []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.ContainsFunc(s.challenges[:], func(x []byte) bool { return bytes.Equal(x, c) })
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,9 @@ type Server struct {
 	refusals  map[string]*LoginRefusal   // by target name; "" is discovery sessions
 	control   net.Listener
 	closed    bool
+	// challenges are the last CHAP challenges sent, for the reflection check.
+	challenges    [64][]byte
+	nextChallenge int
 }
 
 // target is one configured iSCSI target and its live state, guarded by
@@ -111,7 +115,8 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 			g.Portals = slices.Clone(g.Portals)
 			for pi, addr := range g.Portals {
 				pl := seen[addr]
-				if pl == nil {
+				if pl == nil || strings.HasSuffix(addr, ":0") {
+					// Port 0 asks for a port of its own each time.
 					ln, err := listenLoopback(addr)
 					if err != nil {
 						return fail(err)
@@ -160,24 +165,33 @@ func (s *Server) accept(pl *portalListener) {
 			}
 			return
 		}
-		c := newConn(s, nc, pl.ln.Addr().String())
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			nc.Close()
+		if !s.startConn(nc, pl.ln.Addr().String()) {
 			return
 		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
 	}
+}
+
+// startConn serves nc, accepted on the portal with address local, in its own
+// goroutine; false means the server is closing and nc was closed.
+func (s *Server) startConn(nc net.Conn, local string) bool {
+	c := newConn(s, nc, local)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		c.serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	return true
 }
 
 // Close stops the listeners and the control socket, drops every connection,

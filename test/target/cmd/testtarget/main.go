@@ -73,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var result json.RawMessage
 	if err := target.Control(ctx, socket, op, req, &result); err != nil {
@@ -205,7 +205,7 @@ func parse(fs *flag.FlagSet, args []string, tgt *string) error {
 	return nil
 }
 
-var commandOrder = []string{"sessions", "luns", "add-lun", "remove-lun", "lun-change-ua", "aen", "ua", "drop",
+var commandOrder = []string{"sessions", "wait-sessions", "luns", "add-lun", "remove-lun", "lun-change-ua", "aen", "ua", "drop",
 	"delay", "fault", "clear-faults", "refuse"}
 
 var commands = map[string]command{
@@ -215,6 +215,17 @@ var commands = map[string]command{
 			return "", nil, err
 		}
 		return "sessions", target.TargetArgs{Target: *t}, nil
+	}},
+	"wait-sessions": {"wait for sessions in the full feature phase: -target T [-n 1] [-timeout 30s]", func(fs *flag.FlagSet, args []string) (string, any, error) {
+		a := target.WaitArgs{}
+		fs.StringVar(&a.Target, "target", "", "target name")
+		fs.IntVar(&a.Count, "n", 1, "number of sessions")
+		d := fs.Duration("timeout", 30*time.Second, "how long to wait")
+		if err := parse(fs, args, &a.Target); err != nil {
+			return "", nil, err
+		}
+		a.Timeout = target.Duration(*d)
+		return "wait-sessions", a, nil
 	}},
 	"luns": {"list a target's LUN numbers", func(fs *flag.FlagSet, args []string) (string, any, error) {
 		t := fs.String("target", "", "target name")
