@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"syscall"
 	"time"
 )
@@ -77,8 +78,10 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 }
 
 func (c *Client) ioError(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil {
-		return Errorf(CodeRequestTimedOut, "goiscsid did not answer in time (%s): %v", what, ctx.Err())
+	// The socket deadline equals ctx's deadline and may fire a moment before
+	// ctx's own timer, so a socket timeout counts as the context's.
+	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return Errorf(CodeRequestTimedOut, "goiscsid did not answer in time (%s): %v", what, err)
 	}
 	return Errorf(CodeCommunication, "%s: %v", what, err)
 }
