@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"syscall"
 	"time"
@@ -269,7 +270,7 @@ func (c *Conn) readEvents(ctx context.Context) {
 	for {
 		b, err := c.t.ReceiveEvent(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			if errors.Is(err, ErrEventsLost) {

@@ -1,0 +1,640 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/goiscsi/goiscsi/nlink"
+	"github.com/goiscsi/goiscsi/pdu"
+	"golang.org/x/sys/unix"
+)
+
+// Node is what a kernel-backed session of one node record needs: the login, where
+// to connect, and the values the kernel is told besides the negotiated ones.
+type Node struct {
+	// Login holds the names, authentication and operational wishes; Establish
+	// fills in ISID, CID, ITT and the sequence numbers.
+	Login LoginConfig
+	// Address and Port are node.conn[0].address and .port (the persistent
+	// portal, which udev's by-path names use).
+	Address string
+	Port    int
+	TPGT    int
+	Iface   string
+	// CmdsMax and QueueDepth are node.session.cmds_max and .queue_depth.
+	CmdsMax    uint16
+	QueueDepth uint16
+	Timeouts   Timeouts
+	// Dial opens the TCP connection; nil means a net.Dialer. The connection
+	// must be a *net.TCPConn: the kernel takes over its socket.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Timeouts are node.session.timeo.*, node.session.err_timeo.* and
+// node.conn[0].timeo.* of a record.
+type Timeouts struct {
+	Login        time.Duration // connect plus the whole login phase
+	Logout       time.Duration
+	Replacement  int // seconds; the kernel's recovery_tmo (negative: never fail I/O)
+	NoopInterval int // seconds between kernel pings (0: none)
+	NoopTimeout  int // seconds before a ping counts as lost
+	Abort        int
+	LUReset      int
+	TgtReset     int
+	// ReopenMax bounds relogin attempts after a connection error (0: forever,
+	// as open-iscsi's node.session.reopen_max).
+	ReopenMax int
+}
+
+// DefaultTimeouts are the values of the iscsid.conf open-iscsi ships.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{Login: 15 * time.Second, Logout: 15 * time.Second, Replacement: 120,
+		NoopInterval: 5, NoopTimeout: 5, Abort: 15, LUReset: 30, TgtReset: 30}
+}
+
+// Hooks are the daemon's callbacks for what happens to a running session. They
+// run on the session's own goroutine and must not block for long.
+type Hooks struct {
+	// AsyncEvent receives each SCSI asynchronous event (AsyncEvent 0) with its
+	// sense data.
+	AsyncEvent func(s *Kernel, lun uint64, sense pdu.Sense)
+	// Recovered runs after a relogin that followed a connection error.
+	Recovered func(s *Kernel, attempts int)
+	// Failed runs when recovery gives up (node.session.reopen_max) and the
+	// session has been torn down.
+	Failed func(s *Kernel, err error)
+}
+
+// Kernel is one session whose full feature phase runs in the kernel's iscsi_tcp:
+// created with [Establish], it keeps itself up through connection errors until
+// [Kernel.Logout].
+type Kernel struct {
+	k     *nlink.Conn
+	node  Node
+	hooks Hooks
+	log   *slog.Logger
+	sub   *nlink.Subscription
+
+	// SID and Host are the kernel's session number and SCSI host number.
+	SID, Host uint32
+	// ISID is this session's initiator session ID (00 02 3D plus the SID, as
+	// open-iscsi makes it).
+	ISID pdu.ISID
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	sock    net.Conn
+	bound   bool
+	result  *LoginResult
+	state   string
+	started time.Time
+}
+
+// ErrConnectionLost is a connection the kernel reported broken (CONN_ERROR) while a
+// PDU was awaited.
+var ErrConnectionLost = errors.New("connection lost")
+
+// Establish connects to n's portal, creates the kernel session and connection,
+// hands the socket to the kernel, logs in through it, sets every parameter and
+// starts the connection. On error nothing is left in the kernel. ctx bounds the
+// whole login; node.Timeouts.Login is applied on top.
+func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slog.Logger) (*Kernel, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if n.CmdsMax == 0 {
+		n.CmdsMax = 128
+	}
+	if n.QueueDepth == 0 {
+		n.QueueDepth = 32
+	}
+	s := &Kernel{k: k, node: n, hooks: hooks, log: log, done: make(chan struct{}), state: "FAILED"}
+	loginCtx, cancel := withTimeout(ctx, n.Timeouts.Login)
+	defer cancel()
+	sock, err := s.connect(loginCtx)
+	if err != nil {
+		return nil, err
+	}
+	sid, host, err := k.CreateSession(loginCtx, 0, n.CmdsMax, n.QueueDepth)
+	if err != nil {
+		sock.Close()
+		return nil, fmt.Errorf("create kernel session: %w", err)
+	}
+	s.SID, s.Host = sid, host
+	s.ISID = pdu.ISID{0x00, 0x02, 0x3d, byte(sid >> 16), byte(sid >> 8), byte(sid)}
+	s.sub = k.Subscribe(sid)
+	s.log = log.With("sid", sid)
+	if _, err := k.CreateConn(loginCtx, sid, 0); err != nil {
+		sock.Close()
+		s.destroy(context.WithoutCancel(ctx), false)
+		return nil, fmt.Errorf("create kernel connection: %w", err)
+	}
+	if err := s.loginConn(loginCtx, sock, 0); err != nil {
+		s.destroy(context.WithoutCancel(ctx), true)
+		return nil, err
+	}
+	s.mu.Lock()
+	s.state = "LOGGED_IN"
+	s.started = time.Now()
+	s.mu.Unlock()
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = stop
+	go s.run(runCtx)
+	return s, nil
+}
+
+func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// Node returns the settings s was established with.
+func (s *Kernel) Node() Node { return s.node }
+
+// Result returns the outcome of the latest login.
+func (s *Kernel) Result() LoginResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.result == nil {
+		return LoginResult{}
+	}
+	return *s.result
+}
+
+// State is open-iscsi's internal session state name: LOGGED_IN, REOPEN,
+// IN_LOGOUT or FAILED.
+func (s *Kernel) State() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+func (s *Kernel) setState(st string) {
+	s.mu.Lock()
+	s.state = st
+	s.mu.Unlock()
+}
+
+// connect opens the TCP connection as open-iscsi does: no Nagle, 512 KiB socket
+// buffers (node.conn[0].tcp.window_size).
+func (s *Kernel) connect(ctx context.Context) (net.Conn, error) {
+	addr := net.JoinHostPort(s.node.Address, strconv.Itoa(s.node.Port))
+	dial := s.node.Dial
+	if dial == nil {
+		d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			c.Control(func(fd uintptr) {
+				for _, opt := range []int{unix.SO_RCVBUF, unix.SO_SNDBUF} {
+					if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 524288); err != nil {
+						serr = err
+					}
+				}
+			})
+			return serr
+		}}
+		dial = d.DialContext
+	}
+	c, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	return c, nil
+}
+
+// loginConn binds sock to the kernel connection, logs in through the kernel and
+// starts the connection. tsih is 0 for a new session and for reinstatement.
+func (s *Kernel) loginConn(ctx context.Context, sock net.Conn, tsih uint16) error {
+	if err := s.bind(ctx, sock); err != nil {
+		return err
+	}
+	if err := s.setIdentity(ctx); err != nil {
+		return err
+	}
+	cfg := s.node.Login
+	cfg.ISID, cfg.TSIH, cfg.CID, cfg.ITT, cfg.CmdSN = s.ISID, tsih, 0, 0, 0
+	// The kernel writes its own CmdSN and ITT into every PDU; the ExpStatSN of
+	// a login is ours to choose and 0 is what open-iscsi starts with.
+	t := &kernelTransport{s: s}
+	res, err := Login(ctx, t, cfg)
+	if errors.Is(err, ErrCHAPAlgorithms) {
+		// The target dropped the connection; a fresh one offers MD5 alone.
+		s.unbind(ctx, nlink.StopRecover)
+		s.dropStaleEvents(ctx)
+		if sock, err = s.connect(ctx); err != nil {
+			return err
+		}
+		if err = s.bind(ctx, sock); err != nil {
+			return err
+		}
+		if err = s.setIdentity(ctx); err != nil {
+			return err
+		}
+		res, err = Login(ctx, t, cfg.MD5Only())
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.setNegotiated(ctx, res); err != nil {
+		return err
+	}
+	if err := s.k.StartConn(ctx, s.SID, 0); err != nil {
+		return fmt.Errorf("start kernel connection: %w", err)
+	}
+	s.mu.Lock()
+	s.result = res
+	s.mu.Unlock()
+	return nil
+}
+
+// bind hands sock's file descriptor to the kernel. The kernel looks the number up
+// in this process's descriptor table, so sock stays open (and referenced) until
+// the connection is stopped.
+func (s *Kernel) bind(ctx context.Context, sock net.Conn) error {
+	sc, ok := sock.(syscall.Conn)
+	if !ok {
+		sock.Close()
+		return fmt.Errorf("connection %T has no file descriptor to hand to the kernel", sock)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		sock.Close()
+		return err
+	}
+	var bindErr error
+	if err := raw.Control(func(fd uintptr) { bindErr = s.k.BindConn(ctx, s.SID, 0, int(fd), true) }); err != nil {
+		bindErr = err
+	}
+	s.mu.Lock()
+	s.sock = sock
+	s.bound = bindErr == nil
+	s.mu.Unlock()
+	if bindErr != nil {
+		return fmt.Errorf("bind connection to the kernel: %w", bindErr)
+	}
+	return nil
+}
+
+// unbind stops the kernel connection with flag and closes the socket.
+func (s *Kernel) unbind(ctx context.Context, flag nlink.StopFlag) {
+	s.mu.Lock()
+	sock, bound := s.sock, s.bound
+	s.sock, s.bound = nil, false
+	s.mu.Unlock()
+	if bound {
+		if err := s.k.StopConn(ctx, s.SID, 0, flag); err != nil {
+			s.log.Warn("stop kernel connection", "flag", flag, "err", err)
+		}
+	}
+	if sock != nil {
+		sock.Close()
+	}
+}
+
+func (s *Kernel) setIdentity(ctx context.Context) error {
+	n := s.node
+	params := []struct {
+		p nlink.Param
+		v string
+	}{
+		{nlink.ParamTargetName, n.Login.TargetName},
+		{nlink.ParamPersistentAddress, n.Address},
+		{nlink.ParamPersistentPort, strconv.Itoa(n.Port)},
+		{nlink.ParamSessRecoveryTmo, strconv.Itoa(n.Timeouts.Replacement)},
+		{nlink.ParamUsername, n.Login.Auth.Username},
+		{nlink.ParamUsernameIn, n.Login.Auth.UsernameIn},
+		{nlink.ParamPassword, string(n.Login.Auth.Password)},
+		{nlink.ParamPasswordIn, string(n.Login.Auth.PasswordIn)},
+		{nlink.ParamFastAbort, "1"},
+		{nlink.ParamAbortTmo, strconv.Itoa(n.Timeouts.Abort)},
+		{nlink.ParamLUResetTmo, strconv.Itoa(n.Timeouts.LUReset)},
+		{nlink.ParamTgtResetTmo, strconv.Itoa(n.Timeouts.TgtReset)},
+		{nlink.ParamPingTmo, strconv.Itoa(n.Timeouts.NoopTimeout)},
+		{nlink.ParamRecvTmo, strconv.Itoa(n.Timeouts.NoopInterval)},
+		{nlink.ParamIfaceName, n.Iface},
+		{nlink.ParamInitiatorName, n.Login.InitiatorName},
+		{nlink.ParamDiscoverySess, "0"},
+	}
+	for _, p := range params {
+		if p.v == "" {
+			continue
+		}
+		if err := s.setParam(ctx, p.p, p.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setParam sets one parameter, tolerating ENOSYS as open-iscsi does (a kernel
+// without that parameter).
+func (s *Kernel) setParam(ctx context.Context, p nlink.Param, v string) error {
+	err := s.k.SetParam(ctx, s.SID, 0, p, v)
+	if errors.Is(err, syscall.ENOSYS) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("set kernel parameter %v: %w", p, err)
+	}
+	return nil
+}
+
+func (s *Kernel) setNegotiated(ctx context.Context, r *LoginResult) error {
+	b := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
+	}
+	u := func(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
+	p := r.Params
+	tpgt := s.node.TPGT
+	if p.TargetPortalGroupTag >= 0 {
+		tpgt = p.TargetPortalGroupTag
+	}
+	for _, kv := range []struct {
+		p nlink.Param
+		v string
+	}{
+		{nlink.ParamMaxRecvDLength, u(p.MaxRecvDataSegmentLength)},
+		{nlink.ParamMaxXmitDLength, u(p.MaxXmitDataSegmentLength)},
+		{nlink.ParamHdrDigestEn, b(p.HeaderDigest)},
+		{nlink.ParamDataDigestEn, b(p.DataDigest)},
+		{nlink.ParamInitialR2TEn, b(p.InitialR2T)},
+		{nlink.ParamMaxR2T, u(p.MaxOutstandingR2T)},
+		{nlink.ParamImmDataEn, b(p.ImmediateData)},
+		{nlink.ParamFirstBurst, u(p.FirstBurstLength)},
+		{nlink.ParamMaxBurst, u(p.MaxBurstLength)},
+		{nlink.ParamPDUInOrderEn, b(p.DataPDUInOrder)},
+		{nlink.ParamDataSeqInOrderEn, b(p.DataSequenceInOrder)},
+		{nlink.ParamERL, u(p.ErrorRecoveryLevel)},
+		{nlink.ParamExpStatSN, u(r.StatSN + 1)},
+		{nlink.ParamTPGT, strconv.Itoa(tpgt)},
+	} {
+		if err := s.setParam(ctx, kv.p, kv.v); err != nil {
+			return err
+		}
+	}
+	if p.TargetAlias != "" {
+		return s.setParam(ctx, nlink.ParamTargetAlias, p.TargetAlias)
+	}
+	return nil
+}
+
+// destroy removes the kernel session, stopping its connection first when bound.
+func (s *Kernel) destroy(ctx context.Context, haveConn bool) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	s.unbind(ctx, nlink.StopTerminate)
+	if haveConn {
+		if err := s.k.DestroyConn(ctx, s.SID, 0); err != nil {
+			s.log.Warn("destroy kernel connection", "err", err)
+		}
+	}
+	if err := s.k.DestroySession(ctx, s.SID); err != nil {
+		s.log.Warn("destroy kernel session", "err", err)
+	}
+	if s.sub != nil {
+		s.sub.Cancel()
+	}
+	s.setState("FAILED")
+}
+
+// run handles the kernel's events for the session until Logout cancels ctx.
+func (s *Kernel) run(ctx context.Context) {
+	defer close(s.done)
+	for {
+		ev, err := s.sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		switch ev.Type {
+		case nlink.EventRecvPDU:
+			if failed := s.receivedPDU(ctx, ev.PDU); failed {
+				return
+			}
+		case nlink.EventConnError:
+			s.log.Warn("kernel reported connection error", "error", ev.Error.String())
+			if failed := s.recover(ctx, 0); failed {
+				return
+			}
+		default:
+			s.log.Debug("kernel event", "event", ev.String())
+		}
+	}
+}
+
+// receivedPDU handles a PDU the kernel forwarded in the full feature phase. It
+// reports whether the session has been torn down.
+func (s *Kernel) receivedPDU(ctx context.Context, p *pdu.PDU) bool {
+	if p.Header.Opcode() != pdu.OpAsyncMessage {
+		s.log.Info("ignoring unexpected PDU from the kernel", "opcode", p.Header.Opcode())
+		return false
+	}
+	var m pdu.AsyncMessage
+	if err := m.Decode(&p.Header); err != nil {
+		s.log.Warn("malformed Async Message", "err", err)
+		return false
+	}
+	log := s.log.With("event", m.Event.String(), "lun", m.LUN.Number())
+	switch m.Event {
+	case pdu.AsyncSCSIEvent:
+		sense, err := pdu.ParseAsyncSCSIEvent(p.Data)
+		if err != nil {
+			log.Warn("Async Message with unreadable sense data", "err", err)
+			return false
+		}
+		log.Info("target sent a SCSI asynchronous event", "sense", sense.String())
+		if s.hooks.AsyncEvent != nil {
+			s.hooks.AsyncEvent(s, m.LUN.Number(), sense)
+		}
+	case pdu.AsyncLogoutRequest, pdu.AsyncRenegotiate:
+		// A logout now and a new login with the same ISID is what both ask
+		// for; the relogin reinstates the session and keeps queued I/O.
+		log.Info("target asked for a new login")
+		return s.recover(ctx, 0)
+	case pdu.AsyncDropConnection, pdu.AsyncDropAllConnections:
+		// The kernel reports the drop itself; wait Time2Wait before the
+		// relogin, as the target asked.
+		log.Info("target will drop the connection", "time2wait", m.Parameter2)
+		return s.recover(ctx, time.Duration(m.Parameter2)*time.Second)
+	default:
+		log.Info("Async Message not supported")
+	}
+	return false
+}
+
+// recover replaces the broken connection: stop it keeping the session (the kernel
+// queues I/O until replacement_timeout), then reconnect and log in again with the
+// same ISID until it works, ctx ends, or node.session.reopen_max is reached. It
+// reports whether the session has been torn down.
+func (s *Kernel) recover(ctx context.Context, wait time.Duration) bool {
+	s.setState("REOPEN")
+	s.unbind(ctx, nlink.StopRecover)
+	if wait == 0 {
+		wait = time.Duration(s.Result().Params.DefaultTime2Wait) * time.Second
+	}
+	delay := wait
+	for attempt := 1; ; attempt++ {
+		if !sleep(ctx, delay) {
+			return false
+		}
+		err := s.relogin(ctx)
+		if err == nil {
+			s.setState("LOGGED_IN")
+			s.log.Info("connection is operational after recovery", "attempts", attempt)
+			if s.hooks.Recovered != nil {
+				s.hooks.Recovered(s, attempt)
+			}
+			return false
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.log.Warn("relogin failed", "attempt", attempt, "err", err)
+		var le *LoginError
+		fatal := errors.As(err, &le) && !le.Retryable() && !le.Redirect()
+		if fatal || (s.node.Timeouts.ReopenMax > 0 && attempt >= s.node.Timeouts.ReopenMax) {
+			s.destroy(ctx, true)
+			if s.hooks.Failed != nil {
+				s.hooks.Failed(s, err)
+			}
+			return true
+		}
+		// Back off from 1 s to 8 s between attempts, so a target that is down
+		// is not hammered and one that comes back is found within seconds.
+		delay = min(max(2*delay, time.Second), 8*time.Second)
+	}
+}
+
+func (s *Kernel) relogin(ctx context.Context) error {
+	ctx, cancel := withTimeout(ctx, s.node.Timeouts.Login)
+	defer cancel()
+	s.dropStaleEvents(ctx)
+	sock, err := s.connect(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.loginConn(ctx, sock, 0); err != nil {
+		s.unbind(ctx, nlink.StopRecover)
+		return err
+	}
+	return nil
+}
+
+// staleWindow is how long after a stopped connection its last events may still be
+// on their way from the kernel: they are multicast, and may be routed after the
+// STOP_CONN reply.
+const staleWindow = 50 * time.Millisecond
+
+// dropStaleEvents discards the events of a connection that has been stopped (its
+// CONN_ERROR, a late login response), so the next login does not take them for
+// its own.
+func (s *Kernel) dropStaleEvents(ctx context.Context) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, staleWindow)
+		ev, err := s.sub.Next(wctx)
+		cancel()
+		if err != nil {
+			return
+		}
+		s.log.Debug("dropping event of the previous connection", "event", ev.String())
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Logout ends the session: the kernel removes its SCSI devices (UNBIND_SESSION),
+// the target gets a Logout Request, then the connection and session are destroyed.
+// A session in recovery is torn down without the logout exchange.
+func (s *Kernel) Logout(ctx context.Context) error {
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return fmt.Errorf("session %d is busy: %w", s.SID, ctx.Err())
+	}
+	if s.State() == "FAILED" {
+		return nil
+	}
+	loggedIn := s.State() == "LOGGED_IN"
+	s.setState("IN_LOGOUT")
+	ctx, cancel := withTimeout(ctx, s.node.Timeouts.Logout)
+	defer cancel()
+	var logoutErr error
+	if loggedIn {
+		// Unbinding first removes the devices while the connection still
+		// works, so their caches are flushed to the target.
+		if err := s.k.UnbindSession(ctx, s.SID); err != nil && !errors.Is(err, syscall.ENOSYS) {
+			s.log.Warn("unbind session", "err", err)
+		}
+		logoutErr = Logout(ctx, &kernelTransport{s: s}, 0, 0, 0)
+		if logoutErr != nil {
+			s.log.Warn("logout exchange failed; tearing the session down anyway", "err", logoutErr)
+		}
+	}
+	s.destroy(context.WithoutCancel(ctx), true)
+	return nil
+}
+
+// kernelTransport carries login and logout PDUs through the kernel: SEND_PDU out,
+// RECV_PDU in. The kernel puts its own task tag into each request, so responses
+// get the tag of the request they answer back, for the login code's checks.
+type kernelTransport struct {
+	s       *Kernel
+	lastITT uint32
+}
+
+func (t *kernelTransport) Send(ctx context.Context, p *pdu.PDU) error {
+	t.lastITT = p.Header.ITT()
+	return t.s.k.SendPDU(ctx, t.s.SID, 0, p)
+}
+
+func (t *kernelTransport) Receive(ctx context.Context) (*pdu.PDU, error) {
+	for {
+		ev, err := t.s.sub.Next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		switch ev.Type {
+		case nlink.EventRecvPDU:
+			switch ev.PDU.Header.Opcode() {
+			case pdu.OpLoginResponse, pdu.OpTextResponse, pdu.OpLogoutResponse:
+				putITT(&ev.PDU.Header, t.lastITT)
+				return ev.PDU, nil
+			}
+			t.s.log.Debug("PDU ignored while waiting for a response", "opcode", ev.PDU.Header.Opcode())
+		case nlink.EventConnError:
+			return nil, fmt.Errorf("%w: kernel reported %v", ErrConnectionLost, ev.Error)
+		}
+	}
+}
+
+func putITT(b *pdu.BHS, itt uint32) {
+	b[16], b[17], b[18], b[19] = byte(itt>>24), byte(itt>>16), byte(itt>>8), byte(itt)
+}

@@ -1,0 +1,156 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/goiscsi/goiscsi/nlink"
+	"github.com/goiscsi/goiscsi/nlink/nlinktest"
+	"github.com/goiscsi/goiscsi/pdu"
+	"github.com/goiscsi/goiscsi/session"
+	"github.com/goiscsi/goiscsi/test/target"
+)
+
+const (
+	kIQN     = "iqn.2026-11.dev.goiscsi:kernel"
+	kCHAPIQN = "iqn.2026-11.dev.goiscsi:kernel-chap"
+	kIni     = "iqn.2026-11.dev.goiscsi:initiator"
+)
+
+func startTarget(t *testing.T) (*target.Server, map[string]session.Portal) {
+	t.Helper()
+	cfg := &target.Config{Targets: []target.TargetConfig{
+		{Name: kIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 7, Portals: []string{"127.0.0.1:0"}}},
+			LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}, {Number: 5, Size: 1 << 20}}},
+		{Name: kCHAPIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
+			Auth: target.AuthConfig{Method: "CHAP", Username: "u", Secret: "secret-of-u-12"},
+			LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}}},
+	}}
+	srv, err := target.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	portals := map[string]session.Portal{}
+	for _, name := range []string{kIQN, kCHAPIQN} {
+		ps, err := srv.Portals(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		portals[name] = ps[0]
+	}
+	return srv, portals
+}
+
+func node(_ *testing.T, name string, p session.Portal) session.Node {
+	to := session.DefaultTimeouts()
+	to.Login = 5 * time.Second
+	return session.Node{
+		Login:   session.LoginConfig{InitiatorName: kIni, TargetName: name, Operational: session.DefaultOperational()},
+		Address: p.Address, Port: p.Port, TPGT: p.TPGT, Iface: "default", Timeouts: to,
+	}
+}
+
+func TestEstablishSetsKernelParamsAndLogsOut(t *testing.T) {
+	_, portals := startTarget(t)
+	k := nlinktest.New()
+	defer k.Close()
+	conn := k.Conn()
+	ctx := context.Background()
+	s, err := session.Establish(ctx, conn, node(t, kIQN, portals[kIQN]), session.Hooks{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Started(s.SID, 0) {
+		t.Fatal("connection not started")
+	}
+	for p, want := range map[nlink.Param]string{
+		nlink.ParamTargetName: kIQN, nlink.ParamInitiatorName: kIni, nlink.ParamTPGT: "7",
+		nlink.ParamPersistentAddress: "127.0.0.1", nlink.ParamIfaceName: "default", nlink.ParamSessRecoveryTmo: "120",
+	} {
+		if got, _ := k.Param(s.SID, p); got != want {
+			t.Errorf("%v = %q, want %q", p, got, want)
+		}
+	}
+	if s.State() != "LOGGED_IN" || s.ISID != (pdu.ISID{0, 2, 0x3d, byte(s.SID >> 16), byte(s.SID >> 8), byte(s.SID)}) {
+		t.Errorf("state %s ISID %v", s.State(), s.ISID)
+	}
+	if err := s.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(k.Sessions()); n != 0 {
+		t.Fatalf("%d kernel sessions left after logout", n)
+	}
+}
+
+func TestEstablishFailureLeavesNothing(t *testing.T) {
+	_, portals := startTarget(t)
+	k := nlinktest.New()
+	defer k.Close()
+	n := node(t, kCHAPIQN, portals[kCHAPIQN])
+	n.Login.Auth = session.Auth{Method: session.AuthCHAP, Username: "u", Password: "wrong-secret-12"}
+	conn := k.Conn()
+	_, err := session.Establish(context.Background(), conn, n, session.Hooks{}, nil)
+	var le *session.LoginError
+	if !errorsAs(err, &le) || !le.AuthFailure() {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	if n := len(k.Sessions()); n != 0 {
+		t.Fatalf("%d kernel sessions left after a failed login", n)
+	}
+	n.Login.Auth.Password = "secret-of-u-12"
+	s, err := session.Establish(context.Background(), conn, n, session.Hooks{}, nil)
+	if err != nil {
+		t.Fatalf("right secret: %v", err)
+	}
+	s.Logout(context.Background())
+}
+
+func TestAsyncEventAndRecovery(t *testing.T) {
+	srv, portals := startTarget(t)
+	k := nlinktest.New()
+	defer k.Close()
+	aen := make(chan pdu.Sense, 1)
+	recovered := make(chan int, 1)
+	hooks := session.Hooks{
+		AsyncEvent: func(_ *session.Kernel, lun uint64, s pdu.Sense) { aen <- s },
+		Recovered:  func(_ *session.Kernel, attempts int) { recovered <- attempts },
+	}
+	s, err := session.Establish(context.Background(), k.Conn(), node(t, kIQN, portals[kIQN]), hooks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Logout(context.Background())
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := srv.WaitSessions(wctx, kIQN, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.SendAsyncEvent(target.AsyncEvent{Target: kIQN, Event: 0, Sense: target.SenseCode{Key: 6, ASC: 0x3f, ASCQ: 0x0e}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case sense := <-aen:
+		if !sense.ReportedLUNsDataChanged() {
+			t.Errorf("sense %v", sense)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no AsyncEvent hook call")
+	}
+	if _, err := srv.DropConnections(kIQN, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-recovered:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no recovery; state %s", s.State())
+	}
+	if !k.Started(s.SID, 0) || s.State() != "LOGGED_IN" {
+		t.Fatalf("after recovery: started %v state %s", k.Started(s.SID, 0), s.State())
+	}
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
