@@ -34,6 +34,12 @@ const (
 	OpSessions Op = "sessions"
 	// OpStats returns the kernel's statistics of session SID.
 	OpStats Op = "stats"
+	// OpScan scans session SID's SCSI host: exactly LUN when set, else the
+	// whole target (iscsiadm -m session -r SID --rescan).
+	OpScan Op = "scan"
+	// OpUpdate changes the scan policy of live session SID: Record holds
+	// node.session.scan and/or node.session.autoscan_en.
+	OpUpdate Op = "update"
 )
 
 // Request is one request to the daemon.
@@ -46,6 +52,8 @@ type Request struct {
 	Record map[string]string `json:"record,omitempty"`
 	// SID selects a session for OpLogout and OpStats.
 	SID int `json:"sid,omitempty"`
+	// LUN is the one LUN an OpScan adds.
+	LUN *uint64 `json:"lun,omitempty"`
 	// ShowSecrets asks for CHAP passwords in session listings (iscsiadm -S).
 	ShowSecrets bool `json:"show_secrets,omitempty"`
 }

@@ -152,6 +152,27 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 	return s, nil
 }
 
+// Adopt takes over a session a previous daemon left running in the kernel (found
+// in sysfs at start): its connection keeps working, so nothing is sent; the
+// session is handled from now on (events, recovery, logout) as if Establish had
+// made it. res holds what sysfs shows of the negotiated values.
+func Adopt(k *nlink.Conn, n Node, sid, host uint32, res LoginResult, hooks Hooks, log *slog.Logger) *Kernel {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Kernel{k: k, node: n, hooks: hooks, log: log.With("sid", sid), done: make(chan struct{}),
+		SID: sid, Host: host, state: "LOGGED_IN", started: time.Now(), result: &res}
+	s.ISID = pdu.ISID{0x00, 0x02, 0x3d, byte(sid >> 16), byte(sid >> 8), byte(sid)}
+	s.sub = k.Subscribe(sid)
+	// The kernel holds its own reference to the old daemon's socket, so the
+	// connection counts as bound: a logout or recovery stops it first.
+	s.bound = true
+	runCtx, stop := context.WithCancel(context.Background())
+	s.cancel = stop
+	go s.run(runCtx)
+	return s
+}
+
 func withTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	if d <= 0 {
 		return context.WithCancel(ctx)
