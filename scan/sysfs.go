@@ -1,0 +1,200 @@
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Sysfs scans and lists SCSI devices through the files under Root ("/sys"; a
+// temporary tree in tests, see scantest).
+type Sysfs struct {
+	Root string
+}
+
+func (s Sysfs) root() string {
+	if s.Root == "" {
+		return "/sys"
+	}
+	return s.Root
+}
+
+// Device is one SCSI device (a LUN of a session's target).
+type Device struct {
+	Host, Channel, Target int
+	LUN                   uint64
+	// Block is the block device name ("sdb"), empty for a LUN without one.
+	Block  string
+	Vendor string
+	Model  string
+	// State is the SCSI device state: running, offline, transport-offline, ...
+	State string
+	// WWID is the device's identifier (device/wwid), when the kernel has one.
+	WWID string
+}
+
+// HCTL formats the device's address as "H:C:T:L".
+func (d Device) HCTL() string {
+	return fmt.Sprintf("%d:%d:%d:%d", d.Host, d.Channel, d.Target, d.LUN)
+}
+
+// write writes value to the sysfs file p. A write to a scan file returns only
+// when the kernel has finished scanning; when ctx ends first write returns
+// ctx's error and the kernel's scan goes on.
+func write(ctx context.Context, p, value string) error {
+	done := make(chan error, 1)
+	go func() {
+		// O_TRUNC as a shell redirection does: sysfs ignores it, and a regular
+		// file in a test tree then holds exactly the last write.
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = f.Write([]byte(value))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("write %q to %s: %w", value, p, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("write %q to %s: %w (the kernel goes on with it)", value, p, ctx.Err())
+	}
+}
+
+func (s Sysfs) scanFile(host int) string {
+	return filepath.Join(s.root(), "class", "scsi_host", fmt.Sprintf("host%d", host), "scan")
+}
+
+// ScanHost writes "channel target lun" to host's scan file; "-" is a wildcard.
+// For an iSCSI host the kernel hands the request to the session's transport,
+// which scans its one target.
+func (s Sysfs) ScanHost(ctx context.Context, host int, channel, target, lun string) error {
+	return write(ctx, s.scanFile(host), channel+" "+target+" "+lun)
+}
+
+// ScanLUN adds exactly one LUN: "0 0 lun". An iscsi_tcp session has one channel
+// (0) and one target (id 0), and the kernel probes only that LUN, without a
+// REPORT LUNS scan of the rest.
+func (s Sysfs) ScanLUN(ctx context.Context, host int, lun uint64) error {
+	return s.ScanHost(ctx, host, "0", "0", strconv.FormatUint(lun, 10))
+}
+
+// RescanDevices makes the kernel re-read each existing device of host (size,
+// state), putting offline devices back to running first, as open-iscsi does after
+// a relogin.
+func (s Sysfs) RescanDevices(ctx context.Context, host int) error {
+	devs, err := s.Devices(host)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range devs {
+		dir := s.deviceDir(d)
+		if d.State == "offline" || d.State == "transport-offline" {
+			if err := write(ctx, filepath.Join(dir, "state"), "running\n"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := write(ctx, filepath.Join(dir, "rescan"), "1"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s Sysfs) deviceDir(d Device) string {
+	return filepath.Join(s.root(), "class", "scsi_device", d.HCTL(), "device")
+}
+
+// DeleteDevice removes d from the kernel (device/delete).
+func (s Sysfs) DeleteDevice(ctx context.Context, d Device) error {
+	return write(ctx, filepath.Join(s.deviceDir(d), "delete"), "1")
+}
+
+// Devices lists host's SCSI devices, ordered by H:C:T:L.
+func (s Sysfs) Devices(host int) ([]Device, error) {
+	dir := filepath.Join(s.root(), "class", "scsi_device")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Device
+	for _, e := range ents {
+		var d Device
+		if _, err := fmt.Sscanf(e.Name(), "%d:%d:%d:%d", &d.Host, &d.Channel, &d.Target, &d.LUN); err != nil || d.Host != host {
+			continue
+		}
+		dev := filepath.Join(dir, e.Name(), "device")
+		read := func(name string) string {
+			b, _ := os.ReadFile(filepath.Join(dev, name))
+			return strings.TrimSpace(string(b))
+		}
+		d.Vendor, d.Model, d.State, d.WWID = read("vendor"), read("model"), read("state"), read("wwid")
+		if bs, _ := os.ReadDir(filepath.Join(dev, "block")); len(bs) > 0 {
+			d.Block = bs[0].Name()
+		}
+		out = append(out, d)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Channel != b.Channel {
+			return a.Channel < b.Channel
+		}
+		if a.Target != b.Target {
+			return a.Target < b.Target
+		}
+		return a.LUN < b.LUN
+	})
+	return out, nil
+}
+
+// Apply decides what trigger t does under policy p for session sid on host,
+// does it, and logs the decision at info level: every scan goiscsid makes, or
+// declines to make, can be traced.
+func (s Sysfs) Apply(ctx context.Context, log *slog.Logger, sid, host int, p Policy, t Trigger) (Action, error) {
+	a := Decide(p, t)
+	var err error
+	wrote := ""
+	switch a.Kind {
+	case LUNZero:
+		wrote = "0 0 0"
+		err = s.ScanLUN(ctx, host, 0)
+	case Full:
+		wrote = "- - -"
+		err = s.ScanHost(ctx, host, "-", "-", "-")
+	case NewAndRescan:
+		wrote = "- - - and rescan of each device"
+		err = errors.Join(s.ScanHost(ctx, host, "-", "-", "-"), s.RescanDevices(ctx, host))
+	case OneLUN:
+		wrote = fmt.Sprintf("0 0 %d", a.LUN)
+		err = s.ScanLUN(ctx, host, a.LUN)
+	}
+	if log != nil {
+		attrs := []any{"sid", sid, "host", host, "trigger", t.String(), "policy", p.String(), "action", a.String()}
+		if wrote != "" {
+			attrs = append(attrs, "wrote", wrote, "file", s.scanFile(host))
+		}
+		if err != nil {
+			log.Error("scan", append(attrs, "err", err)...)
+		} else {
+			log.Info("scan", attrs...)
+		}
+	}
+	return a, err
+}
