@@ -1,0 +1,424 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/nlink"
+	"github.com/goiscsi/goiscsi/pdu"
+	"github.com/goiscsi/goiscsi/scan"
+	"github.com/goiscsi/goiscsi/session"
+)
+
+// version is goiscsid's release, shown by goiscsiadm -m session and status.
+const version = "0.1.0"
+
+// daemon owns the kernel sessions and answers goiscsiadm.
+type daemon struct {
+	kernel        *nlink.Conn
+	sysfs         scan.Sysfs
+	initiatorName string
+	alias         string
+	// defaults are iscsid.conf's node.* keys, for keys a record leaves out.
+	defaults map[string]string
+	log      *slog.Logger
+	// dial opens TCP connections; nil means a net.Dialer (tests use it to
+	// count or fail connections).
+	dial func(ctx context.Context, network, address string) (net.Conn, error)
+
+	mu       sync.Mutex
+	sessions map[uint32]*daemonSession
+	// logins are the node identities with a login in progress, so a second
+	// login of the same node is refused instead of racing the first.
+	logins map[string]bool
+}
+
+// daemonSession is one logged-in session and the record it came from.
+type daemonSession struct {
+	k      *session.Kernel
+	rec    record
+	id     string
+	mu     sync.Mutex
+	policy scan.Policy
+}
+
+func (s *daemonSession) scanPolicy() scan.Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.policy
+}
+
+func newDaemon(k *nlink.Conn, sysfs scan.Sysfs, initiatorName, alias string, defaults map[string]string, log *slog.Logger) *daemon {
+	return &daemon{kernel: k, sysfs: sysfs, initiatorName: initiatorName, alias: alias, defaults: defaults,
+		log: log, sessions: map[uint32]*daemonSession{}, logins: map[string]bool{}}
+}
+
+// ServeMgmt answers one goiscsiadm request.
+func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Response {
+	switch req.Op {
+	case mgmt.OpStatus:
+		d.mu.Lock()
+		n := len(d.sessions)
+		d.mu.Unlock()
+		return &mgmt.Response{Status: &mgmt.Status{Version: version, PID: os.Getpid(), Sessions: n}}
+	case mgmt.OpLogin:
+		return d.login(ctx, record(req.Record))
+	case mgmt.OpLogout:
+		return d.logout(ctx, uint32(req.SID))
+	case mgmt.OpSessions:
+		return d.list(req.ShowSecrets)
+	case mgmt.OpStats:
+		return d.stats(ctx, uint32(req.SID))
+	case mgmt.OpScan:
+		return d.scanRequest(ctx, req)
+	case mgmt.OpUpdate:
+		return d.update(req)
+	}
+	return &mgmt.Response{Error: mgmt.Errorf(mgmt.CodeInvalidRequest, "unknown request %q", req.Op)}
+}
+
+// withDefaults fills keys the record lacks from iscsid.conf.
+func (d *daemon) withDefaults(r record) record {
+	out := record{}
+	for k, v := range d.defaults {
+		if strings.HasPrefix(k, "node.") {
+			out[k] = v
+		}
+	}
+	for k, v := range r {
+		out[k] = v
+	}
+	return out
+}
+
+// nodeID identifies a node the way open-iscsi matches a session to a record.
+func nodeID(n session.Node) string {
+	return fmt.Sprintf("%s|%s|%d|%s", n.Login.TargetName, n.Address, n.Port, n.Iface)
+}
+
+func (d *daemon) login(ctx context.Context, rec record) *mgmt.Response {
+	rec = d.withDefaults(rec)
+	n, err := rec.node(d.initiatorName, d.alias)
+	if err != nil {
+		return &mgmt.Response{Error: mgmt.Errorf(7, "%v", err)}
+	}
+	policy, err := scan.PolicyFor(rec.str("node.session.scan", ""), rec.str("node.session.autoscan_en", ""))
+	if err != nil {
+		return &mgmt.Response{Error: mgmt.Errorf(7, "node record: %v", err)}
+	}
+	retries, err := rec.loginRetries()
+	if err != nil {
+		return &mgmt.Response{Error: mgmt.Errorf(7, "%v", err)}
+	}
+	n.Dial = d.dial
+	id := nodeID(n)
+	d.mu.Lock()
+	exists := d.logins[id]
+	for _, s := range d.sessions {
+		exists = exists || s.id == id
+	}
+	if exists {
+		d.mu.Unlock()
+		return &mgmt.Response{Error: mgmt.Errorf(15, "session exists")}
+	}
+	d.logins[id] = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.logins, id)
+		d.mu.Unlock()
+	}()
+
+	log := d.log.With("target", n.Login.TargetName, "portal", fmt.Sprintf("%s,%d", net.JoinHostPort(n.Address, fmt.Sprint(n.Port)), n.TPGT), "iface", n.Iface)
+	ds := &daemonSession{rec: rec, id: id, policy: policy}
+	k, err := d.establish(ctx, n, d.hooks(ds), retries, log)
+	if err != nil {
+		log.Error("login failed", "err", err)
+		return &mgmt.Response{Error: loginError(err)}
+	}
+	ds.k = k
+	d.mu.Lock()
+	d.sessions[k.SID] = ds
+	d.mu.Unlock()
+	log.Info("connection is operational now", "sid", k.SID, "host", k.Host, "scan_policy", policy.String())
+	d.scanHost(k, policy, scan.Login)
+	info := d.info(ds, false)
+	return &mgmt.Response{Session: &info}
+}
+
+// hooks connect a session's events to the daemon: scans after LUN-change
+// events and relogins, and forgetting a session whose recovery gave up.
+func (d *daemon) hooks(ds *daemonSession) session.Hooks {
+	return session.Hooks{
+		AsyncEvent: func(k *session.Kernel, _ uint64, sense pdu.Sense) {
+			if sense.ReportedLUNsDataChanged() {
+				go d.scanHost(k, ds.scanPolicy(), scan.AEN)
+			}
+		},
+		Recovered: func(k *session.Kernel, _ int) { go d.scanHost(k, ds.scanPolicy(), scan.Relogin) },
+		Failed: func(k *session.Kernel, err error) {
+			d.log.Error("session recovery gave up; session removed", "sid", k.SID, "err", err)
+			d.mu.Lock()
+			delete(d.sessions, k.SID)
+			d.mu.Unlock()
+		},
+	}
+}
+
+// establish logs in, retrying failures a later attempt may overcome (no answer,
+// connection refused, a target busy) for initial_login_retry_max login timeouts,
+// as open-iscsi does.
+func (d *daemon) establish(ctx context.Context, n session.Node, hooks session.Hooks, retries int, log *slog.Logger) (*session.Kernel, error) {
+	deadline := time.Now().Add(time.Duration(max(retries, 1)) * max(n.Timeouts.Login, time.Second))
+	for attempt := 1; ; attempt++ {
+		k, err := session.Establish(ctx, d.kernel, n, hooks, log)
+		if err == nil || !retryable(err) || time.Now().Add(time.Second).After(deadline) {
+			return k, err
+		}
+		log.Warn("login attempt failed; retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func retryable(err error) bool {
+	var le *session.LoginError
+	if errors.As(err, &le) {
+		return le.Retryable()
+	}
+	var ke *nlink.KernelError
+	if errors.As(err, &ke) {
+		return false
+	}
+	var pe *session.ProtocolError
+	var ae *session.AuthError
+	return !errors.As(err, &pe) && !errors.As(err, &ae)
+}
+
+// loginError maps a login failure to iscsiadm's exit code and message.
+func loginError(err error) *mgmt.Error {
+	var le *session.LoginError
+	var ae *session.AuthError
+	var re *recordError
+	switch {
+	case errors.As(err, &re):
+		return mgmt.Errorf(7, "%v", err)
+	case errors.As(err, &le) && le.AuthFailure():
+		return mgmt.Errorf(24, "iSCSI login failed due to authorization failure: %v", err)
+	case errors.As(err, &ae):
+		return mgmt.Errorf(19, "%v", err)
+	case errors.As(err, &le):
+		return mgmt.Errorf(19, "iSCSI login failed: %v", err)
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return mgmt.Errorf(8, "connection timed out: %v", err)
+	}
+	var ke *nlink.KernelError
+	if errors.As(err, &ke) {
+		return mgmt.Errorf(9, "kernel refused: %v", err)
+	}
+	return mgmt.Errorf(5, "login failed: %v", err)
+}
+
+// scanHost scans k's SCSI host as policy decides for trigger t. Event-driven
+// scans run in their own goroutine, so a session's event handling never waits
+// for the kernel's SCSI scan.
+func (d *daemon) scanHost(k *session.Kernel, policy scan.Policy, t scan.Trigger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t); err != nil {
+		d.log.Error("scan failed", "sid", k.SID, "trigger", t.String(), "err", err)
+	}
+}
+
+// uevents scans after the kernel's REPORTED LUNS DATA HAS CHANGED unit
+// attentions, which it reports as uevents and never acts on itself.
+func (d *daemon) uevents(ctx context.Context, l *scan.UeventListener) {
+	for {
+		ev, err := l.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Error("kernel uevents", "err", err)
+			}
+			return
+		}
+		d.mu.Lock()
+		ds := d.sessions[uint32(ev.Session)]
+		d.mu.Unlock()
+		if ds == nil {
+			d.log.Info("unit attention for a session goiscsid does not own", "session", ev.Session, "ua", ev.UA)
+			continue
+		}
+		go d.scanHost(ds.k, ds.scanPolicy(), scan.UA)
+	}
+}
+
+func (d *daemon) session(sid uint32) (*daemonSession, *mgmt.Error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ds, ok := d.sessions[sid]
+	if !ok {
+		return nil, mgmt.Errorf(2, "no session with sid %d", sid)
+	}
+	return ds, nil
+}
+
+func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
+	ds, e := d.session(sid)
+	if e != nil {
+		return &mgmt.Response{Error: e}
+	}
+	info := d.info(ds, false)
+	if err := ds.k.Logout(ctx); err != nil {
+		return &mgmt.Response{Error: mgmt.Errorf(10, "%v", err)}
+	}
+	d.mu.Lock()
+	delete(d.sessions, sid)
+	d.mu.Unlock()
+	d.log.Info("logged out", "sid", sid, "target", info.TargetName)
+	return &mgmt.Response{Session: &info}
+}
+
+func (d *daemon) list(showSecrets bool) *mgmt.Response {
+	d.mu.Lock()
+	all := make([]*daemonSession, 0, len(d.sessions))
+	for _, ds := range d.sessions {
+		all = append(all, ds)
+	}
+	d.mu.Unlock()
+	sort.Slice(all, func(i, j int) bool { return all[i].k.SID < all[j].k.SID })
+	out := make([]mgmt.Session, 0, len(all))
+	for _, ds := range all {
+		out = append(out, d.info(ds, showSecrets))
+	}
+	return &mgmt.Response{Sessions: out}
+}
+
+func (d *daemon) stats(ctx context.Context, sid uint32) *mgmt.Response {
+	if _, e := d.session(sid); e != nil {
+		return &mgmt.Response{Error: e}
+	}
+	st, err := d.kernel.GetStats(ctx, sid, 0)
+	if err != nil {
+		return &mgmt.Response{Error: mgmt.Errorf(9, "kernel statistics of session %d: %v", sid, err)}
+	}
+	return &mgmt.Response{Stats: statsOf(st)}
+}
+
+// scanRequest scans a session's host on request: one LUN when req.LUN is set,
+// else what the session's policy does for an explicit scan.
+func (d *daemon) scanRequest(ctx context.Context, req *mgmt.Request) *mgmt.Response {
+	ds, e := d.session(uint32(req.SID))
+	if e != nil {
+		return &mgmt.Response{Error: e}
+	}
+	if req.LUN == nil {
+		if _, err := d.sysfs.Apply(ctx, d.log, req.SID, int(ds.k.Host), scan.Auto, scan.Request); err != nil {
+			return &mgmt.Response{Error: mgmt.Errorf(22, "%v", err)}
+		}
+	} else {
+		d.log.Info("scan", "sid", req.SID, "trigger", scan.Request.String(), "lun", *req.LUN)
+		if err := d.sysfs.ScanLUN(ctx, int(ds.k.Host), *req.LUN); err != nil {
+			return &mgmt.Response{Error: mgmt.Errorf(22, "%v", err)}
+		}
+	}
+	info := d.info(ds, false)
+	return &mgmt.Response{Session: &info}
+}
+
+// update changes a live session's scan policy (node.session.scan and
+// node.session.autoscan_en); other keys apply at the next login.
+func (d *daemon) update(req *mgmt.Request) *mgmt.Response {
+	ds, e := d.session(uint32(req.SID))
+	if e != nil {
+		return &mgmt.Response{Error: e}
+	}
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	next := record{}
+	for k, v := range ds.rec {
+		next[k] = v
+	}
+	for k, v := range req.Record {
+		switch k {
+		case "node.session.scan", "node.session.autoscan_en":
+			next[k] = v
+		default:
+			return &mgmt.Response{Error: mgmt.Errorf(7, "%s cannot be changed on a live session; update the node record and log in again", k)}
+		}
+	}
+	p, err := scan.PolicyFor(next.str("node.session.scan", ""), next.str("node.session.autoscan_en", ""))
+	if err != nil {
+		return &mgmt.Response{Error: mgmt.Errorf(7, "%v", err)}
+	}
+	ds.rec, ds.policy = next, p
+	d.log.Info("scan policy changed", "sid", req.SID, "scan_policy", p.String())
+	return &mgmt.Response{}
+}
+
+// info describes ds for goiscsiadm.
+func (d *daemon) info(ds *daemonSession, showSecrets bool) mgmt.Session {
+	n := ds.k.Node()
+	res := ds.k.Result()
+	p := res.Params
+	digest := func(on bool) string {
+		if on {
+			return "CRC32C"
+		}
+		return "None"
+	}
+	state := ds.k.State()
+	connState := "LOGGED IN"
+	internal := "NO CHANGE"
+	switch state {
+	case "REOPEN":
+		connState, internal = "TRANSPORT WAIT", "REOPEN"
+	case "IN_LOGOUT":
+		connState, internal = "IN LOGOUT", "LOGOUT"
+	case "FAILED":
+		connState, internal = "FREE", "FAILED"
+	}
+	s := mgmt.Session{
+		SID: int(ds.k.SID), HostNo: int(ds.k.Host), TargetName: n.Login.TargetName, TargetAlias: p.TargetAlias,
+		TPGT: n.TPGT, Address: n.Address, Port: n.Port, PersistentAddress: n.Address, PersistentPort: n.Port,
+		Iface: n.Iface, Transport: "tcp", InitiatorName: n.Login.InitiatorName,
+		ConnState: connState, InternalState: internal, ScanPolicy: ds.scanPolicy().String(),
+		Timeouts: mgmt.Timeouts{Recovery: n.Timeouts.Replacement, TargetReset: n.Timeouts.TgtReset,
+			LUNReset: n.Timeouts.LUReset, Abort: n.Timeouts.Abort},
+		CHAP: mgmt.CHAP{Username: n.Login.Auth.Username, UsernameIn: n.Login.Auth.UsernameIn},
+		Params: mgmt.Negotiated{HeaderDigest: digest(p.HeaderDigest), DataDigest: digest(p.DataDigest),
+			MaxRecvDataSegmentLength: int(p.MaxRecvDataSegmentLength), MaxXmitDataSegmentLength: int(p.MaxXmitDataSegmentLength),
+			FirstBurstLength: int(p.FirstBurstLength), MaxBurstLength: int(p.MaxBurstLength),
+			ImmediateData: p.ImmediateData, InitialR2T: p.InitialR2T, MaxOutstandingR2T: int(p.MaxOutstandingR2T)},
+	}
+	if p.TargetPortalGroupTag >= 0 {
+		s.TPGT = p.TargetPortalGroupTag
+	}
+	if showSecrets {
+		s.CHAP.Password, s.CHAP.PasswordIn = string(n.Login.Auth.Password), string(n.Login.Auth.PasswordIn)
+	}
+	return s
+}
+
+func statsOf(st *nlink.Stats) *mgmt.Stats {
+	out := &mgmt.Stats{TxDataOctets: st.TxDataOctets, RxDataOctets: st.RxDataOctets, Counters: map[string]uint64{}}
+	for i, name := range nlink.CounterNames {
+		out.Counters[name] = uint64(st.Counters[i])
+	}
+	for _, c := range st.Custom {
+		out.Counters[c.Name] = c.Value
+	}
+	return out
+}

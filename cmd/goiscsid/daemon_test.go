@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/nlink/nlinktest"
+	"github.com/goiscsi/goiscsi/scan"
+	"github.com/goiscsi/goiscsi/scan/scantest"
+	"github.com/goiscsi/goiscsi/test/target"
+)
+
+const (
+	testIQN = "iqn.2026-11.dev.goiscsi:daemon"
+	testIni = "iqn.2026-11.dev.goiscsi:host"
+)
+
+type fixture struct {
+	d      *daemon
+	srv    *target.Server
+	fs     *scantest.FS
+	kernel *nlinktest.Kernel
+	rec    map[string]string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{{
+		Name: testIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
+		LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}, {Number: 1, Size: 1 << 20}},
+	}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ps, _ := srv.Portals(testIQN)
+	k := nlinktest.New()
+	t.Cleanup(func() { k.Close() })
+	fs := scantest.New(t)
+	for h := 0; h < 8; h++ {
+		fs.AddHost(h)
+	}
+	d := newDaemon(k.Conn(), scan.Sysfs{Root: fs.Root}, testIni, "", nil, slog.New(slog.DiscardHandler))
+	rec := map[string]string{
+		"node.name": testIQN, "node.tpgt": "1", "node.conn[0].address": ps[0].Address,
+		"node.conn[0].port": strconv.Itoa(ps[0].Port), "node.conn[0].timeo.login_timeout": "5",
+	}
+	return &fixture{d: d, srv: srv, fs: fs, kernel: k, rec: rec}
+}
+
+func (f *fixture) login(t *testing.T, extra map[string]string) *mgmt.Session {
+	t.Helper()
+	rec := map[string]string{}
+	for k, v := range f.rec {
+		rec[k] = v
+	}
+	for k, v := range extra {
+		rec[k] = v
+	}
+	resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: rec})
+	if resp.Error != nil {
+		t.Fatalf("login: %v", resp.Error)
+	}
+	return resp.Session
+}
+
+func TestLoginScansByPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		keys  map[string]string
+		scan  string
+		shown string
+	}{
+		{"default", nil, "- - -", "auto"},
+		{"autoscan off", map[string]string{"node.session.autoscan_en": "No"}, "0 0 0", "lun0"},
+		{"manual", map[string]string{"node.session.scan": "manual"}, "", "manual"},
+		{"manual wins", map[string]string{"node.session.scan": "manual", "node.session.autoscan_en": "No"}, "", "manual"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			s := f.login(t, tc.keys)
+			if got := f.fs.ScanWritten(s.HostNo); got != tc.scan {
+				t.Errorf("login wrote %q to the scan file, want %q", got, tc.scan)
+			}
+			if s.ScanPolicy != tc.shown || s.ConnState != "LOGGED IN" || s.TPGT != 1 {
+				t.Errorf("session %+v", s)
+			}
+			if resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogout, SID: s.SID}); resp.Error != nil {
+				t.Fatal(resp.Error)
+			}
+			if n := len(f.kernel.Sessions()); n != 0 {
+				t.Errorf("%d kernel sessions after logout", n)
+			}
+		})
+	}
+}
+
+// waitScan waits for the host's scan file to hold want: AEN scans run in the
+// background.
+func waitScan(t *testing.T, f *fixture, host int, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for f.fs.ScanWritten(host) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("scan file holds %q, want %q", f.fs.ScanWritten(host), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAENScansOnlyUnderAuto(t *testing.T) {
+	f := newFixture(t)
+	s := f.login(t, map[string]string{"node.session.autoscan_en": "No"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.srv.WaitSessions(ctx, testIQN, 1); err != nil {
+		t.Fatal(err)
+	}
+	aen := target.AsyncEvent{Target: testIQN, Sense: target.SenseCode{Key: 6, ASC: 0x3f, ASCQ: 0x0e}}
+	f.fs.ResetScan(s.HostNo)
+	if _, err := f.srv.SendAsyncEvent(aen); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if got := f.fs.ScanWritten(s.HostNo); got != "" {
+		t.Fatalf("autoscan_en=No scanned %q after an AEN", got)
+	}
+	// The policy of the live session changes without a relogin.
+	resp := f.d.ServeMgmt(ctx, &mgmt.Request{Op: mgmt.OpUpdate, SID: s.SID, Record: map[string]string{"node.session.autoscan_en": "Yes"}})
+	if resp.Error != nil {
+		t.Fatal(resp.Error)
+	}
+	if _, err := f.srv.SendAsyncEvent(aen); err != nil {
+		t.Fatal(err)
+	}
+	waitScan(t, f, s.HostNo, "- - -")
+	// A narrow scan adds exactly the LUN asked for.
+	lun := uint64(1)
+	if resp := f.d.ServeMgmt(ctx, &mgmt.Request{Op: mgmt.OpScan, SID: s.SID, LUN: &lun}); resp.Error != nil {
+		t.Fatal(resp.Error)
+	}
+	if got := f.fs.ScanWritten(s.HostNo); got != "0 0 1" {
+		t.Errorf("--scan-lun 1 wrote %q", got)
+	}
+	if resp := f.d.ServeMgmt(ctx, &mgmt.Request{Op: mgmt.OpUpdate, SID: s.SID, Record: map[string]string{"node.session.timeo.replacement_timeout": "5"}}); resp.Error == nil || resp.Error.Code != 7 {
+		t.Errorf("updating a key that needs a relogin: %+v", resp.Error)
+	}
+}
+
+func TestLoginErrors(t *testing.T) {
+	f := newFixture(t)
+	f.login(t, nil)
+	resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: f.rec})
+	if resp.Error == nil || resp.Error.Code != 15 {
+		t.Errorf("second login of the same node: %+v", resp.Error)
+	}
+	bad := map[string]string{"node.name": testIQN, "node.conn[0].address": "127.0.0.1", "node.conn[0].port": "x"}
+	if resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: bad}); resp.Error == nil || resp.Error.Code != 7 {
+		t.Errorf("bad port: %+v", resp.Error)
+	}
+	if resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogout, SID: 99}); resp.Error == nil || resp.Error.Code != 2 {
+		t.Errorf("logout of an unknown session: %+v", resp.Error)
+	}
+	list := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpSessions})
+	if len(list.Sessions) != 1 || list.Sessions[0].TargetName != testIQN {
+		t.Errorf("sessions %+v", list.Sessions)
+	}
+}

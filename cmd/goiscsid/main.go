@@ -1,0 +1,111 @@
+// Command goiscsid is the iSCSI initiator daemon: it logs in to targets through
+// the kernel's iscsi_tcp (ISCSI_UEVENT netlink), keeps the sessions up, and scans
+// for SCSI devices only as each session's scan policy allows. goiscsiadm talks to
+// it over a root-only unix socket.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/nlink"
+	"github.com/goiscsi/goiscsi/scan"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "goiscsid:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("goiscsid", flag.ContinueOnError)
+	configPath := fs.String("c", "/etc/iscsi/iscsid.conf", "iscsid.conf `file`")
+	initiatorPath := fs.String("i", "/etc/iscsi/initiatorname.iscsi", "initiator name `file`")
+	debug := fs.Int("d", 0, "debug `level` (0-8; 1 and above log each kernel request)")
+	// goiscsid never forks: under systemd (Type=notify) and in scripts it runs in
+	// the foreground; -f is accepted for iscsid's command lines.
+	fs.Bool("f", true, "run in the foreground (always the case)")
+	socket := fs.String("socket", mgmt.DefaultSocket, "management socket `path`")
+	sysfsRoot := fs.String("sysfs", "/sys", "sysfs `root` (for tests)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Println("goiscsid version", version)
+		return nil
+	}
+	level := slog.LevelInfo
+	if *debug > 0 {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := conf.LoadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	defaults := map[string]string{}
+	for _, k := range cfg.Keys() {
+		defaults[k], _ = cfg.Get(k)
+	}
+	name, alias, err := conf.ReadInitiatorName(*initiatorPath)
+	if err != nil {
+		return fmt.Errorf("initiator name: %w", err)
+	}
+	if alias == "" {
+		alias, _ = os.Hostname()
+	}
+	k, err := nlink.Dial(nlink.DialOptions{SysfsRoot: *sysfsRoot, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer k.Close()
+	ln, err := mgmt.Listen(*socket)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	d := newDaemon(k, scan.Sysfs{Root: *sysfsRoot}, name, alias, defaults, log)
+	if ul, err := scan.ListenUevents(); err != nil {
+		log.Warn("kernel uevents unavailable: unit attentions will not trigger scans", "err", err)
+	} else {
+		defer ul.Close()
+		go d.uevents(ctx, ul)
+	}
+	db := &conf.DB{Root: filepath.Dir(*configPath)}
+	d.adopt(*sysfsRoot, func(target, address string, port int, iface string) (map[string]string, error) {
+		recs, err := db.FindNodes(target, address, port, iface)
+		if err != nil || len(recs) == 0 {
+			return nil, err
+		}
+		out := map[string]string{}
+		for _, k := range recs[0].Keys() {
+			out[k] = recs[0].Get(k)
+		}
+		return out, nil
+	})
+	srv := &mgmt.Server{Handler: d, Logger: log}
+	log.Info("goiscsid started", "version", version, "initiator", name, "socket", *socket)
+	if _, err := sdNotify("READY=1\nSTATUS=Ready to process requests"); err != nil {
+		log.Warn("systemd notification", "err", err)
+	}
+	err = srv.Serve(ctx, ln)
+	sdNotify("STOPPING=1")
+	// Sessions stay up when the daemon stops, as with iscsid: the kernel keeps
+	// them and I/O goes on. The next goiscsid takes them over (adopt).
+	log.Info("goiscsid stopped; sessions stay logged in", "err", err)
+	return nil
+}
