@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -136,6 +137,9 @@ const (
 	// ActDeleteIface deletes the iface record Ifaces[0] and its node records.
 	ActDeleteIface
 
+	// ActScanLUN adds exactly LUN ScanLUN of session SID (--scan-lun).
+	ActScanLUN
+
 	// ActListHosts lists the iSCSI hosts (-m host [-P 0-4] [-H host]); see
 	// HostsText.
 	ActListHosts
@@ -198,6 +202,7 @@ type Command struct {
 	StartupMode string // -L / -U value: all, manual, automatic or onboot
 	DebugLevel  int    // -d
 	JSON        bool   // --json: print the listing as JSON (see json.go)
+	ScanLUN     uint64 // --scan-lun N
 
 	// Warnings are stderr lines stock prints while parsing and then goes
 	// on: getopt diagnostics that did not stop it, and "only accepts one
@@ -208,6 +213,10 @@ type Command struct {
 // optJSON is the getopt value of --json, the one option stock does not have.
 // It is above every byte so that no short option can collide with it.
 const optJSON = 0x100
+
+// optScanLUN is the getopt value of --scan-lun N (session mode with -r SID):
+// goiscsi's narrow scan of exactly one LUN, for attach tools.
+const optScanLUN = 0x101
 
 // shortOptions and longOptions are stock's option table.
 const shortOptions = "RlDVhm:a:b:c:C:p:P:T:H:i:I:U:k:L:d:r:n:v:o:sSt:ux:A:W"
@@ -245,6 +254,7 @@ var longOptions = []longOption{
 	{"portal_type", optionalArgument, 'A'},
 	{"no_wait", noArgument, 'W'},
 	{"json", noArgument, optJSON},
+	{"scan-lun", requiredArgument, optScanLUN},
 }
 
 // modeRule is one row of stock's mode_paras: the mode's name in messages,
@@ -325,6 +335,8 @@ type parser struct {
 	discover, rescan      bool
 	stats, show, noWait   bool
 	json                  bool
+	scanLUN               string
+	hasScanLUN            bool
 	debug                 int
 	packetSize, pingCount int
 	pingInterval          int
@@ -496,6 +508,8 @@ func (p *parser) readOptions() *Exit {
 			return p.exit(ExitSuccess)
 		case optJSON:
 			p.json = true
+		case optScanLUN:
+			p.scanLUN, p.hasScanLUN = arg, true
 		}
 		if p.hasName && p.hasValue {
 			p.params = append(p.params, Param{p.name, p.value})
@@ -524,6 +538,10 @@ func (p *parser) verifyMode() *Exit {
 		switch {
 		case c == getoptEnd:
 			return nil
+		case c == optScanLUN:
+			if p.mode != ModeSession {
+				return p.fail(ExitInval, "%s mode: option '--scan-lun' is not allowed/supported", rule.name)
+			}
 		case c == optJSON:
 			if !rule.json {
 				return p.fail(ExitInval, "%s mode: option '--json' is not allowed/supported", rule.name)
@@ -767,6 +785,18 @@ func renameTransport(params []Param) []Param {
 
 // session is the session-mode half of stock's main().
 func (p *parser) session() (*Command, *Exit) {
+	if p.hasScanLUN {
+		if p.sid <= 0 && p.sessionPath == "" {
+			return nil, p.fail(ExitInval, "--scan-lun needs a session: -r SID")
+		}
+		lun, err := strconv.ParseUint(p.scanLUN, 10, 64)
+		if err != nil || lun >= 1<<16 {
+			return nil, p.fail(ExitInval, "--scan-lun %q: not a LUN number (0-65535)", p.scanLUN)
+		}
+		c := p.command(ActScanLUN)
+		c.ScanLUN = lun
+		return c, nil
+	}
 	if p.sid > 0 || p.sessionPath != "" {
 		// Session info is read from sysfs first; only then does stock
 		// look at the operation.

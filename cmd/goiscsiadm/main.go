@@ -1,3 +1,5 @@
+// Command goiscsiadm is goiscsi's drop-in for open-iscsi's iscsiadm: the same
+// command line, output, exit codes and node database, talking to goiscsid.
 package main
 
 import (
@@ -5,16 +7,12 @@ import (
 	"os"
 )
 
-// main is a placeholder until goiscsiadm is wired to goiscsid and the node
-// database: it parses the command line, answers what parsing alone decides
-// (-V, -h, mistakes, unsupported features) and refuses the rest.
 func main() {
-	c, e := Parse(os.Args)
-	if e == nil {
-		fmt.Fprint(os.Stderr, c.Warnings)
-		e = Errorf(ExitOpNotSupp, "running commands is not wired up yet")
+	c, x := Parse(os.Args)
+	if x == nil {
+		x = run(c)
 	}
-	fmt.Fprint(os.Stdout, e.Stdout)
-	fmt.Fprint(os.Stderr, e.Stderr)
-	os.Exit(int(e.Code))
+	fmt.Fprint(os.Stdout, x.Stdout)
+	fmt.Fprint(os.Stderr, x.Stderr)
+	os.Exit(int(x.Code))
 }

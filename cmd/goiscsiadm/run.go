@@ -1,0 +1,862 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/session"
+)
+
+// env is where a command finds the node database, sysfs and the daemon. The
+// GOISCSI_ROOT, GOISCSI_SYSFS and GOISCSI_SOCKET variables move them for tests.
+type env struct {
+	root   string // /etc/iscsi
+	sysfs  string // /sys
+	client *mgmt.Client
+	stdout strings.Builder
+	stderr strings.Builder
+}
+
+func newEnv() *env {
+	e := &env{root: "/etc/iscsi", sysfs: "/sys", client: &mgmt.Client{Path: os.Getenv("GOISCSI_SOCKET")}}
+	if v := os.Getenv("GOISCSI_ROOT"); v != "" {
+		e.root = v
+	}
+	if v := os.Getenv("GOISCSI_SYSFS"); v != "" {
+		e.sysfs = v
+	}
+	return e
+}
+
+func (e *env) db() *conf.DB { return &conf.DB{Root: e.root} }
+
+func (e *env) config() (*conf.Config, error) {
+	return conf.LoadConfig(filepath.Join(e.root, "iscsid.conf"))
+}
+
+func (e *env) errorf(format string, args ...any) { e.stderr.WriteString(logLine(format, args...)) }
+
+// exit ends the command with what was printed so far.
+func (e *env) exit(code ExitCode) *Exit {
+	return &Exit{Code: code, Stdout: e.stdout.String(), Stderr: e.stderr.String()}
+}
+
+// fail ends the command with one more error line.
+func (e *env) fail(code ExitCode, format string, args ...any) *Exit {
+	e.errorf(format, args...)
+	return e.exit(code)
+}
+
+// requestTimeout bounds one request to the daemon. Logins take up to
+// initial_login_retry_max login timeouts in the daemon, so this is generous.
+const requestTimeout = 10 * time.Minute
+
+func (e *env) do(req *mgmt.Request) (*mgmt.Response, *mgmt.Error) {
+	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	defer cancel()
+	resp, err := e.client.Do(ctx, req)
+	if err != nil {
+		if me, ok := err.(*mgmt.Error); ok {
+			return nil, me
+		}
+		return nil, mgmt.Errorf(mgmt.CodeCommunication, "%v", err)
+	}
+	return resp, resp.Error
+}
+
+// run carries out a parsed command.
+func run(c *Command) *Exit {
+	e := newEnv()
+	e.stderr.WriteString(c.Warnings)
+	if c.SessionPath != "" {
+		sid, ok := sidFromPath(c.SessionPath)
+		if !ok {
+			return e.fail(ExitInval, "Unable to find sid in path %s", c.SessionPath)
+		}
+		c.SID = sid
+	}
+	if c.Reject != nil {
+		e.stdout.WriteString(c.Reject.Stdout)
+		e.stderr.WriteString(c.Reject.Stderr)
+		return e.exit(c.Reject.Code)
+	}
+	switch c.Action {
+	case ActDiscover, ActDiscoverDB, ActDiscoverFromRecord:
+		return e.discover(c)
+	case ActListDiscovery:
+		return e.listDiscovery(c)
+	case ActListNodes:
+		return e.listNodes(c)
+	case ActShowNodes, ActNewNode, ActUpdateNodes, ActDeleteNodes:
+		return e.nodeRecords(c)
+	case ActLogin, ActLoginAll:
+		return e.login(c)
+	case ActLogout, ActLogoutAll:
+		return e.logout(c)
+	case ActListSessions, ActShowSession:
+		return e.listSessions(c)
+	case ActRescan:
+		return e.rescan(c)
+	case ActScanLUN:
+		return e.scanLUN(c)
+	case ActStats:
+		return e.stats(c)
+	case ActListIfaces:
+		ifs, err := e.ifaces()
+		if err != nil {
+			return e.fail(ExitIDBM, "%v", err)
+		}
+		text, x := IfacesText(ifs)
+		e.stdout.WriteString(text)
+		return e.finish(x)
+	case ActListHosts:
+		return e.listHosts(c)
+	}
+	return e.fail(ExitOpNotSupp, "this operation is not supported by goiscsiadm yet")
+}
+
+// finish ends with a formatter's outcome.
+func (e *env) finish(x *Exit) *Exit {
+	if x == nil {
+		return e.exit(ExitSuccess)
+	}
+	e.stdout.WriteString(x.Stdout)
+	e.stderr.WriteString(x.Stderr)
+	return e.exit(x.Code)
+}
+
+func sidFromPath(p string) (int, bool) {
+	for _, part := range strings.Split(filepath.Clean(p), "/") {
+		if n, ok := strings.CutPrefix(part, "session"); ok {
+			if sid, err := strconv.Atoi(n); err == nil && sid > 0 {
+				return sid, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// ---- node records
+
+func summary(r *conf.Record, cfg *conf.Config) NodeSummary {
+	id := r.ID()
+	return NodeSummary{Target: id.Target, Address: id.Address, Port: id.Port, TPGT: id.TPGT, Iface: id.Iface,
+		ScanPolicy: scanPolicy(r.Get("node.session.scan"), r.Get("node.session.autoscan_en"))}
+}
+
+// scanPolicy names the effective policy the way the daemon does.
+func scanPolicy(scanValue, autoscan string) string {
+	switch {
+	case strings.EqualFold(scanValue, "manual"):
+		return "manual"
+	case strings.EqualFold(autoscan, "No"):
+		return "lun0"
+	}
+	return "auto"
+}
+
+// matching returns the node records c's selectors (-T, -p, -I) pick.
+func (e *env) matching(c *Command) ([]*conf.Record, error) {
+	all, err := e.db().Nodes()
+	if err != nil {
+		return nil, err
+	}
+	var out []*conf.Record
+	for _, r := range all {
+		id := r.ID()
+		if c.Target != "" && id.Target != c.Target {
+			continue
+		}
+		if c.Portal != nil {
+			if id.Address != c.Portal.Address || (c.Portal.Port > 0 && id.Port != c.Portal.Port) ||
+				(c.Portal.TPGT >= 0 && id.TPGT != c.Portal.TPGT) {
+				continue
+			}
+		}
+		if len(c.Ifaces) > 0 && id.Iface != c.Ifaces[0] {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (e *env) listNodes(c *Command) *Exit {
+	recs, err := e.db().Nodes()
+	if err != nil {
+		return e.fail(ExitIDBM, "%v", err)
+	}
+	var nodes []NodeSummary
+	for _, r := range recs {
+		nodes = append(nodes, summary(r, nil))
+	}
+	if c.JSON {
+		e.stdout.WriteString(NodesJSON(nodes))
+		return e.exit(ExitSuccess)
+	}
+	text, x := NodesText(nodes, c.PrintLevel)
+	e.stdout.WriteString(text)
+	return e.finish(x)
+}
+
+func (e *env) nodeRecords(c *Command) *Exit {
+	db := e.db()
+	if c.Action == ActNewNode {
+		cfg, err := e.config()
+		if err != nil {
+			return e.fail(ExitIDBM, "%v", err)
+		}
+		if c.Target == "" || c.Portal == nil {
+			return e.fail(ExitInval, "You must specify both target name and portal for a new record")
+		}
+		port := c.Portal.Port
+		if port <= 0 {
+			port = session.DefaultPort
+		}
+		iface := "default"
+		if len(c.Ifaces) > 0 {
+			iface = c.Ifaces[0]
+		}
+		r := conf.NewNodeRecord(cfg, c.Target, c.Portal.Address, port, c.Portal.TPGT, iface)
+		for _, p := range c.Params {
+			if err := r.Set(p.Name, p.Value); err != nil {
+				return e.fail(ExitInval, "%v", err)
+			}
+		}
+		if err := db.SaveNode(r); err != nil {
+			return e.fail(ExitIDBM, "%v", err)
+		}
+		id := r.ID()
+		fmt.Fprintf(&e.stdout, "New iSCSI node [tcp:[hw=,ip=,net_if=,iscsi_if=%s] %s,%d,%d %s] added\n",
+			id.Iface, id.Address, id.Port, id.TPGT, id.Target)
+		return e.exit(ExitSuccess)
+	}
+	recs, err := e.matching(c)
+	if err != nil {
+		return e.fail(ExitIDBM, "%v", err)
+	}
+	if len(recs) == 0 {
+		return e.fail(ExitNoObjsFound, "No records found")
+	}
+	switch c.Action {
+	case ActShowNodes:
+		for _, r := range recs {
+			e.stdout.WriteString(r.Show(c.ShowSecrets))
+		}
+	case ActDeleteNodes:
+		for _, r := range recs {
+			if err := db.DeleteNode(r.ID()); err != nil {
+				return e.fail(ExitIDBM, "%v", err)
+			}
+		}
+	case ActUpdateNodes:
+		for _, r := range recs {
+			for _, p := range c.Params {
+				if conf.IsLookupKey(p.Name) {
+					return e.fail(ExitInval, "Cannot modify %s. It is used to look up the record and cannot be changed.", p.Name)
+				}
+				if err := r.Set(p.Name, p.Value); err != nil {
+					return e.fail(ExitInval, "%v", err)
+				}
+			}
+			if err := db.SaveNode(r); err != nil {
+				return e.fail(ExitIDBM, "%v", err)
+			}
+		}
+		if c.SID > 0 {
+			return e.updateLiveSession(c)
+		}
+	}
+	return e.exit(ExitSuccess)
+}
+
+// updateLiveSession applies scan policy keys of -m session -r SID -o update to
+// the running session too, without a relogin.
+func (e *env) updateLiveSession(c *Command) *Exit {
+	rec := map[string]string{}
+	for _, p := range c.Params {
+		if p.Name == "node.session.scan" || p.Name == "node.session.autoscan_en" {
+			rec[p.Name] = p.Value
+		}
+	}
+	if len(rec) == 0 {
+		return e.exit(ExitSuccess)
+	}
+	if _, me := e.do(&mgmt.Request{Op: mgmt.OpUpdate, SID: c.SID, Record: rec}); me != nil {
+		return e.fail(ExitCode(me.Code), "%s", me.Message)
+	}
+	return e.exit(ExitSuccess)
+}
+
+// ---- discovery
+
+func (e *env) initiatorName() (string, error) {
+	name, _, err := conf.ReadInitiatorName(filepath.Join(e.root, "initiatorname.iscsi"))
+	return name, err
+}
+
+func (e *env) discover(c *Command) *Exit {
+	if c.Portal == nil {
+		return e.fail(ExitInval, "Please specify a portal with -p")
+	}
+	cfg, err := e.config()
+	if err != nil {
+		return e.fail(ExitIDBM, "%v", err)
+	}
+	db := e.db()
+	port := c.Portal.Port
+	if port <= 0 {
+		port = session.DefaultPort
+	}
+	drec := conf.NewDiscoveryRecord(cfg, c.Portal.Address, port)
+	if stored, _ := db.Discoveries(); stored != nil {
+		for _, s := range stored {
+			if s.Get("discovery.sendtargets.address") == c.Portal.Address && s.Get("discovery.sendtargets.port") == strconv.Itoa(port) {
+				drec = s
+			}
+		}
+	}
+	if c.Action == ActDiscoverFromRecord && drec.Get("discovery.sendtargets.address") == "" {
+		return e.fail(ExitInval, "Discovery record [%s,%d] not found!", c.Portal.Address, port)
+	}
+	name, err := e.initiatorName()
+	if err != nil {
+		return e.fail(ExitInval, "%v", err)
+	}
+	auth := session.Auth{Method: session.AuthNone}
+	if strings.EqualFold(drec.Get("discovery.sendtargets.auth.authmethod"), "CHAP") {
+		auth = session.Auth{Method: session.AuthCHAP,
+			Username: drec.Get("discovery.sendtargets.auth.username"), Password: session.Secret(drec.Get("discovery.sendtargets.auth.password")),
+			UsernameIn: drec.Get("discovery.sendtargets.auth.username_in"), PasswordIn: session.Secret(drec.Get("discovery.sendtargets.auth.password_in"))}
+	}
+	mrdsl, _ := strconv.Atoi(drec.Get("discovery.sendtargets.iscsi.MaxRecvDataSegmentLength"))
+	timeout, _ := strconv.Atoi(drec.Get("discovery.sendtargets.timeo.login_timeout"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(max(timeout, 5))*time.Second)
+	defer cancel()
+	found, err := session.Discover(ctx, session.Portal{Address: c.Portal.Address, Port: port}, session.DiscoveryConfig{
+		InitiatorName: name, Auth: auth, MaxRecvDataSegmentLength: uint32(mrdsl)})
+	if err != nil {
+		e.errorf("cannot make connection to %s: %v", net.JoinHostPort(c.Portal.Address, strconv.Itoa(port)), err)
+		var le *session.LoginError
+		if asLoginError(err, &le) && le.AuthFailure() {
+			e.errorf("Login failed to authenticate with target")
+			return e.fail(ExitLoginAuthFailed, "discovery login to %s rejected: initiator failed authorization", c.Portal.Address)
+		}
+		return e.fail(ExitTrans, "Could not perform SendTargets discovery: %v", err)
+	}
+	persist := c.Op&OpNonPersistent == 0
+	if persist {
+		if err := db.SaveDiscovery(drec); err != nil {
+			return e.fail(ExitIDBM, "%v", err)
+		}
+	}
+	var nodes []NodeSummary
+	var recs []*conf.Record
+	for _, t := range found {
+		for _, p := range t.Portals {
+			r := conf.NewNodeRecord(cfg, t.Name, p.Address, p.Port, p.TPGT, "default")
+			r.Set("node.discovery_address", c.Portal.Address)
+			r.Set("node.discovery_port", strconv.Itoa(port))
+			r.Set("node.discovery_type", "send_targets")
+			if persist {
+				// An existing record keeps its settings (node.session.scan
+				// and autoscan_en above all): rediscovery must not undo
+				// what an attach tool set.
+				existing, _ := db.FindNodes(t.Name, p.Address, p.Port, "default")
+				if len(existing) == 0 {
+					if err := db.SaveNode(r); err != nil {
+						return e.fail(ExitIDBM, "%v", err)
+					}
+				} else {
+					r = existing[0]
+				}
+			}
+			recs = append(recs, r)
+			nodes = append(nodes, summary(r, cfg))
+		}
+	}
+	if c.JSON {
+		e.stdout.WriteString(NodesJSON(nodes))
+	} else {
+		text, x := DiscoveredText(nodes, c.PrintLevel)
+		e.stdout.WriteString(text)
+		if x != nil {
+			return e.finish(x)
+		}
+	}
+	if c.Login {
+		return e.loginRecords(recs, c.NoWait)
+	}
+	return e.exit(ExitSuccess)
+}
+
+func asLoginError(err error, le **session.LoginError) bool {
+	for err != nil {
+		if l, ok := err.(*session.LoginError); ok {
+			*le = l
+			return true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+func (e *env) listDiscovery(c *Command) *Exit {
+	db := e.db()
+	ds, err := db.Discoveries()
+	if err != nil {
+		return e.fail(ExitIDBM, "%v", err)
+	}
+	nodes, err := db.Nodes()
+	if err != nil {
+		return e.fail(ExitIDBM, "%v", err)
+	}
+	var out DiscoveryDB
+	for _, d := range ds {
+		port, _ := strconv.Atoi(d.Get("discovery.sendtargets.port"))
+		dp := DiscoveryPortal{Address: d.Get("discovery.sendtargets.address"), Port: port}
+		for _, n := range nodes {
+			if n.Get("node.discovery_type") == "send_targets" && n.Get("node.discovery_address") == dp.Address &&
+				n.Get("node.discovery_port") == strconv.Itoa(port) {
+				dp.Nodes = append(dp.Nodes, summary(n, nil))
+			}
+		}
+		out.SendTargets = append(out.SendTargets, dp)
+	}
+	for _, n := range nodes {
+		if n.Get("node.discovery_type") == "static" {
+			out.Static = append(out.Static, summary(n, nil))
+		}
+	}
+	text, x := DiscoveryDBText(out, c.PrintLevel)
+	e.stdout.WriteString(text)
+	return e.finish(x)
+}
+
+// ---- login and logout
+
+func (e *env) login(c *Command) *Exit {
+	var recs []*conf.Record
+	var err error
+	if c.Action == ActLoginAll {
+		all, lerr := e.db().Nodes()
+		err = lerr
+		for _, r := range all {
+			if c.StartupMode == "all" || r.Get("node.startup") == c.StartupMode {
+				recs = append(recs, r)
+			}
+		}
+	} else {
+		recs, err = e.matching(c)
+	}
+	if err != nil {
+		return e.fail(ExitIDBM, "%v", err)
+	}
+	if len(recs) == 0 {
+		return e.fail(ExitNoObjsFound, "No records found")
+	}
+	return e.loginRecords(recs, c.NoWait)
+}
+
+func loginPortal(id conf.NodeID) string {
+	return fmt.Sprintf("[iface: %s, target: %s, portal: %s,%d]", id.Iface, id.Target, id.Address, id.Port)
+}
+
+// loginRecords asks the daemon to log in to every record at once (stock sends
+// the requests together too), then reports each in record order.
+func (e *env) loginRecords(recs []*conf.Record, noWait bool) *Exit {
+	for _, r := range recs {
+		fmt.Fprintf(&e.stdout, "Logging in to %s\n", loginPortal(r.ID()))
+	}
+	errs := make([]*mgmt.Error, len(recs))
+	var wg sync.WaitGroup
+	for i, r := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.do(&mgmt.Request{Op: mgmt.OpLogin, Record: r.Map()})
+		}()
+	}
+	wg.Wait()
+	code := ExitSuccess
+	for i, r := range recs {
+		me := errs[i]
+		switch {
+		case me == nil:
+			fmt.Fprintf(&e.stdout, "Login to %s successful.\n", loginPortal(r.ID()))
+		case me.Code == int(ExitSessExists):
+			// Stock warns and carries on for a node that is logged in.
+			e.errorf("default: 1 session requested, but 1 already present.")
+			if code == ExitSuccess {
+				code = ExitSessExists
+			}
+		default:
+			e.errorf("Could not login to %s.", loginPortal(r.ID()))
+			e.errorf("%s", ExitCode(me.Code).Reported())
+			if me.Message != "" && me.Code != int(ExitISCSIDNotConn) {
+				e.errorf("goiscsid: %s", me.Message)
+			} else if me.Code == int(ExitISCSIDNotConn) {
+				e.errorf("%s", me.Message)
+			}
+			if code == ExitSuccess || code == ExitSessExists {
+				code = ExitCode(me.Code)
+			}
+		}
+	}
+	if code != ExitSuccess && code != ExitSessExists {
+		e.errorf("Could not log into all portals")
+	}
+	return e.exit(code)
+}
+
+// sessions returns the daemon's sessions, or what sysfs shows when the daemon
+// is not running (as stock, which reads sysfs).
+func (e *env) sessions(showSecrets bool) ([]mgmt.Session, *mgmt.Error) {
+	resp, me := e.do(&mgmt.Request{Op: mgmt.OpSessions, ShowSecrets: showSecrets})
+	if me != nil {
+		if me.Code == mgmt.CodeNotConnected {
+			return sysfsSessions(e.sysfs), nil
+		}
+		return nil, me
+	}
+	return resp.Sessions, nil
+}
+
+func sessionPortal(s mgmt.Session) string {
+	return fmt.Sprintf("[sid: %d, target: %s, portal: %s,%d]", s.SID, s.TargetName, s.PersistentAddress, s.PersistentPort)
+}
+
+// selectSessions returns the sessions c names: -r SID, or the node selectors.
+func (e *env) selectSessions(c *Command) ([]mgmt.Session, *Exit) {
+	all, me := e.sessions(false)
+	if me != nil {
+		return nil, e.fail(ExitCode(me.Code), "%s", me.Message)
+	}
+	var out []mgmt.Session
+	for _, s := range all {
+		switch {
+		case c.SID > 0:
+			if s.SID != c.SID {
+				continue
+			}
+		default:
+			if c.Target != "" && s.TargetName != c.Target {
+				continue
+			}
+			if c.Portal != nil && (s.PersistentAddress != c.Portal.Address || (c.Portal.Port > 0 && s.PersistentPort != c.Portal.Port)) {
+				continue
+			}
+			if len(c.Ifaces) > 0 && s.Iface != c.Ifaces[0] {
+				continue
+			}
+		}
+		out = append(out, s)
+	}
+	if c.SID > 0 && len(out) == 0 {
+		return nil, e.fail(ExitSessNotFound, "Could not get session info for sid %d", c.SID)
+	}
+	return out, nil
+}
+
+func (e *env) logout(c *Command) *Exit {
+	sessions, x := e.selectSessions(c)
+	if x != nil {
+		return x
+	}
+	if c.Action == ActLogoutAll && c.StartupMode != "all" {
+		recs, _ := e.db().Nodes()
+		startup := map[string]string{}
+		for _, r := range recs {
+			id := r.ID()
+			startup[id.Target+"|"+id.Address+"|"+strconv.Itoa(id.Port)] = r.Get("node.startup")
+		}
+		var keep []mgmt.Session
+		for _, s := range sessions {
+			if startup[s.TargetName+"|"+s.PersistentAddress+"|"+strconv.Itoa(s.PersistentPort)] == c.StartupMode {
+				keep = append(keep, s)
+			}
+		}
+		sessions = keep
+	}
+	if len(sessions) == 0 {
+		return e.fail(ExitNoObjsFound, "No matching sessions found")
+	}
+	for _, s := range sessions {
+		fmt.Fprintf(&e.stdout, "Logging out of session %s\n", sessionPortal(s))
+	}
+	errs := make([]*mgmt.Error, len(sessions))
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.do(&mgmt.Request{Op: mgmt.OpLogout, SID: s.SID})
+		}()
+	}
+	wg.Wait()
+	code := ExitSuccess
+	for i, s := range sessions {
+		if me := errs[i]; me != nil {
+			e.errorf("Could not logout of %s.", sessionPortal(s))
+			e.errorf("%s", ExitCode(me.Code).Reported())
+			if code == ExitSuccess {
+				code = ExitCode(me.Code)
+			}
+			continue
+		}
+		fmt.Fprintf(&e.stdout, "Logout of %s successful.\n", sessionPortal(s))
+	}
+	if code != ExitSuccess {
+		e.errorf("Could not logout of all requested sessions")
+	}
+	return e.exit(code)
+}
+
+// ---- session listings
+
+func (e *env) listSessions(c *Command) *Exit {
+	all, me := e.sessions(c.ShowSecrets)
+	if me != nil {
+		return e.fail(ExitCode(me.Code), "%s", me.Message)
+	}
+	if c.SID > 0 {
+		var one []mgmt.Session
+		for _, s := range all {
+			if s.SID == c.SID {
+				one = append(one, s)
+			}
+		}
+		if len(one) == 0 {
+			return e.fail(ExitSessNotFound, "Could not get session info for sid %d", c.SID)
+		}
+		all = one
+	}
+	// Stock lists sessions in the alphabetical order of their sysfs names.
+	sort.Slice(all, func(i, j int) bool {
+		return fmt.Sprintf("session%d", all[i].SID) < fmt.Sprintf("session%d", all[j].SID)
+	})
+	infos := make([]SessionInfo, 0, len(all))
+	for _, s := range all {
+		infos = append(infos, e.sessionInfo(s))
+	}
+	if c.JSON {
+		if len(infos) == 0 {
+			return e.fail(ExitNoObjsFound, "No active sessions.")
+		}
+		e.stdout.WriteString(SessionsJSON(infos, c.ShowSecrets))
+		return e.exit(ExitSuccess)
+	}
+	text, x := SessionsText(infos, c.PrintLevel, c.ShowSecrets, readTrim(filepath.Join(e.sysfs, "module", "scsi_transport_iscsi", "version")))
+	e.stdout.WriteString(text)
+	return e.finish(x)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "Yes"
+	}
+	return "No"
+}
+
+// sessionInfo combines the daemon's view of a session with its SCSI devices
+// from sysfs.
+func (e *env) sessionInfo(s mgmt.Session) SessionInfo {
+	sdir := filepath.Join(e.sysfs, "class", "iscsi_session", fmt.Sprintf("session%d", s.SID))
+	info := SessionInfo{
+		SID: uint32(s.SID), Transport: s.Transport, TargetName: s.TargetName, TPGT: s.TPGT,
+		Address: s.Address, Port: s.Port, PersistentAddress: s.PersistentAddress, PersistentPort: s.PersistentPort,
+		Iface:     Iface{Name: s.Iface, Transport: s.Transport, InitiatorName: s.InitiatorName, IPAddress: s.LocalAddress},
+		ConnState: s.ConnState, SessionState: readTrim(filepath.Join(sdir, "state")), InternalState: s.InternalState,
+		Timeouts: SessionTimeouts{Recovery: s.Timeouts.Recovery, TargetReset: s.Timeouts.TargetReset,
+			LUNReset: s.Timeouts.LUNReset, Abort: s.Timeouts.Abort},
+		CHAP: SessionCHAP{Username: s.CHAP.Username, Password: s.CHAP.Password, UsernameIn: s.CHAP.UsernameIn, PasswordIn: s.CHAP.PasswordIn},
+		Params: NegotiatedParams{HeaderDigest: s.Params.HeaderDigest, DataDigest: s.Params.DataDigest,
+			MaxRecvDataSegmentLength: s.Params.MaxRecvDataSegmentLength, MaxXmitDataSegmentLength: s.Params.MaxXmitDataSegmentLength,
+			FirstBurstLength: s.Params.FirstBurstLength, MaxBurstLength: s.Params.MaxBurstLength,
+			ImmediateData: yesNo(s.Params.ImmediateData), InitialR2T: yesNo(s.Params.InitialR2T), MaxOutstandingR2T: s.Params.MaxOutstandingR2T},
+		ScanPolicy: s.ScanPolicy,
+	}
+	if s.Params.HeaderDigest == "" {
+		info.Params = NegotiatedParams{MaxRecvDataSegmentLength: -1, MaxXmitDataSegmentLength: -1, FirstBurstLength: -1, MaxBurstLength: -1, MaxOutstandingR2T: -1}
+	}
+	if ip := readTrim(filepath.Join(e.sysfs, "class", "iscsi_host", fmt.Sprintf("host%d", s.HostNo), "ipaddress")); ip != "" && info.Iface.IPAddress == "" {
+		info.Iface.IPAddress = ip
+	}
+	info.Host = &SessionHost{Number: s.HostNo, State: readTrim(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state"))}
+	info.Devices = devices(e.sysfs, s.HostNo)
+	return info
+}
+
+func readTrim(p string) string {
+	b, _ := os.ReadFile(p)
+	return strings.TrimSpace(string(b))
+}
+
+// devices lists a host's LUNs from /sys/class/scsi_device, sorted as stock's
+// scandir sorts the names.
+func devices(sysfs string, host int) []SCSIDevice {
+	dir := filepath.Join(sysfs, "class", "scsi_device")
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, ent := range ents {
+		names = append(names, ent.Name())
+	}
+	sort.Strings(names)
+	var out []SCSIDevice
+	for _, n := range names {
+		var h, ch, id, lun int
+		if _, err := fmt.Sscanf(n, "%d:%d:%d:%d", &h, &ch, &id, &lun); err != nil || h != host {
+			continue
+		}
+		d := SCSIDevice{Host: h, ID: id, LUN: lun, State: readTrim(filepath.Join(dir, n, "device", "state"))}
+		if bs, _ := os.ReadDir(filepath.Join(dir, n, "device", "block")); len(bs) > 0 {
+			d.Disk = bs[0].Name()
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// sysfsSessions is what sysfs shows of the kernel's sessions when goiscsid is
+// not running.
+func sysfsSessions(sysfs string) []mgmt.Session {
+	dir := filepath.Join(sysfs, "class", "iscsi_session")
+	ents, _ := os.ReadDir(dir)
+	var out []mgmt.Session
+	for _, ent := range ents {
+		n, ok := strings.CutPrefix(ent.Name(), "session")
+		sid, err := strconv.Atoi(n)
+		if !ok || err != nil {
+			continue
+		}
+		sdir := filepath.Join(dir, ent.Name())
+		cdir := filepath.Join(sysfs, "class", "iscsi_connection", fmt.Sprintf("connection%d:0", sid))
+		tpgt, _ := strconv.Atoi(readTrim(filepath.Join(sdir, "tpgt")))
+		port, _ := strconv.Atoi(readTrim(filepath.Join(cdir, "persistent_port")))
+		cport, _ := strconv.Atoi(readTrim(filepath.Join(cdir, "port")))
+		host := -1
+		if dev, err := filepath.EvalSymlinks(filepath.Join(sdir, "device")); err == nil {
+			if h, ok := strings.CutPrefix(filepath.Base(filepath.Dir(dev)), "host"); ok {
+				host, _ = strconv.Atoi(h)
+			}
+		}
+		out = append(out, mgmt.Session{SID: sid, HostNo: host, TargetName: readTrim(filepath.Join(sdir, "targetname")),
+			TPGT: tpgt, Address: readTrim(filepath.Join(cdir, "address")), Port: cport,
+			PersistentAddress: readTrim(filepath.Join(cdir, "persistent_address")), PersistentPort: port,
+			Iface: readTrim(filepath.Join(sdir, "ifacename")), Transport: "tcp",
+			InitiatorName: readTrim(filepath.Join(sdir, "initiatorname"))})
+	}
+	return out
+}
+
+// ---- scans and statistics
+
+func (e *env) rescan(c *Command) *Exit {
+	sessions, x := e.selectSessions(c)
+	if x != nil {
+		return x
+	}
+	if len(sessions) == 0 {
+		return e.fail(ExitNoObjsFound, "No session found.")
+	}
+	for _, s := range sessions {
+		fmt.Fprintf(&e.stdout, "Rescanning session %s\n", sessionPortal(s))
+		if _, me := e.do(&mgmt.Request{Op: mgmt.OpScan, SID: s.SID}); me != nil {
+			return e.fail(ExitCode(me.Code), "%s", me.Message)
+		}
+	}
+	return e.exit(ExitSuccess)
+}
+
+func (e *env) scanLUN(c *Command) *Exit {
+	lun := c.ScanLUN
+	resp, me := e.do(&mgmt.Request{Op: mgmt.OpScan, SID: c.SID, LUN: &lun})
+	if me != nil {
+		return e.fail(ExitCode(me.Code), "%s", me.Message)
+	}
+	for _, d := range devices(e.sysfs, resp.Session.HostNo) {
+		if uint64(d.LUN) == lun {
+			fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: scsi%d Channel 00 Id %d Lun: %d disk %s\n",
+				lun, sessionPortal(*resp.Session), d.Host, d.ID, d.LUN, orEmpty(d.Disk))
+			return e.exit(ExitSuccess)
+		}
+	}
+	fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: no such LUN on the target\n", lun, sessionPortal(*resp.Session))
+	return e.exit(ExitSuccess)
+}
+
+func (e *env) stats(c *Command) *Exit {
+	sessions, x := e.selectSessions(c)
+	if x != nil {
+		return x
+	}
+	for _, s := range sessions {
+		resp, me := e.do(&mgmt.Request{Op: mgmt.OpStats, SID: s.SID})
+		if me != nil {
+			return e.fail(ExitCode(me.Code), "%s", me.Message)
+		}
+		fmt.Fprintf(&e.stdout, "Stats for session %s\n", sessionPortal(s))
+		e.stdout.WriteString("iSCSI SNMP:\n")
+		fmt.Fprintf(&e.stdout, "\ttxdata_octets: %d\n\trxdata_octets: %d\n", resp.Stats.TxDataOctets, resp.Stats.RxDataOctets)
+		names := make([]string, 0, len(resp.Stats.Counters))
+		for k := range resp.Stats.Counters {
+			if k != "txdata_octets" && k != "rxdata_octets" {
+				names = append(names, k)
+			}
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			fmt.Fprintf(&e.stdout, "\t%s: %d\n", k, resp.Stats.Counters[k])
+		}
+	}
+	return e.exit(ExitSuccess)
+}
+
+// ---- ifaces and hosts
+
+func (e *env) ifaces() ([]Iface, error) {
+	ifs, err := e.db().Ifaces()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Iface, 0, len(ifs))
+	for _, i := range ifs {
+		out = append(out, Iface{Name: i.Name, Transport: i.Transport, InitiatorName: i.InitiatorName,
+			IPAddress: i.IPAddress, HWAddress: i.HWAddress, Netdev: i.NetIfaceName})
+	}
+	return out, nil
+}
+
+func (e *env) listHosts(c *Command) *Exit {
+	all, me := e.sessions(false)
+	if me != nil {
+		return e.fail(ExitCode(me.Code), "%s", me.Message)
+	}
+	var hosts []HostSummary
+	for _, s := range all {
+		hosts = append(hosts, HostSummary{Number: uint32(s.HostNo),
+			State:    readTrim(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state")),
+			Iface:    Iface{Transport: "tcp", InitiatorName: s.InitiatorName, IPAddress: s.LocalAddress},
+			Sessions: []SessionInfo{e.sessionInfo(s)}})
+	}
+	if len(hosts) == 0 {
+		return e.fail(ExitNoObjsFound, "No matching host found")
+	}
+	text, x := HostsText(hosts, c.PrintLevel, readTrim(filepath.Join(e.sysfs, "module", "scsi_transport_iscsi", "version")))
+	e.stdout.WriteString(text)
+	return e.finish(x)
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/test/target"
+)
+
+const runIQN = "iqn.2026-11.dev.goiscsi:adm"
+
+// fakeDaemon answers like goiscsid and remembers the requests.
+type fakeDaemon struct {
+	mu   sync.Mutex
+	reqs []mgmt.Request
+}
+
+func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Response {
+	f.mu.Lock()
+	f.reqs = append(f.reqs, *req)
+	f.mu.Unlock()
+	s := mgmt.Session{SID: 3, HostNo: 4, TargetName: runIQN, TPGT: 1, Address: "127.0.0.1", Port: 3260,
+		PersistentAddress: "127.0.0.1", PersistentPort: 3260, Iface: "default", Transport: "tcp",
+		ConnState: "LOGGED IN", InternalState: "NO CHANGE", ScanPolicy: "lun0"}
+	switch req.Op {
+	case mgmt.OpLogin:
+		if req.Record["node.session.auth.password"] == "wrong" {
+			return &mgmt.Response{Error: mgmt.Errorf(24, "authorization failure")}
+		}
+		return &mgmt.Response{Session: &s}
+	case mgmt.OpSessions:
+		return &mgmt.Response{Sessions: []mgmt.Session{s}}
+	case mgmt.OpLogout, mgmt.OpScan:
+		if req.SID != 3 {
+			return &mgmt.Response{Error: mgmt.Errorf(2, "no session")}
+		}
+		return &mgmt.Response{Session: &s}
+	}
+	return &mgmt.Response{}
+}
+
+func (f *fakeDaemon) last() mgmt.Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reqs[len(f.reqs)-1]
+}
+
+func setup(t *testing.T) (*fakeDaemon, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the management socket serves root only")
+	}
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "initiatorname.iscsi"), []byte("InitiatorName=iqn.2026-11.dev.goiscsi:me\n"), 0o600)
+	t.Setenv("GOISCSI_ROOT", root)
+	t.Setenv("GOISCSI_SYSFS", t.TempDir())
+	sock := filepath.Join(t.TempDir(), "d.sock")
+	t.Setenv("GOISCSI_SOCKET", sock)
+	ln, err := mgmt.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &fakeDaemon{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { (&mgmt.Server{Handler: d, Logger: slog.New(slog.DiscardHandler)}).Serve(ctx, ln); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return d, root
+}
+
+func adm(t *testing.T, args ...string) *Exit {
+	t.Helper()
+	c, x := Parse(append([]string{"iscsiadm"}, args...))
+	if x != nil {
+		return x
+	}
+	return run(c)
+}
+
+func TestDiscoveryLoginAndSessions(t *testing.T) {
+	d, root := setup(t)
+	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{{Name: runIQN,
+		PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
+		LUNs:         []target.LUNConfig{{Number: 0, Size: 1 << 20}}}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ps, _ := srv.Portals(runIQN)
+	portal := "127.0.0.1:" + strconv.Itoa(ps[0].Port)
+
+	x := adm(t, "-m", "discovery", "-t", "st", "-p", portal)
+	if want := portal + ",1 " + runIQN + "\n"; x.Code != 0 || x.Stdout != want {
+		t.Fatalf("discovery: %d %q %q, want %q", x.Code, x.Stdout, x.Stderr, want)
+	}
+	if _, err := os.Stat(filepath.Join(root, "nodes", runIQN, "127.0.0.1,"+strconv.Itoa(ps[0].Port)+",1", "default")); err != nil {
+		t.Fatalf("no node record: %v", err)
+	}
+	if x := adm(t, "-m", "node"); x.Stdout != portal+",1 "+runIQN+"\n" {
+		t.Errorf("-m node: %q", x.Stdout)
+	}
+	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "-o", "update", "-n", "node.session.autoscan_en", "-v", "No")
+	if x.Code != 0 {
+		t.Fatalf("update: %d %s", x.Code, x.Stderr)
+	}
+	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "-o", "update", "-n", "node.session.scan", "-v", "sometimes")
+	if x.Code != ExitInval || !strings.Contains(x.Stderr, "node.session.scan") {
+		t.Errorf("bad value: %d %q", x.Code, x.Stderr)
+	}
+	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "--login")
+	if x.Code != 0 || !strings.Contains(x.Stdout, "Login to [iface: default, target: "+runIQN+", portal: 127.0.0.1,"+strconv.Itoa(ps[0].Port)+"] successful.") {
+		t.Fatalf("login: %d %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+	if r := d.last(); r.Op != mgmt.OpLogin || r.Record["node.session.autoscan_en"] != "No" || r.Record["node.name"] != runIQN {
+		t.Errorf("login request %+v", r)
+	}
+	adm(t, "-m", "node", "-T", runIQN, "-o", "update", "-n", "node.session.auth.password", "-v", "wrong")
+	x = adm(t, "-m", "node", "-T", runIQN, "--login")
+	if x.Code != ExitLoginAuthFailed || !strings.Contains(x.Stderr, "Could not log into all portals") {
+		t.Errorf("failed login: %d %q", x.Code, x.Stderr)
+	}
+	if x := adm(t, "-m", "node", "-T", runIQN, "-o", "show"); !strings.Contains(x.Stdout, "node.session.auth.password = ********\n") {
+		t.Errorf("secret not masked:\n%s", x.Stdout)
+	}
+	if x := adm(t, "-m", "session"); x.Stdout != "tcp: [3] 127.0.0.1:3260,1 "+runIQN+" (non-flash)\n" {
+		t.Errorf("-m session: %q", x.Stdout)
+	}
+	if x := adm(t, "-m", "session", "-r", "3", "--scan-lun", "7"); x.Code != 0 {
+		t.Errorf("--scan-lun: %d %s", x.Code, x.Stderr)
+	} else if r := d.last(); r.Op != mgmt.OpScan || r.LUN == nil || *r.LUN != 7 {
+		t.Errorf("scan request %+v", r)
+	}
+	x = adm(t, "-m", "session", "-r", "3", "-o", "update", "-n", "node.session.autoscan_en", "-v", "Yes")
+	if r := d.last(); x.Code != 0 || r.Op != mgmt.OpUpdate || r.Record["node.session.autoscan_en"] != "Yes" {
+		t.Errorf("live update: %d %s %+v", x.Code, x.Stderr, r)
+	}
+	x = adm(t, "-m", "node", "-T", runIQN, "-p", "127.0.0.1:3260", "--logout")
+	if x.Code != 0 || !strings.Contains(x.Stdout, "Logout of [sid: 3, target: "+runIQN+", portal: 127.0.0.1,3260] successful.") {
+		t.Errorf("logout: %d %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+	if x := adm(t, "-m", "node", "-T", "iqn.none:x", "--login"); x.Code != ExitNoObjsFound || x.Stderr != "iscsiadm: No records found\n" {
+		t.Errorf("login without records: %d %q", x.Code, x.Stderr)
+	}
+}
