@@ -1,0 +1,326 @@
+# Helper library of the goiscsi test VM (busybox sh). Sourced by init, by every
+# scenario and by the interactive shell.
+#
+# busybox sh has no `local`: every helper uses variables with its own prefix, so that a
+# helper never overwrites a caller's loop counter. Wait for background jobs by pid only.
+
+RESULTS=/dev/ttyS1
+LIO=/sys/kernel/config/target
+LIO_DIR=/tmp/lio
+STOCK_ISCSID="/sbin/iscsid -f"
+STOCK_ISCSIADM=/sbin/iscsiadm
+TC=/sbin/tc # iproute2's tc: busybox tc has no netem
+
+# emit TYPE [KEY VALUE]... writes one JSON object {"type":TYPE,KEY:VALUE,...} to the
+# results port. Every value is a string; keys ending in _b64 hold base64 (see b64).
+# Opening the port anew for each record makes its close wait until the bytes are out.
+emit() {
+	awk 'function esc(s) {
+		gsub(/\\/, "\\\\", s); gsub(/"/, "\\\"", s); gsub(/\t/, "\\t", s)
+		gsub(/\r/, "\\r", s); gsub(/\n/, "\\n", s); gsub(/[\001-\037]/, "?", s)
+		return s
+	}
+	BEGIN {
+		printf "{\"type\":\"%s\"", esc(ARGV[1])
+		for (i = 2; i + 1 < ARGC; i += 2) printf ",\"%s\":\"%s\"", esc(ARGV[i]), esc(ARGV[i + 1])
+		printf "}\n"
+		exit
+	}' "$@" >"$RESULTS"
+}
+
+# b64 FILE prints FILE base64-encoded on one line.
+b64() { base64 -w 0 "$1"; }
+
+# b64args ARG... prints the arguments NUL-terminated and base64-encoded, so that the
+# host gets them back exactly (the golden cases store argv this way).
+b64args() { printf '%s\0' "$@" | base64 -w 0; }
+
+# log MSG... prints a progress line on the console.
+log() { echo "[vm $(cut -d' ' -f1 /proc/uptime)] $*"; }
+
+# fail MSG... records an error and ends the scenario with status 1.
+fail() {
+	echo "FAIL: $*" >&2
+	emit error msg "$*"
+	exit 1
+}
+
+# check DESC CMD... runs CMD and fails the scenario with DESC if it fails.
+check() {
+	_ck_desc=$1
+	shift
+	"$@" || fail "$_ck_desc (command: $*)"
+}
+
+# now_us prints the wall clock in microseconds (busybox date has no %N).
+now_us() { adjtimex | awk '/tv_sec/ {s = $2} /tv_usec/ {u = $2} END {printf "%d%06d\n", s, u}'; }
+
+# ms_since START_US prints the milliseconds (3 decimals) elapsed since START_US.
+ms_since() { awk -v a="$1" -v b="$(now_us)" 'BEGIN {printf "%.3f\n", (b - a) / 1000}'; }
+
+# wait_until SECONDS CMD... polls CMD every 50 ms until it succeeds; returns 1 after
+# SECONDS.
+wait_until() {
+	_wu_end=$(($(cut -d. -f1 /proc/uptime) + $1 + 1))
+	shift
+	while ! "$@"; do
+		[ "$(cut -d. -f1 /proc/uptime)" -ge "$_wu_end" ] && return 1
+		sleep 0.05
+	done
+	return 0
+}
+
+# kmod_load NAME inserts module NAME and its dependencies, skipping loaded ones.
+kmod_load() {
+	[ -f "/lib/modules/goiscsi/$1.deps" ] || fail "kmod_load: no module $1 in the initramfs"
+	for _km_ko in $(cat "/lib/modules/goiscsi/$1.deps"); do
+		_km_name=$(echo "${_km_ko%.ko}" | tr - _)
+		[ -d "/sys/module/$_km_name/sections" ] && continue
+		insmod "/lib/modules/goiscsi/$_km_ko" 2>/tmp/insmod.err ||
+			grep -q 'File exists' /tmp/insmod.err || fail "insmod $_km_ko: $(cat /tmp/insmod.err)"
+	done
+}
+
+# ---------------------------------------------------------------------------------
+# LIO target (configfs). Every target has TPG 1 in demo mode (any initiator, all LUNs,
+# writable); each LUN is a fileio backstore on a sparse file in /tmp/lio.
+
+lio_tpg() { echo "$LIO/iscsi/$1/tpgt_1"; }
+
+# lio_add_lun IQN LUN [SIZE_MIB] adds a LUN to a target, also while sessions are live.
+lio_add_lun() {
+	_al_t=$(lio_tpg "$1")
+	_al_size=${3:-64}
+	mkdir -p "$LIO_DIR"
+	_al_n=$(($(cat "$LIO_DIR/seq" 2>/dev/null || echo 0) + 1))
+	echo "$_al_n" >"$LIO_DIR/seq"
+	_al_bs=$LIO/core/fileio_0/bs$_al_n
+	mkdir -p "$_al_bs" || fail "lio: mkdir $_al_bs"
+	echo "fd_dev_name=$LIO_DIR/bs$_al_n.img,fd_dev_size=$((_al_size * 1048576))" >"$_al_bs/control" ||
+		fail "lio: backstore control bs$_al_n"
+	echo 1 >"$_al_bs/enable" || fail "lio: enable backstore bs$_al_n"
+	mkdir "$_al_t/lun/lun_$2" || fail "lio: mkdir lun_$2 of $1"
+	ln -s "$_al_bs" "$_al_t/lun/lun_$2/bs$_al_n" || fail "lio: link lun_$2 of $1"
+}
+
+# lio_lun_file IQN LUN prints the backing file of a LUN (to check data on the target side).
+lio_lun_file() {
+	for _lf_l in "$(lio_tpg "$1")/lun/lun_$2"/*; do
+		[ -L "$_lf_l" ] && echo "$LIO_DIR/$(basename "$(readlink "$_lf_l")").img"
+	done
+}
+
+# lio_del_lun IQN LUN removes a LUN and its backstore, also while sessions are live.
+lio_del_lun() {
+	_dl_d=$(lio_tpg "$1")/lun/lun_$2
+	for _dl_l in "$_dl_d"/*; do
+		[ -L "$_dl_l" ] || continue
+		_dl_bs=$(basename "$(readlink "$_dl_l")")
+		rm "$_dl_l" || fail "lio: unlink $_dl_l"
+		rmdir "$_dl_d" || fail "lio: rmdir $_dl_d"
+		rmdir "$LIO/core/fileio_0/$_dl_bs" || fail "lio: rmdir backstore $_dl_bs"
+		rm -f "$LIO_DIR/$_dl_bs.img"
+	done
+}
+
+# lio_target IQN ADDR:PORT NLUNS [SIZE_MIB] creates an enabled target with NLUNS LUNs
+# (0..NLUNS-1) listening on ADDR:PORT, without authentication.
+lio_target() {
+	_lt_t=$(lio_tpg "$1")
+	mkdir -p "$_lt_t" || fail "lio: mkdir $_lt_t"
+	_lt_i=0
+	while [ "$_lt_i" -lt "$3" ]; do
+		lio_add_lun "$1" "$_lt_i" "$4"
+		_lt_i=$((_lt_i + 1))
+	done
+	lio_portal "$1" "$2"
+	echo 0 >"$_lt_t/attrib/authentication"
+	echo 1 >"$_lt_t/attrib/generate_node_acls"
+	echo 0 >"$_lt_t/attrib/demo_mode_write_protect"
+	echo 1 >"$_lt_t/enable" || fail "lio: enable $1"
+}
+
+# lio_portal IQN ADDR:PORT adds a network portal to a target.
+lio_portal() {
+	[ -d "$(lio_tpg "$1")/np/$2" ] || mkdir "$(lio_tpg "$1")/np/$2" || fail "lio: portal $2 for $1"
+}
+
+# lio_chap IQN USER SECRET [MUTUAL_USER MUTUAL_SECRET] turns CHAP on (mutual CHAP when
+# the target's own name and secret are given). printf, not echo: a trailing newline
+# would become part of the name.
+lio_chap() {
+	_ch_t=$(lio_tpg "$1")
+	printf '%s' "$2" >"$_ch_t/auth/userid"
+	printf '%s' "$3" >"$_ch_t/auth/password"
+	if [ $# -ge 5 ]; then
+		printf '%s' "$4" >"$_ch_t/auth/userid_mutual"
+		printf '%s' "$5" >"$_ch_t/auth/password_mutual"
+	fi
+	echo 1 >"$_ch_t/attrib/authentication" || fail "lio: CHAP on $1"
+}
+
+# lio_nochap IQN turns authentication off again.
+lio_nochap() { echo 0 >"$(lio_tpg "$1")/attrib/authentication"; }
+
+# lio_del_target IQN removes a target with its portals and LUNs.
+lio_del_target() {
+	_dt_t=$(lio_tpg "$1")
+	[ -d "$_dt_t" ] || return 0
+	echo 0 >"$_dt_t/enable"
+	for _dt_np in "$_dt_t"/np/*; do
+		[ -d "$_dt_np" ] && rmdir "$_dt_np"
+	done
+	for _dt_lun in "$_dt_t"/lun/lun_*; do
+		[ -d "$_dt_lun" ] && lio_del_lun "$1" "${_dt_lun##*lun_}"
+	done
+	rmdir "$_dt_t" "$LIO/iscsi/$1" || fail "lio: remove target $1"
+}
+
+# lio_targets prints the IQNs of all LIO iSCSI targets.
+lio_targets() {
+	for _ls_t in "$LIO"/iscsi/iqn.* "$LIO"/iscsi/eui.* "$LIO"/iscsi/naa.*; do
+		[ -d "$_ls_t" ] && basename "$_ls_t"
+	done
+}
+
+# ---------------------------------------------------------------------------------
+# Network emulation on lo. A qdisc on lo delays both directions: "delay 50ms" gives
+# 100 ms round trips.
+
+# netem ARGS... sets the netem qdisc on lo, e.g. `netem delay 50ms` or `netem loss 100%`.
+netem() { "$TC" qdisc replace dev lo root netem "$@" || fail "tc netem $*"; }
+
+# netem_clear removes any qdisc from lo.
+netem_clear() { "$TC" qdisc del dev lo root 2>/dev/null || true; }
+
+# ---------------------------------------------------------------------------------
+# SCSI devices seen by the initiator (sysfs).
+
+# sessions prints "SID HOST TARGETNAME" for every iSCSI session.
+sessions() {
+	for _ss_s in /sys/class/iscsi_session/session*; do
+		[ -d "$_ss_s" ] || continue
+		_ss_dev=$(readlink -f "$_ss_s/device")
+		_ss_host=${_ss_dev%/session*}
+		echo "${_ss_s##*session} ${_ss_host##*host} $(cat "$_ss_s/targetname")"
+	done
+}
+
+# session_count prints how many iSCSI sessions exist.
+session_count() { sessions | wc -l; }
+
+# session_sid IQN prints the SID of the (first) session to target IQN.
+session_sid() { sessions | awk -v t="$1" '$3 == t {print $1; exit}'; }
+
+# session_devices SID prints "H:C:T:L BLOCK" for every SCSI device of the session
+# ("-" while the device has no block device).
+session_devices() {
+	for _sd_d in /sys/class/iscsi_session/session"$1"/device/target*/*:*:*:*; do
+		[ -d "$_sd_d" ] || continue
+		_sd_blk=$(ls "$_sd_d/block" 2>/dev/null | head -n 1)
+		echo "${_sd_d##*/} ${_sd_blk:--}"
+	done
+}
+
+# iscsi_devices prints "SID H:C:T:L BLOCK" for every SCSI device of every session.
+iscsi_devices() {
+	for _id_sid in $(sessions | cut -d' ' -f1); do
+		session_devices "$_id_sid" | sed "s/^/$_id_sid /"
+	done
+}
+
+# lun_block SID LUN prints the block device name of LUN of a session, or nothing.
+lun_block() { session_devices "$1" | awk -v l="$2" '{n = split($1, a, ":"); if (a[n] == l && $2 != "-") print $2}'; }
+
+# ---------------------------------------------------------------------------------
+# Data checks.
+
+# dd_verify DEV MIB [TARGET_FILE] writes MIB MiB of random data to /dev/DEV with
+# O_DIRECT, reads it back with O_DIRECT and fails unless both checksums match; with
+# TARGET_FILE (the LUN's backing file on the target) it also checks the target's copy.
+dd_verify() {
+	dd if=/dev/urandom of=/tmp/pattern bs=1M count="$2" 2>/dev/null || fail "dd_verify: make pattern"
+	_dv_want=$(sha256sum </tmp/pattern | cut -d' ' -f1)
+	_dv_t0=$(now_us)
+	dd if=/tmp/pattern of="/dev/$1" bs=1M oflag=direct conv=fsync 2>/tmp/dd.err || fail "dd write /dev/$1: $(cat /tmp/dd.err)"
+	_dv_wms=$(ms_since "$_dv_t0")
+	_dv_t0=$(now_us)
+	_dv_got=$(dd if="/dev/$1" bs=1M count="$2" iflag=direct 2>/tmp/dd.err | sha256sum | cut -d' ' -f1)
+	_dv_rms=$(ms_since "$_dv_t0")
+	_dv_tgt=
+	[ -n "${3:-}" ] && _dv_tgt=$(head -c $(($2 * 1048576)) "$3" | sha256sum | cut -d' ' -f1)
+	emit dd dev "$1" mib "$2" want "$_dv_want" got "$_dv_got" target "$_dv_tgt" write_ms "$_dv_wms" read_ms "$_dv_rms"
+	rm -f /tmp/pattern
+	[ "$_dv_got" = "$_dv_want" ] || fail "dd_verify: /dev/$1 read back $_dv_got, wrote $_dv_want"
+	[ -z "${3:-}" ] || [ "$_dv_tgt" = "$_dv_want" ] || fail "dd_verify: target file $3 holds $_dv_tgt, wrote $_dv_want"
+}
+
+# ---------------------------------------------------------------------------------
+# Initiator daemons. A daemon runs in its own session (setsid): stock iscsid signals
+# its whole process group when it stops.
+
+# stock_ready succeeds once stock iscsid listens on its abstract socket.
+stock_ready() { grep -q '@ISCSIADM_ABSTRACT_NAMESPACE' /proc/net/unix; }
+
+# daemon_start LOG READY_CMD CMD... starts CMD in its own session with output to LOG and
+# waits up to 10 s for READY_CMD (a shell command line) to succeed. Sets DAEMON_PID.
+daemon_start() {
+	_ds_log=$1
+	_ds_ready=$2
+	shift 2
+	setsid "$@" >"$_ds_log" 2>&1 &
+	DAEMON_PID=$!
+	wait_until 10 sh -c ". /lib/goiscsi/lib.sh; $_ds_ready" || fail "daemon $* not ready after 10 s: $(tail -n 5 "$_ds_log")"
+	kill -0 "$DAEMON_PID" 2>/dev/null || fail "daemon $* exited: $(tail -n 5 "$_ds_log")"
+}
+
+# daemon_stop [PID] stops a daemon started by daemon_start (SIGTERM, SIGKILL after 10 s)
+# and reaps it.
+daemon_stop() {
+	_dp_pid=${1:-$DAEMON_PID}
+	[ -n "$_dp_pid" ] || return 0
+	kill -TERM "$_dp_pid" 2>/dev/null
+	wait_until 10 sh -c "! kill -0 $_dp_pid 2>/dev/null || grep -q '^State:.*Z' /proc/$_dp_pid/status" ||
+		kill -KILL "$_dp_pid" 2>/dev/null
+	wait "$_dp_pid" 2>/dev/null
+	[ "$_dp_pid" = "$DAEMON_PID" ] && DAEMON_PID=
+	return 0
+}
+
+# iscsid_start starts stock iscsid in the foreground (log /tmp/iscsid.log).
+iscsid_start() { daemon_start /tmp/iscsid.log stock_ready $STOCK_ISCSID; }
+
+# iscsid_stop stops it.
+iscsid_stop() { daemon_stop; }
+
+# rss_kb PID prints the resident set size of a process in kB.
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+
+# run_capture NAME CMD... runs CMD, keeping its stdout, stderr and exit status in
+# /tmp/cap/NAME.{out,err,rc} and in CAP_RC, CAP_OUT, CAP_ERR (file names).
+run_capture() {
+	mkdir -p /tmp/cap
+	CAP_OUT=/tmp/cap/$1.out
+	CAP_ERR=/tmp/cap/$1.err
+	shift
+	"$@" >"$CAP_OUT" 2>"$CAP_ERR" </dev/null
+	CAP_RC=$?
+}
+
+# goiscsid_ready succeeds once goiscsid listens on its management socket.
+goiscsid_ready() { [ -S /run/goiscsid/goiscsid.sock ]; }
+
+# goiscsid_start starts goiscsid (log /tmp/goiscsid.log).
+goiscsid_start() { daemon_start /tmp/goiscsid.log goiscsid_ready /usr/local/sbin/goiscsid -f -d 1; }
+
+# initiator_start starts the daemon of $INITIATOR ("stock", the default, or
+# "goiscsi") and sets ADM to the matching iscsiadm.
+initiator_start() {
+	if [ "${INITIATOR:-stock}" = goiscsi ]; then
+		ADM=/usr/local/sbin/goiscsiadm
+		goiscsid_start
+	else
+		ADM=$STOCK_ISCSIADM
+		iscsid_start
+	fi
+}

@@ -1,0 +1,449 @@
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+//go:embed guest scenarios
+var guestFS embed.FS
+
+// Config says what one VM boot runs.
+type Config struct {
+	// Scenario names a script in scenarios/ (without .sh), or "shell" for an
+	// interactive shell on the console (RunInteractive).
+	Scenario string
+	// Script, if set, is run instead of the named scenario (Scenario still names it in
+	// messages).
+	Script string
+	// Env is exported to the scenario.
+	Env map[string]string
+	// Files maps guest paths to host files copied into the guest (e.g. static Go
+	// binaries: "/usr/local/sbin/goiscsid": "/tmp/bin/goiscsid").
+	Files map[string]string
+	// Timeout bounds the whole boot; 0 means DefaultTimeout.
+	Timeout time.Duration
+	// MemoryMB is the guest's memory; 0 means 1024.
+	MemoryMB int
+	// CPUs is the number of guest CPUs; 0 means 2.
+	CPUs int
+	// Accel is "kvm" or "tcg" ("" means tcg); GOISCSI_VM_ACCEL
+	// overrides it.
+	Accel string
+	// Console, if not nil, also receives the console output as it comes.
+	Console io.Writer
+	// Logf, if not nil, receives progress lines (preparation, boot).
+	Logf func(format string, args ...any)
+}
+
+// DefaultTimeout bounds a boot whose Config has no Timeout.
+const DefaultTimeout = 5 * time.Minute
+
+// Record is one JSON line a scenario emitted. Every value is a string; keys ending in
+// "_b64" are base64 (read them with Bytes).
+type Record map[string]string
+
+// Type is the record's "type".
+func (r Record) Type() string { return r["type"] }
+
+// Int returns a field as an integer, or -1 if it is missing or not a number.
+func (r Record) Int(k string) int {
+	n, err := strconv.Atoi(r[k])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// Float returns a field as a number, or -1 if it is missing or not a number.
+func (r Record) Float(k string) float64 {
+	f, err := strconv.ParseFloat(r[k], 64)
+	if err != nil {
+		return -1
+	}
+	return f
+}
+
+// Bytes decodes the base64 field k+"_b64".
+func (r Record) Bytes(k string) []byte {
+	b, err := base64.StdEncoding.DecodeString(r[k+"_b64"])
+	if err != nil {
+		return []byte(fmt.Sprintf("<bad base64 in %s_b64: %v>", k, err))
+	}
+	return b
+}
+
+// Result is what a boot produced.
+type Result struct {
+	// Records are the JSON lines of the results port, in order, the final "exit"
+	// record included.
+	Records []Record
+	// Console is everything the guest printed on its console (kernel and scenario).
+	Console string
+	// ExitStatus is the scenario's exit status (-1 if the guest never reported one).
+	ExitStatus int
+	// Accel is the accelerator the guest found itself under: "kvm" or "tcg".
+	Accel string
+	// Boot is the guest uptime in seconds when the scenario started.
+	Boot float64
+	// Duration is the wall time of the whole qemu run.
+	Duration time.Duration
+	// ConsoleLog is the host file that keeps the console output after the run.
+	ConsoleLog string
+}
+
+// Find returns the records of the given type.
+func (r *Result) Find(typ string) []Record {
+	var out []Record
+	for _, rec := range r.Records {
+		if rec.Type() == typ {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// First returns the first record of the given type, or nil.
+func (r *Result) First(typ string) Record {
+	for _, rec := range r.Records {
+		if rec.Type() == typ {
+			return rec
+		}
+	}
+	return nil
+}
+
+// ConsoleTail returns the last n lines of the console.
+func (r *Result) ConsoleTail(n int) string {
+	lines := strings.Split(strings.TrimRight(r.Console, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Scenarios lists the scenario names available to Config.Scenario.
+func Scenarios() []string {
+	ents, _ := guestFS.ReadDir("scenarios")
+	var out []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".sh"); ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Run boots the VM with the scenario and waits for it to power off. It returns an
+// error, with the Result so far, when the guest panics, times out, never reports a
+// status, or the scenario exits non-zero. No qemu process outlives Run.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	return run(ctx, cfg, false)
+}
+
+// RunInteractive boots the VM with the console on this process's terminal (stdin and
+// stdout): Scenario "shell" gives a shell with the helpers loaded; any other scenario
+// runs as in Run while you watch. Ctrl-A x quits qemu.
+func RunInteractive(ctx context.Context, cfg Config) (*Result, error) {
+	return run(ctx, cfg, true)
+}
+
+func run(ctx context.Context, cfg Config, interactive bool) (*Result, error) {
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	res := &Result{ExitStatus: -1}
+	if cfg.Scenario == "" {
+		return res, errors.New("vm: Config.Scenario is empty")
+	}
+	script := []byte(cfg.Script)
+	if cfg.Script == "" && cfg.Scenario != "shell" {
+		b, err := guestFS.ReadFile("scenarios/" + cfg.Scenario + ".sh")
+		if err != nil {
+			return res, fmt.Errorf("vm: no scenario %q (have %s)", cfg.Scenario, strings.Join(Scenarios(), ", "))
+		}
+		script = b
+	}
+	a, err := Prepare(ctx, logf)
+	if err != nil {
+		return res, err
+	}
+	work, err := os.MkdirTemp("", "goiscsi-vm-")
+	if err != nil {
+		return res, err
+	}
+	defer os.RemoveAll(work)
+
+	initrd := filepath.Join(work, "initrd.gz")
+	if err := writeInitrd(a, cfg, script, initrd); err != nil {
+		return res, err
+	}
+	results := filepath.Join(work, "results.jsonl")
+	logDir := filepath.Join(CacheDir(), "logs")
+	_ = os.MkdirAll(logDir, 0o755)
+	res.ConsoleLog = filepath.Join(logDir, cfg.Scenario+".console.log")
+	conLog, err := os.Create(res.ConsoleLog)
+	if err != nil {
+		return res, err
+	}
+	defer conLog.Close()
+
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	args := qemuArgs(cfg, a, initrd, results, interactive)
+	cmd := exec.CommandContext(qctx, "qemu-system-x86_64", args...)
+	// qemu gets its own process group, killed whole on cancel; and it dies with us.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: !interactive, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error {
+		if cmd.Process == nil {
+			return nil
+		}
+		if !interactive {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		return cmd.Process.Kill()
+	}
+	cmd.WaitDelay = 5 * time.Second
+	var console bytes.Buffer
+	if interactive {
+		cmd.Stdin = os.Stdin
+		cmd.Stdout = io.MultiWriter(os.Stdout, conLog, &console)
+	} else {
+		w := []io.Writer{conLog, &console}
+		if cfg.Console != nil {
+			w = append(w, cfg.Console)
+		}
+		cmd.Stdout = io.MultiWriter(w...)
+	}
+	var qerr bytes.Buffer
+	cmd.Stderr = &qerr
+
+	logf("vm: booting %s (kernel %s)", cfg.Scenario, a.KVer)
+	start := time.Now()
+	err = cmd.Run()
+	res.Duration = time.Since(start)
+	res.Console = strings.ReplaceAll(console.String(), "\r\n", "\n")
+	recs, bad := readResults(results)
+	res.Records = recs
+	if b := res.First("boot"); b != nil {
+		res.Accel = b["accel"]
+		res.Boot = b.Float("uptime")
+	}
+	if e := res.First("exit"); e != nil {
+		res.ExitStatus = e.Int("status")
+	}
+
+	if qctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+		return res, fmt.Errorf("vm: scenario %s timed out after %s; last console line: %q (console: %s)",
+			cfg.Scenario, timeout, lastLine(res.Console), res.ConsoleLog)
+	}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("vm: scenario %s: %w", cfg.Scenario, ctx.Err())
+	}
+	if p := panicLine(res.Console); p != "" {
+		return res, fmt.Errorf("vm: scenario %s: guest kernel panic: %s (console: %s)", cfg.Scenario, p, res.ConsoleLog)
+	}
+	if err != nil {
+		return res, fmt.Errorf("vm: qemu failed: %v: %s", err, lastLine(qerr.String()))
+	}
+	if bad != "" {
+		return res, fmt.Errorf("vm: scenario %s wrote a line that is not JSON to the results port: %q", cfg.Scenario, bad)
+	}
+	if res.ExitStatus < 0 {
+		return res, fmt.Errorf("vm: scenario %s: guest stopped without a final status; last console line: %q (console: %s)",
+			cfg.Scenario, lastLine(res.Console), res.ConsoleLog)
+	}
+	if res.ExitStatus != 0 {
+		msg := "no error record"
+		if e := res.First("error"); e != nil {
+			msg = e["msg"]
+		}
+		return res, fmt.Errorf("vm: scenario %s failed (exit %d): %s (console: %s)", cfg.Scenario, res.ExitStatus, msg, res.ConsoleLog)
+	}
+	return res, nil
+}
+
+func qemuArgs(cfg Config, a *Assets, initrd, results string, interactive bool) []string {
+	mem, cpus := cfg.MemoryMB, cfg.CPUs
+	if mem <= 0 {
+		mem = 1024
+	}
+	if cpus <= 0 {
+		cpus = 2
+	}
+	accel := cfg.Accel
+	if e := os.Getenv("GOISCSI_VM_ACCEL"); e != "" {
+		accel = e
+	}
+	args := []string{"-machine", "q35"}
+	// TCG unless KVM is asked for: on these machines /dev/kvm may exist yet
+	// qemu aborts under nested KVM with -cpu max (kvm_buf_set_msrs), and CI
+	// has no KVM at all. With KVM the guest takes the host's CPU model.
+	cpu := "max"
+	if accel == "kvm" {
+		args = append(args, "-accel", "kvm")
+		cpu = "host"
+	} else {
+		args = append(args, "-accel", "tcg")
+	}
+	args = append(args, "-cpu", cpu, "-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
+		"-display", "none", "-no-reboot", "-nic", "none",
+		"-kernel", a.Kernel, "-initrd", initrd,
+		"-append", "console=ttyS0 quiet panic=-1")
+	if interactive {
+		args = append(args, "-serial", "mon:stdio")
+	} else {
+		args = append(args, "-monitor", "none", "-serial", "stdio")
+	}
+	// Second serial port: the results, JSON lines only.
+	return append(args, "-serial", "file:"+results)
+}
+
+// writeInitrd writes the base initramfs followed by a second archive with the per-run
+// files (init, helpers, scenario, environment, Files). The kernel unpacks both.
+func writeInitrd(a *Assets, cfg Config, script []byte, out string) error {
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	base, err := os.Open(a.BaseInitrd)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, base)
+	base.Close()
+	if err != nil {
+		return err
+	}
+	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	c := newCpio(zw)
+	for _, p := range []string{"/etc/goiscsi", "/lib/goiscsi", "/usr/local/sbin", "/usr/local/bin"} {
+		c.Dir(p, 0o755)
+	}
+	initScript, _ := guestFS.ReadFile("guest/init")
+	lib, _ := guestFS.ReadFile("guest/lib.sh")
+	c.File("/init", 0o755, initScript)
+	c.File("/lib/goiscsi/lib.sh", 0o644, lib)
+	c.File("/lib/goiscsi/scenario.sh", 0o755, script)
+	env := map[string]string{"GOISCSI_SCENARIO": cfg.Scenario}
+	for k, v := range cfg.Env {
+		env[k] = v
+	}
+	var eb strings.Builder
+	for _, k := range sortedKeys(env) {
+		if !validEnvName(k) {
+			return fmt.Errorf("vm: bad environment variable name %q", k)
+		}
+		fmt.Fprintf(&eb, "export %s=%s\n", k, shellQuote(env[k]))
+	}
+	c.File("/etc/goiscsi/env", 0o644, []byte(eb.String()))
+	guestPaths := sortedKeys(cfg.Files)
+	for _, g := range guestPaths {
+		if !path.IsAbs(g) {
+			return fmt.Errorf("vm: guest path %q is not absolute", g)
+		}
+		c.HostFile(g, cfg.Files[g])
+	}
+	if err := c.Close(); err != nil {
+		return fmt.Errorf("vm: per-run initramfs: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func validEnvName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i, r := range k {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// readResults parses the results port. It returns the records and the first line that
+// is not a JSON object, if any.
+func readResults(file string) ([]Record, string) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, ""
+	}
+	defer f.Close()
+	var recs []Record
+	bad := ""
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			if bad == "" {
+				bad = line
+				if len(bad) > 200 {
+					bad = bad[:200] + "..."
+				}
+			}
+			continue
+		}
+		recs = append(recs, r)
+	}
+	return recs, bad
+}
+
+func panicLine(console string) string {
+	for _, l := range strings.Split(console, "\n") {
+		if strings.Contains(l, "Kernel panic") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// SortedFloats returns the minimum and the median of xs (0, 0 when empty): compare
+// rounds of one boot by these, not by single runs.
+func SortedFloats(xs []float64) (min, median float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[0], s[len(s)/2]
+}
