@@ -100,7 +100,8 @@ type SessionInfo struct {
 	Devices []SCSIDevice // in sysfs order: sorted as strings, as stock's scandir sorts them
 
 	// ScanPolicy is the scan policy in effect (auto, lun0 or manual; empty
-	// when unknown). Only --json shows it: stock's text has no such line.
+	// when unknown). --json and the trees from -P 1 show it (a "Scan Policy:"
+	// line after the internal state, which stock's text does not have).
 	ScanPolicy string
 }
 
@@ -284,6 +285,11 @@ func writeSessionTree(b *strings.Builder, sessions []SessionInfo, prefix string,
 			fmt.Fprintf(b, "%siSCSI Connection State: %s\n", p, orUnknown(s.ConnState))
 			fmt.Fprintf(b, "%siSCSI Session State: %s\n", p, orUnknown(s.SessionState))
 			fmt.Fprintf(b, "%sInternal iscsid Session State: %s\n", p, orUnknown(s.InternalState))
+			// goiscsi's one addition to stock's text: the effective scan
+			// policy, on a line of its own that line-based parsers skip.
+			if s.ScanPolicy != "" {
+				fmt.Fprintf(b, "%sScan Policy: %s\n", p, s.ScanPolicy)
+			}
 		}
 		if parts&partTimeouts != 0 {
 			t := s.Timeouts

@@ -788,14 +788,26 @@ func (e *env) scanLUN(c *Command) *Exit {
 	if me != nil {
 		return e.fail(ExitCode(me.Code), "%s", me.Message)
 	}
-	for _, d := range devices(e.sysfs, resp.Session.HostNo) {
-		if uint64(d.LUN) == lun {
-			fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: scsi%d Channel 00 Id %d Lun: %d disk %s\n",
-				lun, sessionPortal(*resp.Session), d.Host, d.ID, d.LUN, orEmpty(d.Disk))
-			return e.exit(ExitSuccess)
+	// The kernel probes the LUN during the scan but names its disk a moment
+	// later (sd probes asynchronously): wait a little for the name.
+	var found *SCSIDevice
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		found = nil
+		for _, d := range devices(e.sysfs, resp.Session.HostNo) {
+			if uint64(d.LUN) == lun {
+				found = &d
+			}
+		}
+		if found == nil || found.Disk != "" || time.Now().After(deadline) {
+			break
 		}
 	}
-	fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: no such LUN on the target\n", lun, sessionPortal(*resp.Session))
+	if found == nil {
+		fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: no such LUN on the target\n", lun, sessionPortal(*resp.Session))
+		return e.exit(ExitSuccess)
+	}
+	fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: scsi%d Channel 00 Id %d Lun: %d disk %s\n",
+		lun, sessionPortal(*resp.Session), found.Host, found.ID, found.LUN, orEmpty(found.Disk))
 	return e.exit(ExitSuccess)
 }
 
