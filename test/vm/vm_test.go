@@ -81,3 +81,42 @@ func checkLogin(t *testing.T, res *Result) {
 		}
 	}
 }
+
+// TestVMDemo runs the README's demo: every LUN with autoscan on, LUN 0 alone
+// with node.session.autoscan_en = No, then exactly the LUN asked for.
+func TestVMDemo(t *testing.T) {
+	res := boot(t, "demo", map[string]string{"INITIATOR": "goiscsi"})
+	want := map[string]string{"autoscan_on": "3", "autoscan_off": "1", "scan_lun_2": "2"}
+	for _, r := range res.Find("devices") {
+		if w, ok := want[r["phase"]]; ok {
+			if r["count"] != w {
+				t.Errorf("%s: %s devices (%s), want %s", r["phase"], r["count"], r["list"], w)
+			}
+			delete(want, r["phase"])
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("phases never reached: %v", want)
+	}
+}
+
+// TestVMLUNAddedWhileLoggedIn is the seed's scenario: a LUN added on a live
+// session. Stock never shows it; goiscsid scans for it under autoscan and
+// leaves it alone with autoscan_en = No.
+func TestVMLUNAddedWhileLoggedIn(t *testing.T) {
+	for _, tc := range []struct {
+		initiator, autoscan, appears string
+	}{
+		{"stock", "Yes", "no"},
+		{"goiscsi", "Yes", "yes"},
+		{"goiscsi", "No", "no"},
+	} {
+		t.Run(tc.initiator+"-autoscan-"+tc.autoscan, func(t *testing.T) {
+			res := boot(t, "lunchange", map[string]string{"INITIATOR": tc.initiator, "AUTOSCAN": tc.autoscan})
+			r := res.First("after_add")
+			if r == nil || r["appeared"] != tc.appears {
+				t.Errorf("new LUN appeared = %v, want %s", r, tc.appears)
+			}
+		})
+	}
+}
