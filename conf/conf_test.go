@@ -54,15 +54,23 @@ func TestNewNodeRecordTakesConfig(t *testing.T) {
 	cfg, err := ParseConfig(strings.NewReader(`# comment
 node.session.autoscan_en = No
 node.conn[0].timeo.login_timeout = 15
-node.session.scan = sometimes
-this is not a key value line
+node.session.timeo.replacment_timeout = 5
 iscsid.safe_logout = Yes
 `), "iscsid.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Warnings) != 2 || !strings.Contains(cfg.Warnings[0], "iscsid.conf:4") || !strings.Contains(cfg.Warnings[1], "iscsid.conf:5") {
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "iscsid.conf:4: unknown key node.session.timeo.replacment_timeout") {
 		t.Errorf("warnings %q", cfg.Warnings)
+	}
+	for text, want := range map[string]string{
+		"node.session.scan = sometimes\n":              "iscsid.conf:1: node.session.scan",
+		"# x\nthis is not a key value line\n":          "iscsid.conf:2:",
+		"node.conn[0].timeo.login_timeout = fifteen\n": "must be a number",
+	} {
+		if _, err := ParseConfig(strings.NewReader(text), "iscsid.conf"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one containing %q", text, err, want)
+		}
 	}
 	r := NewNodeRecord(cfg, "iqn.x:t", "10.0.0.1", 3260, 2, "")
 	for k, want := range map[string]string{
@@ -213,4 +221,15 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		NewNodeRecord(c, "iqn.x:y", "127.0.0.1", 3260, 1, "default")
 	})
+}
+
+// The example shipped with goiscsi must load cleanly: it is what users copy.
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := LoadConfig(filepath.Join("..", "iscsid.conf.example"))
+	if err != nil || len(c.Warnings) > 0 || len(c.Keys()) < 20 {
+		t.Fatalf("iscsid.conf.example: %v, warnings %q, %d keys", err, c.Warnings, len(c.Keys()))
+	}
+	if v, _ := c.Get("node.session.autoscan_en"); v != "Yes" {
+		t.Errorf("autoscan_en = %q", v)
+	}
 }

@@ -17,16 +17,29 @@ import (
 type Config struct {
 	keys []string
 	vals map[string]string
-	// Warnings name each line that was skipped and why (not key = value, a
-	// bad value for a known key). Stock skips such lines silently; goiscsid
-	// logs these.
+	// Warnings name, with file and line, each key neither open-iscsi nor
+	// goiscsi knows (a typo stock would ignore silently); goiscsid logs them.
 	Warnings []string
 }
 
-// ParseConfig reads iscsid.conf text; name is used in warnings. Like stock it
-// accepts any key (later lines win) and skips lines it cannot read, listing them
-// in Warnings rather than failing: a daemon that refused an iscsid.conf stock
-// accepts would not be a drop-in replacement.
+// knownKey reports whether open-iscsi or goiscsi has a key of that name.
+func knownKey(k string) bool {
+	if _, ok := nodeIndex[k]; ok {
+		return true
+	}
+	if _, ok := discoveryIndex[k]; ok {
+		return true
+	}
+	return strings.HasPrefix(k, "iscsid.") || strings.HasPrefix(k, "discovery.isns.") ||
+		strings.HasPrefix(k, "node.conn[0].tcp.") || k == "node.session.sess_reopen_log_freq" ||
+		k == "node.session.conn_reopen_log_freq"
+}
+
+// ParseConfig reads iscsid.conf text; name is used in messages. A line that is
+// not key = value, or a value that does not suit its key (a word for a number, a
+// choice not in the list), is an error naming the file, line and key: a typo in
+// a timeout must not silently become the default. An unknown key is only a
+// warning (later releases add keys); later lines win.
 func ParseConfig(r io.Reader, name string) (*Config, error) {
 	c := &Config{vals: map[string]string{}}
 	sc := bufio.NewScanner(r)
@@ -39,12 +52,13 @@ func ParseConfig(r io.Reader, name string) (*Config, error) {
 		k, v, ok := strings.Cut(line, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: %q is not key = value; line ignored", name, n, line))
-			continue
+			return nil, fmt.Errorf("%s:%d: %q is not key = value", name, n, line)
 		}
 		if err := validate(k, v); err != nil {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: %v; line ignored", name, n, err))
-			continue
+			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+		}
+		if !knownKey(k) {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: unknown key %s (ignored)", name, n, k))
 		}
 		if _, seen := c.vals[k]; !seen {
 			c.keys = append(c.keys, k)

@@ -55,6 +55,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn("iscsid.conf", "warning", w)
+	}
 	defaults := map[string]string{}
 	for _, k := range cfg.Keys() {
 		defaults[k], _ = cfg.Get(k)
