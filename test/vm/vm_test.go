@@ -120,3 +120,52 @@ func TestVMLUNAddedWhileLoggedIn(t *testing.T) {
 		})
 	}
 }
+
+// TestVMDaemon runs the daemon's proof with both initiators in turn: CHAP and
+// mutual CHAP against LIO, a wrong secret (exit 24), a target that fails mutual
+// CHAP, a portal nobody listens on, 16 targets logged in with one command and
+// data checked on each; and compares the session's sysfs attributes.
+func TestVMDaemon(t *testing.T) {
+	attrs := map[string]map[string]string{}
+	for _, initiator := range []string{"stock", "goiscsi"} {
+		t.Run(initiator, func(t *testing.T) {
+			res := boot(t, "daemon", map[string]string{"INITIATOR": initiator})
+			want := map[string]int{"chap_wrong": 24, "chap": 0, "mutual": 0, "mutual_wrong_target": 19, "attrs": 0, "many": 0}
+			for _, r := range res.Find("login") {
+				name := r["name"]
+				if w, ok := want[name]; ok && r.Int("rc") != w {
+					t.Errorf("login %s: exit %s, want %d; stderr %s", name, r["rc"], w, r.Bytes("stderr"))
+				}
+				if name == "dead" {
+					if r.Int("rc") == 0 || r.Float("ms") > 30000 {
+						t.Errorf("dead portal: exit %s after %s ms", r["rc"], r["ms"])
+					}
+					t.Logf("dead portal: exit %s after %s ms: %s", r["rc"], r["ms"], r.Bytes("stderr"))
+				}
+				if name == "many" {
+					t.Logf("16 targets -L all: %s ms", r["ms"])
+				}
+			}
+			if r := res.First("many"); r == nil || r["verified"] != r["targets"] {
+				t.Errorf("targets with data verified: %v", r)
+			}
+			a := map[string]string{}
+			for _, typ := range []string{"sysfs_session", "sysfs_conn"} {
+				for _, r := range res.Find(typ) {
+					a[r["name"]] = r["value"]
+				}
+			}
+			attrs[initiator] = a
+		})
+	}
+	// Ports and the statsn differ from session to session; everything else a
+	// tool or udev reads must be what stock sets.
+	for k, v := range attrs["stock"] {
+		if k == "port" || k == "exp_statsn" {
+			continue
+		}
+		if g := attrs["goiscsi"][k]; g != v {
+			t.Errorf("sysfs %s: goiscsi %q, stock %q", k, g, v)
+		}
+	}
+}
