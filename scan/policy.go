@@ -147,16 +147,17 @@ func (a Action) String() string {
 
 // Decide is the scan policy table (doc/architecture.md and iscsid.conf.example):
 //
-//	policy  login   AEN/UA          start  relogin  request
-//	auto    full    new + rescan    full   none     full
-//	lun0    LUN 0   none            none   none     full
-//	manual  none    none            none   none     full
+//	policy  login   AEN/UA          start  relogin  request (-R)
+//	auto    full    new + rescan    full   none     new + rescan
+//	lun0    LUN 0   none            none   none     new + rescan
+//	manual  none    none            none   none     new + rescan
 //
-// A relogin never scans (open-iscsi: "one-time deal"); an explicit request is
-// the user's own choice and ignores the policy.
+// A relogin never scans (open-iscsi: "one-time deal"); an explicit request
+// (iscsiadm -R) is the user's own choice, ignores the policy, and does what
+// stock's -R does: rescan the existing devices, then scan the target.
 func Decide(p Policy, t Trigger) Action {
 	if t == Request {
-		return Action{Kind: Full}
+		return Action{Kind: NewAndRescan}
 	}
 	switch p {
 	case Auto:

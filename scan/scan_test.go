@@ -43,9 +43,9 @@ func TestDecideTable(t *testing.T) {
 	n, z, f, nr := scan.None, scan.LUNZero, scan.Full, scan.NewAndRescan
 	want := map[scan.Policy][6]scan.ActionKind{
 		//           login AEN UA start relogin request
-		scan.Auto:   {f, nr, nr, f, n, f},
-		scan.LUN0:   {z, n, n, n, n, f},
-		scan.Manual: {n, n, n, n, n, f},
+		scan.Auto:   {f, nr, nr, f, n, nr},
+		scan.LUN0:   {z, n, n, n, n, nr},
+		scan.Manual: {n, n, n, n, n, nr},
 	}
 	for p, row := range want {
 		for i, trig := range []scan.Trigger{scan.Login, scan.AEN, scan.UA, scan.Start, scan.Relogin, scan.Request} {
