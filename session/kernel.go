@@ -28,6 +28,10 @@ type Node struct {
 	Port    int
 	TPGT    int
 	Iface   string
+	// Netdev binds the connection to a network interface (iface.net_ifacename,
+	// SO_BINDTODEVICE), so it leaves through that interface whatever the
+	// routing table says; empty means no binding.
+	Netdev string
 	// CmdsMax and QueueDepth are node.session.cmds_max and .queue_depth.
 	CmdsMax    uint16
 	QueueDepth uint16
@@ -219,6 +223,11 @@ func (s *Kernel) connect(ctx context.Context) (net.Conn, error) {
 				for _, opt := range []int{unix.SO_RCVBUF, unix.SO_SNDBUF} {
 					if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, 524288); err != nil {
 						serr = err
+					}
+				}
+				if s.node.Netdev != "" {
+					if err := unix.BindToDevice(int(fd), s.node.Netdev); err != nil {
+						serr = fmt.Errorf("bind to network interface %s: %w", s.node.Netdev, err)
 					}
 				}
 			})

@@ -101,6 +101,7 @@ func (r record) node(initiatorName, alias string) (session.Node, error) {
 	n.Port = num("node.conn[0].port", session.DefaultPort)
 	n.TPGT = num("node.tpgt", -1)
 	n.Iface = r.str("iface.iscsi_ifacename", "default")
+	n.Netdev = r.str("iface.net_ifacename", "")
 	n.CmdsMax = uint16(num("node.session.cmds_max", 128))
 	n.QueueDepth = uint16(num("node.session.queue_depth", 32))
 

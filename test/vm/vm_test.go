@@ -243,3 +243,40 @@ func TestVMAsyncEvent(t *testing.T) {
 		})
 	}
 }
+
+// TestVMLoginStorm times stock and goiscsi in the same harness: 64 targets behind
+// 50 ms of netem each way (N, DELAY and ROUNDS from GOISCSI_STORM_* to change it).
+// The figures are logged for the issue notes; the test asserts only that every
+// login, device and logout happened.
+func TestVMLoginStorm(t *testing.T) {
+	env := map[string]string{"N": "64", "DELAY": "50ms", "ROUNDS": "2"}
+	for k := range env {
+		if v := os.Getenv("GOISCSI_STORM_" + k); v != "" {
+			env[k] = v
+		}
+	}
+	for _, initiator := range []string{"stock", "goiscsi"} {
+		t.Run(initiator, func(t *testing.T) {
+			e := map[string]string{"INITIATOR": initiator}
+			for k, v := range env {
+				e[k] = v
+			}
+			res := boot(t, "storm", e)
+			rounds := res.Find("storm")
+			if len(rounds) == 0 {
+				t.Fatal("no round finished")
+			}
+			for _, k := range []string{"single_ms", "login_all_ms", "devices_ms", "session_ms", "session_p3_ms", "logout_all_ms"} {
+				var xs []float64
+				for _, r := range rounds {
+					xs = append(xs, r.Float(k))
+				}
+				lo, med := SortedFloats(xs)
+				t.Logf("FIGURE %s %s: min %.0f median %.0f (%d rounds, %s targets, delay %s)", initiator, k, lo, med, len(xs), env["N"], env["DELAY"])
+			}
+			for _, r := range res.Find("rss") {
+				t.Logf("FIGURE %s rss %s: %s kB", initiator, r["phase"], r["kb"])
+			}
+		})
+	}
+}
