@@ -622,6 +622,8 @@ func (s *Kernel) Logout(ctx context.Context) error {
 		// works, so their caches are flushed to the target.
 		if err := s.k.UnbindSession(ctx, s.SID); err != nil && !errors.Is(err, syscall.ENOSYS) {
 			s.log.Warn("unbind session", "err", err)
+		} else if err == nil {
+			s.awaitUnbind(ctx)
 		}
 		logoutErr = Logout(ctx, &kernelTransport{s: s}, 0, 0, 0)
 		if logoutErr != nil {
@@ -630,6 +632,27 @@ func (s *Kernel) Logout(ctx context.Context) error {
 	}
 	s.destroy(context.WithoutCancel(ctx), true)
 	return nil
+}
+
+// awaitUnbind waits for the kernel's UNBIND_SESSION event. The kernel removes the
+// session's SCSI target in a work queue after answering the request, flushing
+// each device's cache through the connection; the Logout Request must wait for
+// that, or the target closes the connection under unflushed writes.
+func (s *Kernel) awaitUnbind(ctx context.Context) {
+	for {
+		ev, err := s.sub.Next(ctx)
+		if err != nil {
+			s.log.Warn("no UNBIND_SESSION event from the kernel; logging out anyway", "err", err)
+			return
+		}
+		switch ev.Type {
+		case nlink.EventUnbindSession:
+			return
+		case nlink.EventConnError:
+			s.log.Warn("connection error while the kernel removed the devices", "error", ev.Error.String())
+			return
+		}
+	}
 }
 
 // kernelTransport carries login and logout PDUs through the kernel: SEND_PDU out,

@@ -280,3 +280,25 @@ func TestVMLoginStorm(t *testing.T) {
 		})
 	}
 }
+
+// TestVMSeedStaleDevice reproduces the seed's bug: LUN 1 detached on the host,
+// still exported, then an AEN. Stock brings LUN 1 back as a stale device, as
+// does goiscsi under auto (stock's behaviour, by choice); with autoscan_en = No
+// it stays gone.
+func TestVMSeedStaleDevice(t *testing.T) {
+	for _, tc := range []struct{ initiator, autoscan, back string }{
+		{"stock", "Yes", "yes"},
+		{"goiscsi", "Yes", "yes"},
+		{"goiscsi", "No", "no"},
+	} {
+		t.Run(tc.initiator+"-autoscan-"+tc.autoscan, func(t *testing.T) {
+			res := boot(t, "seed", map[string]string{"INITIATOR": tc.initiator, "AUTOSCAN": tc.autoscan})
+			r := res.First("after_aen")
+			if r == nil || r["lun1_back"] != tc.back {
+				t.Errorf("detached LUN 1 came back = %v, want %s", r, tc.back)
+			} else {
+				t.Logf("after the AEN: %s", r["list"])
+			}
+		})
+	}
+}
