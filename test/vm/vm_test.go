@@ -240,6 +240,11 @@ func TestVMAsyncEvent(t *testing.T) {
 			if r := res.First("after_event"); r == nil || r["appeared"] != tc.appears {
 				t.Errorf("LUN 3 appeared = %v, want %s", r, tc.appears)
 			}
+			for _, d := range res.Find("dd") {
+				if d["want"] == "" || d["got"] != d["want"] {
+					t.Errorf("data on %s did not read back identical: %v", d["dev"], d)
+				}
+			}
 		})
 	}
 }

@@ -4,7 +4,7 @@
 IQN=iqn.2003-01.org.example:aen
 cat >/tmp/target.json <<JSON
 {"targets": [{"name": "$IQN", "portal_groups": [{"tag": 1, "portals": ["127.0.0.1:3261"]}],
-  "luns": [{"number": 0, "size": "16MiB"}], "lun_change_ua": false}]}
+  "luns": [{"number": 0, "size": "40MiB"}], "lun_change_ua": false}]}
 JSON
 TT=/usr/local/sbin/testtarget
 setsid $TT serve -config /tmp/target.json -control /run/testtarget.sock >/tmp/testtarget.log 2>&1 &
@@ -20,6 +20,7 @@ SID=$(session_sid $IQN)
 lun0() { [ -n "$(lun_block "$SID" 0)" ]; }
 wait_until 20 lun0 || fail "LUN 0 did not appear"
 $TT wait-sessions -target $IQN -n 1 -timeout 10s >/dev/null || fail "target sees no session"
+dd_verify "$(lun_block "$SID" 0)" 32
 $TT add-lun -target $IQN -lun 3 -size 8MiB || fail "add-lun"
 if [ "${UA:-0}" = 1 ]; then
 	$TT ua -target $IQN -lun 0 -sense 6/3f/0e >/dev/null || fail "ua"
@@ -30,6 +31,7 @@ fi
 lun3() { [ -n "$(lun_block "$SID" 3)" ]; }
 if wait_until 8 lun3; then appeared=yes; else appeared=no; fi
 emit after_event appeared "$appeared" list "$(session_devices "$SID" | tr '\n' ';')"
+[ "$appeared" = yes ] && dd_verify "$(lun_block "$SID" 3)" 4
 $ADM -m node -T $IQN -p $P --logout >/dev/null || fail "logout"
 daemon_stop
 kill $TTPID
