@@ -1,7 +1,6 @@
 package conf
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -42,20 +41,9 @@ func knownKey(k string) bool {
 // warning (later releases add keys); later lines win.
 func ParseConfig(r io.Reader, name string) (*Config, error) {
 	c := &Config{vals: map[string]string{}}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), maxLine+2)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, fmt.Errorf("%s:%d: %q is not key = value", name, n, line)
-		}
+	err := eachKeyValue(r, name, func(n int, k, v string) error {
 		if err := validate(k, v); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+			return fmt.Errorf("%s:%d: %w", name, n, err)
 		}
 		if !knownKey(k) {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s:%d: unknown key %s (ignored)", name, n, k))
@@ -64,9 +52,10 @@ func ParseConfig(r io.Reader, name string) (*Config, error) {
 			c.keys = append(c.keys, k)
 		}
 		c.vals[k] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -240,6 +240,29 @@ func (r *Record) ID() NodeID {
 // value that does not suit its key, is an error naming name and the line.
 func ParseRecord(rd io.Reader, name string, kind Kind) (*Record, error) {
 	r := newRecord(kind)
+	err := eachKeyValue(rd, name, func(n int, k, v string) error {
+		if v == "<empty>" || v == "********" {
+			v = ""
+		}
+		if !r.Has(k) {
+			return nil
+		}
+		if err := validate(k, v); err != nil {
+			return fmt.Errorf("%s:%d: %w", name, n, err)
+		}
+		r.set(k, v)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// eachKeyValue calls f with each "key = value" line of open-iscsi's format (both
+// sides trimmed; blank lines and "#" comments skipped; lines up to 2047 bytes). A
+// line that is not key = value is an error naming name and the line number.
+func eachKeyValue(rd io.Reader, name string, f func(line int, key, value string) error) error {
 	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 4096), maxLine+2)
 	for n := 1; sc.Scan(); n++ {
@@ -248,25 +271,18 @@ func ParseRecord(rd io.Reader, name string, kind Kind) (*Record, error) {
 			continue
 		}
 		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("%s:%d: %q is not key = value", name, n, line)
-		}
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if v == "<empty>" || v == "********" {
-			v = ""
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return fmt.Errorf("%s:%d: %q is not key = value", name, n, line)
 		}
-		if !r.Has(k) {
-			continue
+		if err := f(n, k, v); err != nil {
+			return err
 		}
-		if err := validate(k, v); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
-		}
-		r.set(k, v)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	return r, nil
+	return nil
 }
 
 // IsSecretKey reports whether a key holds a CHAP secret, which listings mask.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/scan"
 	"github.com/goiscsi/goiscsi/session"
 )
 
@@ -706,27 +707,14 @@ func readTrim(p string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// devices lists a host's LUNs from /sys/class/scsi_device, sorted as stock's
-// scandir sorts the names.
+// devices lists a host's LUNs, in the order stock's scandir gives their H:C:T:L
+// names (alphabetical: 2:0:0:10 before 2:0:0:2).
 func devices(sysfs string, host int) []SCSIDevice {
-	dir := filepath.Join(sysfs, "class", "scsi_device")
-	ents, _ := os.ReadDir(dir)
-	var names []string
-	for _, ent := range ents {
-		names = append(names, ent.Name())
-	}
-	sort.Strings(names)
-	var out []SCSIDevice
-	for _, n := range names {
-		var h, ch, id, lun int
-		if _, err := fmt.Sscanf(n, "%d:%d:%d:%d", &h, &ch, &id, &lun); err != nil || h != host {
-			continue
-		}
-		d := SCSIDevice{Host: h, ID: id, LUN: lun, State: readTrim(filepath.Join(dir, n, "device", "state"))}
-		if bs, _ := os.ReadDir(filepath.Join(dir, n, "device", "block")); len(bs) > 0 {
-			d.Disk = bs[0].Name()
-		}
-		out = append(out, d)
+	devs, _ := scan.Sysfs{Root: sysfs}.Devices(host)
+	sort.SliceStable(devs, func(i, j int) bool { return devs[i].HCTL() < devs[j].HCTL() })
+	out := make([]SCSIDevice, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, SCSIDevice{Host: d.Host, ID: d.Target, LUN: int(d.LUN), Disk: d.Block, State: d.State})
 	}
 	return out
 }

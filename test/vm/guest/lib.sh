@@ -324,3 +324,13 @@ initiator_start() {
 		iscsid_start
 	fi
 }
+
+# testtarget_start CONFIG starts the Go test target (test/target) with a JSON
+# configuration, its control socket at /run/testtarget.sock; sets TT (the command)
+# and TTPID.
+testtarget_start() {
+	TT=/usr/local/sbin/testtarget
+	setsid $TT serve -config "$1" -control /run/testtarget.sock >/tmp/testtarget.log 2>&1 &
+	TTPID=$!
+	wait_until 10 sh -c '[ -S /run/testtarget.sock ]' || fail "test target did not start: $(tail -n 5 /tmp/testtarget.log)"
+}

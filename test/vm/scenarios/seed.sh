@@ -8,11 +8,7 @@ cat >/tmp/target.json <<JSON
 {"targets": [{"name": "$IQN", "portal_groups": [{"tag": 1, "portals": ["127.0.0.1:3261"]}],
   "luns": [{"number": 0, "size": "8MiB"}, {"number": 1, "size": "8MiB"}], "lun_change_ua": false}]}
 JSON
-TT=/usr/local/sbin/testtarget
-setsid $TT serve -config /tmp/target.json -control /run/testtarget.sock >/tmp/testtarget.log 2>&1 &
-TTPID=$!
-tt_up() { [ -S /run/testtarget.sock ]; }
-wait_until 10 tt_up || fail "test target did not start: $(tail -n 5 /tmp/testtarget.log)"
+testtarget_start /tmp/target.json
 initiator_start
 P=127.0.0.1:3261
 $ADM -m discovery -t st -p $P >/dev/null || fail "discovery"
