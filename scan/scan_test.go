@@ -3,6 +3,8 @@ package scan_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -161,4 +163,30 @@ func FuzzParseUevent(f *testing.F) {
 			t.Fatalf("ok without SDEV_UA: %+v", ev)
 		}
 	})
+}
+
+func TestSessions(t *testing.T) {
+	root := t.TempDir()
+	write := func(p, v string) {
+		full := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		os.WriteFile(full, []byte(v+"\n"), 0o644)
+	}
+	dev := filepath.Join(root, "devices", "platform", "host7", "session3")
+	os.MkdirAll(dev, 0o755)
+	write("class/iscsi_session/session3/targetname", "iqn.2003-01.org.example:t")
+	write("class/iscsi_session/session3/tpgt", "2")
+	write("class/iscsi_session/session3/ifacename", "default")
+	write("class/iscsi_session/session3/username", "(null)")
+	write("class/iscsi_connection/connection3:0/persistent_address", "10.0.0.1")
+	write("class/iscsi_connection/connection3:0/persistent_port", "3260")
+	os.Symlink(dev, filepath.Join(root, "class/iscsi_session/session3/device"))
+	got, err := scan.Sysfs{Root: root}.Sessions()
+	if err != nil || len(got) != 1 {
+		t.Fatalf("Sessions: %v %v", got, err)
+	}
+	s := got[0]
+	if s.SID != 3 || s.Host != 7 || s.TPGT != 2 || s.PersistentAddress != "10.0.0.1" || s.PersistentPort != 3260 || s.Flash {
+		t.Errorf("%+v", s)
+	}
 }

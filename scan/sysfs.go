@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 )
 
 // Sysfs scans and lists SCSI devices through the files under Root ("/sys"; a
@@ -141,10 +140,7 @@ func (s Sysfs) Devices(host int) ([]Device, error) {
 			continue
 		}
 		dev := filepath.Join(dir, e.Name(), "device")
-		read := func(name string) string {
-			b, _ := os.ReadFile(filepath.Join(dev, name))
-			return strings.TrimSpace(string(b))
-		}
+		read := func(name string) string { return readAttr(filepath.Join(dev, name)) }
 		d.Vendor, d.Model, d.State, d.WWID = read("vendor"), read("model"), read("state"), read("wwid")
 		if bs, _ := os.ReadDir(filepath.Join(dev, "block")); len(bs) > 0 {
 			d.Block = bs[0].Name()

@@ -722,31 +722,12 @@ func devices(sysfs string, host int) []SCSIDevice {
 // sysfsSessions is what sysfs shows of the kernel's sessions when goiscsid is
 // not running.
 func sysfsSessions(sysfs string) []mgmt.Session {
-	dir := filepath.Join(sysfs, "class", "iscsi_session")
-	ents, _ := os.ReadDir(dir)
-	var out []mgmt.Session
-	for _, ent := range ents {
-		n, ok := strings.CutPrefix(ent.Name(), "session")
-		sid, err := strconv.Atoi(n)
-		if !ok || err != nil {
-			continue
-		}
-		sdir := filepath.Join(dir, ent.Name())
-		cdir := filepath.Join(sysfs, "class", "iscsi_connection", fmt.Sprintf("connection%d:0", sid))
-		tpgt, _ := strconv.Atoi(readTrim(filepath.Join(sdir, "tpgt")))
-		port, _ := strconv.Atoi(readTrim(filepath.Join(cdir, "persistent_port")))
-		cport, _ := strconv.Atoi(readTrim(filepath.Join(cdir, "port")))
-		host := -1
-		if dev, err := filepath.EvalSymlinks(filepath.Join(sdir, "device")); err == nil {
-			if h, ok := strings.CutPrefix(filepath.Base(filepath.Dir(dev)), "host"); ok {
-				host, _ = strconv.Atoi(h)
-			}
-		}
-		out = append(out, mgmt.Session{SID: sid, HostNo: host, TargetName: readTrim(filepath.Join(sdir, "targetname")),
-			TPGT: tpgt, Address: readTrim(filepath.Join(cdir, "address")), Port: cport,
-			PersistentAddress: readTrim(filepath.Join(cdir, "persistent_address")), PersistentPort: port,
-			Iface: readTrim(filepath.Join(sdir, "ifacename")), Transport: "tcp",
-			InitiatorName: readTrim(filepath.Join(sdir, "initiatorname"))})
+	all, _ := scan.Sysfs{Root: sysfs}.Sessions()
+	out := make([]mgmt.Session, 0, len(all))
+	for _, s := range all {
+		out = append(out, mgmt.Session{SID: s.SID, HostNo: s.Host, TargetName: s.TargetName, TPGT: s.TPGT,
+			Address: s.Address, Port: s.Port, PersistentAddress: s.PersistentAddress, PersistentPort: s.PersistentPort,
+			Iface: s.Iface, Transport: "tcp", InitiatorName: s.InitiatorName})
 	}
 	return out
 }

@@ -89,7 +89,7 @@ func run() error {
 		go d.uevents(ctx, ul)
 	}
 	db := &conf.DB{Root: filepath.Dir(*configPath)}
-	d.adopt(*sysfsRoot, func(target, address string, port int, iface string) (map[string]string, error) {
+	d.adopt(func(target, address string, port int, iface string) (map[string]string, error) {
 		recs, err := db.FindNodes(target, address, port, iface)
 		if err != nil || len(recs) == 0 {
 			return nil, err
