@@ -86,12 +86,37 @@ func run(c *Command) *Exit {
 		}
 		c.SID = sid
 	}
+	// Stock looks up what a command names before it refuses the command
+	// (Command.Reject): session SID, the discovery record, the iface.
+	if c.Mode == ModeSession && c.SID > 0 {
+		s, x := e.session(c.SID)
+		if x != nil {
+			return x
+		}
+		switch c.Action {
+		case ActShowNodes, ActUpdateNodes, ActDeleteNodes, ActNewSession:
+			scopeToSession(c, s)
+		}
+	}
+	if c.Reject != nil && (c.Mode == ModeDiscovery || c.Mode == ModeDiscoveryDB) && c.Portal != nil &&
+		e.findDiscovery(c.Portal.Address, c.Portal.Port) == nil {
+		return e.discoveryNotFound(c)
+	}
+	if c.Mode == ModeNode && len(c.Ifaces) > 0 {
+		if _, x := e.readIface(c.Ifaces[0]); x != nil {
+			return x
+		}
+	}
 	if c.Reject != nil {
-		e.stdout.WriteString(c.Reject.Stdout)
-		e.stderr.WriteString(c.Reject.Stderr)
-		return e.exit(c.Reject.Code)
+		return e.finish(c.Reject)
 	}
 	switch c.Action {
+	case ActNewDiscovery, ActShowDiscovery, ActUpdateDiscovery, ActDeleteDiscovery:
+		return e.discoveryRecords(c)
+	case ActShowIface, ActNewIface, ActUpdateIface, ActDeleteIface:
+		return e.ifaceRecords(c)
+	case ActIfaceTree:
+		return e.ifaceTree(c)
 	case ActDiscover, ActDiscoverDB, ActDiscoverFromRecord:
 		return e.discover(c)
 	case ActListDiscovery:
@@ -228,17 +253,18 @@ func (e *env) nodeRecords(c *Command) *Exit {
 		if len(c.Ifaces) > 0 {
 			iface = c.Ifaces[0]
 		}
-		r := conf.NewNodeRecord(cfg, c.Target, c.Portal.Address, port, c.Portal.TPGT, iface)
-		for _, p := range c.Params {
-			if err := r.Set(p.Name, p.Value); err != nil {
-				return e.fail(ExitInval, "%v", err)
-			}
+		ir, x := e.readIface(iface)
+		if x != nil {
+			return x
 		}
+		r := conf.NewNodeRecord(cfg, c.Target, c.Portal.Address, port, c.Portal.TPGT, iface)
+		copyIface(r, ir)
 		if err := db.SaveNode(r); err != nil {
 			return e.fail(ExitIDBM, "%v", err)
 		}
 		id := r.ID()
-		fmt.Fprintf(&e.stdout, "New iSCSI node [tcp:[hw=,ip=,net_if=,iscsi_if=%s] %s,%d,%d %s] added\n",
+		fmt.Fprintf(&e.stdout, "New iSCSI node [%s:[hw=%s,ip=%s,net_if=%s,iscsi_if=%s] %s,%d,%d %s] added\n",
+			ir["iface.transport_name"], ir["iface.hwaddress"], ir["iface.ipaddress"], ir["iface.net_ifacename"],
 			id.Iface, id.Address, id.Port, id.TPGT, id.Target)
 		return e.exit(ExitSuccess)
 	}
@@ -261,18 +287,8 @@ func (e *env) nodeRecords(c *Command) *Exit {
 			}
 		}
 	case ActUpdateNodes:
-		for _, r := range recs {
-			for _, p := range c.Params {
-				if conf.IsLookupKey(p.Name) {
-					return e.fail(ExitInval, "Cannot modify %s. It is used to look up the record and cannot be changed.", p.Name)
-				}
-				if err := r.Set(p.Name, p.Value); err != nil {
-					return e.fail(ExitInval, "%v", err)
-				}
-			}
-			if err := db.SaveNode(r); err != nil {
-				return e.fail(ExitIDBM, "%v", err)
-			}
+		if x := e.updateNodes(recs, c.Params); x != nil {
+			return x
 		}
 		if c.SID > 0 {
 			return e.updateLiveSession(c)
@@ -319,16 +335,12 @@ func (e *env) discover(c *Command) *Exit {
 	if port <= 0 {
 		port = session.DefaultPort
 	}
-	drec := conf.NewDiscoveryRecord(cfg, c.Portal.Address, port)
-	if stored, _ := db.Discoveries(); stored != nil {
-		for _, s := range stored {
-			if s.Get("discovery.sendtargets.address") == c.Portal.Address && s.Get("discovery.sendtargets.port") == strconv.Itoa(port) {
-				drec = s
-			}
+	drec := e.findDiscovery(c.Portal.Address, port)
+	if drec == nil {
+		if c.Action == ActDiscoverFromRecord {
+			return e.discoveryNotFound(c)
 		}
-	}
-	if c.Action == ActDiscoverFromRecord && drec.Get("discovery.sendtargets.address") == "" {
-		return e.fail(ExitInval, "Discovery record [%s,%d] not found!", c.Portal.Address, port)
+		drec = conf.NewDiscoveryRecord(cfg, c.Portal.Address, port)
 	}
 	name, err := e.initiatorName()
 	if err != nil {
@@ -568,7 +580,8 @@ func (e *env) selectSessions(c *Command) ([]mgmt.Session, *Exit) {
 		out = append(out, s)
 	}
 	if c.SID > 0 && len(out) == 0 {
-		return nil, e.fail(ExitSessNotFound, "Could not get session info for sid %d", c.SID)
+		e.errorf("could not read session targetname: 5")
+		return nil, e.fail(ExitSysfsLookup, "Could not get session info for sid %d", c.SID)
 	}
 	return out, nil
 }
@@ -642,7 +655,8 @@ func (e *env) listSessions(c *Command) *Exit {
 			}
 		}
 		if len(one) == 0 {
-			return e.fail(ExitSessNotFound, "Could not get session info for sid %d", c.SID)
+			e.errorf("could not read session targetname: 5")
+			return e.fail(ExitSysfsLookup, "Could not get session info for sid %d", c.SID)
 		}
 		all = one
 	}
@@ -809,19 +823,6 @@ func (e *env) stats(c *Command) *Exit {
 
 // ---- ifaces and hosts
 
-func (e *env) ifaces() ([]Iface, error) {
-	ifs, err := e.db().Ifaces()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Iface, 0, len(ifs))
-	for _, i := range ifs {
-		out = append(out, Iface{Name: i.Name, Transport: i.Transport, InitiatorName: i.InitiatorName,
-			IPAddress: i.IPAddress, HWAddress: i.HWAddress, Netdev: i.NetIfaceName})
-	}
-	return out, nil
-}
-
 func (e *env) listHosts(c *Command) *Exit {
 	all, me := e.sessions(false)
 	if me != nil {
@@ -835,7 +836,7 @@ func (e *env) listHosts(c *Command) *Exit {
 			Sessions: []SessionInfo{e.sessionInfo(s)}})
 	}
 	if len(hosts) == 0 {
-		return e.fail(ExitNoObjsFound, "No matching host found")
+		return e.fail(ExitNoObjsFound, "No iSCSI hosts.")
 	}
 	text, x := HostsText(hosts, c.PrintLevel, readTrim(filepath.Join(e.sysfs, "module", "scsi_transport_iscsi", "version")))
 	e.stdout.WriteString(text)

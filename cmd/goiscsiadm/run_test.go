@@ -20,14 +20,19 @@ const runIQN = "iqn.2026-11.dev.goiscsi:adm"
 type fakeDaemon struct {
 	mu   sync.Mutex
 	reqs []mgmt.Request
+	port int // the session's portal port; 3260 when 0
 }
 
 func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Response {
 	f.mu.Lock()
 	f.reqs = append(f.reqs, *req)
+	port := f.port
 	f.mu.Unlock()
-	s := mgmt.Session{SID: 3, HostNo: 4, TargetName: runIQN, TPGT: 1, Address: "127.0.0.1", Port: 3260,
-		PersistentAddress: "127.0.0.1", PersistentPort: 3260, Iface: "default", Transport: "tcp",
+	if port == 0 {
+		port = 3260
+	}
+	s := mgmt.Session{SID: 3, HostNo: 4, TargetName: runIQN, TPGT: 1, Address: "127.0.0.1", Port: port,
+		PersistentAddress: "127.0.0.1", PersistentPort: port, Iface: "default", Transport: "tcp",
 		ConnState: "LOGGED IN", InternalState: "NO CHANGE", ScanPolicy: "lun0"}
 	switch req.Op {
 	case mgmt.OpLogin:
@@ -95,6 +100,9 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	defer srv.Close()
 	ps, _ := srv.Portals(runIQN)
 	portal := "127.0.0.1:" + strconv.Itoa(ps[0].Port)
+	d.mu.Lock()
+	d.port = ps[0].Port
+	d.mu.Unlock()
 
 	x := adm(t, "-m", "discovery", "-t", "st", "-p", portal)
 	if want := portal + ",1 " + runIQN + "\n"; x.Code != 0 || x.Stdout != want {
@@ -129,7 +137,7 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	if x := adm(t, "-m", "node", "-T", runIQN, "-o", "show"); !strings.Contains(x.Stdout, "node.session.auth.password = ********\n") {
 		t.Errorf("secret not masked:\n%s", x.Stdout)
 	}
-	if x := adm(t, "-m", "session"); x.Stdout != "tcp: [3] 127.0.0.1:3260,1 "+runIQN+" (non-flash)\n" {
+	if x := adm(t, "-m", "session"); x.Stdout != "tcp: [3] "+portal+",1 "+runIQN+" (non-flash)\n" {
 		t.Errorf("-m session: %q", x.Stdout)
 	}
 	if x := adm(t, "-m", "session", "-r", "3", "--scan-lun", "7"); x.Code != 0 {
@@ -141,8 +149,8 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	if r := d.last(); x.Code != 0 || r.Op != mgmt.OpUpdate || r.Record["node.session.autoscan_en"] != "Yes" {
 		t.Errorf("live update: %d %s %+v", x.Code, x.Stderr, r)
 	}
-	x = adm(t, "-m", "node", "-T", runIQN, "-p", "127.0.0.1:3260", "--logout")
-	if x.Code != 0 || !strings.Contains(x.Stdout, "Logout of [sid: 3, target: "+runIQN+", portal: 127.0.0.1,3260] successful.") {
+	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "--logout")
+	if x.Code != 0 || !strings.Contains(x.Stdout, "Logout of [sid: 3, target: "+runIQN+", portal: 127.0.0.1,"+strconv.Itoa(ps[0].Port)+"] successful.") {
 		t.Errorf("logout: %d %q %q", x.Code, x.Stdout, x.Stderr)
 	}
 	if x := adm(t, "-m", "node", "-T", "iqn.none:x", "--login"); x.Code != ExitNoObjsFound || x.Stderr != "iscsiadm: No records found\n" {

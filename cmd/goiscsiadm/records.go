@@ -1,0 +1,158 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/mgmt"
+)
+
+// Changing records with -n/-v follows stock's two passes (idbm_verify_param
+// over every pair, then idbm_rec_update_param): a pair that names an unknown
+// key or a lookup key stops the command before anything changes, and a value
+// that does not suit its key stops it before the record is written.
+
+// discoveryLookupKeys are the discovery record keys stock will not change
+// (can_modify 0 in idbm_recinfo_discovery).
+var discoveryLookupKeys = map[string]bool{
+	"discovery.type": true, "discovery.sendtargets.address": true, "discovery.sendtargets.port": true,
+}
+
+// verifyParams reports, as stock does, the first pair that may not be set on r.
+func (e *env) verifyParams(r *conf.Record, params []Param) bool {
+	for _, p := range params {
+		if !r.Has(p.Name) {
+			e.errorf("Cannot modify %s. Invalid param name.", p.Name)
+			return false
+		}
+		if conf.IsLookupKey(p.Name) || (r.Kind() == conf.DiscoveryKind && discoveryLookupKeys[p.Name]) {
+			e.errorf("Cannot modify %s. It is used to look up the record and cannot be changed.", p.Name)
+			return false
+		}
+	}
+	return true
+}
+
+// setParams applies verified pairs to r; a bad value gets stock's message
+// and its key is returned.
+func (e *env) setParams(r *conf.Record, params []Param) (bad string) {
+	for _, p := range params {
+		if err := r.Set(p.Name, p.Value); err != nil {
+			e.errorf("unknown value format '%s' for parameter name '%s'", p.Value, p.Name)
+			return p.Name
+		}
+	}
+	return ""
+}
+
+// updateNodes is -m node|session -o update over the selected records. Stock
+// stops at the first record it cannot change and names the failure once.
+func (e *env) updateNodes(recs []*conf.Record, params []Param) *Exit {
+	db := e.db()
+	for _, r := range recs {
+		if !e.verifyParams(r, params) {
+			return e.fail(ExitInval, "Could not execute operation on all records: %s", ExitInval)
+		}
+		if bad := e.setParams(r, params); bad != "" {
+			e.errorf("Unknown parameter %s.", bad)
+			return e.fail(ExitInval, "Could not execute operation on all records: %s", ExitInval)
+		}
+		if err := db.SaveNode(r); err != nil {
+			e.errorf("%v", err)
+			return e.fail(ExitIDBM, "Could not execute operation on all records: %s", ExitIDBM)
+		}
+	}
+	return nil
+}
+
+// ---- discovery records (-m discoverydb -t st -p P -o new|show|update|delete)
+
+func (e *env) findDiscovery(address string, port int) *conf.Record {
+	ds, _ := e.db().Discoveries()
+	for _, d := range ds {
+		if d.Get("discovery.sendtargets.address") == address && d.Get("discovery.sendtargets.port") == strconv.Itoa(port) {
+			return d
+		}
+	}
+	return nil
+}
+
+// discoveryNotFound is stock's answer when the discovery record of -p is
+// missing: discoverydb mode says so with exit 6, discovery mode with "!" and 7.
+func (e *env) discoveryNotFound(c *Command) *Exit {
+	if c.Mode == ModeDiscovery {
+		return e.fail(ExitInval, "Discovery record [%s,%d] not found!", c.Portal.Address, c.Portal.Port)
+	}
+	return e.fail(ExitIDBM, "Discovery record [%s,%d] not found.", c.Portal.Address, c.Portal.Port)
+}
+
+func (e *env) discoveryRecords(c *Command) *Exit {
+	addr, port := c.Portal.Address, c.Portal.Port
+	db := e.db()
+	if c.Action == ActNewDiscovery {
+		cfg, err := e.config()
+		if err != nil {
+			return e.fail(ExitIDBM, "%v", err)
+		}
+		if err := db.SaveDiscovery(conf.NewDiscoveryRecord(cfg, addr, port)); err != nil {
+			e.errorf("%v", err)
+			return e.fail(ExitIDBM, "Could not add new discovery record.")
+		}
+		fmt.Fprintf(&e.stdout, "New discovery record for [%s,%d] added.\n", addr, port)
+		return e.exit(ExitSuccess)
+	}
+	d := e.findDiscovery(addr, port)
+	if d == nil {
+		return e.discoveryNotFound(c)
+	}
+	if c.Reject != nil {
+		return e.finish(c.Reject)
+	}
+	switch c.Action {
+	case ActShowDiscovery:
+		e.stdout.WriteString(d.Show(c.ShowSecrets))
+	case ActDeleteDiscovery:
+		if err := db.DeleteDiscovery(addr, port); err != nil {
+			return e.fail(ExitIDBM, "Unable to delete record!")
+		}
+	case ActUpdateDiscovery:
+		if !e.verifyParams(d, c.Params) || e.setParams(d, c.Params) != "" {
+			return e.exit(ExitInval)
+		}
+		if err := db.SaveDiscovery(d); err != nil {
+			return e.fail(ExitIDBM, "%v", err)
+		}
+	}
+	return e.exit(ExitSuccess)
+}
+
+// ---- session-scoped record commands (-m session -r SID ...)
+
+// session looks up session SID the way stock does before anything else in
+// session mode: a SID the kernel does not know ends the command with exit 22.
+func (e *env) session(sid int) (*mgmt.Session, *Exit) {
+	all, me := e.sessions(false)
+	if me != nil {
+		return nil, e.fail(ExitCode(me.Code), "%s", me.Message)
+	}
+	for i := range all {
+		if all[i].SID == sid {
+			return &all[i], nil
+		}
+	}
+	e.errorf("could not read session targetname: 5")
+	return nil, e.fail(ExitSysfsLookup, "Could not get session info for sid %d", sid)
+}
+
+// scopeToSession narrows c's record selectors to the node record session s
+// was logged in from.
+func scopeToSession(c *Command, s *mgmt.Session) {
+	c.Target = s.TargetName
+	c.Portal = &Portal{Address: s.PersistentAddress, Port: s.PersistentPort, TPGT: s.TPGT}
+	iface := s.Iface
+	if iface == "" {
+		iface = "default"
+	}
+	c.Ifaces = []string{iface}
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// dbStep is one command against the node database and what stock 2.1.8
+// printed for it in the same sequence (captured with Debian's
+// open-iscsi_2.1.8-1+deb12u1 in a private mount namespace on an empty
+// /etc/iscsi). "{root}" stands for the database root. Where stock also
+// talked to iscsid (it asks iscsid for iscsid.conf's path on -o new) its
+// "can not connect to iSCSI daemon" lines are left out: goiscsiadm reads
+// iscsid.conf itself.
+type dbStep struct {
+	args   string
+	code   ExitCode
+	stdout string // exact unless prefixed with "~": then a substring
+	stderr string
+}
+
+func runSteps(t *testing.T, steps []dbStep) {
+	t.Helper()
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "initiatorname.iscsi"), []byte("InitiatorName=iqn.1993-08.org.debian:01:t\n"), 0o600)
+	t.Setenv("GOISCSI_ROOT", root)
+	t.Setenv("GOISCSI_SYSFS", t.TempDir())
+	t.Setenv("GOISCSI_SOCKET", filepath.Join(t.TempDir(), "none.sock"))
+	for _, s := range steps {
+		x := adm(t, strings.Fields(s.args)...)
+		want := func(what, got, w string) {
+			w = strings.ReplaceAll(w, "{root}", root)
+			if sub, ok := strings.CutPrefix(w, "~"); ok {
+				if !strings.Contains(got, sub) {
+					t.Errorf("%s: %s %q does not contain %q", s.args, what, got, sub)
+				}
+			} else if got != w {
+				t.Errorf("%s: %s\n got %q\nwant %q", s.args, what, got, w)
+			}
+		}
+		if x.Code != s.code {
+			t.Errorf("%s: exit %d, want %d (stderr %q)", s.args, x.Code, s.code, x.Stderr)
+		}
+		want("stdout", x.Stdout, s.stdout)
+		want("stderr", x.Stderr, s.stderr)
+	}
+}
+
+const tgt = "iqn.2003-01.org.x:t1"
+
+func TestNodeRecordsAsStock(t *testing.T) {
+	runSteps(t, []dbStep{
+		{"-m node", 21, "", "iscsiadm: No records found\n"},
+		{"-m node -T " + tgt + " -p 10.0.0.1", 21, "", "iscsiadm: No records found\n"},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o new", 0,
+			"New iSCSI node [tcp:[hw=,ip=,net_if=,iscsi_if=default] 10.0.0.1,3260,-1 " + tgt + "] added\n", ""},
+		{"-m node", 0, "10.0.0.1:3260,4294967295 " + tgt + "\n", ""},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o update -n node.session.scan -v manual", 0, "", ""},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o update -n node.session.bogus -v manual", 7, "",
+			"iscsiadm: Cannot modify node.session.bogus. Invalid param name.\n" +
+				"iscsiadm: Could not execute operation on all records: invalid parameter\n"},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o update -n node.session.scan -v sometimes", 7, "",
+			"iscsiadm: unknown value format 'sometimes' for parameter name 'node.session.scan'\n" +
+				"iscsiadm: Unknown parameter node.session.scan.\n" +
+				"iscsiadm: Could not execute operation on all records: invalid parameter\n"},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o update -n node.name -v foo", 7, "",
+			"iscsiadm: Cannot modify node.name. It is used to look up the record and cannot be changed.\n" +
+				"iscsiadm: Could not execute operation on all records: invalid parameter\n"},
+		// A bad pair after a good one changes nothing.
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o update -n node.startup -v automatic -n node.bogus -v 1", 7, "", "~Invalid param name."},
+		{"-m node -T " + tgt + " -p 10.0.0.1 --op update -n node.session.auth.password -v secret", 0, "", ""},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o show", 0, "~node.session.auth.password = ********\n", ""},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o show", 0, "~node.startup = manual\n", ""},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o show -S", 0, "~node.session.auth.password = secret\n", ""},
+		{"-m node -T " + tgt + " -p 10.0.0.1", 0, "~node.session.scan = manual\n", ""},
+		{"-m node -T " + tgt + " -p 10.0.0.2 -o show", 21, "", "iscsiadm: No records found\n"},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -I nosuch", 3, "", "iscsiadm: Could not read iface info for nosuch.\n"},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o delete", 0, "", ""},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o delete", 21, "", "iscsiadm: No records found\n"},
+	})
+}
+
+func TestDiscoveryRecordsAsStock(t *testing.T) {
+	runSteps(t, []dbStep{
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o show", 6, "", "iscsiadm: Discovery record [10.0.0.1,3260] not found.\n"},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o update -n discovery.sendtargets.auth.authmethod -v CHAP", 6, "",
+			"iscsiadm: Discovery record [10.0.0.1,3260] not found.\n"},
+		{"-m discovery -p 10.0.0.1 -o update", 7, "", "iscsiadm: Discovery record [10.0.0.1,3260] not found!\n"},
+		{"-m discovery -p 10.0.0.1 -o show", 7, "", "iscsiadm: Discovery record [10.0.0.1,3260] not found!\n"},
+		{"-m discovery -p 10.0.0.1 -l", 7, "", "iscsiadm: Discovery record [10.0.0.1,3260] not found!\n"},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o new", 0, "New discovery record for [10.0.0.1,3260] added.\n", ""},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o new", 0, "New discovery record for [10.0.0.1,3260] added.\n", ""},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o show", 0, "# BEGIN RECORD 2.1.8\n" +
+			"discovery.startup = manual\ndiscovery.type = sendtargets\ndiscovery.sendtargets.address = 10.0.0.1\n" +
+			"discovery.sendtargets.port = 3260\ndiscovery.sendtargets.auth.authmethod = None\n" +
+			"discovery.sendtargets.auth.username = <empty>\ndiscovery.sendtargets.auth.password = <empty>\n" +
+			"discovery.sendtargets.auth.username_in = <empty>\ndiscovery.sendtargets.auth.password_in = <empty>\n" +
+			"node.session.auth.chap_algs = MD5\ndiscovery.sendtargets.timeo.login_timeout = 15\n" +
+			"discovery.sendtargets.use_discoveryd = No\ndiscovery.sendtargets.discoveryd_poll_inval = 30\n" +
+			"discovery.sendtargets.reopen_max = 5\ndiscovery.sendtargets.timeo.auth_timeout = 45\n" +
+			"discovery.sendtargets.timeo.active_timeout = 30\n" +
+			"discovery.sendtargets.iscsi.MaxRecvDataSegmentLength = 32768\n# END RECORD\n", ""},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1:3260 -o update -n discovery.sendtargets.auth.authmethod -v CHAP " +
+			"-n discovery.sendtargets.auth.username -v u -n discovery.sendtargets.auth.password -v p", 0, "", ""},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o update -n discovery.sendtargets.bogus -v x", 7, "",
+			"iscsiadm: Cannot modify discovery.sendtargets.bogus. Invalid param name.\n"},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o update -n discovery.sendtargets.auth.authmethod -v Bogus", 7, "",
+			"iscsiadm: unknown value format 'Bogus' for parameter name 'discovery.sendtargets.auth.authmethod'\n"},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o show", 0, "~discovery.sendtargets.auth.password = ********\n", ""},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o show -S", 0, "~discovery.sendtargets.auth.password = p\n", ""},
+		{"-m discovery -p 10.0.0.1 -o new", 7, "",
+			"iscsiadm: Operations new and update for discovery mode is not supported. Use discoverydb mode.\n"},
+		{"-m discoverydb", 0, "10.0.0.1:3260 via sendtargets\n", ""},
+		{"-m discovery", 0, "10.0.0.1:3260 via sendtargets\n", ""},
+		{"-m discoverydb -o show -P 1", 0, "SENDTARGETS:\nDiscoveryAddress: 10.0.0.1,3260\niSNS:\nNo targets found.\n" +
+			"STATIC:\nNo targets found.\nFIRMWARE:\nNo targets found.\n", ""},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o delete", 0, "", ""},
+		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o delete", 6, "", "iscsiadm: Discovery record [10.0.0.1,3260] not found.\n"},
+	})
+}
+
+func TestIfaceRecordsAsStock(t *testing.T) {
+	ifaceShow := func(name, transport, netdev string) string {
+		return strings.Replace(strings.Replace(newIfaceRecord(name, transport).text(true),
+			"iface.net_ifacename = <empty>", "iface.net_ifacename = "+netdev, 1), "= \n", "= <empty>\n", 1)
+	}
+	runSteps(t, []dbStep{
+		{"-m iface", 0, "default tcp,<empty>,<empty>,<empty>,<empty>\niser iser,<empty>,<empty>,<empty>,<empty>\n", ""},
+		{"-m iface -I default", 0, ifaceShow("default", "tcp", "<empty>"), ""},
+		{"-m iface -I default -o show", 0, "~iface.transport_name = tcp\n", ""},
+		{"-m iface -I iser -o show", 0, "~iface.transport_name = iser\n", ""},
+		{"-m iface -I nosuch -o show", 6, "",
+			"iSCSI ERROR: Failed to open {root}/ifaces/nosuch using read mode: 2 No such file or directory\n"},
+		{"-m iface -P 1", 0, "", ""},
+		{"-m iface -I myif -o new", 0, "myif updated.\nNew interface myif added\n", ""},
+		{"-m iface -I default -o new", 7, "", "iscsiadm: iface default is a special interface and is not stored in {root}/ifaces.\n" +
+			"iscsiadm: Could not create new interface default.\n"},
+		{"-m iface -I myif -o update -n iface.net_ifacename -v eth0", 0, "myif updated.\n", ""},
+		{"-m iface -I myif -o update -n iface.hwaddress -v 00:11:22:33:44:55", 7, "",
+			"iscsiadm: Can not update interface binding from net_ifacename to hwaddress. You must delete the interface and create a new one\n" +
+				"iscsiadm: Could not update iface myif: invalid parameter\n"},
+		{"-m iface -I myif", 0, ifaceShow("myif", "tcp", "eth0"), ""},
+		{"-m iface", 0, "myif tcp,<empty>,<empty>,eth0,<empty>\ndefault tcp,<empty>,<empty>,<empty>,<empty>\n" +
+			"iser iser,<empty>,<empty>,<empty>,<empty>\n", ""},
+		{"-m node -T iqn.x:t -p 10.0.0.1 -I myif -o new", 0,
+			"New iSCSI node [tcp:[hw=,ip=,net_if=eth0,iscsi_if=myif] 10.0.0.1,3260,-1 iqn.x:t] added\n", ""},
+		{"-m node -T iqn.x:t -p 10.0.0.1 -I myif", 0, "~iface.net_ifacename = eth0\n", ""},
+		{"-m iface -P 1", 0, "Iface: myif\n\tTarget: iqn.x:t\n\t\tPortal: 10.0.0.1:3260,-1\nIface: default\nIface: iser\n", ""},
+		{"-m iface -I myif -o update -n iface.net_ifacename -v eth1", 0, "myif updated.\n", ""},
+		{"-m node -T iqn.x:t -p 10.0.0.1 -I myif", 0, "~iface.net_ifacename = eth1\n", ""},
+		{"-m iface -I myif -o delete", 0, "myif unbound and deleted.\n", ""},
+		{"-m iface -I myif -o delete", 7, "", "iscsiadm: Could not read iface info for myif.\n" +
+			"iscsiadm: Could not delete iface myif: invalid parameter\n"},
+		{"-m node", 21, "", "iscsiadm: No records found\n"},
+		{"-m iface -I default -o delete", 7, "", "iscsiadm: iface default is a special interface and cannot be deleted.\n" +
+			"iscsiadm: Could not delete iface default: invalid parameter\n"},
+	})
+}
+
+func TestNoDaemonAsStock(t *testing.T) {
+	runSteps(t, []dbStep{
+		{"-m session", 21, "", "iscsiadm: No active sessions.\n"},
+		{"-m host", 21, "", "iscsiadm: No iSCSI hosts.\n"},
+		{"-m session -r 1", 22, "", "iscsiadm: could not read session targetname: 5\niscsiadm: Could not get session info for sid 1\n"},
+		{"-m session -r 1 --logout", 22, "", "~Could not get session info for sid 1\n"},
+		{"-m session -r 1 --rescan", 22, "", "~Could not get session info for sid 1\n"},
+		{"-m session -r 1 -P 3", 22, "", "~Could not get session info for sid 1\n"},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -o new", 0, "~added", ""},
+		{"-m node -T " + tgt + " -p 10.0.0.1:3260 --login", 20,
+			"Logging in to [iface: default, target: " + tgt + ", portal: 10.0.0.1,3260]\n",
+			"~iscsiadm: Could not login to [iface: default, target: " + tgt + ", portal: 10.0.0.1,3260].\n" +
+				"iscsiadm: initiator reported error (20 - could not connect to iscsid)\n"},
+		{"-m node -L automatic", 21, "", "iscsiadm: No records found\n"},
+		{"-m node -T " + tgt + " -p 10.0.0.1 --logout", 21, "", "iscsiadm: No matching sessions found\n"},
+		{"-m node -U all", 21, "", "iscsiadm: No matching sessions found\n"},
+		{"-m node -T " + tgt + " -p 10.0.0.1 -R", 21, "", "iscsiadm: No session found.\n"},
+	})
+}
