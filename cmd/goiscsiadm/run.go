@@ -2,18 +2,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/pdu"
 	"github.com/goiscsi/goiscsi/scan"
 	"github.com/goiscsi/goiscsi/session"
 )
@@ -359,13 +361,7 @@ func (e *env) discover(c *Command) *Exit {
 	found, err := session.Discover(ctx, session.Portal{Address: c.Portal.Address, Port: port}, session.DiscoveryConfig{
 		InitiatorName: name, Auth: auth, MaxRecvDataSegmentLength: uint32(mrdsl)})
 	if err != nil {
-		e.errorf("cannot make connection to %s: %v", net.JoinHostPort(c.Portal.Address, strconv.Itoa(port)), err)
-		var le *session.LoginError
-		if asLoginError(err, &le) && le.AuthFailure() {
-			e.errorf("Login failed to authenticate with target")
-			return e.fail(ExitLoginAuthFailed, "discovery login to %s rejected: initiator failed authorization", c.Portal.Address)
-		}
-		return e.fail(ExitTrans, "Could not perform SendTargets discovery: %v", err)
+		return e.discoveryFailed(c.Portal.Address, err)
 	}
 	persist := c.Op&OpNonPersistent == 0
 	if persist {
@@ -411,6 +407,45 @@ func (e *env) discover(c *Command) *Exit {
 		return e.loginRecords(recs, c.NoWait)
 	}
 	return e.exit(ExitSuccess)
+}
+
+// discoveryFailed reports a failed SendTargets discovery as stock 2.1.8's
+// discovery.c does. Stock retries a portal it cannot reach reopen_max times
+// and then gives up with ISCSI_ERR_PDU_TIMEOUT (11), whatever the cause;
+// a target that refuses the initiator's credentials ends it with 24, any
+// other initiator-class login status with 19.
+func (e *env) discoveryFailed(host string, err error) *Exit {
+	var le *session.LoginError
+	code := ExitPDUTimeout
+	switch {
+	case asLoginError(err, &le) && le.AuthFailure():
+		e.errorf("discovery login to %s rejected: initiator failed authorization", host)
+		code = ExitLoginAuthFailed
+	case asLoginError(err, &le) && le.Status.Class == pdu.StatusInitiatorError:
+		e.errorf("discovery login to %s rejected: initiator error (%02x/%02x), non-retryable, giving up",
+			host, le.Status.Class, le.Status.Detail)
+		code = ExitFatalLogin
+	case le != nil:
+		e.errorf("discovery login to %s rejected: target error (%02x/%02x)", host, le.Status.Class, le.Status.Detail)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		e.errorf("connect to %s timed out", host)
+	default:
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			e.errorf("cannot make connection to %s: %s", host, capitalize(errno.Error()))
+		} else {
+			e.errorf("cannot make connection to %s: %v", host, err)
+		}
+	}
+	return e.fail(code, "Could not perform SendTargets discovery: %s", code)
+}
+
+// capitalize is strerror's spelling of a Go errno text: "Connection refused".
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func asLoginError(err error, le **session.LoginError) bool {
