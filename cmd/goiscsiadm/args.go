@@ -976,7 +976,15 @@ const usageText = "" +
 	"iscsiadm -m iface [-hV] [-d debug_level] [-P printlevel] [-I ifacename | -H hostno|MAC] [[-o operation ] [-n name] [-v value]] [-C ping [-a ip] [-b packetsize] [-c count] [-i interval]]\n" +
 	"iscsiadm -m fw [-d debug_level] [-l] [-W] [[-n name] [-v value]]\n" +
 	"iscsiadm -m host [-P printlevel] [-H hostno|MAC] [[-C chap [-x chap_tbl_idx]] | [-C flashnode [-A portal_type] [-x flashnode_idx]] | [-C stats]] [[-o operation] [-n name] [-v value]] \n" +
-	"iscsiadm -k priority\n"
+	"iscsiadm -k priority\n" +
+	goiscsiUsage
+
+// goiscsiUsage follows stock's usage lines (which stay byte for byte as
+// stock's, above it) with the two options only goiscsi has.
+const goiscsiUsage = "" +
+	"goiscsi additions:\n" +
+	"iscsiadm -m session -r sessionid --scan-lun lun   scan exactly LUN lun of the session (nothing else), print its disk\n" +
+	"iscsiadm -m session|node|discovery ... --json     print the session, node or discovery listing as JSON\n"
 
 func parseMode(s string) Mode {
 	switch s {

@@ -149,7 +149,9 @@ func (e *env) session(sid int) (*mgmt.Session, *Exit) {
 // was logged in from.
 func scopeToSession(c *Command, s *mgmt.Session) {
 	c.Target = s.TargetName
-	c.Portal = &Portal{Address: s.PersistentAddress, Port: s.PersistentPort, TPGT: s.TPGT}
+	// Stock matches a session to records by target, portal and iface, not
+	// by tpgt (records made with -o new have none).
+	c.Portal = &Portal{Address: s.PersistentAddress, Port: s.PersistentPort, TPGT: -1}
 	iface := s.Iface
 	if iface == "" {
 		iface = "default"

@@ -3,8 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/goiscsi/goiscsi/scan/scantest"
 )
 
 // dbStep is one command against the node database and what stock 2.1.8
@@ -177,4 +180,87 @@ func TestNoDaemonAsStock(t *testing.T) {
 		{"-m node -U all", 21, "", "iscsiadm: No matching sessions found\n"},
 		{"-m node -T " + tgt + " -p 10.0.0.1 -R", 21, "", "iscsiadm: No session found.\n"},
 	})
+}
+
+// fakeSysfsSession adds session sid on host h to a fake sysfs tree laid out as
+// the kernel lays it out (class links into devices/platform/host<h>/session<sid>).
+func fakeSysfsSession(t *testing.T, root string, h, sid int, target, addr string, port, tpgt int) {
+	t.Helper()
+	dev := filepath.Join(root, "devices", "platform", "host"+itoa(h), "session"+itoa(sid))
+	sdir := filepath.Join(dev, "iscsi_session", "session"+itoa(sid))
+	cdir := filepath.Join(dev, "connection"+itoa(sid)+":0", "iscsi_connection", "connection"+itoa(sid)+":0")
+	files := map[string]string{
+		filepath.Join(sdir, "targetname"): target, filepath.Join(sdir, "tpgt"): itoa(tpgt),
+		filepath.Join(sdir, "state"): "LOGGED_IN", filepath.Join(sdir, "ifacename"): "default",
+		filepath.Join(sdir, "initiatorname"): "iqn.1993-08.org.debian:01:t", filepath.Join(sdir, "creator"): "1",
+		filepath.Join(cdir, "persistent_address"): addr, filepath.Join(cdir, "persistent_port"): itoa(port),
+		filepath.Join(cdir, "address"): addr, filepath.Join(cdir, "port"): itoa(port),
+	}
+	for p, v := range files {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Symlink("../../../session"+itoa(sid), filepath.Join(sdir, "device"))
+	for class, target := range map[string]string{
+		filepath.Join(root, "class", "iscsi_session", "session"+itoa(sid)):            sdir,
+		filepath.Join(root, "class", "iscsi_connection", "connection"+itoa(sid)+":0"): cdir,
+	} {
+		os.MkdirAll(filepath.Dir(class), 0o755)
+		if err := os.Symlink(target, class); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := filepath.Join(root, "class", "scsi_host", "host"+itoa(h), "state")
+	os.MkdirAll(filepath.Dir(state), 0o755)
+	os.WriteFile(state, []byte("running\n"), 0o644)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// Without goiscsid, sessions come from sysfs, as stock reads them, and the
+// session-scoped record commands still work on the session's record.
+func TestSessionsFromSysfs(t *testing.T) {
+	sys := scantest.New(t)
+	fakeSysfsSession(t, sys.Root, 4, 3, tgt, "10.0.0.1", 3260, 1)
+	sys.AddDevice(4, 0, 0, 0, "sdb")
+	sys.AddDevice(4, 0, 0, 2, "")
+	root := t.TempDir()
+	t.Setenv("GOISCSI_ROOT", root)
+	t.Setenv("GOISCSI_SYSFS", sys.Root)
+	t.Setenv("GOISCSI_SOCKET", filepath.Join(t.TempDir(), "none.sock"))
+	os.WriteFile(filepath.Join(root, "initiatorname.iscsi"), []byte("InitiatorName=iqn.1993-08.org.debian:01:t\n"), 0o600)
+
+	if x := adm(t, "-m", "session"); x.Code != 0 || x.Stdout != "tcp: [3] 10.0.0.1:3260,1 "+tgt+" (non-flash)\n" {
+		t.Errorf("-m session: %d %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+	x := adm(t, "-m", "session", "-P", "3")
+	for _, want := range []string{"Target: " + tgt + " (non-flash)\n", "\t\tiSCSI Session State: LOGGED_IN\n",
+		"\t\tHost Number: 4\tState: running\n", "\t\tscsi4 Channel 00 Id 0 Lun: 0\n",
+		"\t\t\tAttached scsi disk sdb\t\tState: running\n", "\t\tscsi4 Channel 00 Id 0 Lun: 2\n"} {
+		if !strings.Contains(x.Stdout, want) {
+			t.Errorf("-m session -P 3 lacks %q:\n%s", want, x.Stdout)
+		}
+	}
+	if x := adm(t, "-m", "session", "-r", "3", "-o", "show"); x.Code != 21 || x.Stderr != "iscsiadm: No records found\n" {
+		t.Errorf("record of a session without one: %d %q", x.Code, x.Stderr)
+	}
+	adm(t, "-m", "node", "-T", tgt, "-p", "10.0.0.1", "-o", "new")
+	adm(t, "-m", "node", "-T", tgt, "-p", "10.0.0.9", "-o", "new")
+	// The records hold tpgt -1 (-o new); the session has 1: stock matches
+	// them anyway, the session's tpgt is not part of the lookup.
+	x = adm(t, "-m", "session", "-r", "3", "-o", "update", "-n", "node.session.scan", "-v", "manual")
+	if x.Code != 0 || x.Stderr != "" {
+		t.Fatalf("session update: %d %q", x.Code, x.Stderr)
+	}
+	if x := adm(t, "-m", "node", "-T", tgt, "-p", "10.0.0.1"); !strings.Contains(x.Stdout, "node.session.scan = manual\n") {
+		t.Errorf("the session's record was not updated")
+	}
+	if x := adm(t, "-m", "node", "-T", tgt, "-p", "10.0.0.9"); !strings.Contains(x.Stdout, "node.session.scan = auto\n") {
+		t.Errorf("another record was updated too")
+	}
+	if x := adm(t, "-m", "session", "-r", "3"); x.Code != 0 || !strings.Contains(x.Stdout, "node.conn[0].address = 10.0.0.1\n") {
+		t.Errorf("-m session -r 3: %d %q", x.Code, x.Stderr)
+	}
 }

@@ -312,6 +312,11 @@ func (e *env) updateLiveSession(c *Command) *Exit {
 		return e.exit(ExitSuccess)
 	}
 	if _, me := e.do(&mgmt.Request{Op: mgmt.OpUpdate, SID: c.SID, Record: rec}); me != nil {
+		if me.Code == mgmt.CodeNotConnected {
+			// Without goiscsid nothing scans for the session: the
+			// record, updated above, is all there is to change.
+			return e.exit(ExitSuccess)
+		}
 		return e.fail(ExitCode(me.Code), "%s", me.Message)
 	}
 	return e.exit(ExitSuccess)
