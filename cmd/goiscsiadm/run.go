@@ -529,15 +529,43 @@ func loginPortal(id conf.NodeID) string {
 	return fmt.Sprintf("[iface: %s, target: %s, portal: %s,%d]", id.Iface, id.Target, id.Address, id.Port)
 }
 
-// loginRecords asks the daemon to log in to every record at once (stock sends
-// the requests together too), then reports each in record order.
+// loginRecords logs in to the records as stock's iscsi_login_portals does: a
+// record that already has a session gets a warning and no request (exit 15);
+// the others are announced ("Logging in to ...") and asked of the daemon all
+// at once, then reported in record order. The exit status is the first
+// error, the warnings' 15 before any login failure, as in stock; any error
+// ends with "Could not log into all portals". -W is accepted but goiscsiadm
+// still waits for the results.
 func (e *env) loginRecords(recs []*conf.Record, noWait bool) *Exit {
-	for _, r := range recs {
-		fmt.Fprintf(&e.stdout, "Logging in to %s\n", loginPortal(r.ID()))
+	code := ExitSuccess
+	present := map[string]int{}
+	if all, me := e.sessions(false); me == nil {
+		for _, s := range all {
+			iface := s.Iface
+			if iface == "" {
+				iface = "default"
+			}
+			present[sessionKey(s.TargetName, s.PersistentAddress, s.PersistentPort, iface)]++
+		}
 	}
-	errs := make([]*mgmt.Error, len(recs))
+	var todo []*conf.Record
+	for _, r := range recs {
+		id := r.ID()
+		want, _ := strconv.Atoi(r.Get("node.session.nr_sessions"))
+		want = max(want, 1)
+		if n := present[sessionKey(id.Target, id.Address, id.Port, id.Iface)]; n >= want {
+			e.errorf("%s: %d session%s requested, but %d already present.", id.Iface, want, plural(want), n)
+			if code == ExitSuccess {
+				code = ExitSessExists
+			}
+			continue
+		}
+		fmt.Fprintf(&e.stdout, "Logging in to %s\n", loginPortal(id))
+		todo = append(todo, r)
+	}
+	errs := make([]*mgmt.Error, len(todo))
 	var wg sync.WaitGroup
-	for i, r := range recs {
+	for i, r := range todo {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -545,35 +573,39 @@ func (e *env) loginRecords(recs []*conf.Record, noWait bool) *Exit {
 		}()
 	}
 	wg.Wait()
-	code := ExitSuccess
-	for i, r := range recs {
+	for i, r := range todo {
 		me := errs[i]
-		switch {
-		case me == nil:
+		if me == nil {
 			fmt.Fprintf(&e.stdout, "Login to %s successful.\n", loginPortal(r.ID()))
-		case me.Code == int(ExitSessExists):
-			// Stock warns and carries on for a node that is logged in.
-			e.errorf("default: 1 session requested, but 1 already present.")
-			if code == ExitSuccess {
-				code = ExitSessExists
-			}
-		default:
-			e.errorf("Could not login to %s.", loginPortal(r.ID()))
-			e.errorf("%s", ExitCode(me.Code).Reported())
-			if me.Message != "" && me.Code != int(ExitISCSIDNotConn) {
-				e.errorf("goiscsid: %s", me.Message)
-			} else if me.Code == int(ExitISCSIDNotConn) {
-				e.errorf("%s", me.Message)
-			}
-			if code == ExitSuccess || code == ExitSessExists {
-				code = ExitCode(me.Code)
-			}
+			continue
+		}
+		e.errorf("Could not login to %s.", loginPortal(r.ID()))
+		e.errorf("%s", ExitCode(me.Code).Reported())
+		switch {
+		case me.Code == int(ExitISCSIDNotConn):
+			e.errorf("%s", me.Message) // goiscsiadm's own: where it looked for goiscsid
+		case me.Message != "":
+			e.errorf("goiscsid: %s", me.Message)
+		}
+		if code == ExitSuccess {
+			code = ExitCode(me.Code)
 		}
 	}
-	if code != ExitSuccess && code != ExitSessExists {
+	if code != ExitSuccess {
 		e.errorf("Could not log into all portals")
 	}
 	return e.exit(code)
+}
+
+func sessionKey(target, address string, port int, iface string) string {
+	return target + "|" + address + "|" + strconv.Itoa(port) + "|" + iface
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // sessions returns the daemon's sessions, or what sysfs shows when the daemon

@@ -20,13 +20,14 @@ const runIQN = "iqn.2026-11.dev.goiscsi:adm"
 type fakeDaemon struct {
 	mu   sync.Mutex
 	reqs []mgmt.Request
-	port int // the session's portal port; 3260 when 0
+	port int  // the session's portal port; 3260 when 0
+	in   bool // logged in: the session is listed
 }
 
 func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Response {
 	f.mu.Lock()
 	f.reqs = append(f.reqs, *req)
-	port := f.port
+	port, in := f.port, f.in
 	f.mu.Unlock()
 	if port == 0 {
 		port = 3260
@@ -39,8 +40,14 @@ func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Respo
 		if req.Record["node.session.auth.password"] == "wrong" {
 			return &mgmt.Response{Error: mgmt.Errorf(24, "authorization failure")}
 		}
+		f.mu.Lock()
+		f.in = true
+		f.mu.Unlock()
 		return &mgmt.Response{Session: &s}
 	case mgmt.OpSessions:
+		if !in {
+			return &mgmt.Response{}
+		}
 		return &mgmt.Response{Sessions: []mgmt.Session{s}}
 	case mgmt.OpLogout, mgmt.OpScan:
 		if req.SID != 3 {
@@ -122,13 +129,6 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	if x.Code != ExitInval || !strings.Contains(x.Stderr, "node.session.scan") {
 		t.Errorf("bad value: %d %q", x.Code, x.Stderr)
 	}
-	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "--login")
-	if x.Code != 0 || !strings.Contains(x.Stdout, "Login to [iface: default, target: "+runIQN+", portal: 127.0.0.1,"+strconv.Itoa(ps[0].Port)+"] successful.") {
-		t.Fatalf("login: %d %q %q", x.Code, x.Stdout, x.Stderr)
-	}
-	if r := d.last(); r.Op != mgmt.OpLogin || r.Record["node.session.autoscan_en"] != "No" || r.Record["node.name"] != runIQN {
-		t.Errorf("login request %+v", r)
-	}
 	adm(t, "-m", "node", "-T", runIQN, "-o", "update", "-n", "node.session.auth.password", "-v", "wrong")
 	x = adm(t, "-m", "node", "-T", runIQN, "--login")
 	if x.Code != ExitLoginAuthFailed || !strings.Contains(x.Stderr, "Could not log into all portals") {
@@ -136,6 +136,21 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	}
 	if x := adm(t, "-m", "node", "-T", runIQN, "-o", "show"); !strings.Contains(x.Stdout, "node.session.auth.password = ********\n") {
 		t.Errorf("secret not masked:\n%s", x.Stdout)
+	}
+	adm(t, "-m", "node", "-T", runIQN, "-o", "update", "-n", "node.session.auth.password", "-v", "")
+	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "--login")
+	if x.Code != 0 || !strings.Contains(x.Stdout, "Login to [iface: default, target: "+runIQN+", portal: 127.0.0.1,"+strconv.Itoa(ps[0].Port)+"] successful.") {
+		t.Fatalf("login: %d %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+	if r := d.last(); r.Op != mgmt.OpLogin || r.Record["node.session.autoscan_en"] != "No" || r.Record["node.name"] != runIQN {
+		t.Errorf("login request %+v", r)
+	}
+	// Stock 2.1.8 (session_mgmt.c): a record with its session gets a
+	// warning, no request, and 15.
+	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "--login")
+	if x.Code != ExitSessExists || x.Stdout != "" || x.Stderr != "iscsiadm: default: 1 session requested, but 1 already present.\n"+
+		"iscsiadm: Could not log into all portals\n" || d.last().Op != mgmt.OpSessions {
+		t.Errorf("second login: %d %q %q", x.Code, x.Stdout, x.Stderr)
 	}
 	if x := adm(t, "-m", "session"); x.Stdout != "tcp: [3] "+portal+",1 "+runIQN+" (non-flash)\n" {
 		t.Errorf("-m session: %q", x.Stdout)
