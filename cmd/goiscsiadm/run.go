@@ -283,10 +283,15 @@ func (e *env) nodeRecords(c *Command) *Exit {
 			e.stdout.WriteString(r.Show(c.ShowSecrets))
 		}
 	case ActDeleteNodes:
+		present := e.sessionCounts()
+		code := ExitSuccess
 		for _, r := range recs {
-			if err := db.DeleteNode(r.ID()); err != nil {
-				return e.fail(ExitIDBM, "%v", err)
+			if c := e.deleteNode(r, present); c != ExitSuccess && code == ExitSuccess {
+				code = c
 			}
+		}
+		if code != ExitSuccess {
+			return e.fail(code, "Could not execute operation on all records: %s", code)
 		}
 	case ActUpdateNodes:
 		if x := e.updateNodes(recs, c.Params); x != nil {
@@ -372,6 +377,11 @@ func (e *env) discover(c *Command) *Exit {
 	if persist {
 		if err := db.SaveDiscovery(drec); err != nil {
 			return e.fail(ExitIDBM, "%v", err)
+		}
+		// Stock's default is new, update and delete: records this
+		// portal gave before and no longer gives go.
+		if c.Op == 0 || c.Op&OpDelete != 0 {
+			e.deleteStale(c.Portal.Address, port, found)
 		}
 	}
 	var nodes []NodeSummary
@@ -538,16 +548,7 @@ func loginPortal(id conf.NodeID) string {
 // still waits for the results.
 func (e *env) loginRecords(recs []*conf.Record, noWait bool) *Exit {
 	code := ExitSuccess
-	present := map[string]int{}
-	if all, me := e.sessions(false); me == nil {
-		for _, s := range all {
-			iface := s.Iface
-			if iface == "" {
-				iface = "default"
-			}
-			present[sessionKey(s.TargetName, s.PersistentAddress, s.PersistentPort, iface)]++
-		}
-	}
+	present := e.sessionCounts()
 	var todo []*conf.Record
 	for _, r := range recs {
 		id := r.ID()
@@ -595,6 +596,66 @@ func (e *env) loginRecords(recs []*conf.Record, noWait bool) *Exit {
 		e.errorf("Could not log into all portals")
 	}
 	return e.exit(code)
+}
+
+// sessionCounts counts the running sessions by target, portal and iface.
+func (e *env) sessionCounts() map[string]int {
+	present := map[string]int{}
+	all, me := e.sessions(false)
+	if me != nil {
+		return present
+	}
+	for _, s := range all {
+		iface := s.Iface
+		if iface == "" {
+			iface = "default"
+		}
+		present[sessionKey(s.TargetName, s.PersistentAddress, s.PersistentPort, iface)]++
+	}
+	return present
+}
+
+// deleteNode is stock's delete_node: a record a session uses stays.
+func (e *env) deleteNode(r *conf.Record, present map[string]int) ExitCode {
+	id := r.ID()
+	if present[sessionKey(id.Target, id.Address, id.Port, id.Iface)] > 0 {
+		e.errorf("This command will remove the record [iface: %s, target: %s, portal: %s,%d], but a session is "+
+			"using it. Logout session then rerun command to remove record.", id.Iface, id.Target, id.Address, id.Port)
+		return ExitSessExists
+	}
+	if err := e.db().DeleteNode(id); err != nil {
+		e.errorf("%v", err)
+		return ExitIDBM
+	}
+	return ExitSuccess
+}
+
+// deleteStale deletes the node records an earlier discovery through
+// address:port made that this one did not find (stock's delete_stale_rec).
+func (e *env) deleteStale(address string, port int, found []session.DiscoveredTarget) {
+	recs, err := e.db().Nodes()
+	if err != nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, t := range found {
+		for _, p := range t.Portals {
+			seen[sessionKey(t.Name, p.Address, p.Port, "default")] = true
+		}
+	}
+	var present map[string]int
+	for _, r := range recs {
+		id := r.ID()
+		if r.Get("node.discovery_type") != "send_targets" || r.Get("node.discovery_address") != address ||
+			r.Get("node.discovery_port") != strconv.Itoa(port) || id.Iface != "default" ||
+			seen[sessionKey(id.Target, id.Address, id.Port, id.Iface)] {
+			continue
+		}
+		if present == nil {
+			present = e.sessionCounts()
+		}
+		e.deleteNode(r, present)
+	}
 }
 
 func sessionKey(target, address string, port int, iface string) string {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/test/target"
 )
@@ -52,6 +53,11 @@ func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Respo
 	case mgmt.OpLogout, mgmt.OpScan:
 		if req.SID != 3 {
 			return &mgmt.Response{Error: mgmt.Errorf(2, "no session")}
+		}
+		if req.Op == mgmt.OpLogout {
+			f.mu.Lock()
+			f.in = false
+			f.mu.Unlock()
 		}
 		return &mgmt.Response{Session: &s}
 	}
@@ -111,6 +117,17 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	d.port = ps[0].Port
 	d.mu.Unlock()
 
+	// A record an earlier discovery through this portal made, for a
+	// target the portal no longer gives, goes; one made by hand stays.
+	stale := conf.NewNodeRecord(nil, "iqn.2026-11.dev.goiscsi:gone", "127.0.0.1", ps[0].Port, 1, "default")
+	stale.Set("node.discovery_address", "127.0.0.1")
+	stale.Set("node.discovery_port", strconv.Itoa(ps[0].Port))
+	stale.Set("node.discovery_type", "send_targets")
+	db := &conf.DB{Root: root}
+	if err := db.SaveNode(stale); err != nil {
+		t.Fatal(err)
+	}
+	adm(t, "-m", "node", "-T", "iqn.2026-11.dev.goiscsi:static", "-p", portal, "-o", "new")
 	x := adm(t, "-m", "discovery", "-t", "st", "-p", portal)
 	if want := portal + ",1 " + runIQN + "\n"; x.Code != 0 || x.Stdout != want {
 		t.Fatalf("discovery: %d %q %q, want %q", x.Code, x.Stdout, x.Stderr, want)
@@ -118,9 +135,10 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "nodes", runIQN, "127.0.0.1,"+strconv.Itoa(ps[0].Port)+",1", "default")); err != nil {
 		t.Fatalf("no node record: %v", err)
 	}
-	if x := adm(t, "-m", "node"); x.Stdout != portal+",1 "+runIQN+"\n" {
+	if x := adm(t, "-m", "node"); x.Stdout != portal+",1 "+runIQN+"\n"+portal+",4294967295 iqn.2026-11.dev.goiscsi:static\n" {
 		t.Errorf("-m node: %q", x.Stdout)
 	}
+	adm(t, "-m", "node", "-T", "iqn.2026-11.dev.goiscsi:static", "-o", "delete")
 	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "-o", "update", "-n", "node.session.autoscan_en", "-v", "No")
 	if x.Code != 0 {
 		t.Fatalf("update: %d %s", x.Code, x.Stderr)
@@ -163,6 +181,13 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	x = adm(t, "-m", "session", "-r", "3", "-o", "update", "-n", "node.session.autoscan_en", "-v", "Yes")
 	if r := d.last(); x.Code != 0 || r.Op != mgmt.OpUpdate || r.Record["node.session.autoscan_en"] != "Yes" {
 		t.Errorf("live update: %d %s %+v", x.Code, x.Stderr, r)
+	}
+	// Stock's delete_node: a record a session uses stays.
+	x = adm(t, "-m", "node", "-T", runIQN, "-o", "delete")
+	if want := "iscsiadm: This command will remove the record [iface: default, target: " + runIQN + ", portal: 127.0.0.1," +
+		strconv.Itoa(ps[0].Port) + "], but a session is using it. Logout session then rerun command to remove record.\n" +
+		"iscsiadm: Could not execute operation on all records: session exists\n"; x.Code != ExitSessExists || x.Stderr != want {
+		t.Errorf("delete with a session: %d %q", x.Code, x.Stderr)
 	}
 	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "--logout")
 	if x.Code != 0 || !strings.Contains(x.Stdout, "Logout of [sid: 3, target: "+runIQN+", portal: 127.0.0.1,"+strconv.Itoa(ps[0].Port)+"] successful.") {
