@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/mgmt"
@@ -38,12 +39,73 @@ func (e *env) verifyParams(r *conf.Record, params []Param) bool {
 // and its key is returned.
 func (e *env) setParams(r *conf.Record, params []Param) (bad string) {
 	for _, p := range params {
-		if err := r.Set(p.Name, p.Value); err != nil {
+		v := p.Value
+		if p.Name == "node.session.auth.chap_algs" {
+			v = e.chapAlgs(p.Name, v)
+		}
+		if !exactChoice(p.Name, v) {
+			e.errorf("unknown value format '%s' for parameter name '%s'", p.Value, p.Name)
+			return p.Name
+		}
+		if err := r.Set(p.Name, v); err != nil {
 			e.errorf("unknown value format '%s' for parameter name '%s'", p.Value, p.Name)
 			return p.Name
 		}
 	}
 	return ""
+}
+
+// enumChoices are the values stock's option keys take, spelled exactly:
+// stock compares them with strcmp, and a record holding "chap" or "yes" is
+// one stock reads back as the default (no CHAP at all). goiscsi's own
+// readers are lenient; what goiscsiadm writes must suit stock too.
+var enumChoices = map[string][]string{
+	"node.startup": {"manual", "automatic", "onboot"}, "node.conn[0].startup": {"manual", "automatic", "onboot"},
+	"discovery.startup":            {"manual", "automatic"},
+	"node.session.auth.authmethod": {"None", "CHAP"}, "discovery.sendtargets.auth.authmethod": {"None", "CHAP"},
+	"node.session.scan":               {"manual", "auto"},
+	"node.conn[0].iscsi.HeaderDigest": {"None", "CRC32C", "CRC32C,None", "None,CRC32C"},
+	"node.conn[0].iscsi.DataDigest":   {"None", "CRC32C", "CRC32C,None", "None,CRC32C"},
+	"node.leading_login":              {"Yes", "No"}, "node.session.iscsi.FastAbort": {"Yes", "No"},
+	"node.session.iscsi.InitialR2T": {"Yes", "No"}, "node.session.iscsi.ImmediateData": {"Yes", "No"},
+	"node.conn[0].iscsi.IFMarker": {"Yes", "No"}, "node.conn[0].iscsi.OFMarker": {"Yes", "No"},
+	"node.session.autoscan_en": {"Yes", "No"}, "discovery.sendtargets.use_discoveryd": {"Yes", "No"},
+}
+
+func exactChoice(key, value string) bool {
+	cs, ok := enumChoices[key]
+	if !ok || value == "" || value == "<empty>" {
+		return true
+	}
+	for _, c := range cs {
+		if value == c {
+			return true
+		}
+	}
+	return false
+}
+
+// chapAlgs keeps the CHAP algorithms stock knows from a list, warning about
+// the others and repeats as stock does; nothing left means MD5, which is
+// what stock then shows.
+func (e *env) chapAlgs(key, value string) string {
+	var keep []string
+	seen := map[string]bool{}
+	for _, tok := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
+		switch {
+		case tok != "MD5" && tok != "SHA1" && tok != "SHA256" && tok != "SHA3-256":
+			e.errorf("Ignoring unknown value '%s' for '%s'", tok, key)
+		case seen[tok]:
+			e.errorf("Ignoring repeated value '%s' for '%s'", tok, key)
+		default:
+			seen[tok] = true
+			keep = append(keep, tok)
+		}
+	}
+	if len(keep) == 0 {
+		return "MD5"
+	}
+	return strings.Join(keep, ",")
 }
 
 // updateNodes is -m node|session -o update over the selected records. Stock

@@ -85,6 +85,45 @@ func TestNodeRecordsAsStock(t *testing.T) {
 	})
 }
 
+func TestNewAndUpdateAsStock(t *testing.T) {
+	const c = "iqn.x:c"
+	added := func(addr string, port, tpgt int) string {
+		return "New iSCSI node [tcp:[hw=,ip=,net_if=,iscsi_if=default] " + addr + "," + itoa(port) + "," + itoa(tpgt) + " " + c + "] added\n"
+	}
+	upd := "-m node -T " + c + " -p 10.0.0.1 -o update "
+	runSteps(t, []dbStep{
+		// Stock's add_static_recs: nothing to add to is an error message
+		// and exit 0.
+		{"-m node -T " + c + " -o new", 0, "", "iscsiadm: Error while adding record: \n"},
+		{"-m node -p 10.0.0.1 -o new", 0, "", "iscsiadm: Error while adding record: \n"},
+		{"-m node -T " + c + " -p 10.0.0.1 -o new", 0, added("10.0.0.1", 3260, -1), ""},
+		{"-m node -T " + c + " -p 10.0.0.2:3261,4 -o new", 0, added("10.0.0.2", 3261, 4), ""},
+		{upd + "-n node.startup -v automatic", 0, "", ""},
+		// -o new with -p only makes that portal's records afresh.
+		{"-m node -p 10.0.0.1 -o new", 0, added("10.0.0.1", 3260, -1), ""},
+		{"-m node -T " + c + " -p 10.0.0.1", 0, "~node.startup = manual\n", ""},
+		{"-m node -T " + c + " -p 10.0.0.1 -o update", 7, "", "iscsiadm: update requires name and value\n"},
+		{"-m node -T " + c + " -p 10.0.0.1 -o new -o update", 7, "", "iscsiadm: operation is not supported.\n"},
+		// Option values are exact, as stock's strcmp.
+		{upd + "-n node.startup -v Automatic", 7, "", "iscsiadm: unknown value format 'Automatic' for parameter name 'node.startup'\n" +
+			"iscsiadm: Unknown parameter node.startup.\niscsiadm: Could not execute operation on all records: invalid parameter\n"},
+		{upd + "-n node.session.auth.authmethod -v chap", 7, "", "~'chap' for parameter name 'node.session.auth.authmethod'"},
+		{upd + "-n node.session.iscsi.InitialR2T -v yes", 7, "", "~'yes' for parameter name 'node.session.iscsi.InitialR2T'"},
+		{upd + "-n node.conn[0].iscsi.HeaderDigest -v CRC32C,None", 0, "", ""},
+		{upd + "-n node.session.auth.chap_algs -v SHA256,MD5", 0, "", ""},
+		{upd + "-n node.session.auth.chap_algs -v FOO,SHA1", 0, "",
+			"iscsiadm: Ignoring unknown value 'FOO' for 'node.session.auth.chap_algs'\n"},
+		{"-m node -T " + c + " -p 10.0.0.1", 0, "~node.session.auth.chap_algs = SHA1\n", ""},
+		{upd + "-n node.session.auth.username -v u -n node.session.auth.password -v p -n node.session.auth.authmethod -v CHAP", 0, "", ""},
+		{"-m node -T " + c + " -p 10.0.0.1", 0, "~node.session.auth.authmethod = CHAP\n", ""},
+		{upd + "-n node.session.auth.username -v <empty>", 0, "", ""},
+		{"-m node -T " + c + " -p 10.0.0.1", 0, "~node.session.auth.username = <empty>\n", ""},
+		// Deliberately stricter than stock, whose strtoul stores 0 for
+		// "abc" (a replacement_timeout of 0 fails I/O at once).
+		{upd + "-n node.session.timeo.replacement_timeout -v abc", 7, "", "~unknown value format 'abc'"},
+	})
+}
+
 func TestDiscoveryRecordsAsStock(t *testing.T) {
 	runSteps(t, []dbStep{
 		{"-m discoverydb -t sendtargets -p 10.0.0.1 -o show", 6, "", "iscsiadm: Discovery record [10.0.0.1,3260] not found.\n"},

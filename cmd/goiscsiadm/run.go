@@ -238,37 +238,8 @@ func (e *env) listNodes(c *Command) *Exit {
 }
 
 func (e *env) nodeRecords(c *Command) *Exit {
-	db := e.db()
 	if c.Action == ActNewNode {
-		cfg, err := e.config()
-		if err != nil {
-			return e.fail(ExitIDBM, "%v", err)
-		}
-		if c.Target == "" || c.Portal == nil {
-			return e.fail(ExitInval, "You must specify both target name and portal for a new record")
-		}
-		port := c.Portal.Port
-		if port <= 0 {
-			port = session.DefaultPort
-		}
-		iface := "default"
-		if len(c.Ifaces) > 0 {
-			iface = c.Ifaces[0]
-		}
-		ir, x := e.readIface(iface)
-		if x != nil {
-			return x
-		}
-		r := conf.NewNodeRecord(cfg, c.Target, c.Portal.Address, port, c.Portal.TPGT, iface)
-		copyIface(r, ir)
-		if err := db.SaveNode(r); err != nil {
-			return e.fail(ExitIDBM, "%v", err)
-		}
-		id := r.ID()
-		fmt.Fprintf(&e.stdout, "New iSCSI node [%s:[hw=%s,ip=%s,net_if=%s,iscsi_if=%s] %s,%d,%d %s] added\n",
-			ir["iface.transport_name"], ir["iface.hwaddress"], ir["iface.ipaddress"], ir["iface.net_ifacename"],
-			id.Iface, id.Address, id.Port, id.TPGT, id.Target)
-		return e.exit(ExitSuccess)
+		return e.newNodes(c)
 	}
 	recs, err := e.matching(c)
 	if err != nil {
@@ -300,6 +271,73 @@ func (e *env) nodeRecords(c *Command) *Exit {
 		if c.SID > 0 {
 			return e.updateLiveSession(c)
 		}
+	}
+	return e.exit(ExitSuccess)
+}
+
+// newNodes is -m node -o new, stock's add_static_recs: with -T and -p, one
+// record made afresh from iscsid.conf (an existing one is replaced); with
+// only one of them, or neither, every existing record that matches is made
+// afresh, keeping its portal and tpgt. Finding nothing, stock says
+// "Error while adding record: " and exits 0.
+func (e *env) newNodes(c *Command) *Exit {
+	cfg, err := e.config()
+	if err != nil {
+		return e.fail(ExitIDBM, "%v", err)
+	}
+	iface := "default"
+	if len(c.Ifaces) > 0 {
+		iface = c.Ifaces[0]
+	}
+	ir, x := e.readIface(iface)
+	if x != nil {
+		return x
+	}
+	type portal struct {
+		target, address string
+		port, tpgt      int
+	}
+	var todo []portal
+	if c.Target != "" && c.Portal != nil {
+		port := c.Portal.Port
+		if port <= 0 {
+			port = session.DefaultPort
+		}
+		todo = append(todo, portal{c.Target, c.Portal.Address, port, c.Portal.TPGT})
+	} else {
+		all, err := e.db().Nodes()
+		if err != nil {
+			return e.fail(ExitIDBM, "%v", err)
+		}
+		seen := map[portal]bool{}
+		for _, r := range all {
+			id := r.ID()
+			if c.Target != "" && id.Target != c.Target {
+				continue
+			}
+			if c.Portal != nil && (id.Address != c.Portal.Address || (c.Portal.Port > 0 && id.Port != c.Portal.Port)) {
+				continue
+			}
+			p := portal{id.Target, id.Address, id.Port, id.TPGT}
+			if !seen[p] {
+				seen[p] = true
+				todo = append(todo, p)
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return e.fail(ExitSuccess, "Error while adding record: ")
+	}
+	for _, p := range todo {
+		r := conf.NewNodeRecord(cfg, p.target, p.address, p.port, p.tpgt, iface)
+		copyIface(r, ir)
+		if err := e.db().SaveNode(r); err != nil {
+			e.errorf("%v", err)
+			return e.fail(ExitIDBM, "Error while adding record: %s", ExitIDBM)
+		}
+		fmt.Fprintf(&e.stdout, "New iSCSI node [%s:[hw=%s,ip=%s,net_if=%s,iscsi_if=%s] %s,%d,%d %s] added\n",
+			ir["iface.transport_name"], ir["iface.hwaddress"], ir["iface.ipaddress"], ir["iface.net_ifacename"],
+			iface, p.address, p.port, p.tpgt, p.target)
 	}
 	return e.exit(ExitSuccess)
 }
