@@ -392,6 +392,17 @@ func (e *env) discover(c *Command) *Exit {
 		}
 		drec = conf.NewDiscoveryRecord(cfg, c.Portal.Address, port)
 	}
+	var ifaces []ifaceRecord
+	for _, n := range append([]string(nil), c.Ifaces...) {
+		ir, x := e.readIface(n)
+		if x != nil {
+			return x
+		}
+		ifaces = append(ifaces, ir)
+	}
+	if len(ifaces) == 0 {
+		ifaces = append(ifaces, newIfaceRecord("default", "tcp"))
+	}
 	name, err := e.initiatorName()
 	if err != nil {
 		return e.fail(ExitInval, "%v", err)
@@ -419,32 +430,37 @@ func (e *env) discover(c *Command) *Exit {
 		// Stock's default is new, update and delete: records this
 		// portal gave before and no longer gives go.
 		if c.Op == 0 || c.Op&OpDelete != 0 {
-			e.deleteStale(c.Portal.Address, port, found)
+			e.deleteStale(c.Portal.Address, port, found, ifaces)
 		}
 	}
 	var nodes []NodeSummary
 	var recs []*conf.Record
 	for _, t := range found {
 		for _, p := range t.Portals {
-			r := conf.NewNodeRecord(cfg, t.Name, p.Address, p.Port, p.TPGT, "default")
-			r.Set("node.discovery_address", c.Portal.Address)
-			r.Set("node.discovery_port", strconv.Itoa(port))
-			r.Set("node.discovery_type", "send_targets")
-			if persist {
-				// An existing record keeps its settings (node.session.scan
-				// and autoscan_en above all): rediscovery must not undo
-				// what an attach tool set.
-				existing, _ := db.FindNodes(t.Name, p.Address, p.Port, "default")
-				if len(existing) == 0 {
-					if err := db.SaveNode(r); err != nil {
-						return e.fail(ExitIDBM, "%v", err)
+			// One record per -I iface (default without -I), as stock's
+			// idbm_bind_ifaces_to_nodes.
+			for _, ir := range ifaces {
+				r := conf.NewNodeRecord(cfg, t.Name, p.Address, p.Port, p.TPGT, ir.name())
+				copyIface(r, ir)
+				r.Set("node.discovery_address", c.Portal.Address)
+				r.Set("node.discovery_port", strconv.Itoa(port))
+				r.Set("node.discovery_type", "send_targets")
+				if persist {
+					// An existing record keeps its settings (node.session.scan
+					// and autoscan_en above all): rediscovery must not undo
+					// what an attach tool set.
+					existing, _ := db.FindNodes(t.Name, p.Address, p.Port, ir.name())
+					if len(existing) == 0 {
+						if err := db.SaveNode(r); err != nil {
+							return e.fail(ExitIDBM, "%v", err)
+						}
+					} else {
+						r = existing[0]
 					}
-				} else {
-					r = existing[0]
 				}
+				recs = append(recs, r)
+				nodes = append(nodes, summary(r, cfg))
 			}
-			recs = append(recs, r)
-			nodes = append(nodes, summary(r, cfg))
 		}
 	}
 	if c.JSON {
@@ -670,22 +686,26 @@ func (e *env) deleteNode(r *conf.Record, present map[string]int) ExitCode {
 
 // deleteStale deletes the node records an earlier discovery through
 // address:port made that this one did not find (stock's delete_stale_rec).
-func (e *env) deleteStale(address string, port int, found []session.DiscoveredTarget) {
+func (e *env) deleteStale(address string, port int, found []session.DiscoveredTarget, ifaces []ifaceRecord) {
 	recs, err := e.db().Nodes()
 	if err != nil {
 		return
 	}
 	seen := map[string]bool{}
-	for _, t := range found {
-		for _, p := range t.Portals {
-			seen[sessionKey(t.Name, p.Address, p.Port, "default")] = true
+	bound := map[string]bool{}
+	for _, ir := range ifaces {
+		bound[ir.name()] = true
+		for _, t := range found {
+			for _, p := range t.Portals {
+				seen[sessionKey(t.Name, p.Address, p.Port, ir.name())] = true
+			}
 		}
 	}
 	var present map[string]int
 	for _, r := range recs {
 		id := r.ID()
 		if r.Get("node.discovery_type") != "send_targets" || r.Get("node.discovery_address") != address ||
-			r.Get("node.discovery_port") != strconv.Itoa(port) || id.Iface != "default" ||
+			r.Get("node.discovery_port") != strconv.Itoa(port) || !bound[id.Iface] ||
 			seen[sessionKey(id.Target, id.Address, id.Port, id.Iface)] {
 			continue
 		}

@@ -139,6 +139,22 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 		t.Errorf("-m node: %q", x.Stdout)
 	}
 	adm(t, "-m", "node", "-T", "iqn.2026-11.dev.goiscsi:static", "-o", "delete")
+	// -I binds what is found to that iface (its settings copied into the
+	// record); the default iface's records stay.
+	if x := adm(t, "-m", "iface", "-I", "lo0", "-o", "new", "-n", "iface.net_ifacename", "-v", "lo"); x.Code != 0 {
+		t.Fatalf("iface new: %d %q", x.Code, x.Stderr)
+	}
+	x = adm(t, "-m", "discovery", "-t", "st", "-p", portal, "-I", "lo0")
+	if want := portal + ",1 " + runIQN + "\n"; x.Code != 0 || x.Stdout != want {
+		t.Fatalf("discovery -I: %d %q %q, want %q", x.Code, x.Stdout, x.Stderr, want)
+	}
+	if x := adm(t, "-m", "node", "-T", runIQN, "-p", portal, "-I", "lo0"); !strings.Contains(x.Stdout, "iface.net_ifacename = lo\n") {
+		t.Errorf("record bound to lo0:\n%s", x.Stdout)
+	}
+	if x := adm(t, "-m", "node", "-P", "1"); !strings.Contains(x.Stdout, "Iface Name: default\n") || !strings.Contains(x.Stdout, "Iface Name: lo0\n") {
+		t.Errorf("-m node -P 1 after discovery -I:\n%s", x.Stdout)
+	}
+	adm(t, "-m", "iface", "-I", "lo0", "-o", "delete")
 	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "-o", "update", "-n", "node.session.autoscan_en", "-v", "No")
 	if x.Code != 0 {
 		t.Fatalf("update: %d %s", x.Code, x.Stderr)
