@@ -302,4 +302,24 @@ func TestSessionsFromSysfs(t *testing.T) {
 	if x := adm(t, "-m", "session", "-r", "3"); x.Code != 0 || !strings.Contains(x.Stdout, "node.conn[0].address = 10.0.0.1\n") {
 		t.Errorf("-m session -r 3: %d %q", x.Code, x.Stderr)
 	}
+
+	// Scans go through sysfs when goiscsid is not there.
+	sys.AddHost(4)
+	x = adm(t, "-m", "session", "-r", "3", "--rescan")
+	if x.Code != 0 || x.Stdout != "Rescanning session [sid: 3, target: "+tgt+", portal: 10.0.0.1,3260]\n" {
+		t.Errorf("--rescan: %d %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+	if got := sys.ScanWritten(4); got != "- - -" {
+		t.Errorf("--rescan wrote %q to the scan file", got)
+	}
+	if got := sys.DeviceWritten(4, 0, 0, 0, "rescan"); got != "1" {
+		t.Errorf("--rescan wrote %q to sdb's rescan", got)
+	}
+	x = adm(t, "-m", "session", "-r", "3", "--scan-lun", "0")
+	if x.Code != 0 || x.Stdout != "Scanned LUN 0 of session [sid: 3, target: "+tgt+", portal: 10.0.0.1,3260]: scsi4 Channel 00 Id 0 Lun: 0 disk sdb\n" {
+		t.Errorf("--scan-lun: %d %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+	if got := sys.ScanWritten(4); got != "0 0 0" {
+		t.Errorf("--scan-lun wrote %q", got)
+	}
 }

@@ -150,6 +150,12 @@ func run(c *Command) *Exit {
 	case ActListHosts:
 		return e.listHosts(c)
 	}
+	switch c.Action {
+	case ActKillDaemon:
+		return e.fail(ExitOpNotSupp, "-k is not supported by goiscsiadm: stop goiscsid with its service manager or a signal")
+	case ActNewSession:
+		return e.fail(ExitOpNotSupp, "adding another session to a logged-in target (-m session -r SID --login) is not supported by goiscsiadm yet")
+	}
 	return e.fail(ExitOpNotSupp, "this operation is not supported by goiscsiadm yet")
 }
 
@@ -949,16 +955,52 @@ func (e *env) rescan(c *Command) *Exit {
 	}
 	for _, s := range sessions {
 		fmt.Fprintf(&e.stdout, "Rescanning session %s\n", sessionPortal(s))
-		if _, me := e.do(&mgmt.Request{Op: mgmt.OpScan, SID: s.SID}); me != nil {
+		_, me := e.do(&mgmt.Request{Op: mgmt.OpScan, SID: s.SID})
+		if me != nil && me.Code == mgmt.CodeNotConnected {
+			// No goiscsid (sessions another initiator left, or the
+			// daemon is down): scan through sysfs as stock's -R does,
+			// rescanning the existing devices, then the whole target.
+			me = e.scanLocally(s.HostNo, nil)
+		}
+		if me != nil {
 			return e.fail(ExitCode(me.Code), "%s", me.Message)
 		}
 	}
 	return e.exit(ExitSuccess)
 }
 
+// scanLocally scans host through sysfs: one LUN, or (lun nil) a rescan of
+// the existing devices and a scan of the whole target.
+func (e *env) scanLocally(host int, lun *uint64) *mgmt.Error {
+	if host < 0 {
+		return mgmt.Errorf(int(ExitSysfsLookup), "the session's SCSI host is not in sysfs")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	fs := scan.Sysfs{Root: e.sysfs}
+	var err error
+	if lun != nil {
+		err = fs.ScanLUN(ctx, host, *lun)
+	} else if err = fs.RescanDevices(ctx, host); err == nil {
+		err = fs.ScanHost(ctx, host, "-", "-", "-")
+	}
+	if err != nil {
+		return mgmt.Errorf(int(ExitSysfsLookup), "scan of host%d: %v", host, err)
+	}
+	return nil
+}
+
 func (e *env) scanLUN(c *Command) *Exit {
 	lun := c.ScanLUN
 	resp, me := e.do(&mgmt.Request{Op: mgmt.OpScan, SID: c.SID, LUN: &lun})
+	if me != nil && me.Code == mgmt.CodeNotConnected {
+		// Without goiscsid, the same narrow scan through sysfs.
+		s, x := e.session(c.SID)
+		if x != nil {
+			return x
+		}
+		resp, me = &mgmt.Response{Session: s}, e.scanLocally(s.HostNo, &lun)
+	}
 	if me != nil {
 		return e.fail(ExitCode(me.Code), "%s", me.Message)
 	}
