@@ -579,7 +579,7 @@ func (e *env) login(c *Command) *Exit {
 		all, lerr := e.db().Nodes()
 		err = lerr
 		for _, r := range all {
-			if c.StartupMode == "all" || r.Get("node.startup") == c.StartupMode {
+			if startupMatches(r, c.StartupMode) {
 				recs = append(recs, r)
 			}
 		}
@@ -593,6 +593,14 @@ func (e *env) login(c *Command) *Exit {
 		return e.fail(ExitNoObjsFound, "No records found")
 	}
 	return e.loginRecords(recs, c.NoWait)
+}
+
+// startupMatches is stock's match_startup_mode: -L/-U mode against the
+// record's node.startup or, failing that, its node.conn[0].startup (so
+// "manual" also picks records whose connection startup is the default
+// manual, as in stock).
+func startupMatches(r *conf.Record, mode string) bool {
+	return mode == "all" || r.Get("node.startup") == mode || r.Get("node.conn[0].startup") == mode
 }
 
 func loginPortal(id conf.NodeID) string {
@@ -788,18 +796,28 @@ func (e *env) logout(c *Command) *Exit {
 	if x != nil {
 		return x
 	}
-	if c.Action == ActLogoutAll && c.StartupMode != "all" {
+	if c.Action == ActLogoutAll {
+		// Stock's __logout_by_startup: only sessions with a record, never
+		// one whose record starts onboot or came from firmware, and the
+		// record's startup must match.
 		recs, _ := e.db().Nodes()
-		startup := map[string]string{}
+		byKey := map[string]*conf.Record{}
 		for _, r := range recs {
 			id := r.ID()
-			startup[id.Target+"|"+id.Address+"|"+strconv.Itoa(id.Port)] = r.Get("node.startup")
+			byKey[sessionKey(id.Target, id.Address, id.Port, id.Iface)] = r
 		}
 		var keep []mgmt.Session
 		for _, s := range sessions {
-			if startup[s.TargetName+"|"+s.PersistentAddress+"|"+strconv.Itoa(s.PersistentPort)] == c.StartupMode {
-				keep = append(keep, s)
+			iface := s.Iface
+			if iface == "" {
+				iface = "default"
 			}
+			r := byKey[sessionKey(s.TargetName, s.PersistentAddress, s.PersistentPort, iface)]
+			if r == nil || r.Get("node.startup") == "onboot" || r.Get("node.discovery_type") == "fw" ||
+				!startupMatches(r, c.StartupMode) {
+				continue
+			}
+			keep = append(keep, s)
 		}
 		sessions = keep
 	}

@@ -198,6 +198,13 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	if r := d.last(); x.Code != 0 || r.Op != mgmt.OpUpdate || r.Record["node.session.autoscan_en"] != "Yes" {
 		t.Errorf("live update: %d %s %+v", x.Code, x.Stderr, r)
 	}
+	// -L/-U pick by node.startup or node.conn[0].startup (both manual here).
+	if x := adm(t, "-m", "node", "-U", "automatic"); x.Code != 21 || x.Stderr != "iscsiadm: No matching sessions found\n" {
+		t.Errorf("-U automatic: %d %q", x.Code, x.Stderr)
+	}
+	if x := adm(t, "-m", "node", "-L", "automatic"); x.Code != 21 || x.Stderr != "iscsiadm: No records found\n" {
+		t.Errorf("-L automatic: %d %q", x.Code, x.Stderr)
+	}
 	// Stock's delete_node: a record a session uses stays.
 	x = adm(t, "-m", "node", "-T", runIQN, "-o", "delete")
 	if want := "iscsiadm: This command will remove the record [iface: default, target: " + runIQN + ", portal: 127.0.0.1," +
