@@ -220,3 +220,53 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 		t.Errorf("login without records: %d %q", x.Code, x.Stderr)
 	}
 }
+
+// The os-brick discovery flow with CHAP: -o update of a missing discovery
+// record is 6, so it makes one with -o new, sets the credentials, then runs
+// --discover, which uses them. Bad credentials end with 24, as stock's.
+func TestDiscoveryDBWithCHAP(t *testing.T) {
+	_, root := setup(t)
+	srv, err := target.New(&target.Config{
+		DiscoveryAuth: target.AuthConfig{Method: "CHAP", Username: "disc", Secret: "discsecret12"},
+		Targets: []target.TargetConfig{{Name: runIQN,
+			PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
+			LUNs:         []target.LUNConfig{{Number: 0, Size: 1 << 20}}}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ps, _ := srv.Portals(runIQN)
+	portal := "127.0.0.1:" + strconv.Itoa(ps[0].Port)
+	db := []string{"-m", "discoverydb", "-t", "sendtargets", "-I", "default", "-p", portal}
+	auth := func(user, pass string) []string {
+		return append(append([]string(nil), db...), "--op", "update",
+			"-n", "discovery.sendtargets.auth.authmethod", "-v", "CHAP",
+			"-n", "discovery.sendtargets.auth.username", "-v", user,
+			"-n", "discovery.sendtargets.auth.password", "-v", pass)
+	}
+	if x := adm(t, auth("disc", "discsecret12")...); x.Code != ExitIDBM {
+		t.Fatalf("update of a missing record: %d %q", x.Code, x.Stderr)
+	}
+	if x := adm(t, append(db, "--op", "new")...); x.Code != 0 {
+		t.Fatalf("new: %d %q", x.Code, x.Stderr)
+	}
+	if x := adm(t, auth("disc", "wrongsecret1")...); x.Code != 0 || x.Stderr != "" {
+		t.Fatalf("update: %d %q", x.Code, x.Stderr)
+	}
+	x := adm(t, append(db, "--discover")...)
+	if want := "iscsiadm: discovery login to 127.0.0.1 rejected: initiator failed authorization\n" +
+		"iscsiadm: Could not perform SendTargets discovery: iSCSI login failed due to authorization failure\n"; x.Code != ExitLoginAuthFailed || x.Stderr != want {
+		t.Errorf("bad credentials: %d %q", x.Code, x.Stderr)
+	}
+	adm(t, auth("disc", "discsecret12")...)
+	x = adm(t, append(db, "--discover")...)
+	if want := portal + ",1 " + runIQN + "\n"; x.Code != 0 || x.Stdout != want {
+		t.Fatalf("--discover: %d %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+	if x := adm(t, "-m", "discoverydb", "-o", "show", "-P", "1"); !strings.Contains(x.Stdout, "DiscoveryAddress: 127.0.0.1,"+strconv.Itoa(ps[0].Port)+"\nTarget: "+runIQN+"\n") {
+		t.Errorf("discoverydb tree:\n%s", x.Stdout)
+	}
+	if _, err := os.Stat(filepath.Join(root, "send_targets", "127.0.0.1,"+strconv.Itoa(ps[0].Port), "st_config")); err != nil {
+		t.Error(err)
+	}
+}
