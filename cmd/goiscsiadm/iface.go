@@ -225,9 +225,10 @@ func (e *env) ifaceRecords(c *Command) *Exit {
 		r, err := e.loadIface(name)
 		if err != nil {
 			// Stock's message comes from libopeniscsiusr, without the
-			// "iscsiadm: " prefix (and with a source location goiscsi
-			// leaves out).
-			e.stderr.WriteString(fmt.Sprintf("iSCSI ERROR: Failed to open %s using read mode: %s\n", e.ifacePath(name), errnoText(err)))
+			// "iscsiadm: " prefix and with its source location, kept for
+			// byte-identical stderr.
+			e.stderr.WriteString(fmt.Sprintf("iSCSI ERROR: Failed to open %s using read mode: %s # idbm.c:_idbm_recs_read():834\n",
+				e.ifacePath(name), errnoText(err)))
 			return e.exit(ExitIDBM)
 		}
 		e.stdout.WriteString(r.text(true))

@@ -174,7 +174,7 @@ func TestIfaceRecordsAsStock(t *testing.T) {
 		{"-m iface -I default -o show", 0, "~iface.transport_name = tcp\n", ""},
 		{"-m iface -I iser -o show", 0, "~iface.transport_name = iser\n", ""},
 		{"-m iface -I nosuch -o show", 6, "",
-			"iSCSI ERROR: Failed to open {root}/ifaces/nosuch using read mode: 2 No such file or directory\n"},
+			"iSCSI ERROR: Failed to open {root}/ifaces/nosuch using read mode: 2 No such file or directory # idbm.c:_idbm_recs_read():834\n"},
 		{"-m iface -P 1", 0, "", ""},
 		{"-m iface -I myif -o new", 0, "myif updated.\nNew interface myif added\n", ""},
 		{"-m iface -I default -o new", 7, "", "iscsiadm: iface default is a special interface and is not stored in {root}/ifaces.\n" +

@@ -335,6 +335,9 @@ func (e *env) newNodes(c *Command) *Exit {
 		return e.fail(ExitSuccess, "Error while adding record: ")
 	}
 	for _, p := range todo {
+		if p.tpgt < 0 {
+			e.replaceUnknownTPGT(p.target, p.address, p.port, iface)
+		}
 		r := conf.NewNodeRecord(cfg, p.target, p.address, p.port, p.tpgt, iface)
 		copyIface(r, ir)
 		if err := e.db().SaveNode(r); err != nil {
@@ -346,6 +349,23 @@ func (e *env) newNodes(c *Command) *Exit {
 			iface, p.address, p.port, p.tpgt, p.target)
 	}
 	return e.exit(ExitSuccess)
+}
+
+// replaceUnknownTPGT removes the records of target at address:port with an
+// unknown tpgt bound to other ifaces. Stock keeps such a record in one file
+// per portal (nodes/<target>/<address>,<port>, no iface in the path), so a
+// new one for another iface replaces it; without this, one --login would
+// make a session per iface where stock makes one.
+func (e *env) replaceUnknownTPGT(target, address string, port int, iface string) {
+	recs, err := e.db().FindNodes(target, address, port, "")
+	if err != nil {
+		return
+	}
+	for _, r := range recs {
+		if id := r.ID(); id.TPGT < 0 && id.Iface != iface {
+			e.db().DeleteNode(id)
+		}
+	}
 }
 
 // updateLiveSession applies scan policy keys of -m session -r SID -o update to
