@@ -766,7 +766,9 @@ func plural(n int) string {
 func (e *env) sessions(showSecrets bool) ([]mgmt.Session, *mgmt.Error) {
 	resp, me := e.do(&mgmt.Request{Op: mgmt.OpSessions, ShowSecrets: showSecrets})
 	if me != nil {
-		if me.Code == mgmt.CodeNotConnected {
+		// Stock lists sessions from sysfs, for any user: so does
+		// goiscsiadm when goiscsid is not running or serves only root.
+		if me.Code == mgmt.CodeNotConnected || me.Code == mgmt.CodeAccess {
 			return sysfsSessions(e.sysfs), nil
 		}
 		return nil, me
