@@ -247,6 +247,21 @@ func (e *env) nodeRecords(c *Command) *Exit {
 	if c.Action == ActNewNode {
 		return e.newNodes(c)
 	}
+	if c.Action == ActUpdateNodes {
+		for _, p := range c.Params {
+			if p.Name != "iface.transport_name" {
+				continue
+			}
+			// Stock's verify_node_params: not while a session uses it.
+			all, _ := e.sessions(false)
+			for _, s := range all {
+				if sessionMatches(c, s) {
+					return e.fail(ExitSessExists, "Cannot modify node/iface transport name while a session is using it. "+
+						"Log out the session then update record.")
+				}
+			}
+		}
+	}
 	recs, err := e.matching(c)
 	if err != nil {
 		return e.fail(ExitIDBM, "%v", err)
@@ -788,29 +803,34 @@ func (e *env) selectSessions(c *Command) ([]mgmt.Session, *Exit) {
 	}
 	var out []mgmt.Session
 	for _, s := range all {
-		switch {
-		case c.SID > 0:
-			if s.SID != c.SID {
-				continue
-			}
-		default:
-			if c.Target != "" && s.TargetName != c.Target {
-				continue
-			}
-			if c.Portal != nil && (s.PersistentAddress != c.Portal.Address || (c.Portal.Port > 0 && s.PersistentPort != c.Portal.Port)) {
-				continue
-			}
-			if len(c.Ifaces) > 0 && s.Iface != c.Ifaces[0] {
-				continue
-			}
+		if sessionMatches(c, s) {
+			out = append(out, s)
 		}
-		out = append(out, s)
 	}
 	if c.SID > 0 && len(out) == 0 {
 		e.errorf("could not read session targetname: 5")
 		return nil, e.fail(ExitSysfsLookup, "Could not get session info for sid %d", c.SID)
 	}
 	return out, nil
+}
+
+// sessionMatches reports whether s is a session c names: by -r SID, or by
+// the node selectors -T, -p and -I.
+func sessionMatches(c *Command, s mgmt.Session) bool {
+	if c.SID > 0 {
+		return s.SID == c.SID
+	}
+	if c.Target != "" && s.TargetName != c.Target {
+		return false
+	}
+	if c.Portal != nil && (s.PersistentAddress != c.Portal.Address || (c.Portal.Port > 0 && s.PersistentPort != c.Portal.Port)) {
+		return false
+	}
+	iface := s.Iface
+	if iface == "" {
+		iface = "default"
+	}
+	return len(c.Ifaces) == 0 || iface == c.Ifaces[0]
 }
 
 func (e *env) logout(c *Command) *Exit {

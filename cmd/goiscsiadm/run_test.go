@@ -198,6 +198,11 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	if r := d.last(); x.Code != 0 || r.Op != mgmt.OpUpdate || r.Record["node.session.autoscan_en"] != "Yes" {
 		t.Errorf("live update: %d %s %+v", x.Code, x.Stderr, r)
 	}
+	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "-o", "update", "-n", "node.transport_name", "-v", "iser")
+	if x.Code != ExitSessExists || x.Stderr != "iscsiadm: Cannot modify node/iface transport name while a session is using it. "+
+		"Log out the session then update record.\n" {
+		t.Errorf("transport name under a session: %d %q", x.Code, x.Stderr)
+	}
 	// -L/-U pick by node.startup or node.conn[0].startup (both manual here).
 	if x := adm(t, "-m", "node", "-U", "automatic"); x.Code != 21 || x.Stderr != "iscsiadm: No matching sessions found\n" {
 		t.Errorf("-U automatic: %d %q", x.Code, x.Stderr)
