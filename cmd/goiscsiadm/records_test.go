@@ -303,6 +303,20 @@ func TestSessionsFromSysfs(t *testing.T) {
 		t.Errorf("-m session -r 3: %d %q", x.Code, x.Stderr)
 	}
 
+	// -r as a sysfs path, resolved as stock resolves it.
+	if x := adm(t, "-m", "session", "-r", filepath.Join(sys.Root, "class", "iscsi_session", "session3"), "-P", "1"); x.Code != 0 ||
+		!strings.Contains(x.Stdout, "\t\tSID: 3\n") {
+		t.Errorf("-r PATH: %d %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+	if x := adm(t, "-m", "session", "-r", filepath.Join(sys.Root, "devices", "platform", "host4")); x.Code != 7 ||
+		x.Stderr != "iscsiadm: Unable to find sid in path "+filepath.Join(sys.Root, "devices", "platform", "host4")+"\n"+
+			"iscsiadm: invalid sid '"+filepath.Join(sys.Root, "devices", "platform", "host4")+"'\n" {
+		t.Errorf("-r PATH without a session: %d %q", x.Code, x.Stderr)
+	}
+	if x := adm(t, "-m", "session", "-r", "/nonexistent/x"); x.Code != 1 || x.Stderr != "iscsiadm: /nonexistent/x is an invalid session ID or path\n" {
+		t.Errorf("-r missing path: %d %q", x.Code, x.Stderr)
+	}
+
 	// Scans go through sysfs when goiscsid is not there.
 	sys.AddHost(4)
 	x = adm(t, "-m", "session", "-r", "3", "--rescan")

@@ -82,9 +82,9 @@ func run(c *Command) *Exit {
 	e := newEnv()
 	e.stderr.WriteString(c.Warnings)
 	if c.SessionPath != "" {
-		sid, ok := sidFromPath(c.SessionPath)
-		if !ok {
-			return e.fail(ExitInval, "Unable to find sid in path %s", c.SessionPath)
+		sid, x := e.sidFromPath(c.SessionPath)
+		if x != nil {
+			return x
 		}
 		c.SID = sid
 	}
@@ -169,15 +169,37 @@ func (e *env) finish(x *Exit) *Exit {
 	return e.exit(x.Code)
 }
 
-func sidFromPath(p string) (int, bool) {
-	for _, part := range strings.Split(filepath.Clean(p), "/") {
-		if n, ok := strings.CutPrefix(part, "session"); ok {
+// sidFromPath resolves -r given as a sysfs path, as stock's
+// iscsi_sysfs_get_sid_from_path: the path must exist and be a directory or
+// a link, lie in sysfs, and have a sessionN on the way up.
+func (e *env) sidFromPath(p string) (int, *Exit) {
+	st, err := os.Lstat(p)
+	if err != nil {
+		return 0, e.fail(ExitErr, "%s is an invalid session ID or path", p)
+	}
+	if !st.IsDir() && st.Mode()&os.ModeSymlink == 0 {
+		return 0, e.fail(ExitErr, "%s is not a directory", p)
+	}
+	sysfs := filepath.Clean(e.sysfs)
+	devpath := p
+	if rest, ok := strings.CutPrefix(p, sysfs); ok && (rest == "" || rest[0] == '/') {
+		devpath = rest
+	}
+	// Only what resolves to a device (under devices/) is one to stock.
+	real, err := filepath.EvalSymlinks(filepath.Join(sysfs, devpath))
+	if realSys, _ := filepath.EvalSymlinks(sysfs); err != nil || !strings.HasPrefix(real, filepath.Join(realSys, "devices")+"/") {
+		e.errorf("Could not get dev for %s. Possible sysfs incompatibility.", devpath)
+		return 0, e.fail(ExitInval, "invalid sid '%s'", p)
+	}
+	for dir := real; dir != "/" && dir != "."; dir = filepath.Dir(dir) {
+		if n, ok := strings.CutPrefix(filepath.Base(dir), "session"); ok {
 			if sid, err := strconv.Atoi(n); err == nil && sid > 0 {
-				return sid, true
+				return sid, nil
 			}
 		}
 	}
-	return 0, false
+	e.errorf("Unable to find sid in path %s", p)
+	return 0, e.fail(ExitInval, "invalid sid '%s'", p)
 }
 
 // ---- node records
