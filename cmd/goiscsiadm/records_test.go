@@ -218,6 +218,8 @@ func TestNoDaemonAsStock(t *testing.T) {
 		{"-m node -T " + tgt + " -p 10.0.0.1 --logout", 21, "", "iscsiadm: No matching sessions found\n"},
 		{"-m node -U all", 21, "", "iscsiadm: No matching sessions found\n"},
 		{"-m node -T " + tgt + " -p 10.0.0.1 -R", 21, "", "iscsiadm: No session found.\n"},
+		{"-m session -s", 21, "", "iscsiadm: No session found.\n"},
+		{"-m node -s", 21, "", "iscsiadm: No session found.\n"},
 	})
 }
 

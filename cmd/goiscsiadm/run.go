@@ -15,6 +15,7 @@ import (
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/pdu"
 	"github.com/goiscsi/goiscsi/scan"
 	"github.com/goiscsi/goiscsi/session"
@@ -1114,22 +1115,39 @@ func (e *env) stats(c *Command) *Exit {
 	if x != nil {
 		return x
 	}
+	if len(sessions) == 0 {
+		return e.fail(ExitNoObjsFound, "No session found.")
+	}
 	for _, s := range sessions {
 		resp, me := e.do(&mgmt.Request{Op: mgmt.OpStats, SID: s.SID})
 		if me != nil {
-			return e.fail(ExitCode(me.Code), "%s", me.Message)
+			e.errorf("Could not execute operation on all sessions: %s", ExitCode(me.Code))
+			return e.exit(ExitCode(me.Code))
 		}
+		if resp.Stats == nil {
+			resp.Stats = &mgmt.Stats{}
+		}
+		// Stock's session_stats: the 19 kernel counters in their order,
+		// then the transport's own under "iSCSI Extended:".
 		fmt.Fprintf(&e.stdout, "Stats for session %s\n", sessionPortal(s))
 		e.stdout.WriteString("iSCSI SNMP:\n")
 		fmt.Fprintf(&e.stdout, "\ttxdata_octets: %d\n\trxdata_octets: %d\n", resp.Stats.TxDataOctets, resp.Stats.RxDataOctets)
-		names := make([]string, 0, len(resp.Stats.Counters))
+		known := map[string]bool{}
+		for _, k := range nlink.CounterNames {
+			known[k] = true
+			fmt.Fprintf(&e.stdout, "\t%s: %d\n", k, resp.Stats.Counters[k])
+		}
+		var extended []string
 		for k := range resp.Stats.Counters {
-			if k != "txdata_octets" && k != "rxdata_octets" {
-				names = append(names, k)
+			if !known[k] {
+				extended = append(extended, k)
 			}
 		}
-		sort.Strings(names)
-		for _, k := range names {
+		sort.Strings(extended)
+		if len(extended) > 0 {
+			e.stdout.WriteString("iSCSI Extended:\n")
+		}
+		for _, k := range extended {
 			fmt.Fprintf(&e.stdout, "\t%s: %d\n", k, resp.Stats.Counters[k])
 		}
 	}

@@ -50,6 +50,9 @@ func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Respo
 			return &mgmt.Response{}
 		}
 		return &mgmt.Response{Sessions: []mgmt.Session{s}}
+	case mgmt.OpStats:
+		return &mgmt.Response{Stats: &mgmt.Stats{TxDataOctets: 512, RxDataOctets: 4096,
+			Counters: map[string]uint64{"scsicmd_pdus": 9, "timeout_err": 1, "tx_sendpage_failures": 2}}}
 	case mgmt.OpLogout, mgmt.OpScan:
 		if req.SID != 3 {
 			return &mgmt.Response{Error: mgmt.Errorf(2, "no session")}
@@ -202,6 +205,14 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	if x.Code != ExitSessExists || x.Stderr != "iscsiadm: Cannot modify node/iface transport name while a session is using it. "+
 		"Log out the session then update record.\n" {
 		t.Errorf("transport name under a session: %d %q", x.Code, x.Stderr)
+	}
+	x = adm(t, "-m", "session", "-r", "3", "-s")
+	if want := "Stats for session [sid: 3, target: " + runIQN + ", portal: 127.0.0.1," + strconv.Itoa(ps[0].Port) + "]\n" +
+		"iSCSI SNMP:\n\ttxdata_octets: 512\n\trxdata_octets: 4096\n\tnoptx_pdus: 0\n\tscsicmd_pdus: 9\n\ttmfcmd_pdus: 0\n" +
+		"\tlogin_pdus: 0\n\ttext_pdus: 0\n\tdataout_pdus: 0\n\tlogout_pdus: 0\n\tsnack_pdus: 0\n\tnoprx_pdus: 0\n" +
+		"\tscsirsp_pdus: 0\n\ttmfrsp_pdus: 0\n\ttextrsp_pdus: 0\n\tdatain_pdus: 0\n\tlogoutrsp_pdus: 0\n\tr2t_pdus: 0\n" +
+		"\tasync_pdus: 0\n\trjt_pdus: 0\n\tdigest_err: 0\n\ttimeout_err: 1\niSCSI Extended:\n\ttx_sendpage_failures: 2\n"; x.Code != 0 || x.Stdout != want {
+		t.Errorf("-s: %d %q %q", x.Code, x.Stdout, x.Stderr)
 	}
 	// -L/-U pick by node.startup or node.conn[0].startup (both manual here).
 	if x := adm(t, "-m", "node", "-U", "automatic"); x.Code != 21 || x.Stderr != "iscsiadm: No matching sessions found\n" {
