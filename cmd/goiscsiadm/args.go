@@ -140,6 +140,10 @@ const (
 	// ActScanLUN adds exactly LUN ScanLUN of session SID (--scan-lun).
 	ActScanLUN
 
+	// ActFirmware is -m fw: the iSCSI boot targets the firmware (iBFT)
+	// describes, shown or (Login) logged in to.
+	ActFirmware
+
 	// ActListHosts lists the iSCSI hosts (-m host [-P 0-4] [-H host]); see
 	// HostsText.
 	ActListHosts
@@ -393,7 +397,10 @@ func Parse(argv []string) (*Command, *Exit) {
 	case ModeIface:
 		c, e = p.iface()
 	default:
-		return nil, p.unsupported("firmware boot (fw) mode")
+		// The caller reads the firmware's boot targets (none: stock's
+		// answer) or says fw mode is not supported.
+		c = p.command(ActFirmware)
+		c.Login = p.login
 	}
 	if e == nil && c.JSON && !jsonListing[c.Action] {
 		return nil, p.fail(ExitInval, "--json applies only to listing sessions and nodes and to discovery")

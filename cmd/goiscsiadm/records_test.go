@@ -219,6 +219,8 @@ func TestNoDaemonAsStock(t *testing.T) {
 		{"-m node -U all", 21, "", "iscsiadm: No matching sessions found\n"},
 		{"-m node -T " + tgt + " -p 10.0.0.1 -R", 21, "", "iscsiadm: No session found.\n"},
 		{"-m session -s", 21, "", "iscsiadm: No session found.\n"},
+		{"-m fw", 21, "", "iscsiadm: Could not get list of targets from firmware. (err 21)\n"},
+		{"-m fw -l", 21, "", "iscsiadm: Could not get list of targets from firmware. (err 21)\n"},
 		{"-m node -s", 21, "", "iscsiadm: No session found.\n"},
 	})
 }

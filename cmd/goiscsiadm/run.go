@@ -152,6 +152,15 @@ func run(c *Command) *Exit {
 		return e.listHosts(c)
 	}
 	switch c.Action {
+	case ActFirmware:
+		// Stock's fw_get_targets reads the boot firmware's tables in
+		// sysfs; most machines have none, and stock says so with 21.
+		ibft, _ := filepath.Glob(filepath.Join(e.sysfs, "firmware", "ibft"))
+		boot, _ := filepath.Glob(filepath.Join(e.sysfs, "firmware", "iscsi_boot*"))
+		if len(ibft)+len(boot) == 0 {
+			return e.fail(ExitNoObjsFound, "Could not get list of targets from firmware. (err 21)")
+		}
+		return e.fail(ExitOpNotSupp, "firmware boot (fw) mode is not supported by goiscsiadm")
 	case ActKillDaemon:
 		return e.fail(ExitOpNotSupp, "-k is not supported by goiscsiadm: stop goiscsid with its service manager or a signal")
 	case ActNewSession:
