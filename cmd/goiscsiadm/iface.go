@@ -247,9 +247,8 @@ func (e *env) ifaceRecords(c *Command) *Exit {
 			e.errorf("%v", err)
 			return e.fail(ExitIDBM, "Could not create new interface %s.", name)
 		}
-		if x := e.updateIface(r, c.Params); x != nil {
-			return x
-		}
+		// Stock ignores how applying -n/-v went: the iface exists.
+		e.updateIface(r, c.Params)
 		fmt.Fprintf(&e.stdout, "New interface %s added\n", name)
 		return e.exit(ExitSuccess)
 

@@ -198,6 +198,10 @@ func TestIfaceRecordsAsStock(t *testing.T) {
 		{"-m node", 21, "", "iscsiadm: No records found\n"},
 		{"-m iface -I default -o delete", 7, "", "iscsiadm: iface default is a special interface and cannot be deleted.\n" +
 			"iscsiadm: Could not delete iface default: invalid parameter\n"},
+		// Stock makes the iface and exits 0 whatever -n/-v did.
+		{"-m iface -I other -o new -n iface.bogus -v x", 0, "New interface other added\n",
+			"iscsiadm: Cannot modify iface.bogus. Invalid param name.\niscsiadm: Could not update iface other: invalid parameter\n"},
+		{"-m iface -I nosuch -o update -n iface.net_ifacename -v eth0", 7, "", "iscsiadm: Could not read iface info for nosuch.\n"},
 	})
 }
 
