@@ -233,3 +233,20 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Errorf("autoscan_en = %q", v)
 	}
 }
+
+// A value in another case is stored as stock spells it: stock reads an unknown
+// spelling as the default, so "chap" would mean no CHAP there.
+func TestValuesStoredAsStockSpellsThem(t *testing.T) {
+	r := NewNodeRecord(nil, "iqn.x:t", "10.0.0.1", 3260, 1, "default")
+	for k, v := range map[string]string{"node.session.auth.authmethod": "chap", "node.session.autoscan_en": "no", "node.startup": "Automatic"} {
+		if err := r.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := r.MarshalText()
+	for _, want := range []string{"node.session.auth.authmethod = CHAP\n", "node.session.autoscan_en = No\n", "node.startup = automatic\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("record lacks %q", want)
+		}
+	}
+}

@@ -42,7 +42,8 @@ func knownKey(k string) bool {
 func ParseConfig(r io.Reader, name string) (*Config, error) {
 	c := &Config{vals: map[string]string{}}
 	err := eachKeyValue(r, name, func(n int, k, v string) error {
-		if err := validate(k, v); err != nil {
+		v, err := canonical(k, v)
+		if err != nil {
 			return fmt.Errorf("%s:%d: %w", name, n, err)
 		}
 		if !knownKey(k) {

@@ -113,8 +113,8 @@ func (r *Record) applyConfig(cfg *Config) {
 	for _, k := range cfg.Keys() {
 		if _, ok := r.kind.index()[k]; ok {
 			v, _ := cfg.Get(k)
-			if validate(k, v) == nil {
-				r.set(k, v)
+			if cv, err := canonical(k, v); err == nil {
+				r.set(k, cv)
 			}
 		}
 	}
@@ -159,7 +159,8 @@ func (r *Record) Set(key, value string) error {
 	if value == "<empty>" {
 		value = ""
 	}
-	if err := validate(key, value); err != nil {
+	value, err := canonical(key, value)
+	if err != nil {
 		return err
 	}
 	r.set(key, value)
@@ -247,10 +248,11 @@ func ParseRecord(rd io.Reader, name string, kind Kind) (*Record, error) {
 		if !r.Has(k) {
 			return nil
 		}
-		if err := validate(k, v); err != nil {
+		cv, err := canonical(k, v)
+		if err != nil {
 			return fmt.Errorf("%s:%d: %w", name, n, err)
 		}
-		r.set(k, v)
+		r.set(k, cv)
 		return nil
 	})
 	if err != nil {
@@ -343,37 +345,36 @@ var numberKeys = map[string]bool{
 	"discovery.sendtargets.timeo.active_timeout": true, "discovery.sendtargets.iscsi.MaxRecvDataSegmentLength": true,
 }
 
-// validate checks value against key's type. Empty values are always allowed
-// (they mean "not set"). Yes/No and choices compare case-insensitively, as
-// goiscsi's readers do; stock writes them capitalized.
-func validate(key, value string) error {
+// canonical checks value against key's type and returns it spelled as stock
+// spells it. Yes/No and choices are accepted in any case but stored as stock
+// writes them ("chap" becomes "CHAP"): stock reads a value it does not know as
+// the default, so a record saying "chap" would log in without CHAP there.
+func canonical(key, value string) (string, error) {
 	if value == "" {
-		return nil
+		return "", nil
 	}
 	if len(value) > maxLine {
-		return fmt.Errorf("%s: value longer than %d bytes", key, maxLine)
+		return "", fmt.Errorf("%s: value longer than %d bytes", key, maxLine)
 	}
 	if strings.ContainsAny(value, "\n\r\x00") {
-		return fmt.Errorf("%s: value contains a line break or NUL", key)
+		return "", fmt.Errorf("%s: value contains a line break or NUL", key)
 	}
+	cs, ok := choices[key]
 	if yesNoKeys[key] {
-		if !strings.EqualFold(value, "Yes") && !strings.EqualFold(value, "No") {
-			return fmt.Errorf("%s = %q: must be Yes or No", key, value)
-		}
-		return nil
+		cs, ok = []string{"Yes", "No"}, true
 	}
-	if cs, ok := choices[key]; ok {
+	if ok {
 		for _, c := range cs {
 			if strings.EqualFold(value, c) {
-				return nil
+				return c, nil
 			}
 		}
-		return fmt.Errorf("%s = %q: must be one of %s", key, value, strings.Join(cs, ", "))
+		return "", fmt.Errorf("%s = %q: must be one of %s", key, value, strings.Join(cs, ", "))
 	}
 	if numberKeys[key] {
 		if _, err := strconv.ParseInt(value, 10, 64); err != nil {
-			return fmt.Errorf("%s = %q: must be a number", key, value)
+			return "", fmt.Errorf("%s = %q: must be a number", key, value)
 		}
 	}
-	return nil
+	return value, nil
 }
