@@ -307,3 +307,37 @@ func TestVMSeedStaleDevice(t *testing.T) {
 		})
 	}
 }
+
+// TestVMConsumers runs os-brick's and csi-lib-iscsi's command sequences against
+// both initiators: every step that succeeds with stock must succeed with goiscsi,
+// with empty stderr where they check it, and the one LUN os-brick scans must be
+// the only one attached under scan = manual.
+func TestVMConsumers(t *testing.T) {
+	steps := map[string]map[string]Record{}
+	for _, initiator := range []string{"stock", "goiscsi"} {
+		t.Run(initiator, func(t *testing.T) {
+			res := boot(t, "consumers", map[string]string{"INITIATOR": initiator})
+			steps[initiator] = map[string]Record{}
+			for _, r := range res.Find("step") {
+				steps[initiator][r["name"]] = r
+			}
+			if r := steps[initiator]["ob_scan_manual"]; r == nil || r["rc"] != "0" || len(r.Bytes("stderr")) != 0 {
+				t.Errorf("os-brick's scan=manual update must succeed silently: %v %s", r, r.Bytes("stderr"))
+			}
+			a := res.First("attach")
+			if a == nil || a["lun1"] == "" || a["lun0"] != "" || a["persistent_port"] != "3260" || a["targetname"] == "" {
+				t.Errorf("attach: %v", a)
+			}
+		})
+	}
+	for name, s := range steps["stock"] {
+		g := steps["goiscsi"][name]
+		if g == nil {
+			t.Errorf("%s: goiscsi never ran it", name)
+			continue
+		}
+		if s["rc"] != g["rc"] {
+			t.Errorf("%s: goiscsi exit %s, stock %s\ngoiscsi stderr: %s\nstock stderr: %s", name, g["rc"], s["rc"], g.Bytes("stderr"), s.Bytes("stderr"))
+		}
+	}
+}
