@@ -5,30 +5,51 @@ package vm
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// goiscsiBinaries builds the static binaries the guest runs and returns the
-// Files entries that put them in /usr/local/sbin.
+// guestFiles holds the static goiscsi binaries built once for every boot of this
+// test process (see TestMain).
+var guestFiles struct {
+	once  sync.Once
+	dir   string
+	files map[string]string
+	err   error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if guestFiles.dir != "" {
+		os.RemoveAll(guestFiles.dir)
+	}
+	os.Exit(code)
+}
+
+// goiscsiBinaries builds the static binaries the guest runs (once per process)
+// and returns the Files entries that put them in /usr/local/sbin.
 func goiscsiBinaries(t *testing.T) map[string]string {
 	t.Helper()
-	dir := t.TempDir()
-	out := map[string]string{}
-	for _, pkg := range []string{"cmd/goiscsid", "cmd/goiscsiadm", "test/target/cmd/testtarget"} {
-		bin := filepath.Join(dir, filepath.Base(pkg))
-		cmd := exec.Command("go", "build", "-o", bin, "./"+pkg)
-		cmd.Dir = "../.."
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", pkg, err, b)
+	guestFiles.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		root, err := ModuleRoot(ctx)
+		if err != nil {
+			guestFiles.err = err
+			return
 		}
-		out["/usr/local/sbin/"+filepath.Base(pkg)] = bin
+		if guestFiles.dir, err = os.MkdirTemp("", "goiscsi-vm-bin-"); err != nil {
+			guestFiles.err = err
+			return
+		}
+		guestFiles.files, guestFiles.err = BuildBinaries(ctx, root, guestFiles.dir, t.Logf)
+	})
+	if guestFiles.err != nil {
+		t.Fatalf("building the guest's goiscsi binaries: %v", guestFiles.err)
 	}
-	return out
+	return guestFiles.files
 }
 
 func boot(t *testing.T, scenario string, env map[string]string) *Result {
@@ -82,21 +103,35 @@ func checkLogin(t *testing.T, res *Result) {
 	}
 }
 
-// TestVMDemo runs the README's demo: every LUN with autoscan on, LUN 0 alone
-// with node.session.autoscan_en = No, then exactly the LUN asked for.
+// TestVMDemo runs the README's demo with both initiators: every LUN with
+// autoscan on and 16 MiB read back identical; with goiscsi also LUN 0 alone with
+// node.session.autoscan_en = No, then exactly the LUN asked for.
 func TestVMDemo(t *testing.T) {
-	res := boot(t, "demo", map[string]string{"INITIATOR": "goiscsi"})
-	want := map[string]string{"autoscan_on": "3", "autoscan_off": "1", "scan_lun_2": "2"}
-	for _, r := range res.Find("devices") {
-		if w, ok := want[r["phase"]]; ok {
-			if r["count"] != w {
-				t.Errorf("%s: %s devices (%s), want %s", r["phase"], r["count"], r["list"], w)
+	for _, tc := range []struct {
+		initiator string
+		want      map[string]string
+	}{
+		{"stock", map[string]string{"autoscan_on": "3"}},
+		{"goiscsi", map[string]string{"autoscan_on": "3", "autoscan_off": "1", "scan_lun_2": "2"}},
+	} {
+		t.Run(tc.initiator, func(t *testing.T) {
+			res := boot(t, "demo", map[string]string{"INITIATOR": tc.initiator})
+			want := tc.want
+			for _, r := range res.Find("devices") {
+				if w, ok := want[r["phase"]]; ok {
+					if r["count"] != w {
+						t.Errorf("%s: %s devices (%s), want %s", r["phase"], r["count"], r["list"], w)
+					}
+					delete(want, r["phase"])
+				}
 			}
-			delete(want, r["phase"])
-		}
-	}
-	if len(want) > 0 {
-		t.Errorf("phases never reached: %v", want)
+			if len(want) > 0 {
+				t.Errorf("phases never reached: %v", want)
+			}
+			if d := res.First("dd"); d == nil || d["want"] == "" || d["got"] != d["want"] {
+				t.Errorf("data did not read back identical: %v", d)
+			}
+		})
 	}
 }
 

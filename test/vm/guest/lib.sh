@@ -10,6 +10,12 @@ LIO_DIR=/tmp/lio
 STOCK_ISCSID="/sbin/iscsid -f"
 STOCK_ISCSIADM=/sbin/iscsiadm
 TC=/sbin/tc # iproute2's tc: busybox tc has no netem
+# The static goiscsi binaries the host built (test/vm/binaries.go); the environment
+# of a run may point them elsewhere. Missing ones are not in the initramfs.
+export GOISCSID=${GOISCSID:-/usr/local/sbin/goiscsid}
+export GOISCSIADM=${GOISCSIADM:-/usr/local/sbin/goiscsiadm}
+export TESTTARGET=${TESTTARGET:-/usr/local/sbin/testtarget}
+export STOCK_ISCSID STOCK_ISCSIADM
 
 # emit TYPE [KEY VALUE]... writes one JSON object {"type":TYPE,KEY:VALUE,...} to the
 # results port. Every value is a string; keys ending in _b64 hold base64 (see b64).
@@ -229,6 +235,20 @@ iscsi_devices() {
 	done
 }
 
+# lsiscsi prints an lsblk-like table of the iSCSI devices: target, H:C:T:L, block
+# device and size.
+lsiscsi() {
+	printf '%-4s %-10s %-6s %8s  %s\n' SID H:C:T:L BLOCK SIZE TARGET
+	sessions | while read -r _li_sid _li_host _li_tgt; do
+		session_devices "$_li_sid" | while read -r _li_hctl _li_blk; do
+			_li_size=-
+			[ -r "/sys/block/$_li_blk/size" ] &&
+				_li_size="$(($(cat "/sys/block/$_li_blk/size") / 2048))M"
+			printf '%-4s %-10s %-6s %8s  %s\n' "$_li_sid" "$_li_hctl" "$_li_blk" "$_li_size" "$_li_tgt"
+		done
+	done
+}
+
 # lun_block SID LUN prints the block device name of LUN of a session, or nothing.
 lun_block() { session_devices "$1" | awk -v l="$2" '{n = split($1, a, ":"); if (a[n] == l && $2 != "-") print $2}'; }
 
@@ -310,14 +330,33 @@ run_capture() {
 # goiscsid_ready succeeds once goiscsid listens on its management socket.
 goiscsid_ready() { [ -S /run/goiscsid/goiscsid.sock ]; }
 
-# goiscsid_start starts goiscsid (log /tmp/goiscsid.log).
-goiscsid_start() { daemon_start /tmp/goiscsid.log goiscsid_ready /usr/local/sbin/goiscsid -f -d 1; }
+# need_prog PATH fails the scenario unless the program is in the initramfs.
+need_prog() { [ -x "$1" ] || fail "$1 is not in the initramfs (its package has no main yet, or did not build)"; }
+
+# goiscsid_start [ARGS...] starts $GOISCSID -f in its own session (log
+# /tmp/goiscsid.log) and waits up to 10 s for /run/goiscsid/goiscsid.sock. ARGS
+# default to "-d 1"; the daemon takes -c CONFIG, -i INITIATORNAME_FILE, -d LEVEL.
+# Sets GOISCSID_PID (and DAEMON_PID).
+goiscsid_start() {
+	need_prog "$GOISCSID"
+	[ $# -gt 0 ] || set -- -d 1
+	daemon_start /tmp/goiscsid.log goiscsid_ready "$GOISCSID" -f "$@"
+	GOISCSID_PID=$DAEMON_PID
+}
+
+# goiscsid_stop stops the goiscsid that goiscsid_start started.
+goiscsid_stop() {
+	[ -n "$GOISCSID_PID" ] || return 0
+	daemon_stop "$GOISCSID_PID"
+	GOISCSID_PID=
+}
 
 # initiator_start starts the daemon of $INITIATOR ("stock", the default, or
 # "goiscsi") and sets ADM to the matching iscsiadm.
 initiator_start() {
 	if [ "${INITIATOR:-stock}" = goiscsi ]; then
-		ADM=/usr/local/sbin/goiscsiadm
+		need_prog "$GOISCSIADM"
+		ADM=$GOISCSIADM
 		goiscsid_start
 	else
 		ADM=$STOCK_ISCSIADM
@@ -329,7 +368,8 @@ initiator_start() {
 # configuration, its control socket at /run/testtarget.sock; sets TT (the command)
 # and TTPID.
 testtarget_start() {
-	TT=/usr/local/sbin/testtarget
+	need_prog "$TESTTARGET"
+	TT=$TESTTARGET
 	setsid $TT serve -config "$1" -control /run/testtarget.sock >/tmp/testtarget.log 2>&1 &
 	TTPID=$!
 	wait_until 10 sh -c '[ -S /run/testtarget.sock ]' || fail "test target did not start: $(tail -n 5 /tmp/testtarget.log)"

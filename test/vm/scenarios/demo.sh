@@ -9,8 +9,8 @@ P=127.0.0.1:3260
 say() { echo; echo "### $*"; }
 show() { echo "\$ iscsiadm $*"; $ADM "$@"; }
 devices() {
-	echo "SID H:C:T:L BLOCK"
-	iscsi_devices
+	echo "\$ lsblk-like list of the iSCSI devices"
+	lsiscsi
 	emit devices phase "$1" list "$(iscsi_devices | tr '\n' ';')" count "$(iscsi_devices | wc -l)"
 }
 

@@ -1,7 +1,11 @@
 // Command vmrun boots the test VM with one scenario and shows its console: the
 // README's demo, and a way to try a scenario by hand.
 //
-//	go run ./test/vm/cmd/vmrun -scenario demo [-env KEY=VALUE]...
+//	go run ./test/vm/cmd/vmrun -scenario demo [-env KEY=VALUE]... [-records] [-q]
+//
+// The console streams to stdout; -records adds the scenario's JSON records,
+// decoded, after it; -q shows the records only. It exits 1 when the scenario
+// fails (non-zero exit, kernel panic, timeout, or a missing tool on the host).
 package main
 
 import (
@@ -9,9 +13,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +40,8 @@ func main() {
 	scenario := flag.String("scenario", "demo", "scenario to run: "+strings.Join(vm.Scenarios(), ", ")+", or shell")
 	timeout := flag.Duration("timeout", 10*time.Minute, "bound on the whole boot")
 	flag.Var(env, "env", "KEY=VALUE exported to the scenario (repeatable)")
+	records := flag.Bool("records", false, "after the console, print the scenario's JSON records readably")
+	quiet := flag.Bool("q", false, "print only the records (and the console's tail on failure), not the console")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -45,21 +50,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vmrun:", err)
 		os.Exit(1)
 	}
-	files, err := build(dir)
+	files, err := build(ctx, dir)
 	if err != nil {
 		os.RemoveAll(dir)
 		fmt.Fprintln(os.Stderr, "vmrun:", err)
 		os.Exit(1)
 	}
-	cfg := vm.Config{Scenario: *scenario, Env: env, Files: files, Timeout: *timeout, Console: os.Stdout,
+	cfg := vm.Config{Scenario: *scenario, Env: env, Files: files, Timeout: *timeout,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
+	if !*quiet {
+		cfg.Console = os.Stdout
+	}
 	run := vm.Run
 	if *scenario == "shell" {
 		run = vm.RunInteractive
 	}
 	res, err := run(ctx, cfg)
 	os.RemoveAll(dir)
+	if *records || *quiet {
+		summarize(res)
+	}
 	if err != nil {
+		if *quiet && res != nil {
+			fmt.Fprintf(os.Stderr, "console tail:\n%s\n", res.ConsoleTail(40))
+		}
 		fmt.Fprintln(os.Stderr, "vmrun:", err)
 		os.Exit(1)
 	}
@@ -67,16 +81,44 @@ func main() {
 }
 
 // build compiles the static goiscsi binaries the guest runs into dir.
-func build(dir string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, name := range []string{"goiscsid", "goiscsiadm"} {
-		bin := filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build %s: %v\n%s", name, err, b)
-		}
-		out["/usr/local/sbin/"+name] = bin
+func build(ctx context.Context, dir string) (map[string]string, error) {
+	root, err := vm.ModuleRoot(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	return vm.BuildBinaries(ctx, root, dir, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+}
+
+// summarize prints the scenario's records one a line, "type key=value ...", with
+// base64 fields decoded and indented below.
+func summarize(res *vm.Result) {
+	if res == nil {
+		return
+	}
+	fmt.Println("--- records")
+	for _, r := range res.Records {
+		keys := make([]string, 0, len(r))
+		for k := range r {
+			if k != "type" {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		var line, blobs strings.Builder
+		line.WriteString(r.Type())
+		for _, k := range keys {
+			if name, ok := strings.CutSuffix(k, "_b64"); ok {
+				if b := r.Bytes(name); len(b) > 0 {
+					fmt.Fprintf(&blobs, "    %s:\n", name)
+					for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+						fmt.Fprintf(&blobs, "      %s\n", l)
+					}
+				}
+				continue
+			}
+			fmt.Fprintf(&line, " %s=%q", k, r[k])
+		}
+		fmt.Println(line.String())
+		fmt.Print(blobs.String())
+	}
 }
