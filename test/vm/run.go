@@ -44,8 +44,9 @@ type Config struct {
 	MemoryMB int
 	// CPUs is the number of guest CPUs; 0 means 2.
 	CPUs int
-	// Accel is "kvm" or "tcg" ("" means tcg); GOISCSI_VM_ACCEL
-	// overrides it.
+	// Accel is "kvm" or "tcg"; "" means KVM when a probe boot under KVM works
+	// on this machine (once per process), else TCG. GOISCSI_VM_ACCEL overrides
+	// it.
 	Accel string
 	// Console, if not nil, also receives the console output as it comes.
 	Console io.Writer
@@ -199,7 +200,7 @@ func run(ctx context.Context, cfg Config, interactive bool) (*Result, error) {
 	results := filepath.Join(work, "results.jsonl")
 	logDir := filepath.Join(CacheDir(), "logs")
 	_ = os.MkdirAll(logDir, 0o755)
-	res.ConsoleLog = filepath.Join(logDir, cfg.Scenario+".console.log")
+	res.ConsoleLog = filepath.Join(logDir, logName(cfg)+".console.log")
 	conLog, err := os.Create(res.ConsoleLog)
 	if err != nil {
 		return res, err
@@ -213,7 +214,7 @@ func run(ctx context.Context, cfg Config, interactive bool) (*Result, error) {
 	qctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	args := qemuArgs(cfg, a, initrd, results, interactive)
+	args := qemuArgs(cfg, a, chooseAccel(ctx, cfg.Accel, a.Kernel, logf), initrd, results, interactive)
 	cmd := exec.CommandContext(qctx, "qemu-system-x86_64", args...)
 	// qemu gets its own process group, killed whole on cancel; and it dies with us.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: !interactive, Pdeathsig: syscall.SIGKILL}
@@ -286,7 +287,7 @@ func run(ctx context.Context, cfg Config, interactive bool) (*Result, error) {
 	return res, nil
 }
 
-func qemuArgs(cfg Config, a *Assets, initrd, results string, interactive bool) []string {
+func qemuArgs(cfg Config, a *Assets, accel, initrd, results string, interactive bool) []string {
 	mem, cpus := cfg.MemoryMB, cfg.CPUs
 	if mem <= 0 {
 		mem = 1024
@@ -294,14 +295,9 @@ func qemuArgs(cfg Config, a *Assets, initrd, results string, interactive bool) [
 	if cpus <= 0 {
 		cpus = 2
 	}
-	accel := cfg.Accel
-	if e := os.Getenv("GOISCSI_VM_ACCEL"); e != "" {
-		accel = e
-	}
 	args := []string{"-machine", "q35"}
-	// TCG unless KVM is asked for: on these machines /dev/kvm may exist yet
-	// qemu aborts under nested KVM with -cpu max (kvm_buf_set_msrs), and CI
-	// has no KVM at all. With KVM the guest takes the host's CPU model.
+	// accel comes from chooseAccel. With KVM the guest takes the host's CPU
+	// model: under nested KVM qemu aborts with -cpu max (kvm_buf_set_msrs).
 	cpu := "max"
 	if accel == "kvm" {
 		args = append(args, "-accel", "kvm")
@@ -375,6 +371,25 @@ func writeInitrd(a *Assets, cfg Config, script []byte, out string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// logName names a run's console log after its scenario and environment values
+// (e.g. "lunchange-goiscsi-No"), so the subtests of one test keep one log each.
+func logName(cfg Config) string {
+	name := cfg.Scenario
+	for _, k := range sortedKeys(cfg.Env) {
+		name += "-" + cfg.Env[k]
+	}
+	clean := []byte(name)
+	for i, c := range clean {
+		if !(c == '-' || c == '_' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			clean[i] = '_'
+		}
+	}
+	if len(clean) > 100 {
+		clean = clean[:100]
+	}
+	return string(clean)
 }
 
 func validEnvName(k string) bool {

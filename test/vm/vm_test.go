@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 
 // goiscsiBinaries builds the static binaries the guest runs (once per process)
 // and returns the Files entries that put them in /usr/local/sbin.
-func goiscsiBinaries(t *testing.T) map[string]string {
+func goiscsiBinaries(t testing.TB) map[string]string {
 	t.Helper()
 	guestFiles.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -52,7 +52,9 @@ func goiscsiBinaries(t *testing.T) map[string]string {
 	return guestFiles.files
 }
 
-func boot(t *testing.T, scenario string, env map[string]string) *Result {
+// boot runs one scenario with the guest's goiscsi binaries, logs its records and
+// fails the test with the console's tail if it did not pass.
+func boot(t testing.TB, scenario string, env map[string]string) *Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
