@@ -4,7 +4,10 @@ package vm
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -375,6 +378,71 @@ func TestVMConsumers(t *testing.T) {
 		}
 		if s["rc"] != g["rc"] {
 			t.Errorf("%s: goiscsi exit %s, stock %s\ngoiscsi stderr: %s\nstock stderr: %s", name, g["rc"], s["rc"], g.Bytes("stderr"), s.Bytes("stderr"))
+		}
+	}
+}
+
+// update rewrites the stored captures (testdata/golden) from this run.
+var update = flag.Bool("update", false, "rewrite testdata/golden from this run's stock captures")
+
+// goldenText formats golden records as the captures under
+// cmd/goiscsiadm/testdata/golden: "== iscsiadm LINE", then "OUT:" and "ERR:"
+// lines, then "RC:N".
+func goldenText(recs []Record) string {
+	var b strings.Builder
+	for _, r := range recs {
+		fmt.Fprintf(&b, "== iscsiadm %s\n", r["line"])
+		for _, s := range []struct{ prefix, key string }{{"OUT:", "stdout"}, {"ERR:", "stderr"}} {
+			out := string(r.Bytes(s.key))
+			if out == "" {
+				continue
+			}
+			for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+				b.WriteString(s.prefix + l + "\n")
+			}
+		}
+		fmt.Fprintf(&b, "RC:%s\n", r["rc"])
+	}
+	return b.String()
+}
+
+// TestVMGolden captures stock iscsiadm 2.1.8 with a live iscsid, LIO targets
+// and kernel sessions (scenarios/golden.sh) and checks the capture equals
+// testdata/golden/stock-vm.txt, which goiscsiadm's compatibility tests compare
+// against; -update rewrites the file. A difference means stock or the
+// harness is not deterministic, or the case list changed.
+func TestVMGolden(t *testing.T) {
+	res := boot(t, "golden", map[string]string{"INITIATOR": "stock"})
+	recs := res.Find("golden")
+	if d := res.First("golden_done"); d == nil || d.Int("cases") != len(recs) || len(recs) < 40 {
+		t.Fatalf("%d golden records, done record %v: want at least 40, all reported", len(recs), d)
+	}
+	got := goldenText(recs)
+	file := filepath.Join("testdata", "golden", "stock-vm.txt")
+	if *update {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s: %d cases", file, len(recs))
+		return
+	}
+	want, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("%v (regenerate with: go test -tags vm -run TestVMGolden -update ./test/vm/)", err)
+	}
+	if got != string(want) {
+		gl, wl := strings.Split(got, "\n"), strings.Split(string(want), "\n")
+		for i := 0; i < len(gl) || i < len(wl); i++ {
+			var g, w string
+			if i < len(gl) {
+				g = gl[i]
+			}
+			if i < len(wl) {
+				w = wl[i]
+			}
+			if g != w {
+				t.Fatalf("capture differs from %s at line %d:\n got: %q\nwant: %q", file, i+1, g, w)
+			}
 		}
 	}
 }
