@@ -8,8 +8,12 @@ lio_target iqn.2003-01.org.example:gold-a 127.0.0.1:3260 2 8
 lio_target iqn.2003-01.org.example:gold-b 127.0.0.1:3260 1 8
 lio_chap iqn.2003-01.org.example:gold-b goldusr goldsecret
 initiator_start
-# Run stock as users do, through PATH: its messages start with argv[0].
-[ "${INITIATOR:-stock}" = stock ] && ADM=iscsiadm
+# Run either as users do, as "iscsiadm" through PATH: messages start with argv[0].
+if [ "${INITIATOR:-stock}" = goiscsi ]; then
+	mkdir -p /tmp/gbin && ln -sf "$GOISCSIADM" /tmp/gbin/iscsiadm
+	PATH=/tmp/gbin:$PATH
+fi
+ADM=iscsiadm
 n=0
 while IFS= read -r line; do
 	case $line in '' | '#'*) continue ;; esac
