@@ -187,6 +187,9 @@ func run(ctx context.Context, cfg Config, interactive bool) (*Result, error) {
 	if err != nil {
 		return res, err
 	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return res, errors.New("vm: qemu-system-x86_64 not found; run scripts/setup (it installs qemu-system-x86)")
+	}
 	work, err := os.MkdirTemp("", "goiscsi-vm-")
 	if err != nil {
 		return res, err
