@@ -106,7 +106,8 @@ type Result struct {
 	Boot float64
 	// Duration is the wall time of the whole qemu run.
 	Duration time.Duration
-	// ConsoleLog is the host file that keeps the console output after the run.
+	// ConsoleLog is the host file that keeps the console output after the run
+	// (during the run it is NAME.*.part in the same directory).
 	ConsoleLog string
 }
 
@@ -203,8 +204,10 @@ func run(ctx context.Context, cfg Config, interactive bool) (*Result, error) {
 	results := filepath.Join(work, "results.jsonl")
 	logDir := filepath.Join(CacheDir(), "logs")
 	_ = os.MkdirAll(logDir, 0o755)
+	// The console goes to a file of this run's own while it runs (runs of the same
+	// scenario from two checkouts share the cache), renamed when qemu is gone.
 	res.ConsoleLog = filepath.Join(logDir, logName(cfg)+".console.log")
-	conLog, err := os.Create(res.ConsoleLog)
+	conLog, err := os.CreateTemp(logDir, logName(cfg)+".*.part")
 	if err != nil {
 		return res, err
 	}
@@ -249,6 +252,10 @@ func run(ctx context.Context, cfg Config, interactive bool) (*Result, error) {
 	start := time.Now()
 	err = cmd.Run()
 	res.Duration = time.Since(start)
+	conLog.Close()
+	if os.Rename(conLog.Name(), res.ConsoleLog) != nil {
+		res.ConsoleLog = conLog.Name()
+	}
 	res.Console = strings.ReplaceAll(console.String(), "\r\n", "\n")
 	recs, bad := readResults(results)
 	res.Records = recs
