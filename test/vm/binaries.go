@@ -77,3 +77,16 @@ func BuildBinaries(ctx context.Context, root, dir string, logf func(string, ...a
 	}
 	return files, nil
 }
+
+// NeedsGoiscsi reports whether a run of the scenario with env uses a program
+// BuildBinaries builds: goiscsid and goiscsiadm unless INITIATOR is "stock",
+// and the Go test target for the scenarios that start it. Runs that need none
+// (stock open-iscsi against LIO) can go on when the tree does not build, so the
+// reference results do not depend on the state of goiscsi.
+func NeedsGoiscsi(scenario string, env map[string]string) bool {
+	if env["INITIATOR"] != "stock" {
+		return true
+	}
+	b, err := guestFS.ReadFile("scenarios/" + scenario + ".sh")
+	return err != nil || strings.Contains(string(b), "testtarget_start")
+}
