@@ -2,51 +2,182 @@ package conf
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
 )
 
-func readFile(t *testing.T, name string) []byte {
+// stockArchive reads testdata/stock-2.1.8.txtar: files the real Debian
+// open-iscsi 2.1.8 iscsiadm wrote, made with
+//
+//	apt-get download open-iscsi libopeniscsiusr libisns0 && dpkg-deb -x ...
+//	unshare -m -n, tmpfs over /etc/iscsi /var/lib/iscsi /run/lock, then
+//	iscsiadm -m node -o new / -o update / -m iface / -m discoverydb ... -o new
+//
+// Node tgt1 has CHAP, chap_algs, digests and startup set; tgt2 is bound to an
+// iface with hwaddress, ipaddress, net_ifacename, gateway and subnet mask (the
+// keys whose file order differs from -o show's); tgt3 to an IPv6 iface.
+// show/ holds `-o show` of the same records. The records live in one archive
+// because their names hold ':', which Go module zips refuse.
+func stockArchive(t testing.TB) map[string][]byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
+	b, err := os.ReadFile(filepath.Join("testdata", "stock-2.1.8.txtar"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	files := map[string][]byte{}
+	var name string
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if strings.HasPrefix(line, "-- ") && strings.HasSuffix(line, " --\n") {
+			name = strings.TrimSuffix(strings.TrimPrefix(line, "-- "), " --\n")
+			files[name] = []byte{}
+			continue
+		}
+		if name != "" {
+			files[name] = append(files[name], line...)
+		}
+	}
+	if len(files) < 10 {
+		t.Fatalf("stock archive has %d files", len(files))
+	}
+	return files
+}
+
+// stockDB writes the archive's database files under a fresh root.
+func stockDB(t *testing.T) *DB {
+	t.Helper()
+	root := t.TempDir()
+	for name, data := range stockArchive(t) {
+		if !strings.HasPrefix(name, "nodes/") && !strings.HasPrefix(name, "send_targets/") && !strings.HasPrefix(name, "ifaces/") {
+			continue
+		}
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &DB{Root: root}
 }
 
 // Records stock 2.1.8 wrote must come back byte for byte: goiscsi and open-iscsi
 // share one database.
 func TestStockRecordRoundTrip(t *testing.T) {
-	for _, name := range []string{"stock-2.1.8-default.record", "stock-2.1.8-password.record"} {
-		want := readFile(t, name)
-		r, err := ParseRecord(bytes.NewReader(want), name, NodeKind)
-		if err != nil {
-			t.Fatal(err)
+	files := stockArchive(t)
+	var names []string
+	for n := range files {
+		if !strings.HasPrefix(n, "show/") {
+			names = append(names, n)
 		}
-		got, _ := r.MarshalText()
-		// autoscan_en is goiscsi's: present with its default in every record.
-		got = bytes.Replace(got, []byte("node.session.autoscan_en = Yes\n"), nil, 1)
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s changed on the round trip:\n%s", name, got)
-		}
+	}
+	sort.Strings(names)
+	kinds := map[string]Kind{"nodes": NodeKind, "send_targets": DiscoveryKind, "ifaces": IfaceKind, "default-password.record": NodeKind}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			want := files[name]
+			r, err := ParseRecord(bytes.NewReader(want), name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k := kinds[strings.SplitN(name, "/", 2)[0]]; r.Kind() != k {
+				t.Errorf("kind %v, want %v", r.Kind(), k)
+			}
+			if len(r.Warnings) > 0 {
+				t.Errorf("warnings on a stock record: %q", r.Warnings)
+			}
+			got, _ := r.MarshalText()
+			if !bytes.Equal(got, want) {
+				t.Errorf("changed on the round trip:\n%s", lineDiff(string(want), string(got)))
+			}
+		})
 	}
 }
 
+// lineDiff shows the first line where two texts differ.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var a, b string
+		if i < len(w) {
+			a = w[i]
+		}
+		if i < len(g) {
+			b = g[i]
+		}
+		if a != b {
+			return fmt.Sprintf("line %d: want %q, got %q", i+1, a, b)
+		}
+	}
+	return "same"
+}
+
+// `-o show` prints in libopeniscsiusr's order, which differs from the file's.
 func TestShowMatchesStock(t *testing.T) {
-	r, err := ParseRecord(bytes.NewReader(readFile(t, "stock-2.1.8-password.record")), "x", NodeKind)
-	if err != nil {
-		t.Fatal(err)
+	files := stockArchive(t)
+	for _, tc := range []struct {
+		record, show string
+		secrets      bool
+	}{
+		{"nodes/iqn.2003-01.org.example:tgt1/127.0.0.1,3260,1/default", "show/show-tgt1.txt", false},
+		{"nodes/iqn.2003-01.org.example:tgt1/127.0.0.1,3260,1/default", "show/show-tgt1-S.txt", true},
+		{"nodes/iqn.2003-01.org.example:tgt2/10.0.0.2,3261,2/iface0", "show/show-tgt2.txt", false},
+		{"nodes/iqn.2003-01.org.example:tgt3/fe80::1,3260,3/ipv6if", "show/show-tgt3.txt", false},
+		{"send_targets/127.0.0.1,3260/st_config", "show/show-st.txt", false},
+		{"ifaces/ipv6if", "show/show-ipv6if.txt", false},
+	} {
+		t.Run(tc.show, func(t *testing.T) {
+			r, err := ParseRecord(bytes.NewReader(files[tc.record]), tc.record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// goiscsi shows its own key too; stock has none.
+			got := strings.Replace(r.Show(tc.secrets), "node.session.autoscan_en = Yes\n", "", 1)
+			if want := string(files[tc.show]); got != want {
+				t.Errorf("differs from stock: %s", lineDiff(want, got))
+			}
+			// -o show output parses back to the same record (secrets aside).
+			back, err := ParseRecord(strings.NewReader(r.Show(true)), "show")
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := r.MarshalText()
+			b, _ := back.MarshalText()
+			if r.Kind() == NodeKind {
+				b = bytes.Replace(b, []byte("node.session.autoscan_en = Yes\n"), nil, 1)
+			}
+			if !bytes.Equal(a, b) {
+				t.Errorf("-o show does not parse back: %s", lineDiff(string(a), string(b)))
+			}
+		})
 	}
-	got := strings.Replace(r.Show(false), "node.session.autoscan_en = Yes\n", "", 1)
-	if want := string(readFile(t, "stock-2.1.8-show.txt")); got != want {
-		t.Errorf("-o show differs from stock:\n%s", got)
+}
+
+// The file order of a node's iface keys is usr/idbm.c's, not -o show's: a
+// record built by goiscsi for a configured iface must match stock's file.
+func TestNodeBoundToIfaceMatchesStock(t *testing.T) {
+	files := stockArchive(t)
+	name := "nodes/iqn.2003-01.org.example:tgt2/10.0.0.2,3261,2/iface0"
+	r := NewNodeRecord(nil, "iqn.2003-01.org.example:tgt2", "10.0.0.2", 3261, 2, "iface0")
+	for _, kv := range [][2]string{
+		{"iface.hwaddress", "00:11:22:33:44:55"}, {"iface.net_ifacename", "eth1"}, {"iface.ipaddress", "10.1.1.5"},
+		{"iface.initiatorname", "iqn.2003-01.org.example:ini"}, {"iface.bootproto", "static"},
+		{"iface.subnet_mask", "255.255.255.0"}, {"iface.gateway", "10.1.1.254"}, {"iface.vlan_id", "7"},
+		{"iface.mtu", "9000"}, {"node.session.autoscan_en", "<empty>"},
+	} {
+		if err := r.Set(kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if !strings.Contains(r.Show(true), "node.session.auth.password = sekrit\n") {
-		t.Error("-S does not show the secret")
+	got, _ := r.MarshalText()
+	got = bytes.Replace(got, []byte("node.session.autoscan_en = Yes\n"), nil, 1)
+	if want := files[name]; !bytes.Equal(got, want) {
+		t.Errorf("%s", lineDiff(string(want), string(got)))
 	}
 }
 
@@ -54,28 +185,36 @@ func TestNewNodeRecordTakesConfig(t *testing.T) {
 	cfg, err := ParseConfig(strings.NewReader(`# comment
 node.session.autoscan_en = No
 node.conn[0].timeo.login_timeout = 15
+
 node.session.timeo.replacment_timeout = 5
 iscsid.safe_logout = Yes
+node.session.cmds_max = 0064
 `), "iscsid.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "iscsid.conf:4: unknown key node.session.timeo.replacment_timeout") {
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "iscsid.conf:5: unknown key node.session.timeo.replacment_timeout") {
 		t.Errorf("warnings %q", cfg.Warnings)
 	}
-	for text, want := range map[string]string{
-		"node.session.scan = sometimes\n":              "iscsid.conf:1: node.session.scan",
-		"# x\nthis is not a key value line\n":          "iscsid.conf:2:",
-		"node.conn[0].timeo.login_timeout = fifteen\n": "must be a number",
+	if want := []string{"node.session.autoscan_en", "node.conn[0].timeo.login_timeout", "node.session.timeo.replacment_timeout", "iscsid.safe_logout", "node.session.cmds_max"}; fmt.Sprint(cfg.Keys()) != fmt.Sprint(want) {
+		t.Errorf("Keys %q", cfg.Keys())
+	}
+	for _, tc := range []struct{ text, want string }{
+		{"node.session.scan = sometimes\n", "iscsid.conf:1: node.session.scan"},
+		{"# x\nthis is not a key value line\n", "iscsid.conf:2:"},
+		{"node.conn[0].timeo.login_timeout = fifteen\n", `node.conn[0].timeo.login_timeout = "fifteen": must be a number`},
+		{"iface.mtu = 70000\n", "from 0 to 65535"},
+		{"node.session.auth.chap_algs = MD5,MD4\n", `"MD4" is not one of`},
+		{"x = " + strings.Repeat("y", 3000) + "\n", "iscsid.conf:1: line longer"},
 	} {
-		if _, err := ParseConfig(strings.NewReader(text), "iscsid.conf"); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: error %v, want one containing %q", text, err, want)
+		if _, err := ParseConfig(strings.NewReader(tc.text), "iscsid.conf"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%.40q: error %v, want one containing %q", tc.text, err, tc.want)
 		}
 	}
 	r := NewNodeRecord(cfg, "iqn.x:t", "10.0.0.1", 3260, 2, "")
 	for k, want := range map[string]string{
 		"node.session.autoscan_en": "No", "node.conn[0].timeo.login_timeout": "15", "node.session.scan": "auto",
-		"iface.iscsi_ifacename": "default", "node.tpgt": "2", "node.name": "iqn.x:t",
+		"iface.iscsi_ifacename": "default", "node.tpgt": "2", "node.name": "iqn.x:t", "node.session.cmds_max": "64",
 	} {
 		if got := r.Get(k); got != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
@@ -84,23 +223,140 @@ iscsid.safe_logout = Yes
 	if id := r.ID(); id.Portal() != "10.0.0.1:3260,2" {
 		t.Errorf("portal %s", id.Portal())
 	}
+	// goiscsi's key sits right after node.session.scan in files.
+	b, _ := r.MarshalText()
+	if !strings.Contains(string(b), "node.session.scan = auto\nnode.session.autoscan_en = No\nnode.session.reopen_max = 0\n") {
+		t.Errorf("autoscan_en misplaced:\n%s", b)
+	}
+	// A missing iscsid.conf is no error: built-in defaults apply.
+	if c, err := LoadConfig(filepath.Join(t.TempDir(), "none")); err != nil || len(c.Keys()) != 0 {
+		t.Errorf("missing file: %v %v", c, err)
+	}
 }
 
 func TestSetValidates(t *testing.T) {
-	r := NewNodeRecord(nil, "iqn.x:t", "10.0.0.1", 3260, 1, "default")
-	for _, tc := range []struct{ key, value, err string }{
-		{"node.session.autoscan_en", "No", ""},
-		{"node.session.scan", "manual", ""},
-		{"node.session.scan", "never", "node.session.scan"},
-		{"node.session.cmds_max", "lots", "must be a number"},
-		{"node.no.such.key", "1", "unknown record key"},
-		{"node.session.auth.password", "a\nb", "line break"},
-		{"node.session.auth.username", "<empty>", ""},
+	for _, tc := range []struct{ key, value, err, got string }{
+		{"node.session.autoscan_en", "No", "", "No"},
+		{"node.session.scan", "manual", "", "manual"},
+		{"node.session.scan", "never", `node.session.scan = "never"`, ""},
+		{"node.session.cmds_max", "lots", "must be a number", ""},
+		{"node.session.cmds_max", "4294967296", "must be a number", ""},
+		{"node.session.cmds_max", "+0010", "", "10"},
+		{"node.session.xmit_thread_priority", "-5", "", "-5"},
+		{"iface.vlan_id", "-1", "from 0 to 65535", ""},
+		{"iface.tos", "255", "", "255"},
+		{"iface.hop_limit", "64", `unknown record key "iface.hop_limit"`, ""}, // IPv6 only
+		{"node.conn[1].port", "3260", "unknown record key", ""},
+		{"node.no.such.key", "1", "unknown record key", ""},
+		{"discovery.sendtargets.port", "1", "unknown record key", ""},
+		{"node.session.auth.password", "a\nb", "line break", ""},
+		{"node.session.auth.username", "<empty>", "", ""},
+		{"node.session.auth.chap_algs", "sha256, md5,SHA256", "", "SHA256,MD5"},
+		{"node.session.auth.chap_algs", "", "", "MD5"},
+		{"node.conn[0].iscsi.HeaderDigest", "crc32c,none", "", "CRC32C,None"},
+		{"node.startup", "Automatic", "", "automatic"},
+		{"node.session.auth.authmethod", "chap", "", "CHAP"},
+		{"iface.transport_name", "", "", "tcp"},
 	} {
+		r := NewNodeRecord(nil, "iqn.x:t", "10.0.0.1", 3260, 1, "default")
 		err := r.Set(tc.key, tc.value)
 		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("Set(%q, %q) = %v, want %q", tc.key, tc.value, err, tc.err)
+			continue
 		}
+		if err == nil && r.Get(tc.key) != tc.got {
+			t.Errorf("Set(%q, %q) stored %q, want %q", tc.key, tc.value, r.Get(tc.key), tc.got)
+		}
+	}
+	// On an IPv6 iface the IPv6 keys exist and the IPv4 ones do not.
+	r := NewNodeRecord(nil, "iqn.x:t", "fe80::1", 3260, 1, "default")
+	if err := r.Set("iface.ipaddress", "fe80::5"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set("iface.hop_limit", "64"); err != nil {
+		t.Error(err)
+	}
+	if err := r.Set("iface.tos", "1"); err == nil {
+		t.Error("IPv4 key accepted on an IPv6 iface")
+	}
+}
+
+func TestParseRecordErrors(t *testing.T) {
+	for _, tc := range []struct{ text, want string }{
+		{"# BEGIN RECORD 2.1.8\nnode.name = x\nnode.tpgt = 1\n", "r:3: record ends without"},
+		{"# BEGIN RECORD 2.1.8\nnode.name = x\nnode.tpgt = 1", "r:3: last line has no newline"},
+		{"node.name = x\nnode.session.cmds_max = many\n", `r:2: node.session.cmds_max = "many"`},
+		{"node.name = x\nnot a pair\n", "r:2:"},
+		{strings.Repeat("\n", maxRecordLines+1), "more than"},
+	} {
+		if _, err := ParseRecord(strings.NewReader(tc.text), "r"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%.40q: %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	r, err := ParseRecord(strings.NewReader("node.name = x\nnode.session.bogus = 1\n"), "r")
+	if err != nil || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "r:2: unknown node record key node.session.bogus") {
+		t.Errorf("unknown key: %v %q", err, r.Warnings)
+	}
+}
+
+func TestStockDB(t *testing.T) {
+	db := stockDB(t)
+	nodes, err := db.Nodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, n := range nodes {
+		id := n.ID()
+		ids = append(ids, fmt.Sprintf("%s %s %s", id.Target, id.Portal(), id.Iface))
+	}
+	want := "[iqn.2003-01.org.example:tgt1 127.0.0.1:3260,1 default iqn.2003-01.org.example:tgt2 10.0.0.2:3261,2 iface0 iqn.2003-01.org.example:tgt3 [fe80::1]:3260,3 ipv6if]"
+	if fmt.Sprint(ids) != want {
+		t.Errorf("nodes %v", ids)
+	}
+	for _, tc := range []struct {
+		target, addr string
+		port         int
+		iface        string
+		n            int
+	}{
+		{"", "", 0, "", 3}, {"iqn.2003-01.org.example:tgt2", "", 0, "", 1}, {"", "fe80::1", 0, "", 1},
+		{"", "", 3261, "", 1}, {"", "", 0, "iface0", 1}, {"iqn.2003-01.org.example:tgt1", "", 3261, "", 0},
+	} {
+		got, err := db.FindNodes(tc.target, tc.addr, tc.port, tc.iface)
+		if err != nil || len(got) != tc.n {
+			t.Errorf("FindNodes(%q, %q, %d, %q) = %d, %v; want %d", tc.target, tc.addr, tc.port, tc.iface, len(got), err, tc.n)
+		}
+	}
+	// Saving a stock record unchanged leaves its file byte for byte.
+	files := stockArchive(t)
+	for _, n := range nodes {
+		if err := db.SaveNode(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, data := range files {
+		if strings.HasPrefix(name, "nodes/") {
+			got, err := os.ReadFile(filepath.Join(db.Root, filepath.FromSlash(name)))
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("%s rewritten differently (%v): %s", name, err, lineDiff(string(data), string(got)))
+			}
+		}
+	}
+	ds, err := db.Discoveries()
+	if err != nil || len(ds) != 1 || ds[0].Get("discovery.sendtargets.auth.password") != "dp" {
+		t.Fatalf("Discoveries: %v %v", ds, err)
+	}
+	ifs, err := db.Ifaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inames []string
+	for _, i := range ifs {
+		inames = append(inames, i.Get("iface.iscsi_ifacename")+"/"+i.Get("iface.transport_name"))
+	}
+	if fmt.Sprint(inames) != "[default/tcp iface0/tcp ipv6if/tcp]" {
+		t.Errorf("ifaces %v", inames)
 	}
 }
 
@@ -113,21 +369,50 @@ func TestDB(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for _, p := range []string{"nodes", "nodes/iqn.2003-01.org.example:a", "nodes/iqn.2003-01.org.example:a/127.0.0.1,3260,1"} {
+		if fi, err := os.Stat(filepath.Join(db.Root, p)); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v", p, fi.Mode(), err)
+		}
+	}
 	fi, err := os.Stat(filepath.Join(db.Root, "nodes", "iqn.2003-01.org.example:a", "127.0.0.1,3260,1", "default"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("record file: %v %v", fi, err)
 	}
-	// A record in the old layout (the portal is a file) is read too.
-	old := filepath.Join(db.Root, "nodes", "iqn.2003-01.org.example:c", "10.0.0.9,3260")
-	os.MkdirAll(filepath.Dir(old), 0o700)
-	os.WriteFile(old, []byte("node.name = iqn.2003-01.org.example:c\nnode.conn[0].address = 10.0.0.9\n"), 0o600)
+	// Records in the old layouts (the portal entry a file) are read too.
+	writeFile := func(rel, text string) {
+		p := filepath.Join(db.Root, filepath.FromSlash(rel))
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile("nodes/iqn.2003-01.org.example:c/10.0.0.9,3260", "node.name = iqn.2003-01.org.example:c\nnode.tpgt = 5\nnode.conn[0].address = 10.0.0.9\n")
+	writeFile("nodes/iqn.2003-01.org.example:d/10.0.0.8,3260,7", "node.name = iqn.2003-01.org.example:d\nnode.conn[0].address = 10.0.0.8\n")
 	all, err := db.Nodes()
-	if err != nil || len(all) != 3 {
+	if err != nil || len(all) != 4 {
 		t.Fatalf("Nodes: %d, %v", len(all), err)
 	}
-	found, _ := db.FindNodes("iqn.2003-01.org.example:b", "", 0, "")
-	if len(found) != 1 || found[0].ID().Address != "::1" || found[0].ID().TPGT != 2 {
-		t.Fatalf("FindNodes b: %+v", found)
+	c, _ := db.FindNodes("iqn.2003-01.org.example:c", "", 0, "")
+	d, _ := db.FindNodes("iqn.2003-01.org.example:d", "", 0, "")
+	if len(c) != 1 || c[0].ID().TPGT != 5 || len(d) != 1 || d[0].ID().TPGT != 7 || d[0].ID().Iface != "default" {
+		t.Fatalf("old layouts: %+v %+v", c, d)
+	}
+	// Saving converts an old-layout record to the current layout.
+	for _, r := range []*Record{c[0], d[0]} {
+		if err := db.SaveNode(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"iqn.2003-01.org.example:c/10.0.0.9,3260,5/default", "iqn.2003-01.org.example:d/10.0.0.8,3260,7/default"} {
+		if _, err := os.Stat(filepath.Join(db.Root, "nodes", p)); err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(db.Root, "nodes", "iqn.2003-01.org.example:c", "10.0.0.9,3260")); !os.IsNotExist(err) {
+		t.Error("pre-780 file left beside the converted record")
+	}
+	if all, err := db.Nodes(); err != nil || len(all) != 4 {
+		t.Fatalf("after conversion: %d, %v", len(all), err)
 	}
 	if err := db.DeleteNode(a.ID()); err != nil {
 		t.Fatal(err)
@@ -135,43 +420,152 @@ func TestDB(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(db.Root, "nodes", "iqn.2003-01.org.example:a")); !os.IsNotExist(err) {
 		t.Error("empty target directory left after delete")
 	}
-	// A broken record is an error naming its file, not a silent skip.
+	if err := db.DeleteNode(a.ID()); err == nil {
+		t.Error("deleting a missing record succeeded")
+	}
+	for _, bad := range []*Record{
+		NewNodeRecord(nil, "../x", "10.0.0.1", 3260, 1, "default"),
+		NewNodeRecord(nil, "iqn.x:y", "10.0.0.1", 3260, 1, "../../z"),
+		NewNodeRecord(nil, "iqn.x:y", "", 3260, 1, "default"),
+		NewDiscoveryRecord(nil, "10.0.0.1", 3260),
+	} {
+		if err := db.SaveNode(bad); err == nil {
+			t.Errorf("SaveNode(%+v) accepted", bad.ID())
+		}
+	}
+	// A broken record is an error naming its file and line, not a silent skip.
 	os.WriteFile(db.nodePath(b.ID()), []byte("node.session.cmds_max = many\n"), 0o600)
 	if _, err := db.Nodes(); err == nil || !strings.Contains(err.Error(), "3261,2/default:1") {
 		t.Errorf("broken record: %v", err)
 	}
-	d := NewDiscoveryRecord(nil, "127.0.0.1", 3260)
+	os.WriteFile(db.nodePath(b.ID()), []byte("# BEGIN RECORD 2.1.8\nnode.name = x\n"), 0o600)
+	if _, err := db.Nodes(); err == nil || !strings.Contains(err.Error(), "3261,2/default:2: record ends") {
+		t.Errorf("torn record: %v", err)
+	}
+	os.Remove(db.nodePath(b.ID()))
+	writeFile("nodes/iqn.2003-01.org.example:e/junk", "x")
+	if _, err := db.Nodes(); err == nil || !strings.Contains(err.Error(), "junk") {
+		t.Errorf("stray entry: %v", err)
+	}
+}
+
+func TestDiscoveryAndIfaceRecords(t *testing.T) {
+	db := &DB{Root: t.TempDir()}
+	cfg, err := ParseConfig(strings.NewReader("discovery.sendtargets.auth.authmethod = CHAP\ndiscovery.sendtargets.auth.username = u\n"), "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDiscoveryRecord(cfg, "127.0.0.1", 3260)
+	if err := d.Set("discovery.sendtargets.auth.password", "pw"); err != nil {
+		t.Fatal(err)
+	}
 	if err := db.SaveDiscovery(d); err != nil {
 		t.Fatal(err)
 	}
 	ds, err := db.Discoveries()
-	if err != nil || len(ds) != 1 || ds[0].Get("discovery.sendtargets.address") != "127.0.0.1" {
+	if err != nil || len(ds) != 1 || ds[0].Get("discovery.sendtargets.auth.username") != "u" || ds[0].Get("discovery.sendtargets.auth.password") != "pw" {
 		t.Fatalf("Discoveries: %v %v", ds, err)
+	}
+	if !strings.Contains(ds[0].Show(false), "discovery.sendtargets.auth.password = ********\n") {
+		t.Error("secret not masked")
+	}
+	if err := db.DeleteDiscovery("127.0.0.1", 3260); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err := db.Discoveries(); err != nil || len(ds) != 0 {
+		t.Errorf("after delete: %v %v", ds, err)
+	}
+	i := NewIfaceRecord("iface0")
+	if err := i.Set("iface.net_ifacename", "eth1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SaveIface(i); err != nil {
+		t.Fatal(err)
+	}
+	ifs, err := db.Ifaces()
+	if err != nil || len(ifs) != 2 || ifs[1].Get("iface.net_ifacename") != "eth1" {
+		t.Fatalf("Ifaces: %v %v", ifs, err)
+	}
+	if err := db.DeleteIface("iface0"); err != nil {
+		t.Fatal(err)
 	}
 }
 
+func TestIsSecretKey(t *testing.T) {
+	for k, want := range map[string]bool{
+		"node.session.auth.password": true, "node.session.auth.password_in": true,
+		"discovery.sendtargets.auth.password": true, "discovery.sendtargets.auth.password_in": true,
+		"node.session.auth.username": false, "node.session.auth.password_length": false,
+	} {
+		if IsSecretKey(k) != want {
+			t.Errorf("IsSecretKey(%q) = %v", k, !want)
+		}
+	}
+}
+
+// Concurrent writers of one record: every read sees one whole version, and no
+// temporary file is left.
 func TestConcurrentSavesNeverTear(t *testing.T) {
 	db := &DB{Root: t.TempDir()}
+	base := NewNodeRecord(nil, "iqn.x:t", "127.0.0.1", 3260, 1, "default")
+	if err := db.SaveNode(base); err != nil {
+		t.Fatal(err)
+	}
+	path := db.nodePath(base.ID())
 	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var readErr error
+	var readOnce sync.Once
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				readOnce.Do(func() { readErr = err })
+				return
+			}
+			r, err := ParseRecordKind(f, path, NodeKind)
+			f.Close()
+			if err == nil && r.Get("node.session.auth.username") != "" && len(r.Get("node.session.auth.username"))%100 != 1 {
+				err = fmt.Errorf("torn username %d bytes", len(r.Get("node.session.auth.username")))
+			}
+			if err != nil {
+				readOnce.Do(func() { readErr = err })
+				return
+			}
+		}
+	}()
+	var writers sync.WaitGroup
 	for i := 0; i < 8; i++ {
-		wg.Add(1)
+		writers.Add(1)
 		go func(i int) {
-			defer wg.Done()
-			r := NewNodeRecord(nil, "iqn.x:t", "127.0.0.1", 3260, 1, "default")
+			defer writers.Done()
+			r := base.Clone()
 			r.Set("node.session.auth.username", strings.Repeat("u", 100*i+1))
-			for j := 0; j < 20; j++ {
+			for j := 0; j < 30; j++ {
 				if err := db.SaveNode(r); err != nil {
 					t.Error(err)
 				}
 			}
 		}(i)
 	}
+	writers.Wait()
+	close(stop)
 	wg.Wait()
+	if readErr != nil {
+		t.Fatal(readErr)
+	}
 	rs, err := db.Nodes()
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("%d records, %v", len(rs), err)
 	}
-	ents, _ := os.ReadDir(filepath.Dir(db.nodePath(rs[0].ID())))
+	ents, _ := os.ReadDir(filepath.Dir(path))
 	if len(ents) != 1 {
 		t.Errorf("temporary files left: %v", ents)
 	}
@@ -188,30 +582,38 @@ func TestInitiatorName(t *testing.T) {
 	if _, _, err := ReadInitiatorName(p); err == nil {
 		t.Error("file without a name accepted")
 	}
-	if n := NewInitiatorName(); !strings.HasPrefix(n, "iqn.2004-10.com.goiscsi:") || n == NewInitiatorName() {
+	if n := NewInitiatorName(""); !strings.HasPrefix(n, "iqn.2004-10.com.goiscsi:") || len(n) != len("iqn.2004-10.com.goiscsi:")+12 || n == NewInitiatorName("") {
 		t.Errorf("NewInitiatorName %q", n)
+	}
+	if a, b := NewInitiatorName("host-a"), NewInitiatorName("host-a"); a != b || a == NewInitiatorName("host-b") {
+		t.Errorf("NewInitiatorName(hostID) not stable per host: %q %q", a, b)
 	}
 }
 
+// FuzzParseRecord: no panic, and whatever parses writes out a record that
+// parses again to the same text.
 func FuzzParseRecord(f *testing.F) {
 	f.Add([]byte("# BEGIN RECORD 2.1.8\nnode.name = iqn.x:y\nnode.tpgt = 1\n# END RECORD\n"))
 	f.Add([]byte("node.session.scan = manual\nnode.session.cmds_max = 12x\n"))
+	f.Add([]byte("iface.iscsi_ifacename = ipv6x\niface.hop_limit = 3\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := ParseRecord(bytes.NewReader(b), "fuzz", NodeKind)
+		r, err := ParseRecord(bytes.NewReader(b), "fuzz")
 		if err != nil {
 			return
 		}
 		out, _ := r.MarshalText()
-		r2, err := ParseRecord(bytes.NewReader(out), "again", NodeKind)
+		r2, err := ParseRecordKind(bytes.NewReader(out), "again", r.Kind())
 		if err != nil {
 			t.Fatalf("a record written by MarshalText does not parse: %v\n%s", err, out)
 		}
 		if out2, _ := r2.MarshalText(); !bytes.Equal(out, out2) {
 			t.Fatalf("not stable:\n%s\n%s", out, out2)
 		}
+		_ = r.Show(false)
 	})
 }
 
+// FuzzParseConfig: no panic, and every accepted config yields records.
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("node.session.scan = auto\n# x\nbad line\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -219,7 +621,12 @@ func FuzzParseConfig(f *testing.F) {
 		if err != nil {
 			return
 		}
-		NewNodeRecord(c, "iqn.x:y", "127.0.0.1", 3260, 1, "default")
+		r := NewNodeRecord(c, "iqn.x:y", "127.0.0.1", 3260, 1, "default")
+		out, _ := r.MarshalText()
+		if _, err := ParseRecord(bytes.NewReader(out), "again"); err != nil {
+			t.Fatalf("record from an accepted config does not parse: %v\n%s", err, out)
+		}
+		NewDiscoveryRecord(c, "127.0.0.1", 3260)
 	})
 }
 
@@ -231,22 +638,5 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if v, _ := c.Get("node.session.autoscan_en"); v != "Yes" {
 		t.Errorf("autoscan_en = %q", v)
-	}
-}
-
-// A value in another case is stored as stock spells it: stock reads an unknown
-// spelling as the default, so "chap" would mean no CHAP there.
-func TestValuesStoredAsStockSpellsThem(t *testing.T) {
-	r := NewNodeRecord(nil, "iqn.x:t", "10.0.0.1", 3260, 1, "default")
-	for k, v := range map[string]string{"node.session.auth.authmethod": "chap", "node.session.autoscan_en": "no", "node.startup": "Automatic"} {
-		if err := r.Set(k, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, _ := r.MarshalText()
-	for _, want := range []string{"node.session.auth.authmethod = CHAP\n", "node.session.autoscan_en = No\n", "node.startup = automatic\n"} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("record lacks %q", want)
-		}
 	}
 }

@@ -2,6 +2,7 @@ package conf
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,10 +24,7 @@ type Config struct {
 
 // knownKey reports whether open-iscsi or goiscsi has a key of that name.
 func knownKey(k string) bool {
-	if _, ok := nodeIndex[k]; ok {
-		return true
-	}
-	if _, ok := discoveryIndex[k]; ok {
+	if _, ok := lookupKey(k); ok {
 		return true
 	}
 	return strings.HasPrefix(k, "iscsid.") || strings.HasPrefix(k, "discovery.isns.") ||
@@ -110,10 +108,20 @@ func ReadInitiatorName(path string) (name, alias string, err error) {
 	return name, alias, nil
 }
 
-// NewInitiatorName returns a fresh initiator name, unique like iscsi-iname's:
-// iqn.2004-10.com.goiscsi:<12 random hex digits>.
-func NewInitiatorName() string {
+// NewInitiatorName returns an initiator name in iscsi-iname's shape:
+// iqn.2004-10.com.goiscsi:<12 hex digits>. With hostID "" the digits are
+// random, as iscsi-iname's are. A non-empty hostID (such as /etc/machine-id)
+// makes them a hash of it instead, so reinstalling on the same machine gives
+// the same name and the targets' ACLs keep matching; the hash, not the ID,
+// goes on the wire. A machine cloned with its ID would share the name, so
+// image builders should pass "".
+func NewInitiatorName(hostID string) string {
 	b := make([]byte, 6)
-	rand.Read(b)
+	if hostID == "" {
+		rand.Read(b)
+	} else {
+		sum := sha256.Sum256([]byte("goiscsi initiator name\x00" + hostID))
+		copy(b, sum[:])
+	}
 	return "iqn.2004-10.com.goiscsi:" + hex.EncodeToString(b)
 }

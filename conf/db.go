@@ -1,7 +1,6 @@
 package conf
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -74,18 +73,24 @@ func (db *DB) Nodes() ([]*Record, error) {
 	}
 	var out []*Record
 	for _, t := range targets {
-		if !t.IsDir() {
+		tdir := filepath.Join(db.nodesDir(), t.Name())
+		if skipName(t.Name()) {
 			continue
 		}
-		tdir := filepath.Join(db.nodesDir(), t.Name())
+		if !t.IsDir() {
+			return nil, fmt.Errorf("%s: not a target directory", tdir)
+		}
 		portals, err := os.ReadDir(tdir)
 		if err != nil {
 			return nil, err
 		}
 		for _, p := range portals {
+			if skipName(p.Name()) {
+				continue
+			}
 			addr, port, tpgt, ok := parsePortalName(p.Name())
 			if !ok {
-				continue
+				return nil, fmt.Errorf("%s: not a <address>,<port>,<tpgt> portal entry", filepath.Join(tdir, p.Name()))
 			}
 			pdir := filepath.Join(tdir, p.Name())
 			if !p.IsDir() {
@@ -103,8 +108,11 @@ func (db *DB) Nodes() ([]*Record, error) {
 				return nil, err
 			}
 			for _, i := range ifaces {
-				if i.IsDir() || strings.HasPrefix(i.Name(), ".") {
+				if skipName(i.Name()) {
 					continue
+				}
+				if i.IsDir() {
+					return nil, fmt.Errorf("%s: a directory where a node record belongs", filepath.Join(pdir, i.Name()))
 				}
 				r, err := readRecord(filepath.Join(pdir, i.Name()), NodeKind)
 				if err != nil {
@@ -131,6 +139,13 @@ func (db *DB) Nodes() ([]*Record, error) {
 	return out, nil
 }
 
+// skipName reports whether a directory entry is not a record by design: our
+// own temporary files (".goiscsi-*", left by a crash before the rename) and
+// other hidden files. Everything else must be a record, or listing fails
+// naming it: a record that silently vanished from the list would silently
+// stop logging in.
+func skipName(name string) bool { return strings.HasPrefix(name, ".") }
+
 // fillID makes the path's identity win over what the file says, as stock's
 // lookups go by path.
 func fillID(r *Record, target, address string, port, tpgt int, iface string) {
@@ -155,7 +170,7 @@ func readRecord(path string, kind Kind) (*Record, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return ParseRecord(f, path, kind)
+	return ParseRecordKind(f, path, kind)
 }
 
 // FindNodes returns the records matching every filter that is set: target and
@@ -180,26 +195,102 @@ func (db *DB) nodePath(id NodeID) string {
 	return filepath.Join(db.nodesDir(), id.Target, portalDir(id.Address, id.Port, id.TPGT), id.Iface)
 }
 
-// SaveNode writes a node record atomically: a reader sees the old record or the
-// new one, never a torn file.
-func (db *DB) SaveNode(r *Record) error {
-	id := r.ID()
-	if id.Target == "" || id.Address == "" || strings.ContainsAny(id.Target+id.Iface, "/\x00") || id.Target[0] == '.' {
-		return fmt.Errorf("node record with an unusable identity: target %q, portal %s, iface %q", id.Target, id.Portal(), id.Iface)
+// oldNodePaths are where the old layouts keep id's record as a plain file:
+// nodes/<target>/<addr>,<port>,<tpgt> (one iface only) and, before svn 780,
+// nodes/<target>/<addr>,<port>.
+func (db *DB) oldNodePaths(id NodeID) []string {
+	tdir := filepath.Join(db.nodesDir(), id.Target)
+	return []string{
+		filepath.Join(tdir, portalDir(id.Address, id.Port, id.TPGT)),
+		filepath.Join(tdir, fmt.Sprintf("%s,%d", id.Address, id.Port)),
 	}
-	return writeAtomic(db.nodePath(id), r)
 }
 
-// DeleteNode removes a node record and the directories it leaves empty.
-func (db *DB) DeleteNode(id NodeID) error {
-	p := db.nodePath(id)
-	if err := os.Remove(p); err != nil {
-		// The old layout: the portal entry is the file.
-		old := filepath.Join(db.nodesDir(), id.Target, fmt.Sprintf("%s,%d", id.Address, id.Port))
-		if err2 := os.Remove(old); err2 != nil {
+// isFile reports whether path is a regular file (not a directory).
+func isFile(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// SaveNode writes a node record atomically: a reader sees the old record or the
+// new one, never a torn file. A record still in an old layout (the portal entry
+// a file) moves to the current one, as stock converts it when it writes.
+func (db *DB) SaveNode(r *Record) error {
+	if r.Kind() != NodeKind {
+		return fmt.Errorf("SaveNode: a %s record is not a node record", r.Kind())
+	}
+	id := r.ID()
+	if err := checkPathPart("target", id.Target); err != nil {
+		return err
+	}
+	if err := checkPathPart("iface", id.Iface); err != nil {
+		return err
+	}
+	if id.Address == "" || strings.ContainsAny(id.Address, "/\x00") {
+		return fmt.Errorf("node record %s: unusable portal address %q", id.Target, id.Address)
+	}
+	old := db.oldNodePaths(id)
+	// The new layout needs a directory where the first old layout has the
+	// file; the record moves into it. Between the removal and the rename a
+	// reader misses the record: stock's conversion has the same window.
+	if isFile(old[0]) {
+		data, err := os.ReadFile(old[0])
+		if err != nil {
 			return err
 		}
-		p = filepath.Join(old, "x")
+		if err := os.Remove(old[0]); err != nil {
+			return err
+		}
+		if err := writeAtomic(db.nodePath(id), r); err != nil {
+			// Put the old record back rather than lose it.
+			os.WriteFile(old[0], data, 0o600)
+			return err
+		}
+		return nil
+	}
+	if err := writeAtomic(db.nodePath(id), r); err != nil {
+		return err
+	}
+	if isFile(old[1]) {
+		// Stock reads the pre-780 file first, so it would shadow the record
+		// just written.
+		return os.Remove(old[1])
+	}
+	return nil
+}
+
+// checkPathPart refuses a name that cannot be one path element of the
+// database: it would write outside the record's own place.
+func checkPathPart(what, name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("node record with an unusable %s name %q", what, name)
+	}
+	return nil
+}
+
+// DeleteNode removes a node record, in whichever layout it is, and the
+// directories it leaves empty. A record that does not exist is an error.
+func (db *DB) DeleteNode(id NodeID) error {
+	if err := checkPathPart("target", id.Target); err != nil {
+		return err
+	}
+	if id.Iface == "" {
+		id.Iface = "default"
+	}
+	p := db.nodePath(id)
+	err := os.Remove(p)
+	if err != nil {
+		for _, old := range db.oldNodePaths(id) {
+			if isFile(old) {
+				if err = os.Remove(old); err == nil {
+					p = filepath.Join(old, "x")
+				}
+				break
+			}
+		}
+	}
+	if err != nil {
+		return err
 	}
 	for dir := filepath.Dir(p); dir != db.nodesDir() && strings.HasPrefix(dir, db.nodesDir()); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil {
@@ -215,6 +306,9 @@ func (db *DB) discoveryPath(address string, port int) string {
 
 // SaveDiscovery writes a SendTargets discovery record atomically.
 func (db *DB) SaveDiscovery(r *Record) error {
+	if r.Kind() != DiscoveryKind {
+		return fmt.Errorf("SaveDiscovery: a %s record is not a discovery record", r.Kind())
+	}
 	port, _ := strconv.Atoi(r.Get("discovery.sendtargets.port"))
 	addr := r.Get("discovery.sendtargets.address")
 	if addr == "" || strings.ContainsAny(addr, "/\x00") {
@@ -234,14 +328,16 @@ func (db *DB) Discoveries() ([]*Record, error) {
 	}
 	var out []*Record
 	for _, e := range ents {
-		addr, port, _, ok := parsePortalName(e.Name())
-		if !ok || !e.IsDir() {
+		if skipName(e.Name()) {
 			continue
 		}
+		addr, port, tpgt, ok := parsePortalName(e.Name())
+		if !ok || tpgt != -1 || !e.IsDir() {
+			return nil, fmt.Errorf("%s: not an <address>,<port> discovery directory", filepath.Join(db.Root, "send_targets", e.Name()))
+		}
+		// Besides st_config, stock keeps links to the nodes the portal gave
+		// in this directory; only st_config is the record.
 		r, err := readRecord(db.discoveryPath(addr, port), DiscoveryKind)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
 		if err != nil {
 			return nil, err
 		}
@@ -297,15 +393,14 @@ func writeAtomic(path string, r *Record) error {
 	return nil
 }
 
-// Iface is an iface record's name and transport.
-type Iface struct {
-	Name, Transport, HWAddress, IPAddress, NetIfaceName, InitiatorName string
-}
-
-// Ifaces returns the built-in default iface and the records under ifaces/.
-func (db *DB) Ifaces() ([]Iface, error) {
-	out := []Iface{{Name: "default", Transport: "tcp"}}
-	ents, err := os.ReadDir(filepath.Join(db.Root, "ifaces"))
+// Ifaces returns the iface records: the built-in "default" (tcp) first, then
+// the files under ifaces/ sorted by name. A file that is not a valid iface
+// record is an error naming it. A file named "default" does not replace the
+// built-in one, as in stock.
+func (db *DB) Ifaces() ([]*Record, error) {
+	out := []*Record{NewIfaceRecord("default")}
+	dir := filepath.Join(db.Root, "ifaces")
+	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return out, nil
 	}
@@ -313,34 +408,40 @@ func (db *DB) Ifaces() ([]Iface, error) {
 		return nil, err
 	}
 	for _, e := range ents {
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || e.Name() == "default" {
+		if skipName(e.Name()) || e.Name() == "default" {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(db.Root, "ifaces", e.Name()))
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			return nil, fmt.Errorf("%s: a directory where an iface record belongs", p)
+		}
+		r, err := readRecord(p, IfaceKind)
 		if err != nil {
 			return nil, err
 		}
-		i := Iface{Name: e.Name(), Transport: "tcp"}
-		for _, line := range bytes.Split(b, []byte("\n")) {
-			k, v, ok := strings.Cut(string(line), "=")
-			if !ok {
-				continue
-			}
-			v = strings.TrimSpace(v)
-			switch strings.TrimSpace(k) {
-			case "iface.transport_name":
-				i.Transport = v
-			case "iface.hwaddress":
-				i.HWAddress = v
-			case "iface.ipaddress":
-				i.IPAddress = v
-			case "iface.net_ifacename":
-				i.NetIfaceName = v
-			case "iface.initiatorname":
-				i.InitiatorName = v
-			}
-		}
-		out = append(out, i)
+		// The file name is the iface's name, as stock's iface_conf_read.
+		r.set("iface.iscsi_ifacename", e.Name())
+		out = append(out, r)
 	}
 	return out, nil
+}
+
+// SaveIface writes an iface record to ifaces/<name> atomically.
+func (db *DB) SaveIface(r *Record) error {
+	if r.Kind() != IfaceKind {
+		return fmt.Errorf("SaveIface: a %s record is not an iface record", r.Kind())
+	}
+	name := r.Get("iface.iscsi_ifacename")
+	if err := checkPathPart("iface", name); err != nil {
+		return err
+	}
+	return writeAtomic(filepath.Join(db.Root, "ifaces", name), r)
+}
+
+// DeleteIface removes ifaces/<name>.
+func (db *DB) DeleteIface(name string) error {
+	if err := checkPathPart("iface", name); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(db.Root, "ifaces", name))
 }

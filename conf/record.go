@@ -13,15 +13,26 @@ import (
 	"strings"
 )
 
-type keyDefault struct{ key, def string }
-
 // recordVersion is what the first line of a record file says. Stock open-iscsi
 // writes its own version there and ignores the line when reading; goiscsi writes
 // 2.1.8's, so a record it writes is byte-identical to stock's.
 const recordVersion = "2.1.8"
 
+// Stock's record delimiters (usr/idbm_fields.h).
+const (
+	beginRecord = "# BEGIN RECORD"
+	endRecord   = "# END RECORD"
+)
+
 // maxLine bounds a record or iscsid.conf line, as open-iscsi does (2047 bytes).
 const maxLine = 2047
+
+// maxRecordLines bounds how many lines ParseRecord reads: a real record has
+// about 130, and a runaway file must not exhaust memory.
+const maxRecordLines = 10000
+
+// emptyValue is how `-o show` prints an unset value (UNKNOWN_VALUE in stock).
+const emptyValue = "<empty>"
 
 // Kind says which table of keys a Record uses.
 type Kind int
@@ -32,54 +43,58 @@ const (
 	NodeKind Kind = iota
 	// DiscoveryKind is a SendTargets discovery record (send_targets/<portal>/st_config).
 	DiscoveryKind
+	// IfaceKind is an iface record (ifaces/<name>).
+	IfaceKind
 )
 
-func (k Kind) table() []keyDefault {
-	if k == DiscoveryKind {
-		return discoveryTable
+// String names the kind as messages say it.
+func (k Kind) String() string {
+	switch k {
+	case DiscoveryKind:
+		return "discovery"
+	case IfaceKind:
+		return "iface"
 	}
-	return nodeTable
+	return "node"
 }
 
-var (
-	nodeIndex      = index(nodeTable)
-	discoveryIndex = index(discoveryTable)
-)
-
-func index(t []keyDefault) map[string]int {
-	m := make(map[string]int, len(t))
-	for i, kd := range t {
-		m[kd.key] = i
+func (k Kind) layout() *layout {
+	switch k {
+	case DiscoveryKind:
+		return discoveryLayout
+	case IfaceKind:
+		return ifaceLayout
 	}
-	return m
+	return nodeLayout
 }
 
-func (k Kind) index() map[string]int {
-	if k == DiscoveryKind {
-		return discoveryIndex
-	}
-	return nodeIndex
-}
-
-// Record is a node or discovery record: every key of its kind, in stock's order.
+// Record is a node, discovery or iface record: every key of its kind, listed
+// in stock's order. Values are kept for the IPv4 and the IPv6 iface keys alike,
+// and the ones for the record's current address family are written.
 type Record struct {
 	kind Kind
-	vals []string // by table position
+	vals map[string]string
+	// given holds the optional keys that were set, so written (keyInfo.optional).
+	given map[string]bool
+	// Warnings name, with file and line, each key ParseRecord ignored because
+	// no record of this kind has it (stock ignores those too, so a record of a
+	// newer release stays readable; a typo must not go unnoticed).
+	Warnings []string
 }
 
 // newRecord returns a record of kind k holding the built-in defaults.
 func newRecord(k Kind) *Record {
-	t := k.table()
-	r := &Record{kind: k, vals: make([]string, len(t))}
-	for i, kd := range t {
-		r.vals[i] = kd.def
+	l := k.layout()
+	r := &Record{kind: k, vals: make(map[string]string, len(l.info)), given: map[string]bool{}}
+	for key, ki := range l.info {
+		r.vals[key] = ki.def
 	}
 	return r
 }
 
-// NewNodeRecord returns the node record stock open-iscsi creates for a discovered
-// or new node: built-in defaults, then the node.* keys of iscsid.conf (cfg may be
-// nil), then the node's identity. tpgt -1 means unknown.
+// NewNodeRecord returns a node record: stock 2.1.8's built-in defaults, then
+// the node.* keys of iscsid.conf (cfg may be nil), then the node's identity.
+// tpgt -1 means unknown; iface "" means "default".
 func NewNodeRecord(cfg *Config, target, address string, port, tpgt int, iface string) *Record {
 	r := newRecord(NodeKind)
 	r.applyConfig(cfg)
@@ -91,11 +106,12 @@ func NewNodeRecord(cfg *Config, target, address string, port, tpgt int, iface st
 	r.set("node.conn[0].address", address)
 	r.set("node.conn[0].port", strconv.Itoa(port))
 	r.set("iface.iscsi_ifacename", iface)
+	r.given["node.session.autoscan_en"] = true
 	return r
 }
 
 // NewDiscoveryRecord returns a SendTargets discovery record for a portal, with
-// iscsid.conf's discovery.* keys applied.
+// iscsid.conf's discovery.sendtargets.* keys applied.
 func NewDiscoveryRecord(cfg *Config, address string, port int) *Record {
 	r := newRecord(DiscoveryKind)
 	r.applyConfig(cfg)
@@ -104,31 +120,48 @@ func NewDiscoveryRecord(cfg *Config, address string, port int) *Record {
 	return r
 }
 
+// NewIfaceRecord returns an iface record named name with stock's defaults
+// (transport tcp), as `iscsiadm -m iface -o new` makes it.
+func NewIfaceRecord(name string) *Record {
+	r := newRecord(IfaceKind)
+	r.set("iface.iscsi_ifacename", name)
+	return r
+}
+
 // applyConfig copies the keys of cfg this record kind has. A value that fails
-// validation is skipped (Config.Warnings already names it).
+// validation is skipped: ParseConfig already refused it, so it can only come
+// from a Config built another way.
 func (r *Record) applyConfig(cfg *Config) {
 	if cfg == nil {
 		return
 	}
+	l := r.kind.layout()
 	for _, k := range cfg.Keys() {
-		if _, ok := r.kind.index()[k]; ok {
-			v, _ := cfg.Get(k)
-			if cv, err := canonical(k, v); err == nil {
-				r.set(k, cv)
-			}
+		ki, ok := l.info[k]
+		if !ok || k == "iface.iscsi_ifacename" {
+			continue
+		}
+		v, _ := cfg.Get(k)
+		if cv, err := canonicalFor(ki, v); err == nil {
+			r.set(k, cv)
 		}
 	}
 }
 
 // set stores value; an empty value for a key that has a built-in default
 // restores the default, since a file cannot record "empty" for it (empty values
-// are left out of files) and stock reads it that way too.
+// are left out of files) and stock reads it back as the default.
 func (r *Record) set(key, value string) {
-	if i, ok := r.kind.index()[key]; ok {
-		if value == "" {
-			value = r.kind.table()[i].def
-		}
-		r.vals[i] = value
+	ki, ok := r.kind.layout().info[key]
+	if !ok {
+		return
+	}
+	if value == "" {
+		value = ki.def
+	}
+	r.vals[key] = value
+	if ki.optional {
+		r.given[key] = true
 	}
 }
 
@@ -136,30 +169,74 @@ func (r *Record) set(key, value string) {
 func (r *Record) Kind() Kind { return r.kind }
 
 // Get returns key's value ("" when empty or not a key of this kind).
-func (r *Record) Get(key string) string {
-	if i, ok := r.kind.index()[key]; ok {
-		return r.vals[i]
+func (r *Record) Get(key string) string { return r.vals[key] }
+
+// ipv6File reports whether stock's usr/idbm.c treats the record's iface as
+// IPv6 (iface_get_iptype): by the address when there is one (no dot and not
+// DHCP), else by "ipv6" in the iface name. It picks the keys files hold.
+func (r *Record) ipv6File() bool {
+	ip := r.vals["iface.ipaddress"]
+	if ip == "" || ip == emptyValue {
+		return strings.Contains(r.vals["iface.iscsi_ifacename"], "ipv6")
 	}
-	return ""
+	return r.vals["iface.bootproto"] != "dhcp" && !strings.Contains(ip, ".")
 }
 
-// Has reports whether key is a key of this record's kind.
+// ipv6Show reports whether libopeniscsiusr, which prints `-o show`, treats the
+// iface as IPv6: only by "ipv6" in its name.
+func (r *Record) ipv6Show() bool {
+	return strings.Contains(r.vals["iface.iscsi_ifacename"], "ipv6")
+}
+
+// ordered returns the keys of order that exist for the given address family.
+func (r *Record) ordered(order []string, v6 bool) []string {
+	l := r.kind.layout()
+	out := make([]string, 0, len(order))
+	for _, k := range order {
+		switch l.info[k].sect {
+		case secV4:
+			if v6 {
+				continue
+			}
+		case secV6:
+			if !v6 {
+				continue
+			}
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// Has reports whether key is a key of this record as stock would build it:
+// its kind has the key, and an IPv4-only or IPv6-only iface key matches the
+// record's address family (stock answers "Invalid param name" otherwise).
 func (r *Record) Has(key string) bool {
-	_, ok := r.kind.index()[key]
-	return ok
+	ki, ok := r.kind.layout().info[key]
+	if !ok {
+		return false
+	}
+	switch ki.sect {
+	case secV4:
+		return !r.ipv6File()
+	case secV6:
+		return r.ipv6File()
+	}
+	return true
 }
 
-// Set changes key after checking that the record kind has it and that value
-// suits it (a number, Yes/No, one of the listed choices); the error names both.
-// "" and "<empty>" clear a value.
+// Set changes key after checking that the record has it and that value suits
+// it (a number in range, Yes/No, one of the listed choices, a list of CHAP
+// algorithms); the error names both. "" and "<empty>" clear a value (a key
+// with a built-in default gets the default back).
 func (r *Record) Set(key, value string) error {
 	if !r.Has(key) {
-		return fmt.Errorf("unknown record key %q", key)
+		return fmt.Errorf("unknown record key %q (value %q) for a %s record", key, value, r.kind)
 	}
-	if value == "<empty>" {
+	if value == emptyValue {
 		value = ""
 	}
-	value, err := canonical(key, value)
+	value, err := canonicalFor(r.kind.layout().info[key], value)
 	if err != nil {
 		return err
 	}
@@ -167,57 +244,81 @@ func (r *Record) Set(key, value string) error {
 	return nil
 }
 
-// Keys returns every key of the record, in stock's order.
+// Keys returns the record's keys in the order stock writes them to a file,
+// for the record's address family, empty ones included. goiscsi's own keys
+// are listed once set (NewNodeRecord sets them), as files hold them.
 func (r *Record) Keys() []string {
-	t := r.kind.table()
-	out := make([]string, len(t))
-	for i, kd := range t {
-		out[i] = kd.key
+	keys := r.ordered(r.kind.layout().file, r.ipv6File())
+	out := keys[:0]
+	for _, k := range keys {
+		if !r.kind.layout().info[k].optional || r.given[k] {
+			out = append(out, k)
+		}
 	}
 	return out
 }
 
-// Map returns the record as key = value pairs, empty values left out.
+// Map returns the record as key = value pairs, empty values left out; goiscsi's
+// own keys are always in it, with their defaults when unset.
 func (r *Record) Map() map[string]string {
 	m := map[string]string{}
-	for i, kd := range r.kind.table() {
-		if r.vals[i] != "" {
-			m[kd.key] = r.vals[i]
+	for _, k := range r.ordered(r.kind.layout().file, r.ipv6File()) {
+		if v := r.vals[k]; v != "" {
+			m[k] = v
 		}
 	}
 	return m
 }
 
-// MarshalText formats the record as stock writes it to a file: empty values are
-// left out and secrets are stored as they are (the file is root-only).
+// Clone returns an independent copy of the record.
+func (r *Record) Clone() *Record {
+	c := &Record{kind: r.kind, vals: make(map[string]string, len(r.vals)), given: map[string]bool{}}
+	for k, v := range r.vals {
+		c.vals[k] = v
+	}
+	for k, v := range r.given {
+		c.given[k] = v
+	}
+	return c
+}
+
+// MarshalText formats the record as stock 2.1.8 writes it to a file (usr/idbm.c
+// idbm_print to a file): file order, empty values left out, secrets stored as
+// they are (the file is root-only, and stock needs them to log in).
 func (r *Record) MarshalText() ([]byte, error) {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# BEGIN RECORD %s\n", recordVersion)
-	for i, kd := range r.kind.table() {
-		if r.vals[i] != "" {
-			fmt.Fprintf(&b, "%s = %s\n", kd.key, r.vals[i])
+	fmt.Fprintf(&b, "%s %s\n", beginRecord, recordVersion)
+	for _, k := range r.Keys() {
+		if v := r.vals[k]; v != "" {
+			fmt.Fprintf(&b, "%s = %s\n", k, v)
 		}
 	}
-	b.WriteString("# END RECORD\n")
+	b.WriteString(endRecord + "\n")
 	return b.Bytes(), nil
 }
 
-// Show formats the record as `iscsiadm -o show` prints it: every key, "<empty>"
-// for empty values, and "********" for secrets unless showSecrets (-S).
+// Show formats the record as `iscsiadm -o show` prints it: show order, every
+// key, "<empty>" for empty values, and "********" for set secrets unless
+// showSecrets (-S).
 func (r *Record) Show(showSecrets bool) string {
+	l := r.kind.layout()
+	v6 := r.ipv6File()
+	if r.kind != DiscoveryKind {
+		v6 = r.ipv6Show()
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# BEGIN RECORD %s\n", recordVersion)
-	for i, kd := range r.kind.table() {
-		v := r.vals[i]
+	fmt.Fprintf(&b, "%s %s\n", beginRecord, recordVersion)
+	for _, k := range r.ordered(l.show, v6) {
+		v := r.vals[k]
 		switch {
 		case v == "":
-			v = "<empty>"
-		case IsSecretKey(kd.key) && !showSecrets:
+			v = emptyValue
+		case IsSecretKey(k) && !showSecrets:
 			v = "********"
 		}
-		fmt.Fprintf(&b, "%s = %s\n", kd.key, v)
+		fmt.Fprintf(&b, "%s = %s\n", k, v)
 	}
-	b.WriteString("# END RECORD\n")
+	b.WriteString(endRecord + "\n")
 	return b.String()
 }
 
@@ -235,59 +336,192 @@ func (r *Record) ID() NodeID {
 	return NodeID{Target: r.Get("node.name"), Address: r.Get("node.conn[0].address"), Port: port, TPGT: tpgt, Iface: iface}
 }
 
-// ParseRecord reads a record file or `-o show` output of the given kind, starting
-// from the built-in defaults as stock does. Unknown keys are ignored (records of
-// newer open-iscsi releases stay readable); a line that is not "key = value", or a
-// value that does not suit its key, is an error naming name and the line.
-func ParseRecord(rd io.Reader, name string, kind Kind) (*Record, error) {
+// kvLine is one key = value line of a record or iscsid.conf.
+type kvLine struct {
+	n          int
+	key, value string
+}
+
+// ParseRecord reads a record file or `-o show` output; the kind is told by
+// its keys (discovery.* makes a discovery record, iface.* alone an iface
+// record, anything else a node record). See ParseRecordKind.
+func ParseRecord(rd io.Reader, name string) (*Record, error) {
+	lines, err := readRecordLines(rd, name)
+	if err != nil {
+		return nil, err
+	}
+	kind := NodeKind
+	ifaceOnly := len(lines) > 0
+	for _, l := range lines {
+		if strings.HasPrefix(l.key, "discovery.") {
+			kind = DiscoveryKind
+			ifaceOnly = false
+			break
+		}
+		if !strings.HasPrefix(l.key, "iface.") {
+			ifaceOnly = false
+		}
+	}
+	if ifaceOnly {
+		kind = IfaceKind
+	}
+	return buildRecord(lines, name, kind)
+}
+
+// ParseRecordKind reads a record of a known kind, starting from the built-in
+// defaults as stock does. Keys no record of the kind has are ignored, as stock
+// ignores them, and listed in Warnings. A line that is not "key = value", a
+// value that does not suit its key, or a record cut short (a "# BEGIN RECORD"
+// without its "# END RECORD", or a last line without its newline: a torn
+// write) is an error naming name and the line.
+func ParseRecordKind(rd io.Reader, name string, kind Kind) (*Record, error) {
+	lines, err := readRecordLines(rd, name)
+	if err != nil {
+		return nil, err
+	}
+	return buildRecord(lines, name, kind)
+}
+
+func buildRecord(lines []kvLine, name string, kind Kind) (*Record, error) {
 	r := newRecord(kind)
-	err := eachKeyValue(rd, name, func(n int, k, v string) error {
-		if v == "<empty>" || v == "********" {
+	l := kind.layout()
+	for _, kv := range lines {
+		v := kv.value
+		if v == emptyValue || v == "********" {
 			v = ""
 		}
-		if !r.Has(k) {
+		ki, ok := l.info[kv.key]
+		if !ok {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s:%d: unknown %s record key %s (ignored)", name, kv.n, kind, kv.key))
+			continue
+		}
+		cv, err := canonicalFor(ki, v)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, kv.n, err)
+		}
+		r.set(kv.key, cv)
+	}
+	return r, nil
+}
+
+// readRecordLines collects a record's key = value lines and checks that the
+// record is whole.
+func readRecordLines(rd io.Reader, name string) ([]kvLine, error) {
+	var (
+		lines      []kvLine
+		begin, end bool
+		last       int
+	)
+	err := scanLines(rd, name, true, func(n int, line string) error {
+		last = n
+		if n > maxRecordLines {
+			return fmt.Errorf("%s:%d: more than %d lines: not a record", name, n, maxRecordLines)
+		}
+		switch {
+		case strings.HasPrefix(line, beginRecord):
+			begin = true
+			return nil
+		case strings.HasPrefix(line, endRecord):
+			end = true
 			return nil
 		}
-		cv, err := canonical(k, v)
-		if err != nil {
-			return fmt.Errorf("%s:%d: %w", name, n, err)
+		k, v, ok, err := splitKeyValue(name, n, line)
+		if err != nil || !ok {
+			return err
 		}
-		r.set(k, cv)
+		lines = append(lines, kvLine{n, k, v})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return r, nil
+	if begin && !end {
+		return nil, fmt.Errorf("%s:%d: record ends without %q (torn write?)", name, last, endRecord)
+	}
+	return lines, nil
 }
 
 // eachKeyValue calls f with each "key = value" line of open-iscsi's format (both
 // sides trimmed; blank lines and "#" comments skipped; lines up to 2047 bytes). A
 // line that is not key = value is an error naming name and the line number.
 func eachKeyValue(rd io.Reader, name string, f func(line int, key, value string) error) error {
-	sc := bufio.NewScanner(rd)
-	sc.Buffer(make([]byte, 4096), maxLine+2)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return fmt.Errorf("%s:%d: %q is not key = value", name, n, line)
-		}
-		if err := f(n, k, v); err != nil {
+	return scanLines(rd, name, false, func(n int, line string) error {
+		k, v, ok, err := splitKeyValue(name, n, line)
+		if err != nil || !ok {
 			return err
 		}
+		return f(n, k, v)
+	})
+}
+
+// scanLines calls f with each line, trimmed. With needNewline a last line
+// without its newline is an error: stock skips such a line (it takes it for
+// an overlong one), so applying it would read the record differently, and it
+// is what a torn write leaves.
+func scanLines(rd io.Reader, name string, needNewline bool, f func(n int, line string) error) error {
+	br := bufio.NewReaderSize(rd, 4096)
+	for n := 1; ; n++ {
+		line, err := readLine(br)
+		if err == io.EOF && line == "" {
+			return nil
+		}
+		if err != nil && err != io.EOF {
+			if err == errLineTooLong {
+				return fmt.Errorf("%s:%d: line longer than %d bytes", name, n, maxLine)
+			}
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err == io.EOF && needNewline && strings.TrimSpace(line) != "" {
+			return fmt.Errorf("%s:%d: last line has no newline (torn write?)", name, n)
+		}
+		if ferr := f(n, strings.TrimSpace(line)); ferr != nil {
+			return ferr
+		}
+		if err == io.EOF {
+			return nil
+		}
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+}
+
+var errLineTooLong = fmt.Errorf("line too long")
+
+// readLine returns one line without its newline; io.EOF with the text of a
+// last line that had none. Lines are bounded so a file without newlines
+// cannot exhaust memory.
+func readLine(br *bufio.Reader) (string, error) {
+	var b []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		b = append(b, frag...)
+		if len(b) > maxLine+2 {
+			return "", errLineTooLong
+		}
+		switch err {
+		case nil:
+			return strings.TrimSuffix(string(b[:len(b)-1]), "\r"), nil
+		case bufio.ErrBufferFull:
+			continue
+		default:
+			return string(b), err
+		}
 	}
-	return nil
+}
+
+// splitKeyValue splits a trimmed line; ok is false for blank and comment lines.
+func splitKeyValue(name string, n int, line string) (key, value string, ok bool, err error) {
+	if line == "" || line[0] == '#' {
+		return "", "", false, nil
+	}
+	k, v, found := strings.Cut(line, "=")
+	k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+	if !found || k == "" || strings.ContainsAny(k, " \t") {
+		return "", "", false, fmt.Errorf("%s:%d: %q is not key = value", name, n, line)
+	}
+	return k, v, true, nil
 }
 
 // IsSecretKey reports whether a key holds a CHAP secret, which listings mask.
+// Records store secrets as they are, as stock does.
 func IsSecretKey(key string) bool {
 	return strings.HasSuffix(key, ".password") || strings.HasSuffix(key, ".password_in")
 }
@@ -303,53 +537,34 @@ func IsLookupKey(key string) bool {
 	return false
 }
 
-// choices lists the values enum keys accept, as stock spells them.
-var choices = map[string][]string{
-	"node.startup":                          {"manual", "automatic", "onboot"},
-	"node.conn[0].startup":                  {"manual", "automatic", "onboot"},
-	"discovery.startup":                     {"manual", "automatic"},
-	"node.session.auth.authmethod":          {"None", "CHAP"},
-	"discovery.sendtargets.auth.authmethod": {"None", "CHAP"},
-	"node.session.scan":                     {"manual", "auto"},
-	"node.discovery_type":                   {"static", "send_targets", "isns", "offload_send_targets", "slp", "fw"},
-	"discovery.type":                        {"sendtargets", "isns", "offload_send_targets", "slp", "static", "fw"},
-	"node.conn[0].iscsi.HeaderDigest":       {"None", "CRC32C", "CRC32C,None", "None,CRC32C"},
-	"node.conn[0].iscsi.DataDigest":         {"None", "CRC32C", "CRC32C,None", "None,CRC32C"},
+// lookupKey finds the description of a record key of any kind.
+func lookupKey(key string) (*keyInfo, bool) {
+	for _, l := range []*layout{nodeLayout, discoveryLayout, ifaceLayout} {
+		if ki, ok := l.info[key]; ok {
+			return ki, true
+		}
+	}
+	return nil, false
 }
 
-// yesNoKeys take Yes or No.
-var yesNoKeys = map[string]bool{
-	"node.leading_login": true, "node.session.iscsi.FastAbort": true, "node.session.iscsi.InitialR2T": true,
-	"node.session.iscsi.ImmediateData": true, "node.conn[0].iscsi.IFMarker": true, "node.conn[0].iscsi.OFMarker": true,
-	"node.session.autoscan_en": true, "discovery.sendtargets.use_discoveryd": true,
-}
-
-// numberKeys take a decimal integer (negative allowed where stock allows it).
-var numberKeys = map[string]bool{
-	"node.tpgt": true, "node.discovery_port": true, "node.session.initial_cmdsn": true,
-	"node.session.initial_login_retry_max": true, "node.session.xmit_thread_priority": true,
-	"node.session.cmds_max": true, "node.session.queue_depth": true, "node.session.nr_sessions": true,
-	"node.session.timeo.replacement_timeout": true, "node.session.err_timeo.abort_timeout": true,
-	"node.session.err_timeo.lu_reset_timeout": true, "node.session.err_timeo.tgt_reset_timeout": true,
-	"node.session.err_timeo.host_reset_timeout": true, "node.session.iscsi.FirstBurstLength": true,
-	"node.session.iscsi.MaxBurstLength": true, "node.session.iscsi.DefaultTime2Retain": true,
-	"node.session.iscsi.DefaultTime2Wait": true, "node.session.iscsi.MaxConnections": true,
-	"node.session.iscsi.MaxOutstandingR2T": true, "node.session.iscsi.ERL": true, "node.session.reopen_max": true,
-	"node.conn[0].port": true, "node.conn[0].tcp.window_size": true, "node.conn[0].tcp.type_of_service": true,
-	"node.conn[0].timeo.logout_timeout": true, "node.conn[0].timeo.login_timeout": true,
-	"node.conn[0].timeo.auth_timeout": true, "node.conn[0].timeo.noop_out_interval": true,
-	"node.conn[0].timeo.noop_out_timeout": true, "node.conn[0].iscsi.MaxXmitDataSegmentLength": true,
-	"node.conn[0].iscsi.MaxRecvDataSegmentLength": true, "discovery.sendtargets.port": true,
-	"discovery.sendtargets.timeo.login_timeout": true, "discovery.sendtargets.discoveryd_poll_inval": true,
-	"discovery.sendtargets.reopen_max": true, "discovery.sendtargets.timeo.auth_timeout": true,
-	"discovery.sendtargets.timeo.active_timeout": true, "discovery.sendtargets.iscsi.MaxRecvDataSegmentLength": true,
-}
-
-// canonical checks value against key's type and returns it spelled as stock
-// spells it. Yes/No and choices are accepted in any case but stored as stock
-// writes them ("chap" becomes "CHAP"): stock reads a value it does not know as
-// the default, so a record saying "chap" would log in without CHAP there.
+// canonical checks value against key's type, for keys of any record kind, and
+// returns it spelled as stock spells it; other keys (iscsid.*) only must not
+// break the line format.
 func canonical(key, value string) (string, error) {
+	if ki, ok := lookupKey(key); ok {
+		return canonicalFor(ki, value)
+	}
+	return canonicalFor(&keyInfo{key: key}, value)
+}
+
+// canonicalFor checks value against ki's type and returns it spelled as stock
+// writes it. Yes/No and choices are accepted in any case but stored as stock
+// spells them ("chap" becomes "CHAP"): stock reads a value it does not know as
+// the default, so a record saying "chap" would log in without CHAP there.
+// Numbers are stored as stock prints them ("0064" becomes "64"), and must fit
+// the field stock keeps them in: stock would silently wrap them.
+func canonicalFor(ki *keyInfo, value string) (string, error) {
+	key := ki.key
 	if value == "" {
 		return "", nil
 	}
@@ -357,24 +572,48 @@ func canonical(key, value string) (string, error) {
 		return "", fmt.Errorf("%s: value longer than %d bytes", key, maxLine)
 	}
 	if strings.ContainsAny(value, "\n\r\x00") {
-		return "", fmt.Errorf("%s: value contains a line break or NUL", key)
+		return "", fmt.Errorf("%s = %q: value contains a line break or NUL", key, value)
 	}
-	cs, ok := choices[key]
-	if yesNoKeys[key] {
-		cs, ok = []string{"Yes", "No"}, true
-	}
-	if ok {
-		for _, c := range cs {
+	switch ki.typ {
+	case tEnum:
+		for _, c := range ki.opts {
 			if strings.EqualFold(value, c) {
 				return c, nil
 			}
 		}
-		return "", fmt.Errorf("%s = %q: must be one of %s", key, value, strings.Join(cs, ", "))
-	}
-	if numberKeys[key] {
-		if _, err := strconv.ParseInt(value, 10, 64); err != nil {
-			return "", fmt.Errorf("%s = %q: must be a number", key, value)
+		return "", fmt.Errorf("%s = %q: must be one of %s", key, value, strings.Join(ki.opts, ", "))
+	case tList:
+		var out []string
+		seen := map[string]bool{}
+		for _, tok := range strings.FieldsFunc(value, func(c rune) bool { return c == ',' || c == ' ' || c == '\t' }) {
+			found := ""
+			for _, c := range ki.opts {
+				if strings.EqualFold(tok, c) {
+					found = c
+				}
+			}
+			if found == "" {
+				return "", fmt.Errorf("%s = %q: %q is not one of %s", key, value, tok, strings.Join(ki.opts, ", "))
+			}
+			if !seen[found] {
+				seen[found] = true
+				out = append(out, found)
+			}
 		}
+		return strings.Join(out, ","), nil
+	case tInt:
+		n, err := strconv.ParseInt(value, 10, 32)
+		if err != nil {
+			return "", fmt.Errorf("%s = %q: must be a number from %d to %d", key, value, int32(-1<<31), int32(1<<31-1))
+		}
+		return strconv.FormatInt(n, 10), nil
+	case tU8, tU16, tU32:
+		bits := map[valType]int{tU8: 8, tU16: 16, tU32: 32}[ki.typ]
+		n, err := strconv.ParseUint(value, 10, bits)
+		if err != nil {
+			return "", fmt.Errorf("%s = %q: must be a number from 0 to %d", key, value, uint64(1)<<bits-1)
+		}
+		return strconv.FormatUint(n, 10), nil
 	}
 	return value, nil
 }
