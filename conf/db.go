@@ -146,8 +146,10 @@ func (db *DB) Nodes() ([]*Record, error) {
 // stop logging in.
 func skipName(name string) bool { return strings.HasPrefix(name, ".") }
 
-// fillID makes the path's identity win over what the file says, as stock's
-// lookups go by path.
+// fillID completes a record's identity from its path: records of the old
+// layouts may lack keys the path gives. The port, and the tpgt when the path
+// has one, come from the path, as stock finds records by path; the rest is
+// taken from the file when it has it.
 func fillID(r *Record, target, address string, port, tpgt int, iface string) {
 	if r.Get("node.name") == "" {
 		r.set("node.name", target)
