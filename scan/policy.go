@@ -1,5 +1,6 @@
 // Package scan decides when and what goiscsid scans for SCSI devices, and does it
-// through sysfs: the scan policy that is the reason goiscsi exists.
+// through sysfs: the scan policy that is the reason goiscsi exists. It also takes
+// a LUN away again safely, multipath map included (Remover).
 //
 // open-iscsi scans the whole target after every login, at daemon start and after
 // every "REPORTED LUNS DATA HAS CHANGED" event, so a LUN a host has just detached
