@@ -3,6 +3,8 @@ PREFIX ?= /usr
 DESTDIR ?=
 GO ?= go
 BINARIES := goiscsid goiscsiadm
+# make fuzz runs each fuzz target this long: a duration (10m) or a count (10000000x).
+FUZZTIME ?= 10000000x
 
 .PHONY: all build test unit vm fuzz clean
 
@@ -21,7 +23,7 @@ vm:
 	scripts/test vm
 
 fuzz:
-	scripts/fuzz 10m
+	scripts/fuzz $(FUZZTIME)
 
 clean:
 	rm -rf bin
