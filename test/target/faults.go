@@ -199,6 +199,10 @@ func (l *loginState) loginFault(req pdu.LoginRequest, resp pdu.LoginResponse, kv
 	name := l.fault.name
 	text := pdu.AppendText(nil, kvs...)
 	once := func() { l.fault = nil }
+	if name == "login-endless-continue" || name == "login-never-transit" {
+		// The response stays in the request's stage, and so does the login.
+		l.stage = req.CSG
+	}
 	switch {
 	case name == "login-endless-continue":
 		resp.Transit, resp.NSG, resp.Continue = false, 0, true

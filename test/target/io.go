@@ -204,6 +204,20 @@ func (c *conn) sendDataIn(m *pdu.SCSICommand, data []byte, st *pdu.SCSIResponse,
 		}
 		chunk := data[off : off+seg]
 		off += seg
+		// bad-data-digest spoils the first Data-In, whether or not it
+		// carries the status.
+		var spoil func([]byte) []byte
+		if n == 0 && f != nil && f.name == "bad-data-digest" {
+			if !c.params.digests.Data {
+				c.log.Warn("fault bad-data-digest needs DataDigest=CRC32C; sending a correct PDU")
+			}
+			spoil = func(b []byte) []byte {
+				if c.params.digests.Data {
+					b[len(b)-1] ^= 0xff
+				}
+				return b
+			}
+		}
 		if last && collapse {
 			din.HasStatus, din.Status = true, st.Status
 			din.Overflow, din.Underflow, din.Residual = st.Overflow, st.Underflow, st.Residual
@@ -215,19 +229,14 @@ func (c *conn) sendDataIn(m *pdu.SCSICommand, data []byte, st *pdu.SCSIResponse,
 				c.sendStatus(&extra, make([]byte, 512), sf)
 				return -1
 			}
+			if spoil != nil {
+				sf.wire = spoil
+			}
 			c.sendStatus(&din, chunk, sf)
 			return -1
 		}
-		if n == 0 && f != nil && f.name == "bad-data-digest" {
-			if !c.params.digests.Data {
-				c.log.Warn("fault bad-data-digest needs DataDigest=CRC32C; sending a correct PDU")
-			}
-			c.sendCustom(&din, chunk, false, nil, func(b []byte) []byte {
-				if c.params.digests.Data {
-					b[len(b)-1] ^= 0xff
-				}
-				return b
-			})
+		if spoil != nil {
+			c.sendCustom(&din, chunk, false, nil, spoil)
 			continue
 		}
 		c.send(&din, chunk, false)
