@@ -12,14 +12,17 @@
 package nlinktest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/pdu"
@@ -75,6 +78,13 @@ type conn struct {
 	w         *pdu.Writer
 	rdone     chan struct{}
 	params    map[nlink.Param]string
+	// failed is set once a connection error has been reported for the
+	// bound socket: the kernel reports each failure once.
+	failed   bool
+	tasks    map[uint32]*task // SCSI commands in flight, by ITT
+	nextTask uint32
+	lastRecv time.Time // when the last PDU arrived
+	pingSent time.Time // when the outstanding ping went out; zero when none
 }
 
 // Option configures a Kernel.
@@ -318,11 +328,12 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		if err != nil {
 			return retcode(errnoOf(err))
 		}
-		c.sock, c.stopped, c.started = sock, false, false
+		c.sock, c.stopped, c.started, c.failed = sock, false, false, false
 		c.w = pdu.NewWriter(sock)
 		c.rdone = make(chan struct{})
+		c.tasks, c.lastRecv, c.pingSent = map[uint32]*task{}, time.Now(), time.Time{}
 		s.age++
-		c.loginITT = s.age<<28 | 0x0000_0001
+		c.loginITT = s.age<<28 | loginTag
 		k.wg.Add(1)
 		go k.readLoop(s, c, sock, c.rdone)
 		if k.sysfs != nil {
@@ -367,6 +378,14 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		}
 		c.started = true
 		s.state = "LOGGED_IN"
+		c.wmu.Lock()
+		c.w.Digests = pdu.Digests{Header: c.params[nlink.ParamHdrDigestEn] == "1", Data: c.params[nlink.ParamDataDigestEn] == "1"}
+		c.wmu.Unlock()
+		recv, ping := paramInt(c.params, nlink.ParamRecvTmo, 0), paramInt(c.params, nlink.ParamPingTmo, 0)
+		if recv > 0 && ping > 0 {
+			k.wg.Add(1)
+			go k.pinger(s, c, c.sock, c.rdone, time.Duration(recv)*time.Second, time.Duration(ping)*time.Second)
+		}
 		if k.sysfs != nil {
 			k.sysfs.SetSessionAttr(s.sid, "state", s.state)
 			k.sysfs.SetConnAttr(s.sid, c.cid, "state", "up")
@@ -377,6 +396,7 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 			c.sock.Close()
 		}
 		c.stopped, c.started = true, false
+		failTasksLocked(c, errors.New("nlinktest: connection stopped"))
 		if r.Flag == nlink.StopRecover {
 			s.state = "FAILED"
 		} else {
@@ -446,24 +466,32 @@ func get32(b *pdu.BHS, off int) uint32 {
 func (k *Kernel) readLoop(s *session, c *conn, sock net.Conn, done chan struct{}) {
 	defer k.wg.Done()
 	defer close(done)
-	r := pdu.NewReader(sock)
 	for {
-		k.mu.Lock()
-		if c.started {
-			hd, dd := c.params[nlink.ParamHdrDigestEn] == "1", c.params[nlink.ParamDataDigestEn] == "1"
-			r.Digests = pdu.Digests{Header: hd, Data: dd}
-			if n, err := strconv.Atoi(c.params[nlink.ParamMaxRecvDLength]); err == nil {
-				r.MaxDataSegmentLength = n
+		// The digests and the data segment limit change at START_CONN, maybe
+		// while a read waits: they apply from the first byte of the PDU after
+		// it, so they are looked up once its first bytes are in.
+		var first [1]byte
+		_, err := io.ReadFull(sock, first[:])
+		var p pdu.PDU
+		if err == nil {
+			r := pdu.NewReader(io.MultiReader(bytes.NewReader(first[:]), sock))
+			k.mu.Lock()
+			if c.started {
+				r.Digests = pdu.Digests{Header: c.params[nlink.ParamHdrDigestEn] == "1", Data: c.params[nlink.ParamDataDigestEn] == "1"}
+				r.MaxDataSegmentLength = paramInt(c.params, nlink.ParamMaxRecvDLength, pdu.DefaultMaxRecvDataSegmentLength)
 			}
+			k.mu.Unlock()
+			err = r.Read(&p)
+		}
+		k.mu.Lock()
+		current := c.sock == sock && !c.stopped && !c.failed
+		started := c.started
+		if err == nil {
+			c.lastRecv = time.Now()
 		}
 		k.mu.Unlock()
-		var p pdu.PDU
-		err := r.Read(&p)
-		k.mu.Lock()
-		current := c.sock == sock && !c.stopped
-		k.mu.Unlock()
 		if !current {
-			return // stopped or rebound: errors on the old socket are not news
+			return // stopped, failed or rebound: errors on the old socket are not news
 		}
 		if err != nil {
 			code := nlink.ErrTCPConnClose
@@ -472,14 +500,17 @@ func (k *Kernel) readLoop(s *session, c *conn, sock net.Conn, done chan struct{}
 				code = nlink.ErrHdrDigest
 			case errors.Is(err, pdu.ErrDataDigest):
 				code = nlink.ErrDataDigest
+			case errors.Is(err, pdu.ErrTooLong) && started:
+				// libiscsi_tcp: a data segment over max_recv_dlength.
+				code = nlink.ErrDataLen
 			case errors.Is(err, pdu.ErrTooLong), errors.Is(err, pdu.ErrBadAHS):
 				code = nlink.ErrProto
 			}
-			k.connError(s, c, code)
+			k.connError(s, c, sock, code)
 			return
 		}
 		if code := k.receive(s, c, &p); code != 0 {
-			k.connError(s, c, code)
+			k.connError(s, c, sock, code)
 			return
 		}
 	}
@@ -491,7 +522,11 @@ func (k *Kernel) receive(s *session, c *conn, p *pdu.PDU) nlink.ConnError {
 	op := p.Header.Opcode()
 	k.mu.Lock()
 	started := c.started
-	if op != pdu.OpLoginResponse && op != pdu.OpReject {
+	switch {
+	case op == pdu.OpLoginResponse, op == pdu.OpReject, op == pdu.OpR2T:
+	case op == pdu.OpDataIn && p.Header[1]&0x01 == 0:
+		// StatSN counts statuses: a Data-In without one carries none.
+	default:
 		c.expStatSN = get32(&p.Header, 24) + 1
 	}
 	k.mu.Unlock()
@@ -516,11 +551,22 @@ func (k *Kernel) receive(s *session, c *conn, p *pdu.PDU) nlink.ConnError {
 	case pdu.OpNOPIn:
 		var nop pdu.NOPIn
 		nop.Decode(&p.Header)
-		if nop.TTT == pdu.ReservedTag {
+		if nop.ITT != pdu.ReservedTag {
+			// The answer to the kernel's ping, or to nothing.
+			k.mu.Lock()
+			ours := nop.ITT == s.age<<28|pingTag && !c.pingSent.IsZero()
+			c.pingSent = time.Time{}
+			k.mu.Unlock()
+			if !ours {
+				return nlink.ErrBadITT
+			}
 			return 0
 		}
 		if len(p.Data) > 0 {
 			return nlink.ErrProto
+		}
+		if nop.TTT == pdu.ReservedTag {
+			return 0
 		}
 		reply := pdu.PDU{}
 		(&pdu.NOPOut{Immediate: true, LUN: nop.LUN, ITT: pdu.ReservedTag, TTT: nop.TTT}).Encode(&reply.Header)
@@ -537,14 +583,27 @@ func (k *Kernel) receive(s *session, c *conn, p *pdu.PDU) nlink.ConnError {
 		return 0
 	case pdu.OpReject:
 		return 0 // libiscsi handles Rejects itself
+	case pdu.OpSCSIResponse, pdu.OpDataIn, pdu.OpR2T:
+		if !started {
+			return nlink.ErrProto
+		}
+		return k.taskPDU(c, p)
+	case pdu.OpTaskMgmtResponse:
+		return nlink.ErrBadITT // this kernel sends no task management requests
 	}
-	// SCSI responses and data belong to the kernel's own commands, which this
-	// fake never sends.
 	return nlink.ErrBadOpcode
 }
 
-func (k *Kernel) connError(s *session, c *conn, code nlink.ConnError) {
+// connError reports a failure of sock, the socket bound to c, once; the
+// commands in flight fail with it.
+func (k *Kernel) connError(s *session, c *conn, sock net.Conn, code nlink.ConnError) {
 	k.mu.Lock()
+	if c.sock != sock || c.stopped || c.failed {
+		k.mu.Unlock()
+		return
+	}
+	c.failed = true
+	failTasksLocked(c, fmt.Errorf("nlinktest: connection error %v", code))
 	s.state = "FAILED"
 	if k.sysfs != nil {
 		k.sysfs.SetSessionAttr(s.sid, "state", s.state)

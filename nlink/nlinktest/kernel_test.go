@@ -299,3 +299,49 @@ func TestCloseEndsGoroutines(t *testing.T) {
 		t.Fatalf("%d goroutines left, %d before", n, before)
 	}
 }
+
+// With recv_tmo and ping_tmo set, a quiet target gets NOP-Out pings; one that
+// answers keeps the connection, one that does not gets ISCSI_ERR_NOP_TIMEDOUT.
+func TestPingTimeout(t *testing.T) {
+	for _, answer := range []bool{true, false} {
+		k := New()
+		c := k.Conn()
+		ctx := context.Background()
+		sid, _, _ := c.CreateSession(ctx, 0, 128, 32)
+		events := c.Subscribe(sid)
+		c.CreateConn(ctx, sid, 0)
+		g := newTarget(t)
+		_, fd := dial(t, g)
+		if err := c.BindConn(ctx, sid, 0, fd, true); err != nil {
+			t.Fatal(err)
+		}
+		c.SetParam(ctx, sid, 0, nlink.ParamRecvTmo, "1")
+		c.SetParam(ctx, sid, 0, nlink.ParamPingTmo, "1")
+		if err := c.StartConn(ctx, sid, 0); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		for pings := 0; pings < 2; pings++ {
+			p := g.read()
+			var nop pdu.NOPOut
+			if err := nop.Decode(&p.Header); err != nil || nop.ITT == pdu.ReservedTag || nop.TTT != pdu.ReservedTag || !nop.Immediate {
+				t.Fatalf("ping %+v %v", nop, err)
+			}
+			if !answer {
+				break
+			}
+			g.send(&pdu.NOPIn{ITT: nop.ITT, TTT: pdu.ReservedTag, StatSN: 1}, nil)
+		}
+		if answer {
+			wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+			if ev, err := events.Next(wctx); err == nil && ev.Type == nlink.EventConnError {
+				t.Errorf("answered pings: %v", ev)
+			}
+			cancel()
+		} else if ev := next(t, events); ev.Type != nlink.EventConnError || ev.Error != nlink.ErrNOPTimedOut || time.Since(start) > 3*time.Second {
+			t.Errorf("unanswered ping: %v after %v", ev, time.Since(start))
+		}
+		c.Close()
+		k.Close()
+	}
+}
