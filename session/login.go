@@ -169,10 +169,11 @@ type reply struct {
 }
 
 func (l *login) run(ctx context.Context) (*LoginResult, error) {
-	if err := l.security(ctx); err != nil {
+	answers, err := l.security(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if err := l.operational(ctx); err != nil {
+	if err := l.operational(ctx, answers); err != nil {
 		return nil, err
 	}
 	return l.finish()
@@ -192,38 +193,40 @@ func (l *login) firstKeys() []pdu.KeyValue {
 		pdu.KeyValue{Key: "TargetName", Value: l.cfg.TargetName})
 }
 
-// security runs SecurityNegotiation: AuthMethod, then CHAP when chosen.
-func (l *login) security(ctx context.Context) error {
+// security runs SecurityNegotiation: AuthMethod, then CHAP when chosen. It
+// returns the answers to what the target proposed in its last response, which
+// go out in the next stage.
+func (l *login) security(ctx context.Context) ([]pdu.KeyValue, error) {
 	wantCHAP := l.cfg.Auth.Method == AuthCHAP
 	kvs := append(l.firstKeys(), l.neg.Propose("AuthMethod")...)
 	r, err := l.round(ctx, kvs, !wantCHAP, pdu.LoginOperationalNegotiation)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch method := l.neg.Result("AuthMethod"); method {
 	case "None":
 		if wantCHAP && l.cfg.Auth.mutual() {
-			return &AuthError{Reason: "target refused to authenticate (AuthMethod=None) although mutual CHAP is configured"}
+			return nil, &AuthError{Reason: "target refused to authenticate (AuthMethod=None) although mutual CHAP is configured"}
 		}
 	case "CHAP":
 		if r.transit {
-			return &ProtocolError{Reason: "target chose CHAP but left the security stage without it"}
+			return nil, &ProtocolError{Reason: "target chose CHAP but left the security stage without it"}
 		}
 		if r, err = l.round(ctx, append(r.answers, pdu.KeyValue{Key: "CHAP_A", Value: l.chap.offer()}), false, 0); err != nil {
 			// Old targets end the login when offered a list of algorithms
 			// instead of answering CHAP_A=Reject (open-iscsi issue 180).
 			var le *LoginError
 			if errors.As(err, &le) && strings.Contains(l.chap.offer(), ",") {
-				return fmt.Errorf("%w: %w", ErrCHAPAlgorithms, err)
+				return nil, fmt.Errorf("%w: %w", ErrCHAPAlgorithms, err)
 			}
-			return err
+			return nil, err
 		}
 		if r.transit {
-			return &ProtocolError{Reason: "target left the security stage before CHAP completed"}
+			return nil, &ProtocolError{Reason: "target left the security stage before CHAP completed"}
 		}
 		chapAnswers, err := l.chap.answer(r.chap["CHAP_A"], r.chap["CHAP_I"], r.chap["CHAP_C"])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		kvs := r.answers
 		for _, kv := range chapAnswers {
@@ -235,46 +238,41 @@ func (l *login) security(ctx context.Context) error {
 			// anything but MD5 asks for the MD5-only retry too.
 			var le *LoginError
 			if errors.As(err, &le) && le.Status.Class == pdu.StatusInitiatorError && l.chap.alg != CHAPMD5 {
-				return fmt.Errorf("%w: %w", ErrCHAPAlgorithms, err)
+				return nil, fmt.Errorf("%w: %w", ErrCHAPAlgorithms, err)
 			}
-			return err
+			return nil, err
 		}
 		if l.cfg.Auth.mutual() {
 			if err := l.chap.verify(r.chap["CHAP_N"], r.chap["CHAP_R"]); err != nil {
-				return err
+				return nil, err
 			}
 		} else if len(r.chap) > 0 {
-			return &ProtocolError{Reason: "target sent CHAP keys after the CHAP response"}
+			return nil, &ProtocolError{Reason: "target sent CHAP keys after the CHAP response"}
 		}
 	default:
-		return &ProtocolError{Reason: fmt.Sprintf("target chose AuthMethod=%s", method)}
+		return nil, &ProtocolError{Reason: fmt.Sprintf("target chose AuthMethod=%s", method)}
 	}
 	// Keep asking to transit until the target does.
 	for !r.transit {
 		if r, err = l.round(ctx, r.answers, true, pdu.LoginOperationalNegotiation); err != nil {
-			return err
+			return nil, err
 		}
 		if len(r.chap) > 0 {
-			return &ProtocolError{Reason: "unexpected CHAP keys from the target"}
+			return nil, &ProtocolError{Reason: "unexpected CHAP keys from the target"}
 		}
 	}
-	if len(r.answers) > 0 {
-		return &ProtocolError{Reason: fmt.Sprintf("target proposed %v while leaving the security stage", r.answers)}
-	}
 	l.stage = r.nsg
-	return nil
+	return r.answers, nil
 }
 
-// operational runs LoginOperationalNegotiation up to the full feature phase.
-func (l *login) operational(ctx context.Context) error {
-	if l.stage == pdu.FullFeaturePhase {
-		return nil
-	}
+// operational runs LoginOperationalNegotiation up to the full feature phase;
+// its first request carries answers left from the security stage.
+func (l *login) operational(ctx context.Context, answers []pdu.KeyValue) error {
 	keys := operationalKeys
 	if l.cfg.Discovery {
 		keys = discoveryKeys
 	}
-	kvs := l.neg.Propose(keys...)
+	kvs := append(answers, l.neg.Propose(keys...)...)
 	for {
 		r, err := l.round(ctx, kvs, true, pdu.FullFeaturePhase)
 		if err != nil {

@@ -338,3 +338,30 @@ func TestLoginCHAP(t *testing.T) {
 		}
 	})
 }
+
+// A key the target proposes in the response that leaves the security stage is
+// answered in the first request of the next stage (an unknown key with
+// NotUnderstood), and the login goes on.
+func TestLoginAnswersProposalsAcrossStages(t *testing.T) {
+	lio := lioLike(9)
+	_, st, err := runLogin(t, baseConfig(), func(n int, req pdu.LoginRequest, kvs map[string]string) step {
+		s := lio(n, req, kvs)
+		if n == 0 {
+			s.kvs = append(s.kvs, kv("X-com.example.Foo", "1"))
+		}
+		return s
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.requests) < 2 || st.requests[1].CSG != pdu.LoginOperationalNegotiation {
+		t.Fatalf("requests %+v", st.requests)
+	}
+	var answered bool
+	for _, p := range st.texts[1] {
+		answered = answered || p == kv("X-com.example.Foo", "NotUnderstood")
+	}
+	if !answered {
+		t.Errorf("first operational request %v lacks X-com.example.Foo=NotUnderstood", st.texts[1])
+	}
+}

@@ -188,6 +188,11 @@ func (n *Negotiator) accept(key, ours, theirs string) error {
 func (n *Negotiator) respond(key, theirs string) (*pdu.KeyValue, error) {
 	def := keyDefs[key]
 	if def == nil {
+		if theirs == valueNotUnderstood || theirs == valueIrrelevant || theirs == valueReject {
+			// An answer to nothing this side proposed (a late reply to its
+			// own NotUnderstood, say): answering it would never end.
+			return nil, nil
+		}
 		return &pdu.KeyValue{Key: key, Value: valueNotUnderstood}, nil
 	}
 	if n.done[key] && def.result != declarative {
@@ -227,6 +232,13 @@ func (n *Negotiator) respond(key, theirs string) (*pdu.KeyValue, error) {
 				choice = v
 				break
 			}
+		}
+		if choice == valueReject && !inList(supported, def.def) && key != "AuthMethod" {
+			// Refusing leaves the default, which this side cannot accept
+			// either (a digest it requires): RFC 7143 §6.2.1 lets it end the
+			// login instead. (An AuthMethod left at None is the security
+			// stage's to judge: it is an authentication failure.)
+			return nil, negErr(key, theirs, "none of it is acceptable (%s) and the default %s is not either", supported, def.def)
 		}
 		if choice != valueReject {
 			n.result[key] = choice

@@ -35,6 +35,7 @@ func TestNegotiatorResponder(t *testing.T) {
 		{"AND with Yes", false, kv("ImmediateData", "Yes"), kvp("ImmediateData", "Yes"), "Yes"},
 		{"obsolete marker", false, kv("IFMarker", "Yes"), kvp("IFMarker", "No"), "No"},
 		{"unknown key", false, kv("X-com.example.Foo", "1"), kvp("X-com.example.Foo", "NotUnderstood"), ""},
+		{"unknown key not understood either", false, kv("X-com.example.Foo", "NotUnderstood"), nil, ""},
 		{"irrelevant in discovery", true, kv("MaxBurstLength", "1024"), kvp("MaxBurstLength", "Irrelevant"), "262144"},
 		{"declaration", false, kv("MaxRecvDataSegmentLength", "65536"), nil, "8192"},
 	}
@@ -71,6 +72,16 @@ func TestNegotiatorResponderErrors(t *testing.T) {
 		var ne *NegotiationError
 		if _, err := n.Handle([]pdu.KeyValue{pair}); !errors.As(err, &ne) {
 			t.Errorf("%v: got %v", pair, err)
+		}
+	}
+	// A proposal this side must refuse, when refusing leaves a default it
+	// cannot accept either, ends the negotiation: an initiator that requires
+	// digests never runs without them because the target proposed so.
+	for _, pair := range []pdu.KeyValue{kv("HeaderDigest", "None"), kv("DataDigest", "Bogus")} {
+		n := NewNegotiator(InitiatorRole, false, map[string]string{"HeaderDigest": "CRC32C", "DataDigest": "CRC32C"})
+		var ne *NegotiationError
+		if _, err := n.Handle([]pdu.KeyValue{pair}); !errors.As(err, &ne) || ne.Key != pair.Key {
+			t.Errorf("%v proposed to an initiator requiring CRC32C: %v", pair, err)
 		}
 	}
 	n := NewNegotiator(TargetRole, false, map[string]string{"MaxBurstLength": "1024"})
