@@ -124,7 +124,7 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 	s := &Kernel{k: k, node: n, hooks: hooks, log: log, done: make(chan struct{}), state: "FAILED"}
 	loginCtx, cancel := withTimeout(ctx, n.Timeouts.Login)
 	defer cancel()
-	sock, err := s.connect(loginCtx)
+	sock, err := s.connect(loginCtx, n.portal())
 	if err != nil {
 		return nil, err
 	}
@@ -211,10 +211,12 @@ func (s *Kernel) setState(st string) {
 	s.mu.Unlock()
 }
 
-// connect opens the TCP connection as open-iscsi does: no Nagle, 512 KiB socket
-// buffers (node.conn[0].tcp.window_size).
-func (s *Kernel) connect(ctx context.Context) (net.Conn, error) {
-	addr := net.JoinHostPort(s.node.Address, strconv.Itoa(s.node.Port))
+// portal is where the node's logins start, as host:port.
+func (n *Node) portal() string { return Portal{Address: n.Address, Port: n.Port}.HostPort() }
+
+// connect opens a TCP connection to addr as open-iscsi does: no Nagle, 512 KiB
+// socket buffers (node.conn[0].tcp.window_size).
+func (s *Kernel) connect(ctx context.Context, addr string) (net.Conn, error) {
 	dial := s.node.Dial
 	if dial == nil {
 		d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
@@ -245,39 +247,63 @@ func (s *Kernel) connect(ctx context.Context) (net.Conn, error) {
 	return c, nil
 }
 
-// loginConn binds sock to the kernel connection, logs in through the kernel and
-// starts the connection. tsih is 0 for a new session and for reinstatement.
+// maxRedirects bounds the redirections one login follows in a row, so that a
+// target redirecting to itself (or two redirecting to each other) fails the
+// login at once instead of at its timeout.
+const maxRedirects = 8
+
+// loginConn binds sock, connected to the node's portal, to the kernel
+// connection, logs in through the kernel and starts the connection. A
+// redirection (temporary or permanent, RFC 7143 §11.13.5) is followed on a new
+// connection to the address it names; the next login starts at the node's
+// portal again. tsih is 0 for a new session and for reinstatement.
 func (s *Kernel) loginConn(ctx context.Context, sock net.Conn, tsih uint16) error {
-	if err := s.bind(ctx, sock); err != nil {
-		return err
-	}
-	if err := s.setIdentity(ctx); err != nil {
-		return err
-	}
 	cfg := s.node.Login
 	cfg.ISID, cfg.TSIH, cfg.CID, cfg.ITT, cfg.CmdSN = s.ISID, tsih, 0, 0, 0
 	// The kernel writes its own CmdSN and ITT into every PDU; the ExpStatSN of
 	// a login is ours to choose and 0 is what open-iscsi starts with.
 	t := &kernelTransport{s: s}
-	res, err := Login(ctx, t, cfg)
-	if errors.Is(err, ErrCHAPAlgorithms) {
-		// The target dropped the connection; a fresh one offers MD5 alone.
+	addr := s.node.portal()
+	for redirects := 0; ; {
+		if err := s.bind(ctx, sock); err != nil {
+			return err
+		}
+		if err := s.setIdentity(ctx); err != nil {
+			return err
+		}
+		res, err := Login(ctx, t, cfg)
+		var le *LoginError
+		switch {
+		case err == nil:
+			return s.start(ctx, res)
+		case errors.As(err, &le) && le.Redirect():
+			if redirects++; redirects > maxRedirects {
+				return fmt.Errorf("%w: the login was redirected %d times in a row (a redirect loop?)", err, maxRedirects)
+			}
+			to, perr := ParseTargetAddress(le.TargetAddress)
+			if perr != nil {
+				return fmt.Errorf("%w: %w", err, perr)
+			}
+			s.log.Info("target redirected the login", "status", le.Status.String(), "to", le.TargetAddress)
+			addr = to.HostPort()
+		case errors.Is(err, ErrCHAPAlgorithms):
+			// Old targets drop the connection when offered a list of CHAP
+			// algorithms: a fresh one offers MD5 alone (after which Login
+			// never asks for this again).
+			cfg = cfg.MD5Only()
+		default:
+			return err
+		}
 		s.unbind(ctx, nlink.StopRecover)
 		s.dropStaleEvents(ctx)
-		if sock, err = s.connect(ctx); err != nil {
+		if sock, err = s.connect(ctx, addr); err != nil {
 			return err
 		}
-		if err = s.bind(ctx, sock); err != nil {
-			return err
-		}
-		if err = s.setIdentity(ctx); err != nil {
-			return err
-		}
-		res, err = Login(ctx, t, cfg.MD5Only())
 	}
-	if err != nil {
-		return err
-	}
+}
+
+// start sets the negotiated values of a login and starts the connection.
+func (s *Kernel) start(ctx context.Context, res *LoginResult) error {
 	if err := s.setNegotiated(ctx, res); err != nil {
 		return err
 	}
@@ -554,7 +580,7 @@ func (s *Kernel) relogin(ctx context.Context) error {
 	ctx, cancel := withTimeout(ctx, s.node.Timeouts.Login)
 	defer cancel()
 	s.dropStaleEvents(ctx)
-	sock, err := s.connect(ctx)
+	sock, err := s.connect(ctx, s.node.portal())
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,6 +151,40 @@ func TestAsyncEventAndRecovery(t *testing.T) {
 	}
 	if !k.Started(s.SID, 0) || s.State() != "LOGGED_IN" {
 		t.Fatalf("after recovery: started %v state %s", k.Started(s.SID, 0), s.State())
+	}
+}
+
+// A redirected login is followed on a new connection, temporary or permanent,
+// and a redirect loop fails the login quickly with an error that says so.
+func TestEstablishFollowsRedirects(t *testing.T) {
+	srv, portals := startTarget(t)
+	k := nlinktest.New()
+	defer k.Close()
+	conn := k.Conn()
+	ctx := context.Background()
+	self := portals[kIQN].HostPort()
+	if err := srv.RefuseLogins(target.LoginRefusal{Target: kIQN, Class: 1, Detail: 2, Address: self}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.InjectFault(kIQN, "redirect-loop", 2); err != nil {
+		t.Fatal(err)
+	}
+	s, err := session.Establish(ctx, conn, node(t, kIQN, portals[kIQN]), session.Hooks{}, nil)
+	if err != nil {
+		t.Fatalf("after a permanent and two temporary redirections: %v", err)
+	}
+	s.Logout(ctx)
+	if err := srv.InjectFault(kIQN, "redirect-loop", -1); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = session.Establish(ctx, conn, node(t, kIQN, portals[kIQN]), session.Hooks{}, nil)
+	var le *session.LoginError
+	if !errorsAs(err, &le) || !le.Redirect() || !strings.Contains(err.Error(), "redirect loop") || time.Since(start) > 2*time.Second {
+		t.Fatalf("endless redirections: %v after %v", err, time.Since(start))
+	}
+	if n := len(k.Sessions()); n != 0 {
+		t.Fatalf("%d kernel sessions left after a redirect loop", n)
 	}
 }
 
