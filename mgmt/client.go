@@ -33,8 +33,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, Errorf(CodeInternal, "encode request: %v", err)
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", path)
+	conn, err := dial(ctx, path)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, Errorf(CodeNotConnected, "goiscsid is not running (no one listens on %s)", path)
@@ -84,4 +83,22 @@ func (c *Client) ioError(ctx context.Context, what string, err error) error {
 		return Errorf(CodeRequestTimedOut, "goiscsid did not answer in time (%s): %v", what, err)
 	}
 	return Errorf(CodeCommunication, "%s: %v", what, err)
+}
+
+// dial connects to the daemon's socket. A full backlog (the daemon serving as
+// many clients as it takes at once) makes a non-blocking connect fail with
+// EAGAIN where a blocking one would wait for room: so wait, until ctx ends.
+func dial(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	for {
+		conn, err := d.DialContext(ctx, "unix", path)
+		if !errors.Is(err, syscall.EAGAIN) {
+			return conn, err
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,8 +41,13 @@ type Server struct {
 	ReadTimeout time.Duration
 	// WriteTimeout bounds writing the response; zero means 10 seconds.
 	WriteTimeout time.Duration
-	// MaxRequestBytes bounds a request line; zero means 1 MiB.
+	// MaxRequestBytes bounds a request line; zero means 64 KiB (a login's
+	// node record takes a few).
 	MaxRequestBytes int
+	// MaxConns bounds the connections served at once; zero means 1024. More
+	// clients wait in the socket's backlog, as with iscsid, so a flood costs
+	// at most MaxConns × MaxRequestBytes of memory.
+	MaxConns int
 	// peerUID returns the uid of the connected process; tests replace it.
 	peerUID func(*net.UnixConn) (uint32, error)
 }
@@ -87,26 +94,61 @@ func Listen(path string) (*net.UnixListener, error) {
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln and waits for
-// the requests in progress.
+// the requests in progress. Running out of file descriptors or memory delays
+// the next accept; it does not end Serve.
 func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	slots := make(chan struct{}, orDefault(s.MaxConns, 1024))
+	var backoff time.Duration
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		}
 		c, err := ln.AcceptUnix()
 		if err != nil {
-			wg.Wait()
+			<-slots
 			if ctx.Err() != nil {
+				wg.Wait()
 				return nil
 			}
+			if temporaryAcceptError(err) {
+				// Each connection being served holds a descriptor and
+				// gives it back when it ends: wait for that.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logger().Warn("management socket: cannot accept; retrying", "err", err, "in", backoff)
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			wg.Wait()
 			return err
 		}
+		backoff = 0
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			s.serveConn(ctx, c)
 		}()
 	}
+}
+
+// temporaryAcceptError reports an accept failure that passes once other
+// connections end or memory frees up.
+func temporaryAcceptError(err error) bool {
+	for _, errno := range []syscall.Errno{unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.ECONNABORTED, unix.EINTR} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -153,7 +195,7 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(orDefault(s.ReadTimeout, 10*time.Second)))
-	limit := orDefault(s.MaxRequestBytes, 1<<20)
+	limit := orDefault(s.MaxRequestBytes, 64<<10)
 	line, err := bufio.NewReader(io.LimitReader(c, int64(limit)+1)).ReadBytes('\n')
 	if len(line) > limit {
 		err = fmt.Errorf("longer than %d bytes", limit)
