@@ -65,6 +65,16 @@ func init() {
 	}
 }
 
+// KeyRange returns the admissible values of a numerical key of RFC 7143 §13
+// (MaxBurstLength: 512..16777215); ok is false for other keys.
+func KeyRange(key string) (lo, hi uint64, ok bool) {
+	def := keyDefs[key]
+	if def == nil || !def.numeric {
+		return 0, 0, false
+	}
+	return def.min, def.max, true
+}
+
 // Reserved values with a meaning of their own (RFC 7143 §6.2).
 const (
 	valueReject        = "Reject"

@@ -203,9 +203,12 @@ func retryable(err error) bool {
 	if errors.As(err, &ke) {
 		return false
 	}
+	// A broken protocol, a failed authentication or a negotiation that found
+	// no acceptable value fails the same way on the next attempt.
 	var pe *session.ProtocolError
 	var ae *session.AuthError
-	return !errors.As(err, &pe) && !errors.As(err, &ae)
+	var ne *session.NegotiationError
+	return !errors.As(err, &pe) && !errors.As(err, &ae) && !errors.As(err, &ne)
 }
 
 // loginError maps a login failure to iscsiadm's exit code and message.

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,5 +170,110 @@ func TestLoginErrors(t *testing.T) {
 	list := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpSessions})
 	if len(list.Sessions) != 1 || list.Sessions[0].TargetName != testIQN {
 		t.Errorf("sessions %+v", list.Sessions)
+	}
+}
+
+// Requests with absurd values, sent through the management socket, each get an
+// error with iscsiadm's code that names what was wrong, quickly; the daemon
+// then still logs in and answers.
+func TestAbsurdRequests(t *testing.T) {
+	f := newFixture(t)
+	path := filepath.Join(t.TempDir(), "goiscsid.sock")
+	ln, err := mgmt.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- (&mgmt.Server{Handler: f.d, Logger: slog.New(slog.DiscardHandler)}).Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	with := func(kv ...string) map[string]string {
+		rec := map[string]string{}
+		for k, v := range f.rec {
+			rec[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			rec[kv[i]] = kv[i+1]
+		}
+		return rec
+	}
+	lun := uint64(1<<64 - 1)
+	for _, tc := range []struct {
+		name string
+		req  mgmt.Request
+		code int
+		msg  string
+	}{
+		{"no record", mgmt.Request{Op: mgmt.OpLogin}, 7, "node.name"},
+		{"port out of range", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.conn[0].port", "99999999")}, 7, "node.conn[0].port"},
+		{"negative port", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.conn[0].port", "-1")}, 7, "node.conn[0].port"},
+		{"queue depth cut to 16 bits", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.session.queue_depth", "65568")}, 7, "node.session.queue_depth"},
+		{"no login timeout", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.conn[0].timeo.login_timeout", "0")}, 7, "login_timeout"},
+		{"login timeout overflowing", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.conn[0].timeo.login_timeout", "99999999999")}, 7, "login_timeout"},
+		{"logout timeout negative", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.conn[0].timeo.logout_timeout", "-5")}, 7, "logout_timeout"},
+		{"digest nobody knows", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.conn[0].iscsi.HeaderDigest", "Bogus")}, 7, "HeaderDigest"},
+		{"burst length absurd", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.session.iscsi.MaxBurstLength", "4294967295")}, 7, "node.session.iscsi.MaxBurstLength"},
+		{"Time2Wait past an hour", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.session.iscsi.DefaultTime2Wait", "86400")}, 7, "DefaultTime2Wait"},
+		{"auth method unknown", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.session.auth.authmethod", "Kerberos")}, 7, "authmethod"},
+		{"target name of 100 KiB", mgmt.Request{Op: mgmt.OpLogin, Record: with("node.name", strings.Repeat("x", 100<<10))}, 16, "longer than"},
+		{"logout of a negative sid", mgmt.Request{Op: mgmt.OpLogout, SID: -1}, 2, "no session"},
+		{"stats of no session", mgmt.Request{Op: mgmt.OpStats, SID: 1 << 30}, 2, "no session"},
+		{"scan of the largest LUN of no session", mgmt.Request{Op: mgmt.OpScan, SID: 12345, LUN: &lun}, 2, "no session"},
+		{"update of no session", mgmt.Request{Op: mgmt.OpUpdate, SID: 7, Record: map[string]string{"node.session.scan": "sometimes"}}, 2, "no session"},
+		{"unknown op", mgmt.Request{Op: "reboot"}, mgmt.CodeInvalidRequest, "reboot"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer rcancel()
+			start := time.Now()
+			resp, err := (&mgmt.Client{Path: path}).Do(rctx, &tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Error == nil || resp.Error.Code != tc.code || !strings.Contains(resp.Error.Message, tc.msg) {
+				t.Errorf("answer %+v, want code %d saying %q", resp.Error, tc.code, tc.msg)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("answered after %v", d)
+			}
+		})
+	}
+	resp, err := (&mgmt.Client{Path: path}).Do(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: f.rec})
+	if err != nil || resp.Error != nil || resp.Session == nil {
+		t.Fatalf("a normal login afterwards: %+v %v", resp, err)
+	}
+	resp, err = (&mgmt.Client{Path: path}).Do(context.Background(), &mgmt.Request{Op: mgmt.OpStatus})
+	if err != nil || resp.Status == nil || resp.Status.Sessions != 1 {
+		t.Fatalf("status afterwards: %+v %v", resp, err)
+	}
+}
+
+// A login whose negotiation finds no acceptable value fails at once: another
+// attempt would fail the same way, so it is not retried for
+// initial_login_retry_max login timeouts.
+func TestNegotiationFailureIsNotRetried(t *testing.T) {
+	f := newFixture(t)
+	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{{
+		Name: testIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
+		LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}}, Params: map[string]string{"HeaderDigest": "None"},
+	}}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ps, _ := srv.Portals(testIQN)
+	rec := map[string]string{
+		"node.name": testIQN, "node.conn[0].address": ps[0].Address, "node.conn[0].port": strconv.Itoa(ps[0].Port),
+		"node.conn[0].timeo.login_timeout": "5", "node.conn[0].iscsi.HeaderDigest": "CRC32C",
+	}
+	start := time.Now()
+	resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: rec})
+	if resp.Error == nil || !strings.Contains(resp.Error.Message, "HeaderDigest") || time.Since(start) > 2*time.Second {
+		t.Fatalf("digest the target refuses: %+v after %v", resp.Error, time.Since(start))
 	}
 }

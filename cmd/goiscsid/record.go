@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,16 @@ func (r record) int(key string, def int) (int, error) {
 	return n, nil
 }
 
+// intIn is int for a value that must lie in lo..hi, where it is used as a
+// narrower type or multiplied into a duration.
+func (r record) intIn(key string, def, lo, hi int) (int, error) {
+	n, err := r.int(key, def)
+	if err == nil && (n < lo || n > hi) {
+		err = &recordError{key, r[key], fmt.Sprintf("must be between %d and %d", lo, hi)}
+	}
+	return n, err
+}
+
 func (r record) uint32(key string, def uint32) (uint32, error) {
 	n, err := r.int(key, int(def))
 	if err == nil && n < 0 {
@@ -71,10 +82,27 @@ func (r record) node(initiatorName, alias string) (session.Node, error) {
 		}
 		return v
 	}
+	numIn := func(key string, def, lo, hi int) int {
+		v, err := r.intIn(key, def, lo, hi)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return v
+	}
 	u32 := func(key string, def uint32) uint32 {
 		v, err := r.uint32(key, def)
 		if err != nil {
 			errs = append(errs, err)
+		}
+		return v
+	}
+	// op32 reads node.session.iscsi.K or node.conn[0].iscsi.K, which must lie in
+	// the range RFC 7143 gives K: a target refuses a proposal outside it.
+	op32 := func(key string, def uint32) uint32 {
+		v := u32(key, def)
+		lo, hi, _ := session.KeyRange(key[strings.LastIndexByte(key, '.')+1:])
+		if _, set := r[key]; set && (uint64(v) < lo || uint64(v) > hi) {
+			errs = append(errs, &recordError{key, r[key], fmt.Sprintf("must be between %d and %d", lo, hi)})
 		}
 		return v
 	}
@@ -98,12 +126,12 @@ func (r record) node(initiatorName, alias string) (session.Node, error) {
 	if n.Address == "" {
 		return n, &recordError{"node.conn[0].address", "", "a portal address is required"}
 	}
-	n.Port = num("node.conn[0].port", session.DefaultPort)
-	n.TPGT = num("node.tpgt", -1)
+	n.Port = numIn("node.conn[0].port", session.DefaultPort, 1, 65535)
+	n.TPGT = numIn("node.tpgt", -1, -1, 65535)
 	n.Iface = r.str("iface.iscsi_ifacename", "default")
 	n.Netdev = r.str("iface.net_ifacename", "")
-	n.CmdsMax = uint16(num("node.session.cmds_max", 128))
-	n.QueueDepth = uint16(num("node.session.queue_depth", 32))
+	n.CmdsMax = uint16(numIn("node.session.cmds_max", 128, 1, 65535))
+	n.QueueDepth = uint16(numIn("node.session.queue_depth", 32, 1, 65535))
 
 	switch m := r.str("node.session.auth.authmethod", "None"); strings.ToUpper(m) {
 	case "NONE":
@@ -121,22 +149,33 @@ func (r record) node(initiatorName, alias string) (session.Node, error) {
 	}
 
 	op := session.DefaultOperational()
-	op.HeaderDigest = r.str("node.conn[0].iscsi.HeaderDigest", op.HeaderDigest)
-	op.DataDigest = r.str("node.conn[0].iscsi.DataDigest", op.DataDigest)
-	op.MaxRecvDataSegmentLength = u32("node.conn[0].iscsi.MaxRecvDataSegmentLength", op.MaxRecvDataSegmentLength)
+	digest := func(key, def string) string {
+		switch v := r.str(key, def); v {
+		case "None", "CRC32C", "CRC32C,None", "None,CRC32C":
+			return v
+		default:
+			errs = append(errs, &recordError{key, v, "must be None, CRC32C, CRC32C,None or None,CRC32C"})
+			return def
+		}
+	}
+	op.HeaderDigest = digest("node.conn[0].iscsi.HeaderDigest", op.HeaderDigest)
+	op.DataDigest = digest("node.conn[0].iscsi.DataDigest", op.DataDigest)
+	op.MaxRecvDataSegmentLength = op32("node.conn[0].iscsi.MaxRecvDataSegmentLength", op.MaxRecvDataSegmentLength)
 	op.MaxXmitDataSegmentLength = u32("node.conn[0].iscsi.MaxXmitDataSegmentLength", 0)
-	op.MaxBurstLength = u32("node.session.iscsi.MaxBurstLength", op.MaxBurstLength)
-	op.FirstBurstLength = u32("node.session.iscsi.FirstBurstLength", op.FirstBurstLength)
+	op.MaxBurstLength = op32("node.session.iscsi.MaxBurstLength", op.MaxBurstLength)
+	op.FirstBurstLength = op32("node.session.iscsi.FirstBurstLength", op.FirstBurstLength)
 	op.InitialR2T = yes("node.session.iscsi.InitialR2T", op.InitialR2T)
 	op.ImmediateData = yes("node.session.iscsi.ImmediateData", op.ImmediateData)
-	op.MaxOutstandingR2T = u32("node.session.iscsi.MaxOutstandingR2T", op.MaxOutstandingR2T)
-	op.DefaultTime2Wait = u32("node.session.iscsi.DefaultTime2Wait", op.DefaultTime2Wait)
-	op.DefaultTime2Retain = u32("node.session.iscsi.DefaultTime2Retain", op.DefaultTime2Retain)
+	op.MaxOutstandingR2T = op32("node.session.iscsi.MaxOutstandingR2T", op.MaxOutstandingR2T)
+	op.DefaultTime2Wait = op32("node.session.iscsi.DefaultTime2Wait", op.DefaultTime2Wait)
+	op.DefaultTime2Retain = op32("node.session.iscsi.DefaultTime2Retain", op.DefaultTime2Retain)
 	n.Login.Operational = op
 
 	to := session.DefaultTimeouts()
+	// A login or logout without a bound would wait for ever on a target that
+	// never answers (and a huge value overflows into none).
 	sec := func(key string, def time.Duration) time.Duration {
-		return time.Duration(num(key, int(def/time.Second))) * time.Second
+		return time.Duration(numIn(key, int(def/time.Second), 1, math.MaxInt32)) * time.Second
 	}
 	to.Login = sec("node.conn[0].timeo.login_timeout", to.Login)
 	to.Logout = sec("node.conn[0].timeo.logout_timeout", to.Logout)
