@@ -8,6 +8,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // NodeID identifies a node record: target, portal, portal group and iface.
@@ -231,24 +234,11 @@ func (db *DB) SaveNode(r *Record) error {
 	if id.Address == "" || strings.ContainsAny(id.Address, "/\x00") {
 		return fmt.Errorf("node record %s: unusable portal address %q", id.Target, id.Address)
 	}
+	// A conversion killed midway leaves its temporary directory here.
+	removeStaleTemps(filepath.Join(db.nodesDir(), id.Target))
 	old := db.oldNodePaths(id)
-	// The new layout needs a directory where the first old layout has the
-	// file; the record moves into it. Between the removal and the rename a
-	// reader misses the record: stock's conversion has the same window.
 	if isFile(old[0]) {
-		data, err := os.ReadFile(old[0])
-		if err != nil {
-			return err
-		}
-		if err := os.Remove(old[0]); err != nil {
-			return err
-		}
-		if err := writeAtomic(db.nodePath(id), r); err != nil {
-			// Put the old record back rather than lose it.
-			os.WriteFile(old[0], data, 0o600)
-			return err
-		}
-		return nil
+		return convertNode(old[0], r)
 	}
 	if err := writeAtomic(db.nodePath(id), r); err != nil {
 		return err
@@ -259,6 +249,81 @@ func (db *DB) SaveNode(r *Record) error {
 		return os.Remove(old[1])
 	}
 	return nil
+}
+
+// convertNode puts r, the record of the old-layout file at path, into the
+// current layout, where path is a directory holding a file per iface. The
+// directory is built under a temporary name and exchanged with the file in one
+// step (renameat2 RENAME_EXCHANGE), so that a crash leaves the old record or the
+// new one. A filesystem without the exchange gets stock's conversion: the file
+// is removed before the directory is renamed into its place, and a crash in
+// between loses the record.
+func convertNode(path string, r *Record) error {
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".goiscsi-*")
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(dir, r.ID().Iface), r); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, dir, unix.AT_FDCWD, path, unix.RENAME_EXCHANGE)
+	switch {
+	case err == nil:
+		syncDir(filepath.Dir(path))
+		// The temporary name holds the old file now.
+		return os.Remove(dir)
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP):
+		data, rerr := os.ReadFile(path)
+		if rerr != nil {
+			os.RemoveAll(dir)
+			return rerr
+		}
+		if err := os.Remove(path); err != nil {
+			os.RemoveAll(dir)
+			return err
+		}
+		if err := os.Rename(dir, path); err != nil {
+			// Put the old record back rather than lose it.
+			os.WriteFile(path, data, 0o600)
+			os.RemoveAll(dir)
+			return err
+		}
+		syncDir(filepath.Dir(path))
+		return nil
+	default:
+		os.RemoveAll(dir)
+		return fmt.Errorf("convert %s to the current layout: %w", path, err)
+	}
+}
+
+// staleTemp is the age past which a temporary file of ours is a crashed
+// writer's leftover rather than another writer's work in progress.
+const staleTemp = 10 * time.Minute
+
+// removeStaleTemps removes the temporary files and directories that writers
+// killed mid-write left in dir, so that crashes do not pile them up.
+func removeStaleTemps(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".goiscsi-") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// syncDir makes the renames in dir durable.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }
 
 // checkPathPart refuses a name that cannot be one path element of the
@@ -369,6 +434,7 @@ func writeAtomic(path string, r *Record) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	removeStaleTemps(dir)
 	f, err := os.CreateTemp(dir, ".goiscsi-*")
 	if err != nil {
 		return err
@@ -388,10 +454,7 @@ func writeAtomic(path string, r *Record) error {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	syncDir(dir)
 	return nil
 }
 
