@@ -102,3 +102,36 @@ func FuzzNegotiator(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSendTargets runs the SendTargets exchange of a discovery session against
+// a hostile target whose Text Responses are the fuzzer's bytes: it ends with
+// targets or an error, never a panic, and every target it returns has a name
+// and a usable portal.
+func FuzzSendTargets(f *testing.F) {
+	text := func(final bool, ttt uint32, kvs ...pdu.KeyValue) []byte {
+		p := &pdu.PDU{Data: pdu.AppendText(nil, kvs...)}
+		(&pdu.TextResponse{Final: final, ITT: 1, TTT: ttt}).Encode(&p.Header)
+		b, _ := p.Append(nil, pdu.Digests{})
+		return b
+	}
+	f.Add(text(true, pdu.ReservedTag, kv("TargetName", "iqn.2003-01.org.example:t1"), kv("TargetAddress", "10.0.0.1:3260,1"),
+		kv("TargetAddress", "[fe80::1]:3260,1"), kv("TargetName", "iqn.2003-01.org.example:t2")))
+	f.Add(append(text(false, 7, kv("TargetName", "iqn.2003-01.org.example:t1")), text(true, pdu.ReservedTag, kv("TargetAddress", "h:1,2"))...))
+	fallback := Portal{Address: "192.0.2.1", Port: DefaultPort, TPGT: 1}
+	f.Fuzz(func(t *testing.T, responses []byte) {
+		targets, err := SendTargets(context.Background(), &streamTransport{pdu.NewReader(bytes.NewReader(responses))}, &LoginResult{}, 1, 1, fallback)
+		if err != nil {
+			return
+		}
+		for _, tg := range targets {
+			if tg.Name == "" || len(tg.Portals) == 0 {
+				t.Fatalf("target %+v", tg)
+			}
+			for _, p := range tg.Portals {
+				if p.Address == "" || p.Port < 1 || p.Port > 65535 {
+					t.Fatalf("target %s portal %+v", tg.Name, p)
+				}
+			}
+		}
+	})
+}
