@@ -106,14 +106,16 @@ func startTargetProcess(t *testing.T) *targetProcess {
 	// DefaultTime2Wait 0 (with the initiator's 0) lets a recovery log in
 	// again at once.
 	params := map[string]string{"DefaultTime2Wait": "0"}
-	cfg := target.Config{ControlSocket: tp.control, Targets: []target.TargetConfig{
-		{Name: hostileIQN, PortalGroups: portal, LUNs: lun, Params: params},
-		{Name: hostileCHAP, PortalGroups: portal, LUNs: lun, Params: params,
-			Auth: target.AuthConfig{Method: "CHAP", Username: chapUser, Secret: chapSecret}},
-		{Name: hostileMut, PortalGroups: portal, LUNs: lun, Params: params,
-			Auth: target.AuthConfig{Method: "CHAP", Username: chapUser, Secret: chapSecret, MutualUsername: mutUser, MutualSecret: mutSecret}},
-		{Name: healthyIQN, PortalGroups: portal, LUNs: lun},
-	}}
+	cfg := target.Config{ControlSocket: tp.control,
+		DiscoveryAuth: target.AuthConfig{Method: "CHAP", Username: chapUser, Secret: chapSecret, MutualUsername: mutUser, MutualSecret: mutSecret},
+		Targets: []target.TargetConfig{
+			{Name: hostileIQN, PortalGroups: portal, LUNs: lun, Params: params},
+			{Name: hostileCHAP, PortalGroups: portal, LUNs: lun, Params: params,
+				Auth: target.AuthConfig{Method: "CHAP", Username: chapUser, Secret: chapSecret}},
+			{Name: hostileMut, PortalGroups: portal, LUNs: lun, Params: params,
+				Auth: target.AuthConfig{Method: "CHAP", Username: chapUser, Secret: chapSecret, MutualUsername: mutUser, MutualSecret: mutSecret}},
+			{Name: healthyIQN, PortalGroups: portal, LUNs: lun},
+		}}
 	b, _ := json.Marshal(cfg)
 	cfgPath := filepath.Join(dir, "target.json")
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
@@ -203,8 +205,9 @@ func (h *logRecorder) text() string {
 // hostileWant is what one fault must lead to.
 type hostileWant struct {
 	// Login faults: what the error of a plain login and of a kernel login
-	// must match; "" means the login succeeds.
-	plain, kernel string
+	// must match, or succeeds. A discovery (whose target asks for mutual
+	// CHAP) must end as the plain login does unless discovery says otherwise.
+	plain, kernel, discovery string
 	// Command faults: the connection error the kernel reports (0: none, the
 	// session must stay up untouched), and what the command's error must
 	// match ("" means it completes with GOOD status).
@@ -220,25 +223,31 @@ type hostileWant struct {
 	stream bool
 }
 
+// succeeds is the expected outcome of a login that must work despite the fault.
+const succeeds = "(succeeds)"
+
 // hostileWants holds the expected outcome of every fault of the catalogue; a
 // fault added to test/target without an entry here fails the matrix.
 var hostileWants = map[string]hostileWant{
-	"login-bad-version":        {plain: `version 1`, kernel: `version 1`},
-	"login-wrong-itt":          {plain: `ITT`, kernel: `ISCSI_ERR_BAD_ITT`},
-	"login-wrong-isid":         {plain: `ISID`, kernel: `ISID`},
-	"login-wrong-opcode":       {plain: `expected a Login Response, got Text Response`, kernel: `expected a Login Response, got Text Response`},
-	"login-out-of-order":       {plain: `response is for stage LoginOperationalNegotiation, request was in SecurityNegotiation`, kernel: `response is for stage LoginOperationalNegotiation`},
-	"login-duplicate-response": {plain: `response is for stage SecurityNegotiation, request was in LoginOperationalNegotiation`, kernel: `response is for stage SecurityNegotiation`},
-	"login-t-and-c":            {plain: `both T and C`, kernel: `both T and C`},
-	"login-nsg-backwards":      {plain: `moved from`, kernel: `moved from`},
-	"login-reserved-stage":     {plain: `reserved stage 2`, kernel: `reserved stage 2`},
-	"login-tsih-zero":          {plain: `TSIH`, kernel: `TSIH`},
-	"login-huge-text":          {plain: `data segment 65536 bytes exceeds limit 8192`, kernel: `ISCSI_ERR_PROTO`},
-	"login-text-no-nul":        {plain: `NUL`, kernel: `NUL`},
-	"login-bad-value":          {plain: `MaxRecvDataSegmentLength`, kernel: `MaxRecvDataSegmentLength`},
-	"login-unoffered-value":    {plain: `HeaderDigest`, kernel: `HeaderDigest`},
+	"login-bad-version":  {plain: `version 1`, kernel: `version 1`},
+	"login-wrong-itt":    {plain: `ITT`, kernel: `ISCSI_ERR_BAD_ITT`},
+	"login-wrong-isid":   {plain: `ISID`, kernel: `ISID`},
+	"login-wrong-opcode": {plain: `expected a Login Response, got Text Response`, kernel: `expected a Login Response, got Text Response`},
+	"login-out-of-order": {plain: `response is for stage LoginOperationalNegotiation, request was in SecurityNegotiation`, kernel: `response is for stage LoginOperationalNegotiation`},
+	"login-duplicate-response": {plain: `response is for stage SecurityNegotiation, request was in LoginOperationalNegotiation`, kernel: `response is for stage SecurityNegotiation`,
+		discovery: `AuthMethod="CHAP": key renegotiated`},
+	"login-t-and-c":        {plain: `both T and C`, kernel: `both T and C`},
+	"login-nsg-backwards":  {plain: `moved from`, kernel: `moved from`, discovery: `target transited although the initiator did not ask to`},
+	"login-reserved-stage": {plain: `reserved stage 2`, kernel: `reserved stage 2`, discovery: `target transited although the initiator did not ask to`},
+	"login-tsih-zero":      {plain: `TSIH`, kernel: `TSIH`},
+	"login-huge-text":      {plain: `data segment 65536 bytes exceeds limit 8192`, kernel: `ISCSI_ERR_PROTO`},
+	"login-text-no-nul":    {plain: `NUL`, kernel: `NUL`},
+	"login-bad-value":      {plain: `MaxRecvDataSegmentLength`, kernel: `MaxRecvDataSegmentLength`},
+	// A discovery session wants no digests: it refuses HeaderDigest=Bogus
+	// and goes on without, as RFC 7143 §6.2.1 allows.
+	"login-unoffered-value":    {plain: `HeaderDigest`, kernel: `HeaderDigest`, discovery: succeeds},
 	"login-duplicate-key":      {plain: `DefaultTime2Wait`, kernel: `DefaultTime2Wait`},
-	"login-unknown-key":        {},
+	"login-unknown-key":        {plain: succeeds, kernel: succeeds},
 	"login-no-response":        {plain: `deadline exceeded`, kernel: `deadline exceeded`},
 	"login-endless-continue":   {plain: `64 KiB`, kernel: `64 KiB`},
 	"login-never-transit":      {plain: `no full feature phase after 32 login rounds`, kernel: `no full feature phase after 32 login rounds`},
@@ -446,13 +455,25 @@ func bounded(t *testing.T, what string, limit time.Duration, f func()) (allocate
 func hostileLogin(t *testing.T, tp *targetProcess, kc *nlink.Conn, fault string, want hostileWant) {
 	name := faultTarget(fault)
 	n := hostileNode(tp, name)
+	if want.discovery == "" {
+		want.discovery = want.plain
+	}
 	for _, path := range []struct {
-		name  string
-		want  string
-		login func(ctx context.Context) error
+		name   string
+		target string // where the fault goes: "" for discovery sessions
+		want   string
+		login  func(ctx context.Context) error
 	}{
-		{"plain", want.plain, func(ctx context.Context) error { return plainLogin(ctx, n) }},
-		{"kernel", want.kernel, func(ctx context.Context) error {
+		{"plain", name, want.plain, func(ctx context.Context) error { return plainLogin(ctx, n) }},
+		{"discovery", "", want.discovery, func(ctx context.Context) error {
+			targets, err := session.Discover(ctx, tp.portals[hostileIQN], session.DiscoveryConfig{InitiatorName: kIni,
+				Auth: session.Auth{Method: session.AuthCHAP, Username: chapUser, Password: chapSecret, UsernameIn: mutUser, PasswordIn: mutSecret}})
+			if err == nil && len(targets) != 4 {
+				err = fmt.Errorf("discovery found %d targets, want 4", len(targets))
+			}
+			return err
+		}},
+		{"kernel", name, want.kernel, func(ctx context.Context) error {
 			s, err := session.Establish(ctx, kc, n, session.Hooks{}, nil)
 			if err == nil {
 				err = s.Logout(ctx)
@@ -460,7 +481,7 @@ func hostileLogin(t *testing.T, tp *targetProcess, kc *nlink.Conn, fault string,
 			return err
 		}},
 	} {
-		tp.do(t, "fault", target.FaultArgs{Target: name, Name: fault, Count: want.count})
+		tp.do(t, "fault", target.FaultArgs{Target: path.target, Name: fault, Count: want.count})
 		var err error
 		alloc := bounded(t, path.name+" login", hostileLoginTimeout+time.Second, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), hostileLoginTimeout)
@@ -468,11 +489,14 @@ func hostileLogin(t *testing.T, tp *targetProcess, kc *nlink.Conn, fault string,
 			err = path.login(ctx)
 		})
 		switch {
-		case path.want == "" && err != nil:
+		case path.want == "":
+			t.Errorf("no expected outcome of the %s login", path.name)
+		case path.want == succeeds && err != nil:
 			t.Errorf("%s login: %v, want success", path.name, err)
-		case path.want != "" && err == nil:
+		case path.want == succeeds:
+		case err == nil:
 			t.Errorf("%s login succeeded, want an error matching %q", path.name, path.want)
-		case path.want != "" && !regexp.MustCompile(path.want).MatchString(err.Error()):
+		case !regexp.MustCompile(path.want).MatchString(err.Error()):
 			t.Errorf("%s login: %q does not say %q", path.name, err, path.want)
 		default:
 			t.Logf("%s login: %v (%d KiB allocated)", path.name, err, alloc>>10)
@@ -480,7 +504,7 @@ func hostileLogin(t *testing.T, tp *targetProcess, kc *nlink.Conn, fault string,
 		if alloc > hostileAlloc {
 			t.Errorf("%s login allocated %d KiB, more than %d", path.name, alloc>>10, hostileAlloc>>10)
 		}
-		tp.do(t, "clear-faults", target.TargetArgs{Target: name})
+		tp.do(t, "clear-faults", target.TargetArgs{Target: path.target})
 		ctx, cancel := context.WithTimeout(context.Background(), hostileLoginTimeout)
 		if err := path.login(ctx); err != nil {
 			t.Errorf("%s login after the fault: %v", path.name, err)
