@@ -277,3 +277,42 @@ func TestNegotiationFailureIsNotRetried(t *testing.T) {
 		t.Fatalf("digest the target refuses: %+v after %v", resp.Error, time.Since(start))
 	}
 }
+
+// A command the target answers with a broken PDU makes the kernel fail the
+// connection; goiscsid logs in again, the session is listed as logged in with
+// its I/O working, and the relogin scans nothing, whatever the policy.
+func TestCommandFaultRecovered(t *testing.T) {
+	f := newFixture(t)
+	s := f.login(t, map[string]string{"node.session.iscsi.DefaultTime2Wait": "0"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := f.srv.WaitSessions(ctx, testIQN, 1); err != nil {
+		t.Fatal(err)
+	}
+	f.fs.ResetScan(s.HostNo)
+	if err := f.srv.InjectFault(testIQN, "response-wrong-itt", 1); err != nil {
+		t.Fatal(err)
+	}
+	read := []byte{0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0}
+	if _, err := f.kernel.Command(ctx, uint32(s.SID), 0, read, nil, 512); err == nil || !strings.Contains(err.Error(), "ISCSI_ERR_BAD_ITT") {
+		t.Fatalf("command answered with a wrong ITT: %v", err)
+	}
+	for {
+		res, err := f.kernel.Command(ctx, uint32(s.SID), 0, read, nil, 512)
+		if err == nil && res.Status == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no I/O after the connection error: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	list := f.d.ServeMgmt(ctx, &mgmt.Request{Op: mgmt.OpSessions})
+	if len(list.Sessions) != 1 || list.Sessions[0].SID != s.SID || list.Sessions[0].ConnState != "LOGGED IN" {
+		t.Fatalf("sessions after recovery: %+v", list.Sessions)
+	}
+	time.Sleep(100 * time.Millisecond) // the relogin's scan decision runs in the background
+	if got := f.fs.ScanWritten(s.HostNo); got != "" {
+		t.Errorf("the relogin scanned %q", got)
+	}
+}
