@@ -351,7 +351,7 @@ func TestHostileTargetMatrix(t *testing.T) {
 		}
 	}
 	// Each case runs on a goroutine of its own, on top of what runs now.
-	baseline := runtime.NumGoroutine() + 1
+	baseline, fds := runtime.NumGoroutine()+1, openFDs(t)
 
 	faults := target.Faults()
 	if len(faults) < 30 {
@@ -372,8 +372,8 @@ func TestHostileTargetMatrix(t *testing.T) {
 				t.Fatalf("fault %s has scope %q", f.Name, f.Scope)
 			}
 			healthyIO(t)
-			if left := settleGoroutines(baseline); left != "" {
-				t.Errorf("goroutines left behind (baseline %d):\n%s", baseline, left)
+			if left := settle(t, baseline, fds); left != "" {
+				t.Errorf("goroutines or descriptors left behind (baseline %d and %d):\n%s", baseline, fds, left)
 			}
 			if sids := k.Sessions(); len(sids) != 1 || sids[0] != healthy.SID {
 				t.Errorf("kernel sessions left: %v (want only the healthy %d)", sids, healthy.SID)
@@ -624,18 +624,27 @@ func cdb10(op byte, lba uint32, blocks uint16) []byte {
 	return c
 }
 
-// settleGoroutines waits up to two seconds for the goroutine count to come
-// back to baseline and returns the stacks when it does not.
-func settleGoroutines(baseline int) string {
+// settle waits up to two seconds for the goroutines and open descriptors to
+// come back to their baseline, and describes what is left when they do not.
+func settle(t *testing.T, goroutines, fds int) string {
 	deadline := time.Now().Add(2 * time.Second)
-	for runtime.NumGoroutine() > baseline {
+	for runtime.NumGoroutine() > goroutines || openFDs(t) > fds {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			return string(buf[:runtime.Stack(buf, true)])
+			return fmt.Sprintf("%d goroutines, %d descriptors\n%s", runtime.NumGoroutine(), openFDs(t), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return ""
+}
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 func tail(s string, lines int) string {
