@@ -8,7 +8,10 @@
 // Text and Logout responses and Async Messages coming back are forwarded as
 // RECV_PDU events; target pings are answered; a closed socket or a broken PDU is
 // reported as CONN_ERROR. It checks the order of requests and refuses what the
-// kernel refuses, with the kernel's errno.
+// kernel refuses, with the kernel's errno. [Kernel.Command] runs SCSI commands
+// on a started connection as the SCSI midlayer has iscsi_tcp do, checking the
+// target's answers as libiscsi does, and the kernel pings a quiet target when
+// recv_tmo and ping_tmo are set.
 package nlinktest
 
 import (
