@@ -11,6 +11,9 @@ package mgmt
 
 import (
 	"fmt"
+	"strings"
+
+	"github.com/goiscsi/goiscsi/scan"
 )
 
 // Version is the protocol version this package speaks.
@@ -40,6 +43,10 @@ const (
 	// OpUpdate changes the scan policy of live session SID: Record holds
 	// node.session.scan and/or node.session.autoscan_en.
 	OpUpdate Op = "update"
+	// OpRemoveLUN removes LUN from session SID, or from every session to
+	// Target when SID is 0, with the multipath map above it (scan.Remover);
+	// the response's Removal says what was done, also when it failed.
+	OpRemoveLUN Op = "remove-lun"
 )
 
 // Request is one request to the daemon.
@@ -50,10 +57,17 @@ type Request struct {
 	// pairs (node.name, node.conn[0].address, node.session.auth.*, ...), for
 	// OpLogin.
 	Record map[string]string `json:"record,omitempty"`
-	// SID selects a session for OpLogout and OpStats.
+	// SID selects a session for OpLogout, OpStats, OpScan and OpRemoveLUN.
 	SID int `json:"sid,omitempty"`
-	// LUN is the one LUN an OpScan adds.
+	// Target selects every session to a target for OpRemoveLUN.
+	Target string `json:"target,omitempty"`
+	// LUN is the one LUN an OpScan adds or an OpRemoveLUN removes.
 	LUN *uint64 `json:"lun,omitempty"`
+	// Force removes a LUN that is in use (OpRemoveLUN; scan.Remover.Force).
+	Force bool `json:"force,omitempty"`
+	// Tries bounds an OpRemoveLUN's attempts while the LUN is held open;
+	// 0 means scan.DefaultTries.
+	Tries int `json:"tries,omitempty"`
 	// ShowSecrets asks for CHAP passwords in session listings (iscsiadm -S).
 	ShowSecrets bool `json:"show_secrets,omitempty"`
 }
@@ -67,6 +81,8 @@ type Response struct {
 	Session  *Session  `json:"session,omitempty"`
 	Sessions []Session `json:"sessions,omitempty"`
 	Stats    *Stats    `json:"stats,omitempty"`
+	// Removal is OpRemoveLUN's account of what it did.
+	Removal *scan.Report `json:"removal,omitempty"`
 }
 
 // Error is a failed request. Code uses iscsiadm's exit codes (e.g. 15 session
@@ -92,6 +108,45 @@ const (
 	CodeNotConnected    = 20 // ISCSI_ERR_ISCSID_NOTCONN: daemon not running
 	CodeRequestTimedOut = 33 // ISCSI_ERR_REQ_TIMEDOUT
 )
+
+// RemovalError is the error of a LUN removal that did not finish, nil for one
+// that did, with iscsiadm's codes in their stock meanings:
+//
+//	21 ISCSI_ERR_NO_OBJS_FOUND  no session has the LUN: nothing to remove
+//	28 ISCSI_ERR_BUSY           in use: mounted, stacked on, or held open
+//	                            through every try
+//	29 ISCSI_ERR_AGAIN          flushing failed or did not finish (all paths
+//	                            down?): a retry may succeed
+//	 9 ISCSI_ERR_INTERNAL       the device-mapper refused otherwise, or the
+//	                            map was still there after its removal
+//	22 ISCSI_ERR_SYSFS_LOOKUP   sysfs could not be read, a SCSI delete
+//	                            failed, or the device stayed
+//	33 ISCSI_ERR_REQ_TIMEDOUT   the request's time ran out
+//
+// The message ends with what is left.
+func RemovalError(rep *scan.Report) *Error {
+	if rep.Removed {
+		return nil
+	}
+	code := CodeInternal
+	switch rep.Failure {
+	case scan.FailNotFound:
+		code = 21
+	case scan.FailInUse:
+		code = 28
+	case scan.FailFlush:
+		code = 29
+	case scan.FailSysfs:
+		code = 22
+	case scan.FailCanceled:
+		code = CodeRequestTimedOut
+	}
+	msg := fmt.Sprintf("could not remove LUN %d: %s", rep.LUN, rep.Error)
+	if len(rep.Left) > 0 {
+		msg += "; left: " + strings.Join(rep.Left, ", ")
+	}
+	return &Error{Code: code, Message: msg}
+}
 
 // Status describes the daemon.
 type Status struct {

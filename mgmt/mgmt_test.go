@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/goiscsi/goiscsi/scan"
 )
 
 func serve(t *testing.T, h Handler, tweak func(*Server)) string {
@@ -265,5 +267,23 @@ func TestNonRootRefused(t *testing.T) {
 	}
 	if resp.Error == nil || resp.Error.Code != CodeAccess || !strings.Contains(resp.Error.Message, "uid 65534") || called {
 		t.Fatalf("non-root client got %+v (handler called: %v)", resp.Error, called)
+	}
+}
+
+func TestRemovalError(t *testing.T) {
+	if e := RemovalError(&scan.Report{Removed: true}); e != nil {
+		t.Errorf("a finished removal has an error: %v", e)
+	}
+	for _, tc := range []struct {
+		f    scan.Failure
+		code int
+	}{
+		{scan.FailNotFound, 21}, {scan.FailInUse, 28}, {scan.FailFlush, 29}, {scan.FailDeviceMapper, 9},
+		{scan.FailSysfs, 22}, {scan.FailCanceled, 33},
+	} {
+		e := RemovalError(&scan.Report{LUN: 4, Failure: tc.f, Error: "why", Left: []string{"path sdb (2:0:0:4)"}})
+		if e == nil || e.Code != tc.code || e.Message != "could not remove LUN 4: why; left: path sdb (2:0:0:4)" {
+			t.Errorf("%s: %+v, want code %d", tc.f, e, tc.code)
+		}
 	}
 }

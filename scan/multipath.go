@@ -77,7 +77,8 @@ func (s Sysfs) diskOf(name string) string {
 	return ""
 }
 
-func (s Sysfs) blockDev(name string) (BlockDev, error) {
+// BlockDevOf reads block device name (a disk or a partition) from sysfs.
+func (s Sysfs) BlockDevOf(name string) (BlockDev, error) {
 	dev := readAttr(filepath.Join(s.blockDir(name), "dev"))
 	if dev == "" {
 		return BlockDev{}, fmt.Errorf("block device %s: not in sysfs (%s)", name, filepath.Join(s.blockDir(name), "dev"))
@@ -116,7 +117,7 @@ func (s Sysfs) Partitions(name string) []string {
 
 // DM reads device-mapper device kernel ("dm-3").
 func (s Sysfs) DM(kernel string) (DMDevice, error) {
-	b, err := s.blockDev(kernel)
+	b, err := s.BlockDevOf(kernel)
 	if err != nil {
 		return DMDevice{}, err
 	}
@@ -238,4 +239,39 @@ func unescapeMount(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// multipathdSocket is the abstract unix socket multipathd listens on.
+const multipathdSocket = "@/org/kernel/linux/storage/multipathd"
+
+// MultipathdRunning reports whether multipathd is listening, from the unix
+// sockets in proc (/proc): it then makes a map for each new path it claims.
+func MultipathdRunning(proc string) bool {
+	b, err := os.ReadFile(filepath.Join(proc, "net", "unix"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] == multipathdSocket {
+			return true
+		}
+	}
+	return false
+}
+
+// UdevMultipathVerdict reads what udev decided about disk dev ("8:16"): its
+// rules ask multipath whether the disk is a path of a map and record the
+// answer as DM_MULTIPATH_DEVICE_PATH in its database (udevData, normally
+// /run/udev/data). known is false when udev recorded no answer.
+func UdevMultipathVerdict(udevData, dev string) (isPath, known bool) {
+	b, err := os.ReadFile(filepath.Join(udevData, "b"+dev))
+	if err != nil {
+		return false, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "E:DM_MULTIPATH_DEVICE_PATH="); ok {
+			return v == "1", true
+		}
+	}
+	return false, false
 }

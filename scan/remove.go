@@ -78,8 +78,10 @@ func (s Sysfs) PlanLUNRemoval(sessions []Session, lun uint64) (*LUNRemoval, erro
 	if err != nil {
 		return nil, err
 	}
+	// Each iSCSI session has a SCSI host of its own: the host of a map's
+	// path names its session. The sessions given win over sysfs's.
 	byHost := map[int]Session{}
-	for _, ss := range all {
+	for _, ss := range append(all, sessions...) {
 		byHost[ss.Host] = ss
 	}
 	plan := &LUNRemoval{LUN: lun}
@@ -94,7 +96,7 @@ func (s Sysfs) PlanLUNRemoval(sessions []Session, lun uint64) (*LUNRemoval, erro
 			p.SID, p.Target, p.Portal = ss.SID, ss.TargetName, fmt.Sprintf("%s:%d", ss.PersistentAddress, ss.PersistentPort)
 		}
 		if d.Block != "" {
-			if b, err := s.blockDev(d.Block); err == nil {
+			if b, err := s.BlockDevOf(d.Block); err == nil {
 				p.Dev = b.Dev
 			}
 		}
@@ -142,6 +144,16 @@ func (s Sysfs) PlanLUNRemoval(sessions []Session, lun uint64) (*LUNRemoval, erro
 		}
 	}
 	return plan, nil
+}
+
+// FailedPlan is the report of a removal that PlanLUNRemoval could not plan:
+// nothing to remove (the LUN is on none of the sessions), or sysfs failed.
+func FailedPlan(lun uint64, err error) *Report {
+	f := FailSysfs
+	if errors.Is(err, ErrNoLUN) {
+		f = FailNotFound
+	}
+	return &Report{LUN: lun, Maps: []MapReport{}, Paths: []PathReport{}, Steps: []Step{}, Failure: f, Error: err.Error()}
 }
 
 // device reads SCSI device d's attributes as Devices does.
@@ -316,7 +328,7 @@ type run struct {
 // reports every step. The report's Failure is set when it stopped early.
 func (r *Remover) Remove(ctx context.Context, plan *LUNRemoval) *Report {
 	rn := &run{r: r, k: r.kernel(), plan: plan, start: time.Now(), gone: map[string]bool{},
-		rep: &Report{LUN: plan.LUN, Steps: []Step{}}}
+		rep: &Report{LUN: plan.LUN, Maps: []MapReport{}, Paths: []PathReport{}, Steps: []Step{}}}
 	for _, m := range plan.Maps {
 		rn.rep.Maps = append(rn.rep.Maps, MapReport{MultipathMap: m})
 	}
@@ -441,7 +453,7 @@ func (rn *run) usage() (usage, error) {
 		}
 		devs = append(devs, BlockDev{Name: p.Block, Dev: p.Dev})
 		for _, part := range s.Partitions(p.Block) {
-			if b, err := s.blockDev(part); err == nil {
+			if b, err := s.BlockDevOf(part); err == nil {
 				pathParts[p.Block] = append(pathParts[p.Block], b)
 				devs = append(devs, b)
 			}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,117 +18,11 @@ import (
 
 const wwid = "3600140597a421d92b7f48508f3d5ccef"
 
-// fakeKernel is the kernel under the scantest tree: the device-mapper finds
-// devices in the tree and takes them away on removal, a SCSI delete takes the
-// device away. Knobs make maps busy, flushes fail and devices stick.
-type fakeKernel struct {
-	fs *scantest.FS
-	s  scan.Sysfs
-
-	mu    sync.Mutex
-	calls []string
-	// openFor: how many more DM_DEV_STATUS answers report the map with
-	// this uuid open (count 1).
-	openFor map[string]int
-	// busyRemoves: how many more removals of the uuid fail with EBUSY.
-	busyRemoves map[string]int
-	// keep: removals of the uuid succeed and leave it there.
-	keep map[string]bool
-	// flushErr: flushing the block device fails.
-	flushErr map[string]error
-	// openers by device number.
-	openers map[string][]scan.Opener
-	// claimed block devices (exclusive open fails).
-	claimed map[string]bool
-	// stuck SCSI devices stay after their delete.
-	stuck map[string]bool
-	// afterRemove runs after a successful removal of a map.
-	afterRemove func(uuid string)
-}
-
-func newFakeKernel(fs *scantest.FS) *fakeKernel {
-	return &fakeKernel{fs: fs, s: scan.Sysfs{Root: fs.Root}, openFor: map[string]int{}, busyRemoves: map[string]int{},
-		keep: map[string]bool{}, flushErr: map[string]error{}, openers: map[string][]scan.Opener{},
-		claimed: map[string]bool{}, stuck: map[string]bool{}}
-}
-
-func (k *fakeKernel) call(format string, args ...any) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.calls = append(k.calls, fmt.Sprintf(format, args...))
-}
-
-func (k *fakeKernel) Status(uuid string) (scan.DMStatus, error) {
-	d, ok := k.s.FindDMByUUID(uuid)
-	if !ok {
-		return scan.DMStatus{}, fmt.Errorf("DM_DEV_STATUS of %s: %w", uuid, unix.ENXIO)
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	st := scan.DMStatus{Name: d.DMName, UUID: uuid, Dev: d.Dev}
-	if k.openFor[uuid] > 0 {
-		k.openFor[uuid]--
-		st.OpenCount = 1
-	}
-	return st, nil
-}
-
-func (k *fakeKernel) Remove(uuid string) error {
-	k.call("remove %s", uuid)
-	d, ok := k.s.FindDMByUUID(uuid)
-	if !ok {
-		return fmt.Errorf("DM_DEV_REMOVE: %w", unix.ENXIO)
-	}
-	k.mu.Lock()
-	busy := k.busyRemoves[uuid] > 0
-	if busy {
-		k.busyRemoves[uuid]--
-	}
-	keep := k.keep[uuid]
-	k.mu.Unlock()
-	if busy {
-		return fmt.Errorf("DM_DEV_REMOVE of %s: %w", uuid, unix.EBUSY)
-	}
-	if !keep {
-		k.fs.RemoveDM(d.Name)
-	}
-	if k.afterRemove != nil {
-		k.afterRemove(uuid)
-	}
-	return nil
-}
-
-func (k *fakeKernel) Flush(_ context.Context, b scan.BlockDev) error {
-	k.call("flush %s", b.Name)
-	return k.flushErr[b.Name]
-}
-
-func (k *fakeKernel) Claimed(b scan.BlockDev) (bool, error) { return k.claimed[b.Name], nil }
-
-func (k *fakeKernel) Openers(devs []scan.BlockDev) (map[string][]scan.Opener, error) {
-	out := map[string][]scan.Opener{}
-	for _, b := range devs {
-		out[b.Dev] = k.openers[b.Dev]
-	}
-	return out, nil
-}
-
-func (k *fakeKernel) DeleteSCSI(ctx context.Context, d scan.Device) error {
-	k.call("delete %s", d.HCTL())
-	if err := k.s.DeleteDevice(ctx, d); err != nil {
-		return err
-	}
-	if !k.stuck[d.HCTL()] {
-		k.fs.RemoveDevice(d.Host, d.Channel, d.Target, d.LUN)
-	}
-	return nil
-}
-
 // world is a host with two iSCSI sessions to one target (hosts 2 and 3), LUN
 // 0 and 1 on each, LUN 1 under a multipath map named name.
 type world struct {
 	fs     *scantest.FS
-	k      *fakeKernel
+	k      *scantest.Kernel
 	s      scan.Sysfs
 	proc   string
 	mapDev string
@@ -138,17 +31,9 @@ type world struct {
 func newWorld(t *testing.T, mapName string) *world {
 	t.Helper()
 	fs := scantest.New(t)
-	w := &world{fs: fs, k: newFakeKernel(fs), s: scan.Sysfs{Root: fs.Root}, proc: t.TempDir()}
-	for i, host := range []int{2, 3} {
-		sid := i + 1
-		fs.AddHost(host)
-		dev := filepath.Join(fs.Root, "devices", "platform", fmt.Sprintf("host%d", host), fmt.Sprintf("session%d", sid))
-		must(t, os.MkdirAll(dev, 0o755))
-		writeFile(t, filepath.Join(fs.Root, "class", "iscsi_session", fmt.Sprintf("session%d", sid), "targetname"), "iqn.2003-01.org.example:mp")
-		writeFile(t, filepath.Join(fs.Root, "class", "iscsi_connection", fmt.Sprintf("connection%d:0", sid), "persistent_address"), fmt.Sprintf("127.0.0.%d", sid))
-		writeFile(t, filepath.Join(fs.Root, "class", "iscsi_connection", fmt.Sprintf("connection%d:0", sid), "persistent_port"), "3260")
-		must(t, os.Symlink(dev, filepath.Join(fs.Root, "class", "iscsi_session", fmt.Sprintf("session%d", sid), "device")))
-	}
+	w := &world{fs: fs, k: scantest.NewKernel(fs), s: scan.Sysfs{Root: fs.Root}, proc: t.TempDir()}
+	fs.AddSession(1, 2, "iqn.2003-01.org.example:mp", "127.0.0.1", 3260)
+	fs.AddSession(2, 3, "iqn.2003-01.org.example:mp", "127.0.0.2", 3260)
 	fs.AddDevice(2, 0, 0, 0, "sda")
 	fs.AddDevice(2, 0, 0, 1, "sdb")
 	fs.AddDevice(3, 0, 0, 0, "sdc")
@@ -266,7 +151,7 @@ func TestRemoveMapThenPaths(t *testing.T) {
 			t.Fatalf("map %s: report %+v", name, rep)
 		}
 		want := "flush dm-0|remove mpath-" + wwid + "|flush sdb|delete 2:0:0:1|flush sdd|delete 3:0:0:1"
-		if got := strings.Join(w.k.calls, "|"); got != want {
+		if got := strings.Join(w.k.Calls(), "|"); got != want {
 			t.Errorf("map %s: calls\n%s\nwant\n%s", name, got, want)
 		}
 		if _, there := w.s.FindDMByUUID("mpath-" + wwid); there || w.exists(2, 1) || w.exists(3, 1) {
@@ -294,8 +179,8 @@ func TestRemoveMapThenPaths(t *testing.T) {
 // success on the third attempt.
 func TestRemoveRetriesWhileOpenWithBackoff(t *testing.T) {
 	w := newWorld(t, "mpatha")
-	w.k.openFor["mpath-"+wwid] = 2
-	w.k.openers[w.mapDev] = []scan.Opener{{PID: 345, Comm: "sleep"}}
+	w.k.OpenFor["mpath-"+wwid] = 2
+	w.k.Holding[w.mapDev] = []scan.Opener{{PID: 345, Comm: "sleep"}}
 	r := w.remover()
 	r.Backoff = 20 * time.Millisecond
 	rep := w.remove(t, r, 1, 1)
@@ -323,15 +208,15 @@ func TestRemoveRetriesWhileOpenWithBackoff(t *testing.T) {
 // Held open through every try: a clear error, and nothing touched.
 func TestRemoveGivesUpWhileOpenAndRemovesNothing(t *testing.T) {
 	w := newWorld(t, "mpatha")
-	w.k.openFor["mpath-"+wwid] = 100
+	w.k.OpenFor["mpath-"+wwid] = 100
 	r := w.remover()
 	r.Tries = 3
 	rep := w.remove(t, r, 1, 1, 2)
 	if rep.Removed || rep.Failure != scan.FailInUse || !strings.Contains(rep.Error, "after 3 attempts") {
 		t.Fatalf("report %+v", rep)
 	}
-	if len(w.k.calls) != 0 {
-		t.Errorf("an in-use LUN was touched: %v", w.k.calls)
+	if len(w.k.Calls()) != 0 {
+		t.Errorf("an in-use LUN was touched: %v", w.k.Calls())
 	}
 	left := strings.Join(rep.Left, ", ")
 	if left != "multipath map mpatha (dm-0), path sdb (2:0:0:1), path sdd (3:0:0:1)" {
@@ -346,10 +231,10 @@ func TestRemoveGivesUpWhileOpenAndRemovesNothing(t *testing.T) {
 // removal) is retried too, with a fresh flush.
 func TestRemoveRetriesKernelBusy(t *testing.T) {
 	w := newWorld(t, "mpatha")
-	w.k.busyRemoves["mpath-"+wwid] = 1
+	w.k.BusyRemoves["mpath-"+wwid] = 1
 	rep := w.remove(t, w.remover(), 1, 1)
 	want := "flush dm-0|remove mpath-" + wwid + "|flush dm-0|remove mpath-" + wwid + "|flush sdb|delete 2:0:0:1|flush sdd|delete 3:0:0:1"
-	if got := strings.Join(w.k.calls, "|"); !rep.Removed || got != want {
+	if got := strings.Join(w.k.Calls(), "|"); !rep.Removed || got != want {
 		t.Errorf("removed %v, calls\n%s\nwant\n%s", rep.Removed, got, want)
 	}
 }
@@ -378,8 +263,8 @@ func TestRemoveRefusesMountedAtOnce(t *testing.T) {
 				t.Errorf("%s: a mount was waited for: %+v", tc.name, s)
 			}
 		}
-		if len(w.k.calls) != 0 {
-			t.Errorf("%s: touched: %v", tc.name, w.k.calls)
+		if len(w.k.Calls()) != 0 {
+			t.Errorf("%s: touched: %v", tc.name, w.k.Calls())
 		}
 	}
 }
@@ -389,12 +274,12 @@ func TestRemoveRefusesMountedAtOnce(t *testing.T) {
 func TestRemoveForceStillFlushesAndTheKernelDecides(t *testing.T) {
 	w := newWorld(t, "mpatha")
 	w.mountinfo(t, "40 1 "+w.mapDev+" / /mnt rw - ext4 /dev/x rw\n")
-	w.k.busyRemoves["mpath-"+wwid] = 100
+	w.k.BusyRemoves["mpath-"+wwid] = 100
 	r := w.remover()
 	r.Force, r.Tries = true, 2
 	rep := w.remove(t, r, 1, 1)
 	want := "flush dm-0|remove mpath-" + wwid + "|flush dm-0|remove mpath-" + wwid
-	if got := strings.Join(w.k.calls, "|"); rep.Failure != scan.FailInUse || got != want {
+	if got := strings.Join(w.k.Calls(), "|"); rep.Failure != scan.FailInUse || got != want {
 		t.Errorf("failure %q calls %s; want in-use and %s", rep.Failure, got, want)
 	}
 	if !w.exists(2, 1) {
@@ -404,12 +289,12 @@ func TestRemoveForceStillFlushesAndTheKernelDecides(t *testing.T) {
 
 func TestRemoveStopsWhenFlushFails(t *testing.T) {
 	w := newWorld(t, "mpatha")
-	w.k.flushErr["dm-0"] = fmt.Errorf("fsync /dev/dm-0: %w", unix.EIO)
+	w.k.FlushErr["dm-0"] = fmt.Errorf("fsync /dev/dm-0: %w", unix.EIO)
 	rep := w.remove(t, w.remover(), 1, 1)
 	if rep.Failure != scan.FailFlush || !strings.Contains(rep.Error, "nothing was removed") || len(rep.Left) != 3 {
 		t.Errorf("%+v", rep)
 	}
-	if got := strings.Join(w.k.calls, "|"); got != "flush dm-0" {
+	if got := strings.Join(w.k.Calls(), "|"); got != "flush dm-0" {
 		t.Errorf("calls %s", got)
 	}
 }
@@ -418,7 +303,7 @@ func TestRemoveStopsWhenFlushFails(t *testing.T) {
 // paths stay.
 func TestRemoveVerifiesTheMapIsGone(t *testing.T) {
 	w := newWorld(t, "mpatha")
-	w.k.keep["mpath-"+wwid] = true
+	w.k.Keep["mpath-"+wwid] = true
 	rep := w.remove(t, w.remover(), 1, 1)
 	if rep.Failure != scan.FailDeviceMapper || !strings.Contains(rep.Error, "still there") {
 		t.Errorf("%+v", rep)
@@ -430,7 +315,7 @@ func TestRemoveVerifiesTheMapIsGone(t *testing.T) {
 
 func TestRemoveVerifiesThePathIsGone(t *testing.T) {
 	w := newWorld(t, "mpatha")
-	w.k.stuck["3:0:0:1"] = true
+	w.k.Stuck["3:0:0:1"] = true
 	rep := w.remove(t, w.remover(), 1, 1)
 	if rep.Failure != scan.FailSysfs || strings.Join(rep.Left, ",") != "path sdd (3:0:0:1)" || !rep.Maps[0].Removed || !rep.Paths[0].Deleted {
 		t.Errorf("%+v", rep)
@@ -445,13 +330,13 @@ func TestRemoveVerifiesThePathIsGone(t *testing.T) {
 // map's uuid is back, so the map's verification fails.)
 func TestRemoveStopsWhenAPathIsTakenAgain(t *testing.T) {
 	w := newWorld(t, "mpatha")
-	w.k.afterRemove = func(uuid string) { w.fs.AddDM("dm-1", "vg-lv", "LVM-xyz", "sdb") }
+	w.k.AfterRemove = func(uuid string) { w.fs.AddDM("dm-1", "vg-lv", "LVM-xyz", "sdb") }
 	rep := w.remove(t, w.remover(), 1, 1)
 	if rep.Failure != scan.FailInUse || !strings.Contains(rep.Error, "taken again by dm-1") || !w.exists(2, 1) || !rep.Maps[0].Removed {
 		t.Errorf("%+v", rep)
 	}
 	w = newWorld(t, "mpatha")
-	w.k.afterRemove = func(uuid string) { w.fs.AddMultipath("dm-1", "mpatha", wwid, "sdb", "sdd") }
+	w.k.AfterRemove = func(uuid string) { w.fs.AddMultipath("dm-1", "mpatha", wwid, "sdb", "sdd") }
 	rep = w.remove(t, w.remover(), 1, 1)
 	if rep.Failure != scan.FailDeviceMapper || !strings.Contains(rep.Error, "still") || !w.exists(2, 1) || !w.exists(3, 1) {
 		t.Errorf("map built again: %+v", rep)
@@ -462,22 +347,22 @@ func TestRemoveStopsWhenAPathIsTakenAgain(t *testing.T) {
 // waited for like a map's holder.
 func TestRemoveBarePaths(t *testing.T) {
 	w := newWorld(t, "")
-	w.k.openers["8:16"] = []scan.Opener{{PID: 9, Comm: "dd"}}
-	w.k.openers["8:48"] = []scan.Opener{{PID: 10, Comm: "multipathd"}}
+	w.k.Holding["8:16"] = []scan.Opener{{PID: 9, Comm: "dd"}}
+	w.k.Holding["8:48"] = []scan.Opener{{PID: 10, Comm: "multipathd"}}
 	r := w.remover()
 	r.Tries = 2
 	rep := w.remove(t, r, 1, 1, 2)
 	if rep.Failure != scan.FailInUse || !strings.Contains(rep.Error, "path sdb (2:0:0:1) is held open by pid 9 (dd)") ||
-		strings.Contains(rep.Error, "multipathd") || len(w.k.calls) != 0 {
-		t.Fatalf("%+v calls %v", rep, w.k.calls)
+		strings.Contains(rep.Error, "multipathd") || len(w.k.Calls()) != 0 {
+		t.Fatalf("%+v calls %v", rep, w.k.Calls())
 	}
-	delete(w.k.openers, "8:16")
+	delete(w.k.Holding, "8:16")
 	rep = w.remove(t, r, 1, 1, 2)
-	if got := strings.Join(w.k.calls, "|"); !rep.Removed || got != "flush sdb|delete 2:0:0:1|flush sdd|delete 3:0:0:1" {
+	if got := strings.Join(w.k.Calls(), "|"); !rep.Removed || got != "flush sdb|delete 2:0:0:1|flush sdd|delete 3:0:0:1" {
 		t.Errorf("removed %v calls %s", rep.Removed, got)
 	}
 	w2 := newWorld(t, "")
-	w2.k.claimed["sdb"] = true
+	w2.k.Exclusive["sdb"] = true
 	r2 := w2.remover()
 	r2.Tries = 1
 	if rep := w2.remove(t, r2, 1, 1); rep.Failure != scan.FailInUse || !strings.Contains(rep.Error, "claimed") {
@@ -492,7 +377,7 @@ func TestRemovePartitionMapsFirst(t *testing.T) {
 	w.fs.AddDM("dm-1", "mpatha1", "part1-mpath-"+wwid, "dm-0")
 	rep := w.remove(t, w.remover(), 1, 1)
 	want := "flush dm-1|flush dm-0|remove part1-mpath-" + wwid + "|remove mpath-" + wwid + "|flush sdb|delete 2:0:0:1|flush sdd|delete 3:0:0:1"
-	if got := strings.Join(w.k.calls, "|"); !rep.Removed || got != want {
+	if got := strings.Join(w.k.Calls(), "|"); !rep.Removed || got != want {
 		t.Errorf("removed %v calls\n%s\nwant\n%s", rep.Removed, got, want)
 	}
 
@@ -512,7 +397,7 @@ func TestRemovePartitionMapsFirst(t *testing.T) {
 
 func TestRemoveGivesUpWhenTheContextEnds(t *testing.T) {
 	w := newWorld(t, "mpatha")
-	w.k.openFor["mpath-"+wwid] = 100
+	w.k.OpenFor["mpath-"+wwid] = 100
 	r := w.remover()
 	r.Backoff = time.Hour
 	plan, err := w.s.PlanLUNRemoval(w.sessions(t, 1), 1)

@@ -36,11 +36,59 @@ type daemon struct {
 	// count or fail connections).
 	dial func(ctx context.Context, network, address string) (net.Conn, error)
 
+	// blockKernel flushes, removes maps and deletes devices for LUN
+	// removals; nil means the host's (tests use a fake).
+	blockKernel scan.Kernel
+	// proc is procfs's mount point for LUN removals; empty means /proc.
+	proc string
+	// targets serializes the sysfs work on each target.
+	targets targetLocks
+
 	mu       sync.Mutex
 	sessions map[uint32]*daemonSession
 	// logins are the node identities with a login in progress, so a second
 	// login of the same node is refused instead of racing the first.
 	logins map[string]bool
+}
+
+// targetLocks serializes the sysfs work on each target: every scan (at login,
+// after an AEN or unit attention, on request) and every LUN removal holds its
+// target's lock, so an attach's scan never runs between a detach's removal of
+// a map and its deletion of the paths, and cannot bring back a LUN half
+// removed. Different targets do not wait for each other.
+type targetLocks struct {
+	mu sync.Mutex
+	m  map[string]*sync.Mutex
+}
+
+// lock takes the locks of targets, in sorted order so that two callers
+// locking overlapping sets cannot deadlock, and returns their release.
+func (l *targetLocks) lock(targets ...string) (unlock func()) {
+	names := append([]string(nil), targets...)
+	sort.Strings(names)
+	var held []*sync.Mutex
+	for i, n := range names {
+		if i > 0 && n == names[i-1] {
+			continue
+		}
+		l.mu.Lock()
+		if l.m == nil {
+			l.m = map[string]*sync.Mutex{}
+		}
+		m := l.m[n]
+		if m == nil {
+			m = &sync.Mutex{}
+			l.m[n] = m
+		}
+		l.mu.Unlock()
+		m.Lock()
+		held = append(held, m)
+	}
+	return func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i].Unlock()
+		}
+	}
 }
 
 // daemonSession is one logged-in session and the record it came from.
@@ -83,6 +131,8 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		return d.scanRequest(ctx, req)
 	case mgmt.OpUpdate:
 		return d.update(req)
+	case mgmt.OpRemoveLUN:
+		return d.removeLUN(ctx, req)
 	}
 	return &mgmt.Response{Error: mgmt.Errorf(mgmt.CodeInvalidRequest, "unknown request %q", req.Op)}
 }
@@ -241,6 +291,13 @@ func loginError(err error) *mgmt.Error {
 func (d *daemon) scanHost(k *session.Kernel, policy scan.Policy, t scan.Trigger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if scan.Decide(policy, t).Kind == scan.None {
+		// Nothing to write: log the decision without waiting for a
+		// removal on the target.
+		d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t)
+		return
+	}
+	defer d.targets.lock(k.Node().Login.TargetName)()
 	if _, err := d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t); err != nil {
 		d.log.Error("scan failed", "sid", k.SID, "trigger", t.String(), "err", err)
 	}
@@ -327,6 +384,7 @@ func (d *daemon) scanRequest(ctx context.Context, req *mgmt.Request) *mgmt.Respo
 	if e != nil {
 		return &mgmt.Response{Error: e}
 	}
+	defer d.targets.lock(ds.k.Node().Login.TargetName)()
 	if req.LUN == nil {
 		if _, err := d.sysfs.Apply(ctx, d.log, req.SID, int(ds.k.Host), scan.Auto, scan.Request); err != nil {
 			return &mgmt.Response{Error: mgmt.Errorf(22, "%v", err)}
@@ -339,6 +397,67 @@ func (d *daemon) scanRequest(ctx context.Context, req *mgmt.Request) *mgmt.Respo
 	}
 	info := d.info(ds, false)
 	return &mgmt.Response{Session: &info}
+}
+
+// removeLUN removes LUN req.LUN from session req.SID, or from every session to
+// req.Target, with the multipath map above it, holding the lock of every
+// target it touches.
+func (d *daemon) removeLUN(ctx context.Context, req *mgmt.Request) *mgmt.Response {
+	if req.LUN == nil {
+		return &mgmt.Response{Error: mgmt.Errorf(mgmt.CodeInvalidRequest, "remove-lun without a LUN")}
+	}
+	var sel []scan.Session
+	d.mu.Lock()
+	for _, ds := range d.sessions {
+		n := ds.k.Node()
+		if (req.SID != 0 && int(ds.k.SID) == req.SID) || (req.SID == 0 && req.Target != "" && n.Login.TargetName == req.Target) {
+			sel = append(sel, scan.Session{SID: int(ds.k.SID), Host: int(ds.k.Host), TargetName: n.Login.TargetName,
+				PersistentAddress: n.Address, PersistentPort: n.Port})
+		}
+	}
+	d.mu.Unlock()
+	if len(sel) == 0 {
+		if req.SID != 0 {
+			return &mgmt.Response{Error: mgmt.Errorf(2, "no session with sid %d", req.SID)}
+		}
+		return &mgmt.Response{Error: mgmt.Errorf(21, "no session to target %q", req.Target)}
+	}
+	sort.Slice(sel, func(i, j int) bool { return sel[i].SID < sel[j].SID })
+	locked := map[string]bool{}
+	for _, s := range sel {
+		locked[s.TargetName] = true
+	}
+	// The map's other paths may be on sessions to other targets (arrays
+	// with a target per port): plan under the locks held, and once more
+	// with theirs too if so.
+	for round := 0; ; round++ {
+		var names []string
+		for n := range locked {
+			names = append(names, n)
+		}
+		unlock := d.targets.lock(names...)
+		plan, err := d.sysfs.PlanLUNRemoval(sel, *req.LUN)
+		if err != nil {
+			unlock()
+			rep := scan.FailedPlan(*req.LUN, err)
+			return &mgmt.Response{Removal: rep, Error: mgmt.RemovalError(rep)}
+		}
+		more := false
+		for _, t := range plan.Targets() {
+			if !locked[t] {
+				locked[t], more = true, true
+			}
+		}
+		if more && round == 0 {
+			unlock()
+			continue
+		}
+		r := &scan.Remover{Sysfs: d.sysfs, Kernel: d.blockKernel, Proc: d.proc, Tries: req.Tries, Force: req.Force,
+			Log: d.log.With("op", "remove-lun")}
+		rep := r.Remove(ctx, plan)
+		unlock()
+		return &mgmt.Response{Removal: rep, Error: mgmt.RemovalError(rep)}
+	}
 }
 
 // update changes a live session's scan policy (node.session.scan and

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -314,5 +316,122 @@ func TestCommandFaultRecovered(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the relogin's scan decision runs in the background
 	if got := f.fs.ScanWritten(s.HostNo); got != "" {
 		t.Errorf("the relogin scanned %q", got)
+	}
+}
+
+// removalFixture is a logged-in session (autoscan off) with LUN 1 attached as
+// sdb and a fake block kernel for removals.
+func removalFixture(t *testing.T) (*fixture, *mgmt.Session, *scantest.Kernel) {
+	t.Helper()
+	f := newFixture(t)
+	s := f.login(t, map[string]string{"node.session.autoscan_en": "No"})
+	f.fs.AddDevice(s.HostNo, 0, 0, 1, "sdb")
+	k := scantest.NewKernel(f.fs)
+	f.d.blockKernel = k
+	f.d.proc = t.TempDir()
+	if err := os.MkdirAll(filepath.Join(f.d.proc, "self"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.d.proc, "self", "mountinfo"), []byte("22 1 0:21 / /proc rw - proc proc rw\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f, s, k
+}
+
+// An attach's scan of the target waits while a removal on the same target is
+// in progress, and runs right after it.
+func TestRemoveLUNAndScansDoNotInterleave(t *testing.T) {
+	f, s, k := removalFixture(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	k.OnFlush = func(string) {
+		once.Do(func() { close(entered) })
+		<-release
+	}
+	ctx := context.Background()
+	one, two := uint64(1), uint64(2)
+	removed := make(chan *mgmt.Response)
+	go func() { removed <- f.d.ServeMgmt(ctx, &mgmt.Request{Op: mgmt.OpRemoveLUN, SID: s.SID, LUN: &one}) }()
+	<-entered
+	f.fs.ResetScan(s.HostNo)
+	scanned := make(chan *mgmt.Response)
+	go func() { scanned <- f.d.ServeMgmt(ctx, &mgmt.Request{Op: mgmt.OpScan, SID: s.SID, LUN: &two}) }()
+	select {
+	case <-scanned:
+		t.Fatal("a scan of the target ran in the middle of a LUN removal")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if got := f.fs.ScanWritten(s.HostNo); got != "" {
+		t.Fatalf("scan file written during the removal: %q", got)
+	}
+	close(release)
+	if resp := <-removed; resp.Error != nil || resp.Removal == nil || !resp.Removal.Removed {
+		t.Fatalf("removal: %+v %+v", resp.Error, resp.Removal)
+	}
+	if resp := <-scanned; resp.Error != nil {
+		t.Fatal(resp.Error)
+	}
+	if got := f.fs.ScanWritten(s.HostNo); got != "0 0 2" {
+		t.Errorf("scan after the removal wrote %q", got)
+	}
+	if got := strings.Join(k.Calls(), "|"); got != "flush sdb|delete "+strconv.Itoa(s.HostNo)+":0:0:1" {
+		t.Errorf("removal calls %s", got)
+	}
+}
+
+func TestRemoveLUNErrors(t *testing.T) {
+	f, s, k := removalFixture(t)
+	ctx := context.Background()
+	lun := uint64(5)
+	for _, tc := range []struct {
+		name string
+		req  mgmt.Request
+		code int
+	}{
+		{"LUN not attached", mgmt.Request{SID: s.SID, LUN: &lun}, 21},
+		{"no such session", mgmt.Request{SID: 99, LUN: &lun}, 2},
+		{"no session to target", mgmt.Request{Target: "iqn.2003-01.org.example:none", LUN: &lun}, 21},
+		{"no LUN", mgmt.Request{SID: s.SID}, mgmt.CodeInvalidRequest},
+	} {
+		tc.req.Op = mgmt.OpRemoveLUN
+		if resp := f.d.ServeMgmt(ctx, &tc.req); resp.Error == nil || resp.Error.Code != tc.code {
+			t.Errorf("%s: %+v, want code %d", tc.name, resp.Error, tc.code)
+		}
+	}
+	// Held open through every try: 28, and the message says what is left.
+	k.Holding["8:0"] = []scan.Opener{{PID: 42, Comm: "dd"}}
+	one := uint64(1)
+	resp := f.d.ServeMgmt(ctx, &mgmt.Request{Op: mgmt.OpRemoveLUN, Target: testIQN, LUN: &one, Tries: 1})
+	if resp.Error == nil || resp.Error.Code != 28 || !strings.Contains(resp.Error.Message, "pid 42 (dd)") ||
+		!strings.Contains(resp.Error.Message, "left: path sdb") || resp.Removal == nil || resp.Removal.Failure != scan.FailInUse {
+		t.Errorf("held open: %+v", resp.Error)
+	}
+}
+
+func TestTargetLocks(t *testing.T) {
+	var l targetLocks
+	done := make(chan bool)
+	for i := 0; i < 50; i++ {
+		go func() {
+			l.lock("b", "a", "b")()
+			l.lock("a", "b")()
+			done <- true
+		}()
+	}
+	for i := 0; i < 50; i++ {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("overlapping target locks deadlocked")
+		}
+	}
+	unlock := l.lock("a")
+	defer unlock()
+	got := make(chan bool)
+	go func() { l.lock("c")(); got <- true }()
+	select {
+	case <-got:
+	case <-time.After(time.Second):
+		t.Fatal("a lock of target c waited for target a")
 	}
 }

@@ -44,6 +44,24 @@ func (f *FS) AddHost(h int) {
 	f.file(fmt.Sprintf("class/scsi_host/host%d/scan", h), "")
 }
 
+// AddSession creates iSCSI session sid on SCSI host h, to target through
+// portal address:port: class/iscsi_session/session<sid> (targetname, and its
+// device link to devices/platform/host<h>/session<sid>), the connection's
+// persistent address and port, and the host.
+func (f *FS) AddSession(sid, h int, target, address string, port int) {
+	f.t.Helper()
+	f.AddHost(h)
+	sess := fmt.Sprintf("class/iscsi_session/session%d", sid)
+	conn := fmt.Sprintf("class/iscsi_connection/connection%d:0", sid)
+	f.file(sess+"/targetname", target+"\n")
+	f.file(sess+"/state", "LOGGED_IN\n")
+	f.file(conn+"/persistent_address", address+"\n")
+	f.file(conn+"/persistent_port", fmt.Sprintf("%d\n", port))
+	dev := fmt.Sprintf("devices/platform/host%d/session%d", h, sid)
+	f.mkdir(dev)
+	f.symlink(sess+"/device", dev)
+}
+
 // AddDevice creates class/scsi_device/H:C:T:L/device with state running, a
 // rescan and a delete file, and, when block is not empty, its disk: the
 // device's block/<block> and block/<block> with dev, holders/ and a device
