@@ -139,6 +139,10 @@ const (
 
 	// ActScanLUN adds exactly LUN ScanLUN of session SID (--scan-lun).
 	ActScanLUN
+	// ActRemoveLUN removes LUN RemoveLUN from session SID (session mode) or
+	// from every session to Target (node mode), with the multipath map
+	// above it (--remove-lun).
+	ActRemoveLUN
 
 	// ActFirmware is -m fw: the iSCSI boot targets the firmware (iBFT)
 	// describes, shown or (Login) logged in to.
@@ -207,6 +211,9 @@ type Command struct {
 	DebugLevel  int    // -d
 	JSON        bool   // --json: print the listing as JSON (see json.go)
 	ScanLUN     uint64 // --scan-lun N
+	RemoveLUN   uint64 // --remove-lun N
+	Force       bool   // --force: remove a LUN that is in use
+	RemoveTries int    // --remove-tries N; 0 means the default
 
 	// Warnings are stderr lines stock prints while parsing and then goes
 	// on: getopt diagnostics that did not stop it, and "only accepts one
@@ -221,6 +228,14 @@ const optJSON = 0x100
 // optScanLUN is the getopt value of --scan-lun N (session mode with -r SID):
 // goiscsi's narrow scan of exactly one LUN, for attach tools.
 const optScanLUN = 0x101
+
+// The getopt values of goiscsi's safe detach: --remove-lun N (session mode
+// with -r SID, node mode with -T), --force and --remove-tries N with it.
+const (
+	optRemoveLUN   = 0x102
+	optForce       = 0x103
+	optRemoveTries = 0x104
+)
 
 // shortOptions and longOptions are stock's option table.
 const shortOptions = "RlDVhm:a:b:c:C:p:P:T:H:i:I:U:k:L:d:r:n:v:o:sSt:ux:A:W"
@@ -259,6 +274,9 @@ var longOptions = []longOption{
 	{"no_wait", noArgument, 'W'},
 	{"json", noArgument, optJSON},
 	{"scan-lun", requiredArgument, optScanLUN},
+	{"remove-lun", requiredArgument, optRemoveLUN},
+	{"force", noArgument, optForce},
+	{"remove-tries", requiredArgument, optRemoveTries},
 }
 
 // modeRule is one row of stock's mode_paras: the mode's name in messages,
@@ -341,6 +359,10 @@ type parser struct {
 	json                  bool
 	scanLUN               string
 	hasScanLUN            bool
+	removeLUN             string
+	hasRemoveLUN          bool
+	force                 bool
+	removeTries           string
 	debug                 int
 	packetSize, pingCount int
 	pingInterval          int
@@ -403,7 +425,10 @@ func Parse(argv []string) (*Command, *Exit) {
 		c.Login = p.login
 	}
 	if e == nil && c.JSON && !jsonListing[c.Action] {
-		return nil, p.fail(ExitInval, "--json applies only to listing sessions and nodes and to discovery")
+		return nil, p.fail(ExitInval, "--json applies only to listing sessions and nodes, to discovery, --scan-lun and --remove-lun")
+	}
+	if e == nil && (p.force || p.removeTries != "") && c.Action != ActRemoveLUN {
+		return nil, p.fail(ExitInval, "--force and --remove-tries apply only to --remove-lun")
 	}
 	return c, e
 }
@@ -412,6 +437,7 @@ func Parse(argv []string) (*Command, *Exit) {
 var jsonListing = map[Action]bool{
 	ActListSessions: true, ActShowSession: true, ActListNodes: true,
 	ActDiscover: true, ActDiscoverFromRecord: true, ActDiscoverDB: true,
+	ActScanLUN: true, ActRemoveLUN: true,
 }
 
 // readOptions is stock main()'s getopt loop. Most values are taken as they
@@ -517,6 +543,12 @@ func (p *parser) readOptions() *Exit {
 			p.json = true
 		case optScanLUN:
 			p.scanLUN, p.hasScanLUN = arg, true
+		case optRemoveLUN:
+			p.removeLUN, p.hasRemoveLUN = arg, true
+		case optForce:
+			p.force = true
+		case optRemoveTries:
+			p.removeTries = arg
 		}
 		if p.hasName && p.hasValue {
 			p.params = append(p.params, Param{p.name, p.value})
@@ -549,6 +581,10 @@ func (p *parser) verifyMode() *Exit {
 			if p.mode != ModeSession {
 				return p.fail(ExitInval, "%s mode: option '--scan-lun' is not allowed/supported", rule.name)
 			}
+		case c == optRemoveLUN || c == optForce || c == optRemoveTries:
+			if p.mode != ModeSession && p.mode != ModeNode {
+				return p.fail(ExitInval, "%s mode: option '--%s' is not allowed/supported", rule.name, removalOption(c))
+			}
 		case c == optJSON:
 			if !rule.json {
 				return p.fail(ExitInval, "%s mode: option '--json' is not allowed/supported", rule.name)
@@ -559,6 +595,36 @@ func (p *parser) verifyMode() *Exit {
 			return p.fail(ExitInval, "%s mode: option '-%c' is not allowed/supported", rule.name, c)
 		}
 	}
+}
+
+// removalOption names a removal option in messages.
+func removalOption(c int) string {
+	switch c {
+	case optRemoveLUN:
+		return "remove-lun"
+	case optForce:
+		return "force"
+	}
+	return "remove-tries"
+}
+
+// removal is the command of --remove-lun, with --force and --remove-tries
+// checked; the caller fills in what selects the sessions.
+func (p *parser) removal() (*Command, *Exit) {
+	lun, err := strconv.ParseUint(p.removeLUN, 10, 64)
+	if err != nil || lun >= 1<<16 {
+		return nil, p.fail(ExitInval, "--remove-lun %q: not a LUN number (0-65535)", p.removeLUN)
+	}
+	c := p.command(ActRemoveLUN)
+	c.RemoveLUN, c.Force = lun, p.force
+	if p.removeTries != "" {
+		n, err := strconv.Atoi(p.removeTries)
+		if err != nil || n < 1 || n > 30 {
+			return nil, p.fail(ExitInval, "--remove-tries %q: not a number of tries (1-30)", p.removeTries)
+		}
+		c.RemoveTries = n
+	}
+	return c, nil
 }
 
 // checkHost is the check of stock's parse_host_info for -H, a host number or
@@ -688,6 +754,22 @@ func (p *parser) discoveryPortal() *Portal {
 
 // node is the node-mode half of stock's main() and exec_node_op.
 func (p *parser) node() (*Command, *Exit) {
+	if p.hasRemoveLUN {
+		if p.target == "" {
+			return nil, p.fail(ExitInval, "--remove-lun in node mode needs a target: -T targetname")
+		}
+		c, e := p.removal()
+		if e != nil {
+			return nil, e
+		}
+		if p.hasIP {
+			c.Portal = &Portal{Address: p.ip, Port: p.port, TPGT: p.tpgt}
+			if c.Portal.Port == -1 {
+				c.Portal.Port = iscsiPort
+			}
+		}
+		return c, nil
+	}
 	if p.loginAll || p.logoutAll {
 		return p.startupGroup()
 	}
@@ -803,6 +885,12 @@ func (p *parser) session() (*Command, *Exit) {
 		c := p.command(ActScanLUN)
 		c.ScanLUN = lun
 		return c, nil
+	}
+	if p.hasRemoveLUN {
+		if p.sid <= 0 && p.sessionPath == "" {
+			return nil, p.fail(ExitInval, "--remove-lun in session mode needs a session: -r SID")
+		}
+		return p.removal()
 	}
 	if p.sid > 0 || p.sessionPath != "" {
 		// Session info is read from sysfs first; only then does stock
@@ -991,7 +1079,14 @@ const usageText = "" +
 const goiscsiUsage = "" +
 	"goiscsi additions:\n" +
 	"iscsiadm -m session -r sessionid --scan-lun lun   scan exactly LUN lun of the session (nothing else), print its disk\n" +
-	"iscsiadm -m session|node|discovery ... --json     print the session, node or discovery listing as JSON\n"
+	"                                                  and, when multipathd runs, the multipath map it gets\n" +
+	"iscsiadm -m session -r sessionid --remove-lun lun [--force] [--remove-tries n]\n" +
+	"iscsiadm -m node -T targetname [-p ip:port] --remove-lun lun [--force] [--remove-tries n]\n" +
+	"                                                  remove LUN lun safely from the session, or from every session\n" +
+	"                                                  to the target: flush and remove its multipath map (retrying\n" +
+	"                                                  while it is held open), then delete each path; --force\n" +
+	"                                                  removes it also while in use\n" +
+	"iscsiadm -m session|node|discovery ... --json     print the listing, scan or removal as JSON\n"
 
 func parseMode(s string) Mode {
 	switch s {

@@ -116,6 +116,25 @@ func TestParseStockErrors(t *testing.T) {
 	}
 }
 
+// TestParseRemovalErrors: what --remove-lun and its options refuse, exit 7.
+func TestParseRemovalErrors(t *testing.T) {
+	for _, tc := range []struct{ args, stderr string }{
+		{"-m session --remove-lun 1", "iscsiadm: --remove-lun in session mode needs a session: -r SID\n"},
+		{"-m node --remove-lun 1", "iscsiadm: --remove-lun in node mode needs a target: -T targetname\n"},
+		{"-m node -T iqn.x:t --remove-lun one", "iscsiadm: --remove-lun \"one\": not a LUN number (0-65535)\n"},
+		{"-m node -T iqn.x:t --remove-lun 65536", "iscsiadm: --remove-lun \"65536\": not a LUN number (0-65535)\n"},
+		{"-m node -T iqn.x:t --remove-lun 1 --remove-tries 0", "iscsiadm: --remove-tries \"0\": not a number of tries (1-30)\n"},
+		{"-m session -r 1 -u --force", "iscsiadm: --force and --remove-tries apply only to --remove-lun\n"},
+		{"-m discovery --remove-lun 1", "iscsiadm: discovery mode: option '--remove-lun' is not allowed/supported\n"},
+		{"-m host --force", "iscsiadm: host mode: option '--force' is not allowed/supported\n"},
+	} {
+		c, e := Parse(append([]string{"iscsiadm"}, strings.Fields(tc.args)...))
+		if e == nil || e.Code != ExitInval || e.Stderr != tc.stderr {
+			t.Errorf("%s: %+v %+v; want 7 and %q", tc.args, c, e, tc.stderr)
+		}
+	}
+}
+
 // cmd is the Command Parse makes of nothing but -m mode, changed by set.
 func cmd(mode Mode, act Action, set func(*Command)) *Command {
 	c := &Command{Mode: mode, Action: act, PrintLevel: -1, SID: -1}
@@ -314,6 +333,12 @@ func TestParseGrammar(t *testing.T) {
 		{"-m host -P 4 -H 2", cmd(ModeHost, ActListHosts, func(c *Command) { c.PrintLevel = 4 })},
 		{"-m host -C foo", cmd(ModeHost, ActListHosts, nil)},
 		{"-m session --json", cmd(ModeSession, ActListSessions, func(c *Command) { c.JSON = true })},
+		// goiscsi's LUN removal: one session, or every session to a target.
+		{"-m session -r 3 --remove-lun 1", cmd(ModeSession, ActRemoveLUN, func(c *Command) { c.SID, c.RemoveLUN = 3, 1 })},
+		{"-m node -T iqn.x:t -p 10.0.0.1 --remove-lun 2 --force --remove-tries 3 --json", cmd(ModeNode, ActRemoveLUN, with(portal("10.0.0.1", 3260, -1),
+			func(c *Command) { c.Target, c.RemoveLUN, c.Force, c.RemoveTries, c.JSON = "iqn.x:t", 2, true, 3, true }))},
+		{"-m node --targetname iqn.x:t --remove-lun=0", cmd(ModeNode, ActRemoveLUN, func(c *Command) { c.Target = "iqn.x:t" })},
+		{"-m session -r 3 --scan-lun 2 --json", cmd(ModeSession, ActScanLUN, func(c *Command) { c.SID, c.ScanLUN, c.JSON = 3, 2, true })},
 		{"-m node --json -P 1", cmd(ModeNode, ActListNodes, func(c *Command) { c.JSON, c.PrintLevel = true, 1 })},
 		{"-k 0", &Command{Action: ActKillDaemon, PrintLevel: -1, SID: -1}},
 	}

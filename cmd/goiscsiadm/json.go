@@ -6,7 +6,8 @@ import (
 
 // --json is goiscsiadm's own option, for programs that would otherwise parse
 // iscsiadm's text: it applies to -m session (with or without -r), -m node
-// (the listing) and the discoveries (-m discovery -t st, -m discoverydb -D).
+// (the listing), the discoveries (-m discovery -t st, -m discoverydb -D),
+// --scan-lun and --remove-lun.
 // Its output is one JSON object followed by a newline. The form is stable:
 // fields are added, never renamed, removed or given another type. -P makes
 // no difference. An empty listing is an empty array and exit 0, not the
@@ -49,6 +50,25 @@ import (
 //
 // with "tpgt": -1 when the record's tpgt is unknown, and "scan_policy" the
 // record's effective policy ("" when unknown).
+//
+// --scan-lun N --json prints the scanned LUN and its multipath map (see
+// scannedLUN in lun.go). --remove-lun N --json prints the removal's report,
+// scan.Report, also when the removal failed (the exit status and the stderr
+// line are those of the text form):
+//
+//	{"lun": 1,
+//	 "maps": [{"name": "dm-0", "dev": "254:0", "dm_name": "mpatha", "uuid": "mpath-3600140...",
+//	           "wwid": "3600140...", "slaves": ["sdb", "sdd"], "removed": true}],
+//	 "paths": [{"hctl": "2:0:0:1", "block": "sdb", "dev": "8:16", "sid": 1,
+//	            "target": "iqn...", "portal": "127.0.0.1:3260", "deleted": true}],
+//	 "steps": [{"action": "flush", "object": "mpatha (dm-0)", "attempt": 1, "ok": true, "ms": 2.1}, ...],
+//	 "removed": true,
+//	 "failure": "in-use", "error": "...", "left": ["multipath map mpatha (dm-0)", ...],  // on failure
+//	 "ms": 1234.5}
+//
+// Step actions are in-use, wait, flush, remove-map, verify-map, delete-path
+// and verify-path; failures not-found, in-use, flush, device-mapper, sysfs
+// and canceled.
 
 // masked is how a password prints without -S.
 const masked = "********"

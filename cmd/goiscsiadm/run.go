@@ -21,23 +21,31 @@ import (
 	"github.com/goiscsi/goiscsi/session"
 )
 
-// env is where a command finds the node database, sysfs and the daemon. The
-// GOISCSI_ROOT, GOISCSI_SYSFS and GOISCSI_SOCKET variables move them for tests.
+// env is where a command finds the node database, sysfs, procfs, /run and the
+// daemon. The GOISCSI_ROOT, GOISCSI_SYSFS, GOISCSI_PROC, GOISCSI_RUN and
+// GOISCSI_SOCKET variables move them for tests.
 type env struct {
 	root   string // /etc/iscsi
 	sysfs  string // /sys
+	proc   string // /proc
+	run    string // /run
 	client *mgmt.Client
-	stdout strings.Builder
-	stderr strings.Builder
+	// blockKernel does a LUN removal's flushes, device-mapper calls and
+	// deletes when goiscsid does not run; nil means the host's.
+	blockKernel scan.Kernel
+	stdout      strings.Builder
+	stderr      strings.Builder
 }
 
 func newEnv() *env {
-	e := &env{root: "/etc/iscsi", sysfs: "/sys", client: &mgmt.Client{Path: os.Getenv("GOISCSI_SOCKET")}}
-	if v := os.Getenv("GOISCSI_ROOT"); v != "" {
-		e.root = v
-	}
-	if v := os.Getenv("GOISCSI_SYSFS"); v != "" {
-		e.sysfs = v
+	e := &env{root: "/etc/iscsi", sysfs: "/sys", proc: "/proc", run: "/run", client: &mgmt.Client{Path: os.Getenv("GOISCSI_SOCKET")}}
+	for _, v := range []struct {
+		name string
+		dst  *string
+	}{{"GOISCSI_ROOT", &e.root}, {"GOISCSI_SYSFS", &e.sysfs}, {"GOISCSI_PROC", &e.proc}, {"GOISCSI_RUN", &e.run}} {
+		if s := os.Getenv(v.name); s != "" {
+			*v.dst = s
+		}
 	}
 	return e
 }
@@ -138,6 +146,8 @@ func run(c *Command) *Exit {
 		return e.rescan(c)
 	case ActScanLUN:
 		return e.scanLUN(c)
+	case ActRemoveLUN:
+		return e.removeLUN(c)
 	case ActStats:
 		return e.stats(c)
 	case ActListIfaces:
@@ -1110,12 +1120,30 @@ func (e *env) scanLUN(c *Command) *Exit {
 			break
 		}
 	}
+	out := scannedLUN{SID: resp.Session.SID, LUN: lun}
+	if found != nil {
+		out.HCTL, out.Disk = fmt.Sprintf("%d:0:%d:%d", found.Host, found.ID, found.LUN), found.Disk
+		if found.Disk != "" {
+			e.waitForMap(&out)
+		}
+	}
+	if c.JSON {
+		e.stdout.WriteString(marshal(out))
+		return e.exit(ExitSuccess)
+	}
 	if found == nil {
 		fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: no such LUN on the target\n", lun, sessionPortal(*resp.Session))
 		return e.exit(ExitSuccess)
 	}
 	fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: scsi%d Channel 00 Id %d Lun: %d disk %s\n",
 		lun, sessionPortal(*resp.Session), found.Host, found.ID, found.LUN, orEmpty(found.Disk))
+	switch {
+	case out.Multipath != nil:
+		fmt.Fprintf(&e.stdout, "Multipath map of LUN %d: %s (%s, wwid %s) over %s\n", lun, out.Multipath.DMName,
+			out.Multipath.Name, out.Multipath.WWID, strings.Join(out.Multipath.Slaves, ", "))
+	case out.Multipathd:
+		fmt.Fprintf(&e.stdout, "Multipath map of LUN %d: none (%s)\n", lun, out.why)
+	}
 	return e.exit(ExitSuccess)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/scan"
+	"github.com/goiscsi/goiscsi/scan/scantest"
 	"github.com/goiscsi/goiscsi/test/target"
 )
 
@@ -53,6 +56,8 @@ func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Respo
 	case mgmt.OpStats:
 		return &mgmt.Response{Stats: &mgmt.Stats{TxDataOctets: 512, RxDataOctets: 4096,
 			Counters: map[string]uint64{"scsicmd_pdus": 9, "timeout_err": 1, "tx_sendpage_failures": 2}}}
+	case mgmt.OpRemoveLUN:
+		return removalResponse(*req.LUN)
 	case mgmt.OpLogout, mgmt.OpScan:
 		if req.SID != 3 {
 			return &mgmt.Response{Error: mgmt.Errorf(2, "no session")}
@@ -65,6 +70,27 @@ func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Respo
 		return &mgmt.Response{Session: &s}
 	}
 	return &mgmt.Response{}
+}
+
+// removalResponse is the daemon's answer to a removal: LUN 1 goes with its
+// map, LUN 2 is held open.
+func removalResponse(lun uint64) *mgmt.Response {
+	m := scan.MapReport{MultipathMap: scan.MultipathMap{DMDevice: scan.DMDevice{BlockDev: scan.BlockDev{Name: "dm-0", Dev: "254:0"},
+		DMName: "mpatha", UUID: "mpath-36001"}, WWID: "36001", Slaves: []string{"sdb", "sdd"}}}
+	rep := &scan.Report{LUN: lun, Maps: []scan.MapReport{m}, Paths: []scan.PathReport{
+		{HCTL: "4:0:0:1", Block: "sdb", SID: 3, Portal: "127.0.0.1:3260"},
+		{HCTL: "5:0:0:1", Block: "sdd", SID: 4, Portal: "127.0.0.2:3260"}}}
+	if lun == 1 {
+		rep.Maps[0].Removed, rep.Paths[0].Deleted, rep.Paths[1].Deleted, rep.Removed, rep.MS = true, true, true, true, 1234
+		rep.Steps = []scan.Step{{Action: "flush", Object: "mpatha (dm-0)", Attempt: 1, OK: true, MS: 2},
+			{Action: "remove-map", Object: "mpatha (dm-0)", Attempt: 1, OK: true, MS: 30},
+			{Action: "verify-map", Object: "mpatha (dm-0)", OK: true, Detail: "DM_DEV_STATUS: no such device; not in sysfs"}}
+	} else {
+		rep.Steps = []scan.Step{{Action: "in-use", Object: "LUN 2", Attempt: 1, Detail: "multipath map mpatha (dm-0) is open (open count 1) held open by pid 7 (sleep)"}}
+		rep.Failure, rep.Error = scan.FailInUse, "LUN 2 is still in use after 1 attempts in 0.0 s: multipath map mpatha (dm-0) is open"
+		rep.Left = []string{"multipath map mpatha (dm-0)", "path sdb (4:0:0:1)", "path sdd (5:0:0:1)"}
+	}
+	return &mgmt.Response{Removal: rep, Error: mgmt.RemovalError(rep)}
 }
 
 func (f *fakeDaemon) last() mgmt.Request {
@@ -284,5 +310,111 @@ func TestDiscoveryDBWithCHAP(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "send_targets", "127.0.0.1,"+strconv.Itoa(ps[0].Port), "st_config")); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestRemoveLUNThroughTheDaemon(t *testing.T) {
+	d, _ := setup(t)
+	d.mu.Lock()
+	d.in = true
+	d.mu.Unlock()
+	x := adm(t, "-m", "session", "-r", "3", "--remove-lun", "1")
+	want := "Removing LUN 1: multipath map mpatha (dm-0, wwid 36001) over sdb (4:0:0:1) [sid: 3, portal: 127.0.0.1:3260], sdd (5:0:0:1) [sid: 4, portal: 127.0.0.2:3260]\n" +
+		"  flush mpatha (dm-0): ok (attempt 1, 2 ms)\n" +
+		"  remove-map mpatha (dm-0): ok (attempt 1, 30 ms)\n" +
+		"  verify-map mpatha (dm-0): ok, DM_DEV_STATUS: no such device; not in sysfs\n" +
+		"Removal of LUN 1 successful: multipath map mpatha and 2 paths removed in 1.2 s.\n"
+	if x.Code != 0 || x.Stdout != want || x.Stderr != "" {
+		t.Errorf("remove LUN 1: %d\n%s%q\nwant\n%s", x.Code, x.Stdout, x.Stderr, want)
+	}
+	if r := d.last(); r.Op != mgmt.OpRemoveLUN || r.SID != 3 || *r.LUN != 1 || r.Force || r.Tries != 0 {
+		t.Errorf("request %+v", r)
+	}
+	x = adm(t, "-m", "node", "-T", runIQN, "--remove-lun", "2", "--remove-tries", "2", "--force", "--json")
+	if x.Code != ExitBusy || x.Stderr != "iscsiadm: could not remove LUN 2: LUN 2 is still in use after 1 attempts in 0.0 s: multipath map mpatha (dm-0) is open; "+
+		"left: multipath map mpatha (dm-0), path sdb (4:0:0:1), path sdd (5:0:0:1)\n" {
+		t.Errorf("remove LUN 2: %d %q", x.Code, x.Stderr)
+	}
+	var rep scan.Report
+	if err := json.Unmarshal([]byte(x.Stdout), &rep); err != nil || rep.Failure != scan.FailInUse || len(rep.Left) != 3 || rep.Removed {
+		t.Errorf("--json: %v %+v\n%s", err, rep, x.Stdout)
+	}
+	if r := d.last(); r.Target != runIQN || r.SID != 0 || r.Tries != 2 || !r.Force {
+		t.Errorf("request %+v", r)
+	}
+}
+
+// Without goiscsid goiscsiadm removes the LUN itself, from sysfs.
+func TestRemoveLUNWithoutTheDaemon(t *testing.T) {
+	fs := scantest.New(t)
+	fs.AddSession(1, 2, runIQN, "127.0.0.1", 3260)
+	fs.AddSession(2, 3, runIQN, "127.0.0.2", 3260)
+	fs.AddDevice(2, 0, 0, 1, "sdb")
+	fs.AddDevice(3, 0, 0, 1, "sdc")
+	fs.AddMultipath("dm-0", "mpatha", "36001405aa", "sdb", "sdc")
+	proc := t.TempDir()
+	os.MkdirAll(filepath.Join(proc, "self"), 0o755)
+	os.WriteFile(filepath.Join(proc, "self", "mountinfo"), []byte("22 1 0:21 / /proc rw - proc proc rw\n"), 0o644)
+	k := scantest.NewKernel(fs)
+	e := &env{sysfs: fs.Root, proc: proc, run: t.TempDir(), blockKernel: k, client: &mgmt.Client{Path: filepath.Join(t.TempDir(), "none.sock")}}
+	c, x := Parse([]string{"iscsiadm", "-m", "node", "-T", runIQN, "-p", "127.0.0.1", "--remove-lun", "1"})
+	if x != nil {
+		t.Fatal(x)
+	}
+	x = e.removeLUN(c)
+	if x.Code != 0 || !strings.Contains(x.Stdout, "Removal of LUN 1 successful: multipath map mpatha and 2 paths removed") {
+		t.Fatalf("%d\n%s%s", x.Code, x.Stdout, x.Stderr)
+	}
+	if got := strings.Join(k.Calls(), "|"); got != "flush dm-0|remove mpath-36001405aa|flush sdb|delete 2:0:0:1|flush sdc|delete 3:0:0:1" {
+		t.Errorf("calls %s", got)
+	}
+	e.stdout.Reset()
+	if x := e.removeLUN(c); x.Code != ExitNoObjsFound || !strings.Contains(x.Stderr, "LUN 1 is not attached on session 1, 2") {
+		t.Errorf("second removal: %d %q", x.Code, x.Stderr)
+	}
+}
+
+// With multipathd running, --scan-lun waits for the new disk's map and names
+// it.
+func TestScanLUNWaitsForTheMultipathMap(t *testing.T) {
+	d, _ := setup(t)
+	d.mu.Lock()
+	d.in = true
+	d.mu.Unlock()
+	fs := scantest.New(t)
+	fs.AddDevice(4, 0, 0, 7, "sdb")
+	fs.AddMultipath("dm-0", "mpatha", "36001405aa", "sdb")
+	t.Setenv("GOISCSI_SYSFS", fs.Root)
+	proc := t.TempDir()
+	t.Setenv("GOISCSI_PROC", proc)
+	x := adm(t, "-m", "session", "-r", "3", "--scan-lun", "7")
+	if x.Code != 0 || strings.Contains(x.Stdout, "Multipath") {
+		t.Errorf("without multipathd: %d %q", x.Code, x.Stdout)
+	}
+	os.MkdirAll(filepath.Join(proc, "net"), 0o755)
+	os.WriteFile(filepath.Join(proc, "net", "unix"), []byte("Num       RefCount Protocol Flags    Type St Inode Path\n"+
+		"0000000000000000: 00000002 00000000 00010000 0001 01 11225 @/org/kernel/linux/storage/multipathd\n"), 0o644)
+	x = adm(t, "-m", "session", "-r", "3", "--scan-lun", "7")
+	if want := "Multipath map of LUN 7: mpatha (dm-0, wwid 36001405aa) over sdb\n"; x.Code != 0 || !strings.HasSuffix(x.Stdout, want) {
+		t.Errorf("with multipathd: %d %q, want it to end with %q", x.Code, x.Stdout, want)
+	}
+	x = adm(t, "-m", "session", "-r", "3", "--scan-lun", "7", "--json")
+	var out struct {
+		HCTL, Disk string
+		Multipathd bool
+		Multipath  *scan.MultipathMap
+	}
+	if err := json.Unmarshal([]byte(x.Stdout), &out); err != nil || out.HCTL != "4:0:0:7" || out.Disk != "sdb" || !out.Multipathd ||
+		out.Multipath == nil || out.Multipath.DMName != "mpatha" {
+		t.Errorf("--json: %v %+v\n%s", err, out, x.Stdout)
+	}
+	// udev says multipath does not claim the disk: no wait.
+	run := t.TempDir()
+	t.Setenv("GOISCSI_RUN", run)
+	os.MkdirAll(filepath.Join(run, "udev", "data"), 0o755)
+	os.WriteFile(filepath.Join(run, "udev", "data", "b8:0"), []byte("E:DM_MULTIPATH_DEVICE_PATH=0\n"), 0o644)
+	x = adm(t, "-m", "session", "-r", "3", "--scan-lun", "7")
+	if !strings.HasSuffix(x.Stdout, "Multipath map of LUN 7: none (udev says multipath does not claim it)\n") {
+		t.Errorf("udev verdict 0: %q", x.Stdout)
 	}
 }
