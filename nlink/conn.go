@@ -42,12 +42,17 @@ type KernelError struct {
 	SID   uint32
 	CID   uint32
 	Param Param // for SET_PARAM
-	Errno syscall.Errno
+	// HostParam is SET_HOST_PARAM's parameter.
+	HostParam HostParam
+	Errno     syscall.Errno
 }
 
 func (e *KernelError) Error() string {
 	if e.Op == SetParam {
 		return fmt.Sprintf("kernel refused %v %v for session %d: %v", e.Op, e.Param, e.SID, e.Errno)
+	}
+	if e.Op == SetHostParam {
+		return fmt.Sprintf("kernel refused %v %v: %v", e.Op, e.HostParam, e.Errno)
 	}
 	return fmt.Sprintf("kernel refused %v for session %d connection %d: %v", e.Op, e.SID, e.CID, e.Errno)
 }
@@ -134,7 +139,7 @@ func (c *Conn) request(ctx context.Context, r *Request) (*Reply, error) {
 		return nil, fmt.Errorf("nlink: %v answered with %v", r.Type, reply.Type)
 	}
 	if reply.Errno != 0 {
-		return nil, &KernelError{Op: r.Type, SID: r.SID, CID: r.CID, Param: r.Param, Errno: reply.Errno}
+		return nil, &KernelError{Op: r.Type, SID: r.SID, CID: r.CID, Param: r.Param, HostParam: r.HostParam, Errno: reply.Errno}
 	}
 	return &reply, nil
 }
@@ -172,6 +177,12 @@ func (c *Conn) BindConn(ctx context.Context, sid, cid uint32, fd int, leading bo
 // SetParam sets one session or connection parameter.
 func (c *Conn) SetParam(ctx context.Context, sid, cid uint32, p Param, value string) error {
 	_, err := c.request(ctx, &Request{Type: SetParam, SID: sid, CID: cid, Param: p, Value: value})
+	return err
+}
+
+// SetHostParam sets one parameter of iSCSI host hostNo.
+func (c *Conn) SetHostParam(ctx context.Context, hostNo uint32, p HostParam, value string) error {
+	_, err := c.request(ctx, &Request{Type: SetHostParam, HostNo: hostNo, HostParam: p, Value: value})
 	return err
 }
 

@@ -18,6 +18,7 @@ const (
 	StopConn       MessageType = 18
 	SendPDU        MessageType = 19
 	GetStats       MessageType = 20
+	SetHostParam   MessageType = 26
 	UnbindSession  MessageType = 27
 )
 
@@ -36,8 +37,9 @@ const (
 var messageNames = map[MessageType]string{
 	CreateSession: "CREATE_SESSION", DestroySession: "DESTROY_SESSION", CreateConn: "CREATE_CONN",
 	DestroyConn: "DESTROY_CONN", BindConn: "BIND_CONN", SetParam: "SET_PARAM", StartConn: "START_CONN",
-	StopConn: "STOP_CONN", SendPDU: "SEND_PDU", GetStats: "GET_STATS", UnbindSession: "UNBIND_SESSION",
-	EventRecvPDU: "RECV_PDU", EventConnError: "CONN_ERROR", EventIfError: "IF_ERROR",
+	StopConn: "STOP_CONN", SendPDU: "SEND_PDU", GetStats: "GET_STATS", SetHostParam: "SET_HOST_PARAM",
+	UnbindSession: "UNBIND_SESSION",
+	EventRecvPDU:  "RECV_PDU", EventConnError: "CONN_ERROR", EventIfError: "IF_ERROR",
 	EventDestroySession: "DESTROY_SESSION event", EventUnbindSession: "UNBIND_SESSION event",
 	EventCreateSession: "CREATE_SESSION event", EventConnLoginState: "CONN_LOGIN_STATE",
 	EventHostEvent: "HOST_EVENT",
@@ -48,6 +50,26 @@ func (t MessageType) String() string {
 		return s
 	}
 	return fmt.Sprintf("iscsi_uevent %d", uint32(t))
+}
+
+// HostParam is an iSCSI host (HBA) parameter of SET_HOST_PARAM (enum
+// iscsi_host_param), shown in /sys/class/iscsi_host/hostN/.
+type HostParam uint32
+
+// Host parameters.
+const (
+	HostParamHWAddress     HostParam = 0
+	HostParamInitiatorName HostParam = 1
+	HostParamNetdevName    HostParam = 2
+	HostParamIPAddress     HostParam = 3
+)
+
+func (p HostParam) String() string {
+	if s, ok := map[HostParam]string{HostParamHWAddress: "HWADDRESS", HostParamInitiatorName: "INITIATOR_NAME",
+		HostParamNetdevName: "NETDEV_NAME", HostParamIPAddress: "IPADDRESS"}[p]; ok {
+		return s
+	}
+	return fmt.Sprintf("host param %d", uint32(p))
 }
 
 // StopFlag says how STOP_CONN stops a connection.

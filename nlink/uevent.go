@@ -36,9 +36,13 @@ type Request struct {
 	// BindConn: the TCP socket's file descriptor in the sender's process.
 	FD      uint64
 	Leading bool
-	// SetParam. Value goes to the kernel as a NUL-terminated string.
+	// SetParam and SetHostParam. Value goes to the kernel as a NUL-terminated
+	// string.
 	Param Param
 	Value string
+	// SetHostParam.
+	HostNo    uint32
+	HostParam HostParam
 	// StopConn.
 	Flag StopFlag
 	// SendPDU: header (48 bytes + AHS) and data, padded to 4 bytes.
@@ -54,6 +58,8 @@ func (r *Request) String() string {
 			v = "********"
 		}
 		return fmt.Sprintf("%v sid=%d cid=%d %v=%q", r.Type, r.SID, r.CID, r.Param, v)
+	case SetHostParam:
+		return fmt.Sprintf("%v host=%d %v=%q", r.Type, r.HostNo, r.HostParam, r.Value)
 	case SendPDU:
 		return fmt.Sprintf("%v sid=%d cid=%d %v", r.Type, r.SID, r.CID, r.PDU.Header.Opcode())
 	}
@@ -89,6 +95,11 @@ func (r *Request) MarshalBinary() ([]byte, error) {
 		ne.PutUint32(u[8:], uint32(r.Param))
 		ne.PutUint32(u[12:], uint32(len(r.Value)+1))
 		b = append(append(b, r.Value...), 0)
+	case SetHostParam:
+		ne.PutUint32(u[0:], r.HostNo)
+		ne.PutUint32(u[4:], uint32(r.HostParam))
+		ne.PutUint32(u[8:], uint32(len(r.Value)+1))
+		b = append(append(b, r.Value...), 0)
 	case StopConn:
 		ne.PutUint32(u[0:], r.SID)
 		ne.PutUint32(u[4:], r.CID)
@@ -116,6 +127,15 @@ func (r *Request) MarshalBinary() ([]byte, error) {
 	return b, nil
 }
 
+// paramValue is the NUL-terminated string value of length n (NUL included)
+// that a SET_PARAM or SET_HOST_PARAM carries in payload.
+func paramValue(t MessageType, n uint32, payload []byte) (string, error) {
+	if n < 1 || int64(n) > int64(len(payload)) || payload[n-1] != 0 {
+		return "", fmt.Errorf("nlink: %v value of length %d in a %d-byte payload is not NUL-terminated", t, n, len(payload))
+	}
+	return string(payload[:n-1]), nil
+}
+
 // UnmarshalBinary decodes a request, as the kernel would receive it.
 func (r *Request) UnmarshalBinary(b []byte) error {
 	if len(b) < UeventSize {
@@ -134,11 +154,18 @@ func (r *Request) UnmarshalBinary(b []byte) error {
 		r.SID, r.CID, r.FD, r.Leading = ne.Uint32(u[0:]), ne.Uint32(u[4:]), ne.Uint64(u[8:]), ne.Uint32(u[16:]) != 0
 	case SetParam:
 		r.SID, r.CID, r.Param = ne.Uint32(u[0:]), ne.Uint32(u[4:]), Param(ne.Uint32(u[8:]))
-		n := int(ne.Uint32(u[12:]))
-		if n < 1 || n > len(payload) || payload[n-1] != 0 {
-			return fmt.Errorf("nlink: SET_PARAM value of length %d in a %d-byte payload is not NUL-terminated", n, len(payload))
+		v, err := paramValue(r.Type, ne.Uint32(u[12:]), payload)
+		if err != nil {
+			return err
 		}
-		r.Value = string(payload[:n-1])
+		r.Value = v
+	case SetHostParam:
+		r.HostNo, r.HostParam = ne.Uint32(u[0:]), HostParam(ne.Uint32(u[4:]))
+		v, err := paramValue(r.Type, ne.Uint32(u[8:]), payload)
+		if err != nil {
+			return err
+		}
+		r.Value = v
 	case StopConn:
 		r.SID, r.CID, r.Flag = ne.Uint32(u[0:]), ne.Uint32(u[4:]), StopFlag(ne.Uint32(u[16:]))
 	case SendPDU:

@@ -59,6 +59,9 @@ func TestRequestFixtures(t *testing.T) {
 		{"destroy session", Request{Type: DestroySession, Handle: h, SID: 7}, uevent(t, 12, 0, h, le32(7), "")},
 		{"set param", Request{Type: SetParam, Handle: h, SID: 3, Param: ParamTargetName, Value: "iqn.x"},
 			append(uevent(t, 16, 0, h, le32(3)+le32(0)+le32(15)+le32(6), ""), "iqn.x\x00"...)},
+		// struct msg_set_host_param: host_no, param, len.
+		{"set host param", Request{Type: SetHostParam, Handle: h, HostNo: 5, HostParam: HostParamNetdevName, Value: "default"},
+			append(uevent(t, 26, 0, h, le32(5)+le32(2)+le32(8), ""), "default\x00"...)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -32,6 +32,10 @@ type Node struct {
 	// SO_BINDTODEVICE), so it leaves through that interface whatever the
 	// routing table says; empty means no binding.
 	Netdev string
+	// HWAddress is iface.hwaddress, which the kernel shows as the host's
+	// hwaddress ("default" when empty, as open-iscsi's default iface); goiscsi
+	// binds connections by Netdev only.
+	HWAddress string
 	// CmdsMax and QueueDepth are node.session.cmds_max and .queue_depth.
 	CmdsMax    uint16
 	QueueDepth uint16
@@ -390,6 +394,33 @@ func (s *Kernel) setIdentity(ctx context.Context) error {
 		}
 		if err := s.setParam(ctx, p.p, p.v); err != nil {
 			return err
+		}
+	}
+	return s.setHostParams(ctx)
+}
+
+// setHostParams tells the kernel the iface's network device and hardware
+// address as the session's host attributes, "default" for an unbound iface, as
+// open-iscsi does: /sys/class/iscsi_host/hostN/netdev and hwaddress, and the
+// "Iface Netdev" and "Iface HWaddress" of iscsiadm -m session -P 1, read them.
+// A kernel without them (ENOSYS, EINVAL) is no error.
+func (s *Kernel) setHostParams(ctx context.Context) error {
+	orDefault := func(v string) string {
+		if v == "" {
+			return "default"
+		}
+		return v
+	}
+	for _, p := range []struct {
+		p nlink.HostParam
+		v string
+	}{
+		{nlink.HostParamNetdevName, orDefault(s.node.Netdev)},
+		{nlink.HostParamHWAddress, orDefault(s.node.HWAddress)},
+	} {
+		err := s.k.SetHostParam(ctx, s.Host, p.p, p.v)
+		if err != nil && !errors.Is(err, syscall.ENOSYS) && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("set kernel host parameter %v: %w", p.p, err)
 		}
 	}
 	return nil

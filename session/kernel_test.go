@@ -76,6 +76,13 @@ func TestEstablishSetsKernelParamsAndLogsOut(t *testing.T) {
 			t.Errorf("%v = %q, want %q", p, got, want)
 		}
 	}
+	// An iface without netdev and hwaddress shows "default" for both, as
+	// with open-iscsi.
+	for _, p := range []nlink.HostParam{nlink.HostParamNetdevName, nlink.HostParamHWAddress} {
+		if got := k.HostParam(s.Host, p); got != "default" {
+			t.Errorf("host %v = %q, want default", p, got)
+		}
+	}
 	if s.State() != "LOGGED_IN" || s.ISID != (pdu.ISID{0, 2, 0x3d, byte(s.SID >> 16), byte(s.SID >> 8), byte(s.SID)}) {
 		t.Errorf("state %s ISID %v", s.State(), s.ISID)
 	}

@@ -130,6 +130,7 @@ func (r record) node(initiatorName, alias string) (session.Node, error) {
 	n.TPGT = numIn("node.tpgt", -1, -1, 65535)
 	n.Iface = r.str("iface.iscsi_ifacename", "default")
 	n.Netdev = r.str("iface.net_ifacename", "")
+	n.HWAddress = r.str("iface.hwaddress", "")
 	n.CmdsMax = uint16(numIn("node.session.cmds_max", 128, 1, 65535))
 	n.QueueDepth = uint16(numIn("node.session.queue_depth", 32, 1, 65535))
 

@@ -64,6 +64,7 @@ type session struct {
 	cmdSN      uint32 // the kernel's session CmdSN, from CREATE_SESSION
 	age        uint32 // bumped on every relogin, part of kernel ITTs
 	params     map[nlink.Param]string
+	hostParams map[nlink.HostParam]string
 	conns      map[uint32]*conn
 	state      string // LOGGED_IN, FAILED, FREE
 	unbound    bool
@@ -161,6 +162,18 @@ func (k *Kernel) Started(sid, cid uint32) bool {
 	defer k.mu.Unlock()
 	s := k.sessions[sid]
 	return s != nil && s.conns[cid] != nil && s.conns[cid].started
+}
+
+// HostParam returns what SET_HOST_PARAM set for parameter p of host hostNo.
+func (k *Kernel) HostParam(hostNo uint32, p nlink.HostParam) string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, s := range k.sessions {
+		if s.host == hostNo {
+			return s.hostParams[p]
+		}
+	}
+	return ""
 }
 
 // DropConnection closes the TCP socket of sid/cid under the session, as a
@@ -284,6 +297,19 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		}
 		return &nlink.Reply{Type: r.Type, SID: s.sid, HostNo: s.host},
 			[]nlink.Event{{Type: nlink.EventCreateSession, SID: s.sid, HostNo: s.host}}
+	}
+	if r.Type == nlink.SetHostParam {
+		// iscsi_tcp has one host per session.
+		for _, s := range k.sessions {
+			if s.host == r.HostNo {
+				if s.hostParams == nil {
+					s.hostParams = map[nlink.HostParam]string{}
+				}
+				s.hostParams[r.HostParam] = r.Value
+				return ok, nil
+			}
+		}
+		return fail(syscall.ENODEV)
 	}
 	s := k.sessions[r.SID]
 	if s == nil {
