@@ -175,6 +175,19 @@ func (e *env) discoveryRecords(c *Command) *Exit {
 	case ActShowDiscovery:
 		e.stdout.WriteString(d.Show(c.ShowSecrets))
 	case ActDeleteDiscovery:
+		// The nodes found through this portal go with it, as in stock,
+		// where they hang off the discovery record's directory; one that a
+		// session uses stays, and so does the discovery record then.
+		present := e.sessionCounts()
+		code := ExitSuccess
+		for _, r := range e.nodesDiscoveredBy(addr, port) {
+			if x := e.deleteNode(r, present); x != ExitSuccess {
+				code = x
+			}
+		}
+		if code != ExitSuccess {
+			return e.exit(code)
+		}
 		if err := db.DeleteDiscovery(addr, port); err != nil {
 			return e.fail(ExitIDBM, "Unable to delete record!")
 		}

@@ -496,20 +496,21 @@ func (e *env) discover(c *Command) *Exit {
 			Username: drec.Get("discovery.sendtargets.auth.username"), Password: session.Secret(drec.Get("discovery.sendtargets.auth.password")),
 			UsernameIn: drec.Get("discovery.sendtargets.auth.username_in"), PasswordIn: session.Secret(drec.Get("discovery.sendtargets.auth.password_in"))}
 	}
-	mrdsl, _ := strconv.Atoi(drec.Get("discovery.sendtargets.iscsi.MaxRecvDataSegmentLength"))
-	timeout, _ := strconv.Atoi(drec.Get("discovery.sendtargets.timeo.login_timeout"))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(max(timeout, 5))*time.Second)
-	defer cancel()
-	found, err := session.Discover(ctx, session.Portal{Address: c.Portal.Address, Port: port}, session.DiscoveryConfig{
-		InitiatorName: name, Auth: auth, MaxRecvDataSegmentLength: uint32(mrdsl)})
-	if err != nil {
-		return e.discoveryFailed(c.Portal.Address, err)
-	}
 	persist := c.Op&OpNonPersistent == 0
 	if persist {
+		// The record is kept even when the portal cannot be reached, as
+		// stock does: the operator's settings for it are not lost, and
+		// `-m discoverydb` shows what was tried.
 		if err := db.SaveDiscovery(drec); err != nil {
 			return e.fail(ExitIDBM, "%v", err)
 		}
+	}
+	found, err := e.sendTargets(drec, session.Portal{Address: c.Portal.Address, Port: port}, session.DiscoveryConfig{
+		InitiatorName: name, Auth: auth})
+	if err != nil {
+		return e.discoveryFailed(c.Portal.Address, err)
+	}
+	if persist {
 		// Stock's default is new, update and delete: records this
 		// portal gave before and no longer gives go.
 		if c.Op == 0 || c.Op&OpDelete != 0 {
@@ -561,15 +562,59 @@ func (e *env) discover(c *Command) *Exit {
 	return e.exit(ExitSuccess)
 }
 
+// errUnreachable marks a discovery that gave up because the portal could not
+// be reached reopen_max + 1 times; each failure has been reported.
+var errUnreachable = errors.New("portal unreachable")
+
+// sendTargets runs a SendTargets discovery with the settings of the discovery
+// record drec. A portal that cannot be reached is tried again up to
+// discovery.sendtargets.reopen_max times, a second apart, each failure reported
+// as stock 2.1.8 does; a target that answers but refuses is not retried.
+func (e *env) sendTargets(drec *conf.Record, portal session.Portal, cfg session.DiscoveryConfig) ([]session.DiscoveredTarget, error) {
+	mrdsl, _ := strconv.Atoi(drec.Get("discovery.sendtargets.iscsi.MaxRecvDataSegmentLength"))
+	cfg.MaxRecvDataSegmentLength = uint32(mrdsl)
+	timeout, _ := strconv.Atoi(drec.Get("discovery.sendtargets.timeo.login_timeout"))
+	reopenMax, _ := strconv.Atoi(drec.Get("discovery.sendtargets.reopen_max"))
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(max(timeout, 5))*time.Second)
+		found, err := session.Discover(ctx, portal, cfg)
+		cancel()
+		var le *session.LoginError
+		if err == nil || asLoginError(err, &le) {
+			return found, err
+		}
+		e.reportUnreachable(portal.Address, err)
+		if attempt >= reopenMax {
+			e.errorf("connection login retries (reopen_max) %d exceeded", reopenMax)
+			return nil, errUnreachable
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// reportUnreachable says why a portal could not be reached, in stock's words.
+func (e *env) reportUnreachable(host string, err error) {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		e.errorf("connect to %s timed out", host)
+	case errors.As(err, &errno):
+		e.errorf("cannot make connection to %s: %s", host, capitalize(errno.Error()))
+	default:
+		e.errorf("cannot make connection to %s: %v", host, err)
+	}
+}
+
 // discoveryFailed reports a failed SendTargets discovery as stock 2.1.8's
-// discovery.c does. Stock retries a portal it cannot reach reopen_max times
-// and then gives up with ISCSI_ERR_PDU_TIMEOUT (11), whatever the cause;
-// a target that refuses the initiator's credentials ends it with 24, any
-// other initiator-class login status with 19.
+// discovery.c does. Stock gives up on a portal it cannot reach with
+// ISCSI_ERR_PDU_TIMEOUT (11), whatever the cause; a target that refuses the
+// initiator's credentials ends it with 24, any other initiator-class login
+// status with 19.
 func (e *env) discoveryFailed(host string, err error) *Exit {
 	var le *session.LoginError
 	code := ExitPDUTimeout
 	switch {
+	case errors.Is(err, errUnreachable):
 	case asLoginError(err, &le) && le.AuthFailure():
 		e.errorf("discovery login to %s rejected: initiator failed authorization", host)
 		code = ExitLoginAuthFailed
@@ -579,15 +624,8 @@ func (e *env) discoveryFailed(host string, err error) *Exit {
 		code = ExitFatalLogin
 	case le != nil:
 		e.errorf("discovery login to %s rejected: target error (%02x/%02x)", host, le.Status.Class, le.Status.Detail)
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
-		e.errorf("connect to %s timed out", host)
 	default:
-		var errno syscall.Errno
-		if errors.As(err, &errno) {
-			e.errorf("cannot make connection to %s: %s", host, capitalize(errno.Error()))
-		} else {
-			e.errorf("cannot make connection to %s: %v", host, err)
-		}
+		e.reportUnreachable(host, err)
 	}
 	return e.fail(code, "Could not perform SendTargets discovery: %s", code)
 }
@@ -778,10 +816,6 @@ func (e *env) deleteNode(r *conf.Record, present map[string]int) ExitCode {
 // deleteStale deletes the node records an earlier discovery through
 // address:port made that this one did not find (stock's delete_stale_rec).
 func (e *env) deleteStale(address string, port int, found []session.DiscoveredTarget, ifaces []ifaceRecord) {
-	recs, err := e.db().Nodes()
-	if err != nil {
-		return
-	}
 	seen := map[string]bool{}
 	bound := map[string]bool{}
 	for _, ir := range ifaces {
@@ -793,11 +827,9 @@ func (e *env) deleteStale(address string, port int, found []session.DiscoveredTa
 		}
 	}
 	var present map[string]int
-	for _, r := range recs {
+	for _, r := range e.nodesDiscoveredBy(address, port) {
 		id := r.ID()
-		if r.Get("node.discovery_type") != "send_targets" || r.Get("node.discovery_address") != address ||
-			r.Get("node.discovery_port") != strconv.Itoa(port) || !bound[id.Iface] ||
-			seen[sessionKey(id.Target, id.Address, id.Port, id.Iface)] {
+		if !bound[id.Iface] || seen[sessionKey(id.Target, id.Address, id.Port, id.Iface)] {
 			continue
 		}
 		if present == nil {
@@ -805,6 +837,20 @@ func (e *env) deleteStale(address string, port int, found []session.DiscoveredTa
 		}
 		e.deleteNode(r, present)
 	}
+}
+
+// nodesDiscoveredBy returns the node records that a SendTargets discovery
+// through address:port made.
+func (e *env) nodesDiscoveredBy(address string, port int) []*conf.Record {
+	recs, _ := e.db().Nodes()
+	var by []*conf.Record
+	for _, r := range recs {
+		if r.Get("node.discovery_type") == "send_targets" && r.Get("node.discovery_address") == address &&
+			r.Get("node.discovery_port") == strconv.Itoa(port) {
+			by = append(by, r)
+		}
+	}
+	return by
 }
 
 func sessionKey(target, address string, port int, iface string) string {
@@ -1007,12 +1053,21 @@ func (e *env) sessionInfo(s mgmt.Session) SessionInfo {
 	if s.Params.HeaderDigest == "" {
 		info.Params = NegotiatedParams{MaxRecvDataSegmentLength: -1, MaxXmitDataSegmentLength: -1, FirstBurstLength: -1, MaxBurstLength: -1, MaxOutstandingR2T: -1}
 	}
-	if ip := readTrim(filepath.Join(e.sysfs, "class", "iscsi_host", fmt.Sprintf("host%d", s.HostNo), "ipaddress")); ip != "" && info.Iface.IPAddress == "" {
-		info.Iface.IPAddress = ip
+	// The session's host as the kernel shows it, as stock prints it.
+	if info.Iface.IPAddress == "" {
+		info.Iface.IPAddress = e.hostAttr(s.HostNo, "ipaddress")
 	}
+	info.Iface.HWAddress, info.Iface.Netdev = e.hostAttr(s.HostNo, "hwaddress"), e.hostAttr(s.HostNo, "netdev")
 	info.Host = &SessionHost{Number: s.HostNo, State: readTrim(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state"))}
 	info.Devices = devices(e.sysfs, s.HostNo)
 	return info
+}
+
+// hostAttr reads attribute name of iSCSI host hostNo from sysfs: the
+// addresses the daemon set with SET_HOST_PARAM ("default" for an unbound
+// iface), "(null)" for what nobody set.
+func (e *env) hostAttr(hostNo int, name string) string {
+	return readTrim(filepath.Join(e.sysfs, "class", "iscsi_host", fmt.Sprintf("host%d", hostNo), name))
 }
 
 func readTrim(p string) string {
@@ -1200,9 +1255,22 @@ func (e *env) listHosts(c *Command) *Exit {
 	}
 	var hosts []HostSummary
 	for _, s := range all {
+		// Host mode shows what the host itself was given, and stock treats
+		// "default" (an unbound iface) and "(null)" (never set) as nothing.
+		given := func(name string) string {
+			if v := e.hostAttr(s.HostNo, name); v != "default" && v != "(null)" {
+				return v
+			}
+			return ""
+		}
+		ip := s.LocalAddress
+		if ip == "" {
+			ip = given("ipaddress")
+		}
 		hosts = append(hosts, HostSummary{Number: uint32(s.HostNo),
-			State:    readTrim(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state")),
-			Iface:    Iface{Transport: "tcp", InitiatorName: s.InitiatorName, IPAddress: s.LocalAddress},
+			State: readTrim(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state")),
+			Iface: Iface{Transport: "tcp", InitiatorName: given("initiatorname"), IPAddress: ip,
+				HWAddress: given("hwaddress"), Netdev: given("netdev")},
 			Sessions: []SessionInfo{e.sessionInfo(s)}})
 	}
 	if len(hosts) == 0 {

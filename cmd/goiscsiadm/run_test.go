@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -310,6 +311,36 @@ func TestDiscoveryDBWithCHAP(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "send_targets", "127.0.0.1,"+strconv.Itoa(ps[0].Port), "st_config")); err != nil {
 		t.Error(err)
+	}
+	// Deleting the discovery record deletes the nodes it found, as stock.
+	if x := adm(t, append(db, "-o", "delete")...); x.Code != 0 || x.Stderr != "" {
+		t.Fatalf("delete: %d %q", x.Code, x.Stderr)
+	}
+	if x := adm(t, "-m", "node"); x.Code != ExitNoObjsFound || x.Stderr != "iscsiadm: No records found\n" {
+		t.Errorf("-m node after the discovery record was deleted: %d %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+}
+
+// A portal nobody listens on: stock's messages, once per attempt of
+// discovery.sendtargets.reopen_max, exit 11, and the discovery record stays for
+// the operator to fix or delete.
+func TestDiscoveryUnreachablePortal(t *testing.T) {
+	_, root := setup(t)
+	os.WriteFile(filepath.Join(root, "iscsid.conf"), []byte("discovery.sendtargets.reopen_max = 1\n"), 0o600)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	x := adm(t, "-m", "discovery", "-t", "st", "-p", "127.0.0.1:"+strconv.Itoa(port))
+	refused := "iscsiadm: cannot make connection to 127.0.0.1: Connection refused\n"
+	if want := refused + refused + "iscsiadm: connection login retries (reopen_max) 1 exceeded\n" +
+		"iscsiadm: Could not perform SendTargets discovery: iSCSI PDU timed out\n"; x.Code != ExitPDUTimeout || x.Stderr != want {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit %d, stderr:\n%s", x.Code, x.Stderr, ExitPDUTimeout, want)
+	}
+	if x := adm(t, "-m", "discoverydb"); x.Stdout != "127.0.0.1:"+strconv.Itoa(port)+" via sendtargets\n" {
+		t.Errorf("-m discoverydb after the failed discovery: %q %q", x.Stdout, x.Stderr)
 	}
 }
 
