@@ -575,6 +575,8 @@ func (s *Kernel) recover(ctx context.Context, wait time.Duration) bool {
 		wait = time.Duration(s.Result().Params.DefaultTime2Wait) * time.Second
 	}
 	delay := wait
+	failed := time.Now()
+	replacement := time.Duration(s.node.Timeouts.Replacement) * time.Second
 	for attempt := 1; ; attempt++ {
 		if !sleep(ctx, delay) {
 			return false
@@ -601,10 +603,21 @@ func (s *Kernel) recover(ctx context.Context, wait time.Duration) bool {
 			}
 			return true
 		}
-		// Back off from 1 s to 8 s between attempts, so a target that is down
-		// is not hammered and one that comes back is found within seconds.
-		delay = min(max(2*delay, time.Second), 8*time.Second)
+		delay = reloginDelay(delay, time.Since(failed), replacement)
 	}
+}
+
+// reloginDelay is the pause before the next relogin attempt, after one that
+// waited prev, down for since, with replacement_timeout replacement. While the
+// kernel still holds the session's I/O (the timeout has not run out, or never
+// does) it is a second, as with open-iscsi: a target back within the timeout
+// must be found before the kernel fails the I/O. Afterwards it doubles up to
+// 8 s, so a target that stays down is not hammered.
+func reloginDelay(prev, since, replacement time.Duration) time.Duration {
+	if replacement < 0 || since < replacement {
+		return time.Second
+	}
+	return min(max(2*prev, time.Second), 8*time.Second)
 }
 
 func (s *Kernel) relogin(ctx context.Context) error {
