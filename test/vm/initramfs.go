@@ -17,7 +17,7 @@ const InitiatorName = "iqn.2026-11.dev.goiscsi:initiator"
 
 // stockBinaries are the ELF programs copied from the extracted packages, with every
 // library they need.
-var stockBinaries = []string{"/sbin/iscsid", "/sbin/iscsiadm", "/sbin/iscsi-iname", "/sbin/tc"}
+var stockBinaries = []string{"/sbin/iscsid", "/sbin/iscsiadm", "/sbin/iscsi-iname", "/sbin/tc", "/bin/ss"}
 
 // libDirs is where the dynamic loader of the guest looks, in the extracted root too.
 var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}

@@ -18,7 +18,9 @@ import (
 
 // prepVersion names the layout of a prepared kernel directory. Bump it when Prepare
 // starts producing something different, so old caches are rebuilt rather than misread.
-const prepVersion = "goiscsi-vm-prep-3"
+// Each version has a directory of its own: checkouts of different versions on one
+// machine share the cache without rebuilding it under each other's running VMs.
+const prepVersion = "goiscsi-vm-prep-5"
 
 // rootPackages are the Debian packages whose files the guest needs, besides the
 // kernel image and the libraries they link against (found by following Depends).
@@ -42,6 +44,7 @@ var Modules = []struct {
 	{"sch_netem", true},
 	{"dm_mod", true},
 	{"dm_multipath", true},
+	{"tcp_diag", false}, // ss -K: drops a TCP connection as a network reset would
 	{"scsi_debug", false},
 }
 
@@ -99,12 +102,13 @@ func Prepare(ctx context.Context, logf func(format string, args ...any)) (*Asset
 	if err != nil {
 		return nil, err
 	}
+	kdir := filepath.Join(dir, kver+"."+prepVersion)
 	a := &Assets{
 		KVer:       kver,
-		Dir:        filepath.Join(dir, kver),
-		Kernel:     filepath.Join(dir, kver, "root", "boot", "vmlinuz-"+kver),
-		BaseInitrd: filepath.Join(dir, kver, "base.cpio.gz"),
-		Root:       filepath.Join(dir, kver, "root"),
+		Dir:        kdir,
+		Kernel:     filepath.Join(kdir, "root", "boot", "vmlinuz-"+kver),
+		BaseInitrd: filepath.Join(kdir, "base.cpio.gz"),
+		Root:       filepath.Join(kdir, "root"),
 	}
 	stamp := filepath.Join(a.Dir, "ready")
 	if b, err := os.ReadFile(stamp); err == nil && strings.TrimSpace(string(b)) == prepVersion {

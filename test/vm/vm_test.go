@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -74,13 +76,19 @@ func guestBinaries(t testing.TB, scenario string, env map[string]string) map[str
 	return guestFiles.files
 }
 
+// longScenarios repeat a trial as often as their env says (the issues' proofs
+// run 100 rounds, about half a minute each under TCG on a busy machine): their
+// boots may take this long instead of DefaultTimeout.
+var longScenarios = map[string]time.Duration{"drops": time.Hour, "seed": time.Hour}
+
 // boot runs one scenario with the guest's goiscsi binaries, logs its records and
 // fails the test with the console's tail if it did not pass.
 func boot(t testing.TB, scenario string, env map[string]string) *Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), max(10*time.Minute, longScenarios[scenario]))
 	defer cancel()
-	res, err := Run(ctx, Config{Scenario: scenario, Env: env, Files: guestBinaries(t, scenario, env), Logf: t.Logf})
+	res, err := Run(ctx, Config{Scenario: scenario, Env: env, Files: guestBinaries(t, scenario, env), Logf: t.Logf,
+		Timeout: longScenarios[scenario]})
 	if res != nil {
 		for _, r := range res.Records {
 			t.Logf("record: %v", map[string]string(r))
@@ -229,6 +237,84 @@ func TestVMDaemon(t *testing.T) {
 	}
 }
 
+// TestVMConnectionDrops kills the connection at a random moment of a 64 MiB
+// write, GOISCSI_DROP_TRIALS times in one boot (CI: 6 with goiscsi, 3 with
+// stock for comparison; the issue's proof is GOISCSI_DROP_TRIALS=100, about half
+// a minute a trial under TCG): every write must complete and read back
+// identical. The slowest write against the baseline is the recovery figure.
+func TestVMConnectionDrops(t *testing.T) {
+	trials, stockTrials := "6", "3"
+	if v := os.Getenv("GOISCSI_DROP_TRIALS"); v != "" {
+		trials, stockTrials = v, v
+	}
+	for _, tc := range []struct{ initiator, trials string }{{"goiscsi", trials}, {"stock", stockTrials}} {
+		t.Run(tc.initiator, func(t *testing.T) {
+			res := boot(t, "drops", map[string]string{"INITIATOR": tc.initiator, "TRIALS": tc.trials})
+			r := res.First("drops")
+			if r == nil || r["trials"] != tc.trials {
+				t.Fatalf("ran %v, want %s trials", r, tc.trials)
+			}
+			t.Logf("%s trials: %s read back identical, %s not, %s writes failed; %s drops hit a running write, %s conn errors; write %s ms without a drop, slowest with one %s ms; all trials %s ms",
+				r["trials"], r["ok"], r["bad"], r["dd_failed"], r["dropped_mid_write"], r["conn_errors"], r["baseline_write_ms"], r["slowest_write_ms"], r["total_ms"])
+			if r["ok"] != tc.trials || r["bad"] != "0" || r["dd_failed"] != "0" {
+				t.Errorf("data lost or writes failed: %v", r)
+			}
+			if r.Int("conn_errors") < r.Int("trials") {
+				t.Errorf("%s connection errors for %s drops: the drops did not reach the kernel", r["conn_errors"], r["trials"])
+			}
+			if r.Int("dropped_mid_write")*10 < r.Int("trials")*9 {
+				t.Errorf("only %s of %s drops hit a running write", r["dropped_mid_write"], r["trials"])
+			}
+			if r["state"] != "LOGGED_IN" {
+				t.Errorf("session state %s at the end", r["state"])
+			}
+		})
+	}
+}
+
+// TestVMReplacementTimeout takes the target away during a write for half and for
+// twice node.session.timeo.replacement_timeout (6 s): the short outage only
+// pauses the write; the long one fails it cleanly, and the session and its
+// device come back and take I/O once the target returns. Stock runs the same
+// for comparison; its outcome is logged, not asserted.
+func TestVMReplacementTimeout(t *testing.T) {
+	for _, initiator := range []string{"goiscsi", "stock"} {
+		t.Run(initiator, func(t *testing.T) {
+			res := boot(t, "replacement", map[string]string{"INITIATOR": initiator})
+			got := map[string]Record{}
+			for _, r := range res.Find("outage") {
+				got[r["name"]] = r
+				t.Logf("%s outage (%s s, recovery_tmo %s): write exit %s after %s ms (%s), session %s during, back after %s ms, device %s %s",
+					r["name"], r["down_s"], r["recovery_tmo"], r["dd_rc"], r["dd_ms"], strings.TrimSpace(string(r.Bytes("dd_err"))),
+					r["state_during"], r["back_ms"], r["device"], r["sdev_state"])
+			}
+			short, long := got["short"], got["long"]
+			if short == nil || long == nil {
+				t.Fatalf("outages run: %v", got)
+			}
+			if initiator == "stock" {
+				return
+			}
+			for _, r := range []Record{short, long} {
+				if r["dropped_mid_write"] != "yes" {
+					t.Fatalf("%s outage: the write had ended before the connection dropped; nothing was tested", r["name"])
+				}
+			}
+			if short["dd_rc"] != "0" {
+				t.Errorf("a 3 s outage failed the write (exit %s): %s", short["dd_rc"], short.Bytes("dd_err"))
+			}
+			if long["dd_rc"] == "0" {
+				t.Errorf("a 12 s outage with replacement_timeout 6 did not fail the write")
+			}
+			for _, r := range []Record{short, long} {
+				if r["state_after"] != "LOGGED_IN" || r["got"] != r["want"] {
+					t.Errorf("%s outage: session %s afterwards, data written then %s, want %s", r["name"], r["state_after"], r["got"], r["want"])
+				}
+			}
+		})
+	}
+}
+
 // TestVMRecovery drops the network for 8 s during a write, then kills the daemon
 // and starts it again: no byte may be lost, and the new daemon must be able to log
 // the session out.
@@ -281,31 +367,94 @@ func TestVMScanPolicy(t *testing.T) {
 	}
 }
 
-// TestVMAsyncEvent: a LUN added on the Go test target and announced with an
-// Async Message (through the kernel's RECV_PDU) or a unit attention (through the
-// SDEV_UA uevent). Stock 2.1.8 scans on the AEN; goiscsid scans on both under
-// auto and on neither with autoscan_en = No.
-func TestVMAsyncEvent(t *testing.T) {
-	for _, tc := range []struct{ initiator, autoscan, ua, appears string }{
-		{"stock", "Yes", "0", "yes"},
-		{"goiscsi", "Yes", "0", "yes"},
-		{"goiscsi", "No", "0", "no"},
-		{"goiscsi", "Yes", "1", "yes"},
-		{"goiscsi", "No", "1", "no"},
-	} {
-		name := tc.initiator + "-autoscan-" + tc.autoscan + map[string]string{"0": "-aen", "1": "-ua"}[tc.ua]
-		t.Run(name, func(t *testing.T) {
-			res := boot(t, "aen", map[string]string{"INITIATOR": tc.initiator, "AUTOSCAN": tc.autoscan, "UA": tc.ua})
-			if r := res.First("after_event"); r == nil || r["appeared"] != tc.appears {
-				t.Errorf("LUN 3 appeared = %v, want %s", r, tc.appears)
+// TestVMScanMatrix is the scan policy's proof, side by side: which LUNs have a
+// block device after each step of scenarios/scanmatrix.sh, for stock 2.1.8 and for
+// goiscsi under auto, autoscan_en = No and scan = manual. The target exports LUNs
+// 0-2; an attach tool attaches 0 and 1 narrowly; LUN 1 is then detached on the host
+// while still exported. Every table row is what a user would check with lsblk.
+func TestVMScanMatrix(t *testing.T) {
+	// Steps whose outcome is not asserted for an initiator are left out; they are
+	// still logged as data.
+	want := map[string]map[string]string{
+		"stock": {
+			"login": "0,1,2", "attach": "0,1,2", "detach": "0,2",
+			// Stock scans the whole target on login: the detached LUN 1 is back.
+			"relogin": "0,1,2",
+			// ... and on an AEN (LUN 1 back again, LUN 3 new); a unit attention
+			// it ignores.
+			"aen": "0,1,2,3", "ua": "0,1,2,3",
+		},
+		"auto": {
+			"login": "0,1,2", "attach": "0,1,2", "detach": "0,2", "relogin": "0,1,2",
+			// A relogin after recovery adds nothing, in every policy.
+			"recovery": "0,2",
+			// auto scans on an AEN and on a unit attention like stock on an AEN.
+			"aen": "0,1,2,3", "ua": "0,1,2,3,4",
+			// ... and on daemon start.
+			"restart": "0,1,2,3,4", "scanlun": "0,1,2,3,4", "scanlun300": "0,1,2,3,4,300",
+		},
+		"off": {
+			// LUN 0 only at login, nothing after: LUN 1 never comes back.
+			"login": "0", "attach": "0,1", "detach": "0", "relogin": "0", "recovery": "0",
+			"aen": "0", "ua": "0", "restart": "0", "scanlun": "0,2", "scanlun300": "0,2,300",
+		},
+		"manual": {
+			"login": "", "attach": "0,1", "detach": "0", "relogin": "", "recovery": "0",
+			"aen": "0", "ua": "0", "restart": "0", "scanlun": "0,2", "scanlun300": "0,2,300",
+		},
+	}
+	steps := []string{"login", "attach", "detach", "relogin", "recovery", "aen", "ua", "restart", "scanlun", "scanlun300"}
+	table := map[string]map[string]string{}
+	for _, policy := range []string{"stock", "auto", "off", "manual"} {
+		t.Run(policy, func(t *testing.T) {
+			env := map[string]string{"INITIATOR": "goiscsi", "POLICY": policy}
+			if policy == "stock" {
+				env = map[string]string{"INITIATOR": "stock"}
+			}
+			res := boot(t, "scanmatrix", env)
+			got := map[string]string{}
+			for _, r := range res.Find("step") {
+				got[r["name"]] = r["luns"]
+			}
+			table[policy] = got
+			for _, step := range steps {
+				w, ok := want[policy][step]
+				if _, seen := got[step]; ok && !seen {
+					t.Errorf("step %s did not run", step)
+				} else if ok && got[step] != w {
+					t.Errorf("after %s: LUNs %q, want %q", step, got[step], w)
+				}
 			}
 			for _, d := range res.Find("dd") {
 				if d["want"] == "" || d["got"] != d["want"] {
-					t.Errorf("data on %s did not read back identical: %v", d["dev"], d)
+					t.Errorf("data on %s did not read back identical after the restart: %v", d["dev"], d)
+				}
+			}
+			for _, name := range []string{"scanlun", "scanlun300"} {
+				if r := res.First(name); r != nil && r["rc"] != "0" {
+					t.Errorf("%s exited %s: %s", name, r["rc"], r.Bytes("err"))
 				}
 			}
 		})
 	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "LUNs with a block device after each step:\n%-9s", "step")
+	for _, p := range []string{"stock", "auto", "off", "manual"} {
+		fmt.Fprintf(&b, " %-11s", p)
+	}
+	for _, step := range steps {
+		fmt.Fprintf(&b, "\n%-9s", step)
+		for _, p := range []string{"stock", "auto", "off", "manual"} {
+			v, ok := table[p][step]
+			if !ok {
+				v = "n/a"
+			} else if v == "" {
+				v = "none"
+			}
+			fmt.Fprintf(&b, " %-11s", v)
+		}
+	}
+	t.Log(b.String())
 }
 
 // TestVMLoginStorm times stock and goiscsi in the same harness: 64 targets behind
@@ -345,23 +494,40 @@ func TestVMLoginStorm(t *testing.T) {
 	}
 }
 
-// TestVMSeedStaleDevice reproduces the seed's bug: LUN 1 detached on the host,
-// still exported, then an AEN. Stock brings LUN 1 back as a stale device, as
-// does goiscsi under auto (stock's behaviour, by choice); with autoscan_en = No
-// it stays gone.
+// TestVMSeedStaleDevice reproduces the seed's race GOISCSI_SEED_ROUNDS times
+// (CI: 10; the issue's proof is 100, about 5 s a round for goiscsi and 14 s for
+// stock under TCG) in one boot: LUN 1 detached on the host while still exported,
+// LUN 2 attached and announced with an AEN, then LUN 1 unexported. Stock rescans
+// the whole target on the AEN and leaves stale LUN 1 devices (the count is the
+// figure; at least one, or the harness did not reproduce the bug); goiscsi with
+// autoscan_en = No leaves none, and LUN 2 is attached every time.
 func TestVMSeedStaleDevice(t *testing.T) {
-	for _, tc := range []struct{ initiator, autoscan, back string }{
-		{"stock", "Yes", "yes"},
-		{"goiscsi", "Yes", "yes"},
-		{"goiscsi", "No", "no"},
+	rounds := "10"
+	if v := os.Getenv("GOISCSI_SEED_ROUNDS"); v != "" {
+		rounds = v
+	}
+	for _, tc := range []struct {
+		initiator, autoscan string
+		stale               bool
+	}{
+		{"stock", "Yes", true},
+		{"goiscsi", "No", false},
 	} {
 		t.Run(tc.initiator+"-autoscan-"+tc.autoscan, func(t *testing.T) {
-			res := boot(t, "seed", map[string]string{"INITIATOR": tc.initiator, "AUTOSCAN": tc.autoscan})
-			r := res.First("after_aen")
-			if r == nil || r["lun1_back"] != tc.back {
-				t.Errorf("detached LUN 1 came back = %v, want %s", r, tc.back)
-			} else {
-				t.Logf("after the AEN: %s", r["list"])
+			res := boot(t, "seed", map[string]string{"INITIATOR": tc.initiator, "AUTOSCAN": tc.autoscan, "ROUNDS": rounds})
+			r := res.First("seed")
+			if r == nil || r["rounds"] != rounds {
+				t.Fatalf("the race ran %v, want %s rounds", r, rounds)
+			}
+			t.Logf("%s rounds in %s ms: %s stale LUN 1 devices, LUN 2 missing %s times", r["rounds"], r["ms"], r["stale"], r["lun2_missing"])
+			if r["lun2_missing"] != "0" {
+				t.Errorf("the attached LUN 2 was missing %s times", r["lun2_missing"])
+			}
+			if tc.stale && r["stale"] == "0" {
+				t.Errorf("stock left no stale device: the race was not reproduced")
+			}
+			if !tc.stale && r["stale"] != "0" {
+				t.Errorf("%s stale LUN 1 devices, want 0", r["stale"])
 			}
 		})
 	}
@@ -449,51 +615,107 @@ func goldenCases(text string) (heads []string, bodies map[string]string) {
 // TestVMGolden captures stock iscsiadm 2.1.8 with a live iscsid, LIO targets
 // and kernel sessions (scenarios/golden.sh) and checks the capture equals
 // testdata/golden/stock-vm.txt, which goiscsiadm's compatibility tests compare
-// against; -update rewrites the file. A difference means stock or the harness
-// is not deterministic, or the case list changed.
+// against; -update rewrites the file. A difference there means stock or the
+// harness is not deterministic, or the case list changed.
 //
-// GOISCSI_GOLDEN_INITIATOR=goiscsi runs the same lines with goiscsid and
-// goiscsiadm instead and reports every case whose output or exit status
-// differs from stock's.
+// The same lines then run with goiscsid and goiscsiadm: stdout, stderr and exit
+// status must equal stock's, but for the deliberate differences of
+// goldenDeliberate. GOISCSI_GOLDEN_INITIATOR=stock|goiscsi runs one of them.
 func TestVMGolden(t *testing.T) {
-	initiator := os.Getenv("GOISCSI_GOLDEN_INITIATOR")
-	if initiator == "" {
-		initiator = "stock"
+	initiators := []string{"stock", "goiscsi"}
+	if v := os.Getenv("GOISCSI_GOLDEN_INITIATOR"); v != "" {
+		initiators = []string{v}
 	}
-	if *update && initiator != "stock" {
-		t.Fatal("-update rewrites stock's capture: unset GOISCSI_GOLDEN_INITIATOR")
-	}
-	res := boot(t, "golden", map[string]string{"INITIATOR": initiator})
-	recs := res.Find("golden")
-	if d := res.First("golden_done"); d == nil || d.Int("cases") != len(recs) || len(recs) < 40 {
-		t.Fatalf("%d golden records, done record %v: want at least 40, all reported", len(recs), d)
-	}
-	got := goldenText(recs)
-	file := filepath.Join("testdata", "golden", "stock-vm.txt")
 	if *update {
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
+		initiators = []string{"stock"}
+	}
+	file := filepath.Join("testdata", "golden", "stock-vm.txt")
+	for _, initiator := range initiators {
+		t.Run(initiator, func(t *testing.T) {
+			res := boot(t, "golden", map[string]string{"INITIATOR": initiator})
+			recs := res.Find("golden")
+			if d := res.First("golden_done"); d == nil || d.Int("cases") != len(recs) || len(recs) < 40 {
+				t.Fatalf("%d golden records, done record %v: want at least 40, all reported", len(recs), d)
+			}
+			got := goldenText(recs)
+			if *update {
+				if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("wrote %s: %d cases", file, len(recs))
+				return
+			}
+			want, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatalf("%v (regenerate with: go test -tags vm -run TestVMGolden/stock -v ./test/vm/ -args -update)", err)
+			}
+			gh, gb := goldenCases(got)
+			wh, wb := goldenCases(string(want))
+			if strings.Join(gh, "\n") != strings.Join(wh, "\n") {
+				t.Fatalf("the case list differs from %s: regenerate it with -update", file)
+			}
+			bad, excused := 0, map[string]int{}
+			for _, h := range wh {
+				// The kernel names the disks of one session in the order its
+				// probes finish, which varies from boot to boot.
+				g, w := diskName.ReplaceAllString(gb[h], "sd?"), diskName.ReplaceAllString(wb[h], "sd?")
+				if initiator != "stock" {
+					g, w = goldenDeliberate(h, g, w, excused)
+				}
+				if g != w {
+					bad++
+					t.Errorf("%s\n--- %s:%s--- stock:%s", h, initiator, g, w)
+				}
+			}
+			t.Logf("%d of %d cases differ from stock", bad, len(wh))
+			for why, n := range excused {
+				t.Logf("deliberately different in %d cases: %s", n, why)
+			}
+		})
+	}
+}
+
+// diskName matches a SCSI disk's name in -P 3 output.
+var diskName = regexp.MustCompile(`\bsd[a-z]+\b`)
+
+// sidInBrackets matches the SIDs of session lines and logout messages.
+var sidInBrackets = regexp.MustCompile(`\[(sid: )?[0-9]+`)
+
+// goldenDeliberate removes from goiscsi's output g and stock's w of case head
+// the differences that are goiscsi's on purpose, counting each reason in
+// excused. Everything else must be equal.
+func goldenDeliberate(head, g, w string, excused map[string]int) (string, string) {
+	drop := []struct{ why, prefix string }{
+		{"node records show goiscsi's node.session.autoscan_en key", "OUT:node.session.autoscan_en = "},
+		{"-m session -P 1..3 show the live scan policy", "OUT:\t\tScan Policy: "},
+		{"a failed login adds goiscsid's own reason (the target's status and stage)", "ERR:iscsiadm: goiscsid: "},
+	}
+	for _, d := range drop {
+		var kept []string
+		lines := strings.SplitAfter(g, "\n")
+		for _, l := range lines {
+			if !strings.HasPrefix(l, d.prefix) {
+				kept = append(kept, l)
+			}
 		}
-		t.Logf("wrote %s: %d cases", file, len(recs))
-		return
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatalf("%v (regenerate with: go test -tags vm -run TestVMGolden -v ./test/vm/ -args -update)", err)
-	}
-	gh, gb := goldenCases(got)
-	wh, wb := goldenCases(string(want))
-	if strings.Join(gh, "\n") != strings.Join(wh, "\n") {
-		t.Fatalf("the case list differs from %s: regenerate it with -update", file)
-	}
-	bad := 0
-	for _, h := range wh {
-		if gb[h] != wb[h] {
-			bad++
-			t.Errorf("%s\n--- %s:%s--- stock:%s", h, initiator, gb[h], wb[h])
+		if len(kept) != len(lines) {
+			excused[d.why]++
+			g = strings.Join(kept, "")
 		}
 	}
-	if bad > 0 {
-		t.Logf("%d of %d cases differ from stock", bad, len(wh))
+	// -L all logs in to nodes in name order, stock in its node directory's
+	// readdir order (on the VM's tmpfs, newest first): the same sessions come
+	// with other SIDs, in another order.
+	if strings.HasSuffix(head, " -L all") || strings.HasSuffix(head, " -U all") || head == "== iscsiadm -m session (#5)" {
+		norm := func(s string) string {
+			lines := strings.SplitAfter(sidInBrackets.ReplaceAllString(s, "[${1}N"), "\n")
+			sort.Strings(lines)
+			return strings.Join(lines, "")
+		}
+		if ng, nw := norm(g), norm(w); g != w && ng == nw {
+			excused["-L all goes through the nodes in name order, stock in readdir order"]++
+			g, w = ng, nw
+		}
 	}
+	return g, w
 }

@@ -58,6 +58,8 @@ done <<'CASES'
 -m session -P 1
 -m session -P 2
 -m session -P 3
+-m host
+-m host -P 1
 # SID 1 was the failed CHAP login: gone
 -m session -r 1
 -m session -r 2
