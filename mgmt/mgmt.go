@@ -47,6 +47,9 @@ const (
 	// Target when SID is 0, with the multipath map above it (scan.Remover);
 	// the response's Removal says what was done, also when it failed.
 	OpRemoveLUN Op = "remove-lun"
+	// OpStop ends the daemon once the reply is sent; its sessions stay with
+	// the kernel for the next daemon to take over (iscsiadm -k 0).
+	OpStop Op = "stop"
 )
 
 // Request is one request to the daemon.

@@ -172,7 +172,12 @@ func run(c *Command) *Exit {
 		}
 		return e.fail(ExitOpNotSupp, "firmware boot (fw) mode is not supported by goiscsiadm")
 	case ActKillDaemon:
-		return e.fail(ExitOpNotSupp, "-k is not supported by goiscsiadm: stop goiscsid with its service manager or a signal")
+		// Stock reports a daemon it cannot stop and still exits 0.
+		if _, me := e.do(&mgmt.Request{Op: mgmt.OpStop}); me != nil {
+			e.errorf("%s", me.Message)
+			e.errorf("Could not stop iscsid. Trying sending iscsid SIGTERM or SIGKILL signals manually\n")
+		}
+		return e.exit(ExitSuccess)
 	case ActNewSession:
 		return e.fail(ExitOpNotSupp, "adding another session to a logged-in target (-m session -r SID --login) is not supported by goiscsiadm yet")
 	}

@@ -449,3 +449,17 @@ func TestScanLUNWaitsForTheMultipathMap(t *testing.T) {
 		t.Errorf("udev verdict 0: %q", x.Stdout)
 	}
 }
+
+// -k 0 asks the daemon to stop; with no daemon it says so in stock's words,
+// and exits 0 as stock does either way.
+func TestKillDaemon(t *testing.T) {
+	d, _ := setup(t)
+	if x := adm(t, "-k", "0"); x.Code != 0 || x.Stderr != "" || d.last().Op != mgmt.OpStop {
+		t.Errorf("-k 0: %d %q, request %q", x.Code, x.Stderr, d.last().Op)
+	}
+	t.Setenv("GOISCSI_SOCKET", filepath.Join(t.TempDir(), "none.sock"))
+	x := adm(t, "-k", "0")
+	if x.Code != 0 || !strings.HasSuffix(x.Stderr, "iscsiadm: Could not stop iscsid. Trying sending iscsid SIGTERM or SIGKILL signals manually\n\n") {
+		t.Errorf("-k 0 without a daemon: %d %q", x.Code, x.Stderr)
+	}
+}

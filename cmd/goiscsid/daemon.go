@@ -43,6 +43,8 @@ type daemon struct {
 	proc string
 	// targets serializes the sysfs work on each target.
 	targets targetLocks
+	// stop ends the daemon (mgmt.OpStop); nil when it cannot be asked to.
+	stop func()
 
 	mu       sync.Mutex
 	sessions map[uint32]*daemonSession
@@ -133,6 +135,14 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		return d.update(req)
 	case mgmt.OpRemoveLUN:
 		return d.removeLUN(ctx, req)
+	case mgmt.OpStop:
+		if d.stop == nil {
+			return &mgmt.Response{Error: mgmt.Errorf(mgmt.CodeInvalidRequest, "this goiscsid cannot be stopped by request")}
+		}
+		// The server sends this reply before it stops serving.
+		d.log.Info("stopping: asked to by goiscsiadm -k 0; sessions stay logged in")
+		d.stop()
+		return &mgmt.Response{}
 	}
 	return &mgmt.Response{Error: mgmt.Errorf(mgmt.CodeInvalidRequest, "unknown request %q", req.Op)}
 }

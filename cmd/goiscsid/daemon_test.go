@@ -435,3 +435,17 @@ func TestTargetLocks(t *testing.T) {
 		t.Fatal("a lock of target c waited for target a")
 	}
 }
+
+// goiscsiadm -k 0 ends the daemon, which answers first; a daemon that
+// cannot be stopped by request says so.
+func TestStopRequest(t *testing.T) {
+	stopped := false
+	d := &daemon{log: slog.New(slog.DiscardHandler), stop: func() { stopped = true }}
+	if resp := d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpStop}); resp.Error != nil || !stopped {
+		t.Errorf("stop: %+v, stopped %v", resp.Error, stopped)
+	}
+	d.stop = nil
+	if resp := d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpStop}); resp.Error == nil {
+		t.Error("a daemon without a stop function accepted the stop request")
+	}
+}

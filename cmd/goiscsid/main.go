@@ -80,8 +80,11 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	d := newDaemon(k, scan.Sysfs{Root: *sysfsRoot}, name, alias, defaults, log)
+	d.stop = cancel
 	if ul, err := scan.ListenUevents(); err != nil {
 		log.Warn("kernel uevents unavailable: unit attentions will not trigger scans", "err", err)
 	} else {

@@ -94,6 +94,10 @@ done <<'CASES'
 -m discoverydb -t st -p 127.0.0.1:3260 -o delete
 -m node
 -m discoverydb
+# the daemon stops on request; its sessions would stay
+-k 0
 CASES
 emit golden_done cases "$n"
+stopped() { ! kill -0 "$DAEMON_PID" 2>/dev/null || grep -q '^State:.*Z' "/proc/$DAEMON_PID/status"; }
+wait_until 10 stopped || fail "the daemon did not stop on -k 0"
 daemon_stop
