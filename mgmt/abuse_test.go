@@ -122,7 +122,10 @@ func TestAbusiveClients(t *testing.T) {
 		if resp.Error == nil || resp.Error.Code != CodeInvalidRequest || !strings.Contains(resp.Error.Message, "longer than 65536 bytes") {
 			t.Errorf("answer %+v", resp.Error)
 		}
-		if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
+		// TotalAlloc counts the whole test process (the sender, the runtime,
+		// other connections winding down): the bound is far below the 100 MB
+		// sent, not near what the server itself needs.
+		if n := after.TotalAlloc - before.TotalAlloc; n > 32<<20 {
 			t.Errorf("the server allocated %d KiB for it", n>>10)
 		}
 		c.Close()

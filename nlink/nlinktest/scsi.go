@@ -267,7 +267,11 @@ func (k *Kernel) pinger(s *session, c *conn, sock net.Conn, done chan struct{}, 
 				return
 			}
 			if !c.pingSent.IsZero() {
-				late := now.Sub(c.pingSent) >= ping
+				// As libiscsi: the connection is dead only when nothing
+				// at all came for recv+ping, not when the answer to the
+				// ping is late behind other PDUs (a target flooding
+				// NOP-Ins is alive).
+				late := now.Sub(c.lastRecv) >= recv+ping
 				k.mu.Unlock()
 				if late {
 					k.connError(s, c, sock, nlink.ErrNOPTimedOut)

@@ -111,7 +111,7 @@ var faults = []faultDef{
 	{"r2t-for-read", faultScopeCommand, kindRead, "a read gets an R2T before its data"},
 	{"r2t-bad-offset", faultScopeCommand, kindWrite, "the first R2T asks for data past the expected data transfer length"},
 	{"r2t-zero-length", faultScopeCommand, kindWrite, "the first R2T asks for 0 bytes"},
-	{"endless-nop-in", faultScopeCommand, kindAny, "the target pings (NOP-In with TTT) back to back, up to 100000 times or until the connection ends"},
+	{"endless-nop-in", faultScopeCommand, kindAny, "the target pings (NOP-In with TTT) back to back, up to 10000 times or until the connection ends"},
 	{"nop-in-with-data", faultScopeCommand, kindAny, "an unsolicited NOP-In (ITT and TTT reserved) carrying 64 bytes of data"},
 	{"async-bad-sense", faultScopeCommand, kindAny, "an Async Message event 0 whose SenseLength claims 100 bytes but 18 follow"},
 	{"async-huge", faultScopeCommand, kindAny, "an Async Message event 0 with a 16 KiB data segment (kernel limit 8192)"},
@@ -385,7 +385,7 @@ func (c *conn) beforeStatus(f *faultDef, m *pdu.SCSICommand) (statusFault, bool)
 			binary.BigEndian.PutUint32(h[28:32], binary.BigEndian.Uint32(h[28:32])-100)
 		}
 	case "endless-nop-in":
-		for i := 0; i < 100000 && c.ctx.Err() == nil; i++ {
+		for i := 0; i < 10000 && c.ctx.Err() == nil; i++ {
 			if c.send(&pdu.NOPIn{ITT: pdu.ReservedTag, TTT: c.newTTT()}, nil, false) != nil {
 				break
 			}
