@@ -276,6 +276,9 @@ const (
 	DefaultTries = 5
 	// DefaultBackoff is the first wait; each next one doubles.
 	DefaultBackoff = time.Second
+	// MaxTries bounds Tries: ten tries wait 1+2+...+256 s, 8.5 minutes,
+	// which still fits in a management request's time.
+	MaxTries = 10
 	// stepTimeout bounds one flush or one SCSI delete.
 	stepTimeout = 2 * time.Minute
 	// goneTimeout bounds the wait for sysfs to drop a deleted device. The
@@ -293,7 +296,7 @@ type Remover struct {
 	// Proc is procfs's mount point, for the mount table; empty means /proc.
 	Proc string
 	// Tries bounds the attempts while something holds the LUN open;
-	// 0 means DefaultTries.
+	// 0 means DefaultTries, more than MaxTries means MaxTries.
 	Tries int
 	// Backoff is the first wait between attempts, doubling after each; 0
 	// means DefaultBackoff.
@@ -412,7 +415,7 @@ func pathName(p Path) string {
 // tries and backoff are the Remover's settings with their defaults.
 func (r *Remover) tries() int {
 	if r.Tries > 0 {
-		return r.Tries
+		return min(r.Tries, MaxTries)
 	}
 	return DefaultTries
 }

@@ -422,3 +422,22 @@ func TestMounts(t *testing.T) {
 		t.Errorf("missing mountinfo: %v", err)
 	}
 }
+
+// Tries beyond MaxTries are MaxTries: the waits double, and more than ten would
+// outlast any caller.
+func TestRemoveTriesAreBounded(t *testing.T) {
+	w := newWorld(t, "mpatha")
+	w.k.OpenFor["mpath-"+wwid] = 1000
+	r := w.remover()
+	r.Tries, r.Backoff = 50, 100*time.Microsecond
+	rep := w.remove(t, r, 1, 1)
+	attempts := 0
+	for _, s := range rep.Steps {
+		if s.Action == "in-use" {
+			attempts++
+		}
+	}
+	if attempts != scan.MaxTries || rep.Failure != scan.FailInUse {
+		t.Errorf("%d attempts, failure %q; want %d and in-use", attempts, rep.Failure, scan.MaxTries)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/goiscsi/goiscsi/scan"
 )
 
 // This file turns an iscsiadm command line into a Command the way stock
@@ -619,8 +621,8 @@ func (p *parser) removal() (*Command, *Exit) {
 	c.RemoveLUN, c.Force = lun, p.force
 	if p.removeTries != "" {
 		n, err := strconv.Atoi(p.removeTries)
-		if err != nil || n < 1 || n > 30 {
-			return nil, p.fail(ExitInval, "--remove-tries %q: not a number of tries (1-30)", p.removeTries)
+		if err != nil || n < 1 || n > scan.MaxTries {
+			return nil, p.fail(ExitInval, "--remove-tries %q: not a number of tries (1-%d)", p.removeTries, scan.MaxTries)
 		}
 		c.RemoveTries = n
 	}

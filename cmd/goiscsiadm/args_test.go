@@ -123,7 +123,7 @@ func TestParseRemovalErrors(t *testing.T) {
 		{"-m node --remove-lun 1", "iscsiadm: --remove-lun in node mode needs a target: -T targetname\n"},
 		{"-m node -T iqn.x:t --remove-lun one", "iscsiadm: --remove-lun \"one\": not a LUN number (0-65535)\n"},
 		{"-m node -T iqn.x:t --remove-lun 65536", "iscsiadm: --remove-lun \"65536\": not a LUN number (0-65535)\n"},
-		{"-m node -T iqn.x:t --remove-lun 1 --remove-tries 0", "iscsiadm: --remove-tries \"0\": not a number of tries (1-30)\n"},
+		{"-m node -T iqn.x:t --remove-lun 1 --remove-tries 0", "iscsiadm: --remove-tries \"0\": not a number of tries (1-10)\n"},
 		{"-m session -r 1 -u --force", "iscsiadm: --force and --remove-tries apply only to --remove-lun\n"},
 		{"-m discovery --remove-lun 1", "iscsiadm: discovery mode: option '--remove-lun' is not allowed/supported\n"},
 		{"-m host --force", "iscsiadm: host mode: option '--force' is not allowed/supported\n"},

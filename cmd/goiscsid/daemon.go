@@ -53,6 +53,10 @@ type daemon struct {
 	logins map[string]bool
 }
 
+// removalTimeout bounds a LUN removal in the daemon: under goiscsiadm's
+// 10-minute wait for the answer, above the waits of scan.MaxTries tries.
+const removalTimeout = 9 * time.Minute
+
 // targetLocks serializes the sysfs work on each target: every scan (at login,
 // after an AEN or unit attention, on request) and every LUN removal holds its
 // target's lock, so an attach's scan never runs between a detach's removal of
@@ -413,6 +417,10 @@ func (d *daemon) scanRequest(ctx context.Context, req *mgmt.Request) *mgmt.Respo
 // req.Target, with the multipath map above it, holding the lock of every
 // target it touches.
 func (d *daemon) removeLUN(ctx context.Context, req *mgmt.Request) *mgmt.Response {
+	// goiscsiadm waits 10 minutes for the answer; a removal the client has
+	// given up on must not go on behind its back.
+	ctx, cancel := context.WithTimeout(ctx, removalTimeout)
+	defer cancel()
 	if req.LUN == nil {
 		return &mgmt.Response{Error: mgmt.Errorf(mgmt.CodeInvalidRequest, "remove-lun without a LUN")}
 	}
