@@ -735,7 +735,19 @@ type kernelTransport struct {
 
 func (t *kernelTransport) Send(ctx context.Context, p *pdu.PDU) error {
 	t.lastITT = p.Header.ITT()
-	return t.s.k.SendPDU(ctx, t.s.SID, 0, p)
+	// libiscsi multicasts a login response before it frees the login task,
+	// so on a busy host the next login request can arrive first and be
+	// refused with EPERM ("Login/Text in progress"): give the kernel a moment.
+	for wait := time.Millisecond; ; wait *= 2 {
+		err := t.s.k.SendPDU(ctx, t.s.SID, 0, p)
+		op := p.Header.Opcode()
+		if !errors.Is(err, syscall.EPERM) || (op != pdu.OpLoginRequest && op != pdu.OpTextRequest) || wait > 256*time.Millisecond {
+			return err
+		}
+		if !sleep(ctx, wait) {
+			return err
+		}
+	}
 }
 
 func (t *kernelTransport) Receive(ctx context.Context) (*pdu.PDU, error) {

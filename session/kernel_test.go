@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,6 +114,21 @@ func TestEstablishFailureLeavesNothing(t *testing.T) {
 	s, err := session.Establish(context.Background(), conn, n, session.Hooks{}, nil)
 	if err != nil {
 		t.Fatalf("right secret: %v", err)
+	}
+	s.Logout(context.Background())
+}
+
+// libiscsi refuses a login request with EPERM while it still holds the task of
+// the last one, which it frees only after multicasting the response: a login
+// waits for it instead of failing.
+func TestLoginWhileKernelFreesLoginTask(t *testing.T) {
+	_, portals := startTarget(t)
+	k := nlinktest.New()
+	defer k.Close()
+	k.FailNext(nlink.SendPDU, syscall.EPERM)
+	s, err := session.Establish(context.Background(), k.Conn(), node(t, kIQN, portals[kIQN]), session.Hooks{}, nil)
+	if err != nil {
+		t.Fatalf("login after one EPERM from SEND_PDU: %v", err)
 	}
 	s.Logout(context.Background())
 }
