@@ -232,7 +232,9 @@ const optJSON = 0x100
 const optScanLUN = 0x101
 
 // The getopt values of goiscsi's safe detach: --remove-lun N (session mode
-// with -r SID, node mode with -T), --force and --remove-tries N with it.
+// with -r SID, node mode with -T), --force and --remove-tries N with it. They
+// make the abbreviations --r and --re, which stock reads as --rescan,
+// ambiguous; the consumers we know spell --rescan out or use -R.
 const (
 	optRemoveLUN   = 0x102
 	optForce       = 0x103

@@ -17,7 +17,13 @@ const InitiatorName = "iqn.2026-11.dev.goiscsi:initiator"
 
 // stockBinaries are the ELF programs copied from the extracted packages, with every
 // library they need.
-var stockBinaries = []string{"/sbin/iscsid", "/sbin/iscsiadm", "/sbin/iscsi-iname", "/sbin/tc", "/bin/ss"}
+var stockBinaries = []string{"/sbin/iscsid", "/sbin/iscsiadm", "/sbin/iscsi-iname", "/sbin/tc", "/bin/ss",
+	"/sbin/multipath", "/sbin/multipathd", "/sbin/dmsetup"}
+
+// pluginGlobs are shared objects programs load with dlopen, which ELF headers do not
+// name: multipath's path checkers and prioritizers, and libgcc_s, which glibc loads
+// for pthread_cancel (multipathd stops its threads with it).
+var pluginGlobs = []string{"/lib/multipath/*.so", "/lib/x86_64-linux-gnu/libgcc_s.so.1"}
 
 // libDirs is where the dynamic loader of the guest looks, in the extracted root too.
 var libDirs = []string{"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
@@ -38,6 +44,17 @@ func buildBase(a *Assets) error {
 	for _, b := range stockBinaries {
 		if err := addELF(a.Root, b, files); err != nil {
 			return err
+		}
+	}
+	for _, g := range pluginGlobs {
+		found, _ := filepath.Glob(filepath.Join(a.Root, g))
+		if len(found) == 0 {
+			return fmt.Errorf("vm: no %s in the extracted packages", g)
+		}
+		for _, so := range found {
+			if err := addELF(a.Root, "/"+strings.TrimPrefix(so, a.Root+"/"), files); err != nil {
+				return err
+			}
 		}
 	}
 	dists, _ := filepath.Glob(filepath.Join(a.Root, "usr/lib/x86_64-linux-gnu/tc/*.dist"))

@@ -20,14 +20,16 @@ import (
 // starts producing something different, so old caches are rebuilt rather than misread.
 // Each version has a directory of its own: checkouts of different versions on one
 // machine share the cache without rebuilding it under each other's running VMs.
-const prepVersion = "goiscsi-vm-prep-5"
+const prepVersion = "goiscsi-vm-prep-6"
 
 // rootPackages are the Debian packages whose files the guest needs, besides the
 // kernel image and the libraries they link against (found by following Depends).
-var rootPackages = []string{"open-iscsi", "libopeniscsiusr", "libisns0", "iproute2", "busybox-static"}
+// multipath-tools and dmsetup are the reference for dm-multipath (the multipath
+// scenario): maps built by multipath itself, and os-brick's `multipath -f`.
+var rootPackages = []string{"open-iscsi", "libopeniscsiusr", "libisns0", "iproute2", "busybox-static", "multipath-tools", "dmsetup"}
 
 // Modules are the kernel modules the guest may load, in the order init loads them.
-// init loads every one whose Boot is true; the others (scsi_debug) a scenario loads
+// init loads every one whose Boot is true; the others (scsi_debug, multipath's) a scenario loads
 // itself with `kmod_load NAME`, because loading them changes what the guest sees.
 var Modules = []struct {
 	Name string
@@ -46,13 +48,17 @@ var Modules = []struct {
 	{"dm_multipath", true},
 	{"tcp_diag", false}, // ss -K: drops a TCP connection as a network reset would
 	{"scsi_debug", false},
+	// multipath's default path selector, and the ALUA handler its table names for
+	// LIO (load before the sessions' devices appear: handlers attach at scan).
+	{"dm_service_time", false},
+	{"scsi_dh_alua", false},
 }
 
 // Assets is a prepared kernel and the invariant part of the initramfs.
 type Assets struct {
 	// KVer is the kernel release, e.g. 6.1.0-56-amd64.
 	KVer string
-	// Dir holds everything prepared for KVer.
+	// Dir holds everything prepared for KVer in this layout (prepVersion).
 	Dir string
 	// Kernel is the vmlinuz to boot.
 	Kernel string

@@ -4,6 +4,7 @@ package vm
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -79,7 +80,10 @@ func guestBinaries(t testing.TB, scenario string, env map[string]string) map[str
 // longScenarios repeat a trial as often as their env says (the issues' proofs
 // run 100 rounds, about half a minute each under TCG on a busy machine): their
 // boots may take this long instead of DefaultTimeout.
-var longScenarios = map[string]time.Duration{"drops": time.Hour, "seed": time.Hour}
+var longScenarios = map[string]time.Duration{"drops": time.Hour, "seed": time.Hour,
+	// 7 minutes on a 2-core machine shared at a load average of 10 (130 s
+	// of CPU).
+	"multipath": 15 * time.Minute}
 
 // boot runs one scenario with the guest's goiscsi binaries, logs its records and
 // fails the test with the console's tail if it did not pass.
@@ -718,4 +722,121 @@ func goldenDeliberate(head, g, w string, excused map[string]int) (string, string
 		}
 	}
 	return g, w
+}
+
+// TestVMMultipath is issue 12's proof with Debian's multipathd: two sessions to
+// one LIO target over two portals give one map per LUN; --remove-lun takes map
+// and both paths away with user_friendly_names yes and no, and the data written
+// through the map (buffered, so only the removal's flush writes it) reads back
+// identical after a re-attach; a process holding the map open gets retries with
+// backoff, then exit 28 with everything left, and its release during the
+// second wait lets the removal finish on the third attempt; a detach of one LUN concurrent with the
+// attach of another, 50 times, never brings the detached LUN back and always
+// attaches the other; os-brick's `multipath -f <WWID>` beside it; nothing left
+// at the end.
+func TestVMMultipath(t *testing.T) {
+	res := boot(t, "multipath", map[string]string{"INITIATOR": "goiscsi"})
+	for _, r := range res.Find("attached") {
+		want := r["wwid"]
+		if r["names"] == "yes" {
+			want = "mpath"
+		}
+		if !strings.HasPrefix(r["map_name"], want) || len(strings.Fields(r["slaves"])) != 2 {
+			t.Errorf("user_friendly_names %s: map %s named %q over %q", r["names"], r["map"], r["map_name"], r["slaves"])
+		}
+	}
+	for _, r := range res.Find("removed") {
+		if r["rc"] != "0" || r["left"] != "no" || r["target_sum"] != r["want"] {
+			t.Errorf("user_friendly_names %s: --remove-lun exit %s, left %s, target holds %s of the %s written", r["names"], r["rc"], r["left"], r["target_sum"], r["want"])
+		}
+	}
+	rereads := res.Find("reread")
+	for _, r := range rereads {
+		if r["want"] == "" || r["got"] != r["want"] {
+			t.Errorf("user_friendly_names %s: after re-attach read %s, wrote %s", r["names"], r["got"], r["want"])
+		}
+	}
+	if len(rereads) != 2 {
+		t.Errorf("%d round trips, want 2 (names yes and no)", len(rereads))
+	}
+	mapsMade := true // until multipathd stops, before most concurrent iterations
+	for _, r := range res.Records {
+		if r.Type() == "concurrent_maps" {
+			mapsMade = false
+		}
+		if r.Type() != "cmd" {
+			continue
+		}
+		if mapsMade && strings.HasPrefix(r["name"], "scan_lun1") && !strings.Contains(string(r.Bytes("stdout")), "Multipath map of LUN 1: ") {
+			t.Errorf("%s names no map:\n%s", r["name"], r.Bytes("stdout"))
+		}
+		switch r["name"] {
+		case "remove_yes", "remove_no":
+			t.Logf("%s (%s ms):\n%s", r["name"], r["ms"], r.Bytes("stdout"))
+		case "busy":
+			out, errs := string(r.Bytes("stdout")), string(r.Bytes("stderr"))
+			t.Logf("held open (%s ms, exit %s):\n%s%s", r["ms"], r["rc"], out, errs)
+			if strings.Count(out, "  wait LUN 1") != 2 || !strings.Contains(errs, "held open by pid") ||
+				!strings.Contains(errs, "left: multipath map") || strings.Contains(out, "remove-map") {
+				t.Errorf("held open: want two waits, no removal attempt, the holder and what is left named")
+			}
+		case "obrick_flush_wwid":
+			t.Logf("os-brick's multipath -f <WWID> with friendly names: exit %s\n%s", r["rc"], r.Bytes("stderr"))
+		}
+	}
+	if r := res.First("obrick"); r == nil || r["map_left"] != "yes" {
+		t.Errorf("multipath -f <WWID> with friendly names should leave map %v", r)
+	} else {
+		t.Logf("FIGURE os-brick multipath -f %s (map %s): exit %s, map left %s", r["wwid"], r["map_name"], r["rc"], r["map_left"])
+	}
+	if r := res.First("busy"); r == nil || r["rc"] != "28" || r["map_left"] != "yes" || r["paths_left"] != "yes" {
+		t.Errorf("held open through 3 tries: %v, want exit 28 with map and paths left", r)
+	}
+	waited := 2 // the held-open removal's two waits, then the release's
+	if r := res.First("release"); r == nil || r["rc"] != "0" || r["left"] != "no" {
+		t.Errorf("released during the retries: %v", r)
+	} else {
+		var rep struct {
+			Removed bool
+			Steps   []struct {
+				Action  string
+				Attempt int
+				MS      float64
+			}
+		}
+		if err := json.Unmarshal(r.Bytes("json"), &rep); err != nil || !rep.Removed {
+			t.Errorf("release --json: %v %s", err, r.Bytes("json"))
+		}
+		var waits []string
+		last := 0
+		for _, s := range rep.Steps {
+			if s.Action == "wait" {
+				waits = append(waits, fmt.Sprintf("%.0f ms", s.MS))
+				if min := 1000 * float64(int(1)<<(len(waits)-1)); s.MS < min {
+					t.Errorf("wait %d of %.0f ms, want at least %.0f (1 s doubling)", len(waits), s.MS, min)
+				}
+			}
+			if s.Action == "remove-map" {
+				last = s.Attempt
+			}
+		}
+		waited += len(waits)
+		t.Logf("FIGURE release during retries: removed on attempt %d after waits %s, %s ms in all", last, strings.Join(waits, ", "), r["ms"])
+		if last != 3 || len(waits) != 2 {
+			t.Errorf("removed on attempt %d after %d waits; the holder let go during the second wait", last, len(waits))
+		}
+	}
+	if r := res.First("daemon_log"); r == nil || r.Int("retries") != waited {
+		t.Errorf("goiscsid logged %v retries, want one per wait: %d", r, waited)
+	}
+	c := res.First("concurrent")
+	if c == nil || c["iterations"] != "50" || c["lun_back"] != "0" || c["lun_missing"] != "0" {
+		t.Errorf("detach concurrent with attach: %v", c)
+	} else {
+		t.Logf("FIGURE detach ‖ attach ×%s: LUN back %s, LUN missing %s, %s ms (%s ms of them with paths alone); first %s with maps: %v",
+			c["iterations"], c["lun_back"], c["lun_missing"], c["ms"], c["paths_only_ms"], res.First("concurrent_maps")["iterations"], res.First("concurrent_maps"))
+	}
+	if f := res.First("final"); f == nil || f["dm"] != "0" || f["sd"] != "0" || f["sessions"] != "0" || f["mapper"] != "0" {
+		t.Errorf("left at the end: %v", f)
+	}
 }

@@ -105,6 +105,10 @@ lio_add_lun() {
 	echo "fd_dev_name=$LIO_DIR/bs$_al_n.img,fd_dev_size=$((_al_size * 1048576))" >"$_al_bs/control" ||
 		fail "lio: backstore control bs$_al_n"
 	echo 1 >"$_al_bs/enable" || fail "lio: enable backstore bs$_al_n"
+	# A unit serial of its own, as every array LUN has: LIO derives the LUN's NAA
+	# identifier (VPD page 83, the WWID multipath groups paths by) from it, and
+	# without one every LUN has the same identifier.
+	cat /proc/sys/kernel/random/uuid >"$_al_bs/wwn/vpd_unit_serial" || fail "lio: unit serial of bs$_al_n"
 	mkdir "$_al_t/lun/lun_$2" || fail "lio: mkdir lun_$2 of $1"
 	ln -s "$_al_bs" "$_al_t/lun/lun_$2/bs$_al_n" || fail "lio: link lun_$2 of $1"
 }
@@ -127,6 +131,25 @@ lio_del_lun() {
 		rmdir "$LIO/core/fileio_0/$_dl_bs" || fail "lio: rmdir backstore $_dl_bs"
 		rm -f "$LIO_DIR/$_dl_bs.img"
 	done
+}
+
+# lio_unexport IQN LUN takes LUN off the target and keeps its backstore, whose name it
+# leaves in LIO_BS (for lio_export). Cheaper than lio_del_lun and lio_add_lun.
+lio_unexport() {
+	LIO_BS=
+	for _ux_l in "$(lio_tpg "$1")/lun/lun_$2"/*; do
+		[ -L "$_ux_l" ] || continue
+		LIO_BS=${_ux_l##*/}
+		rm "$_ux_l" || fail "lio: unlink $_ux_l"
+		rmdir "$(lio_tpg "$1")/lun/lun_$2" || fail "lio: rmdir lun_$2 of $1"
+	done
+	[ -n "$LIO_BS" ] || fail "lio: $1 has no LUN $2"
+}
+
+# lio_export IQN LUN BS exports backstore BS (from lio_unexport) as LUN.
+lio_export() {
+	mkdir "$(lio_tpg "$1")/lun/lun_$2" || fail "lio: mkdir lun_$2 of $1"
+	ln -s "$LIO/core/fileio_0/$3" "$(lio_tpg "$1")/lun/lun_$2/$3" || fail "lio: link lun_$2 of $1"
 }
 
 # lio_target IQN ADDR:PORT NLUNS [SIZE_MIB] creates an enabled target with NLUNS LUNs
@@ -374,3 +397,93 @@ testtarget_start() {
 	TTPID=$!
 	wait_until 10 sh -c '[ -S /run/testtarget.sock ]' || fail "test target did not start: $(tail -n 5 /tmp/testtarget.log)"
 }
+
+# ---------------------------------------------------------------------------------
+# dm-multipath with Debian's multipath-tools. The VM has no udev, so a stand-in does
+# for multipathd what udev's events would, as little as it needs: a udev database
+# entry per disk ("I:1", which makes libudev call the disk initialized); for each disk
+# the kernel adds or removes, `multipathd add|del path` (what multipathd does on
+# udev's add and remove events); and for each "change" of a multipath map,
+# `multipathd add map` (what it does on udev's change event: without it multipathd
+# holds back a new map's reloads, such as adding its second path, for 30 s). busybox's
+# uevent applet runs it for every kernel uevent. WWIDs come from VPD page 83 over
+# SG_IO (uid_attribute "": no udev ID_SERIAL); multipath-tools' own code reads them.
+# libdevmapper makes the /dev/mapper nodes itself when udev does not run.
+
+# multipath_conf YES|NO writes /etc/multipath.conf with user_friendly_names YES|NO and
+# every SCSI disk a path (find_multipaths no).
+multipath_conf() {
+	mkdir -p /etc/multipath
+	cat >/etc/multipath.conf <<MPCONF
+defaults {
+	user_friendly_names $1
+	find_multipaths no
+	uid_attribute ""
+	polling_interval 5
+}
+MPCONF
+}
+
+# udev_standin_start starts the uevent handler (log /tmp/uevents.log) and writes the
+# database entries of the disks there already.
+udev_standin_start() {
+	mkdir -p /run/udev/data
+	for _us_b in /sys/block/sd*; do
+		[ -e "$_us_b/dev" ] && echo "I:1" >"/run/udev/data/b$(cat "$_us_b/dev")"
+	done
+	cat >/tmp/udev-standin <<'HANDLER'
+#!/bin/sh
+# One kernel uevent (busybox uevent passes it in the environment).
+[ "$SUBSYSTEM" = block ] && [ "$DEVTYPE" = disk ] || exit 0
+mpd() { grep -q '@/org/kernel/linux/storage/multipathd' /proc/net/unix && multipathd "$@" >>/tmp/uevents.log 2>&1; }
+case "$ACTION $DEVNAME" in
+"add sd"*)
+	echo "add $DEVNAME $MAJOR:$MINOR" >>/tmp/uevents.log
+	echo "I:1" >"/run/udev/data/b$MAJOR:$MINOR"
+	mpd add path "$DEVNAME" ;;
+"remove sd"*)
+	echo "remove $DEVNAME $MAJOR:$MINOR" >>/tmp/uevents.log
+	rm -f "/run/udev/data/b$MAJOR:$MINOR"
+	mpd del path "$DEVNAME" ;;
+"change dm-"*)
+	case "$(cat "/sys/block/$DEVNAME/dm/uuid" 2>/dev/null)" in
+	mpath-*)
+		name=$(cat "/sys/block/$DEVNAME/dm/name")
+		echo "change $DEVNAME $name" >>/tmp/uevents.log
+		mpd add map "$name" ;;
+	esac ;;
+esac
+exit 0
+HANDLER
+	chmod +x /tmp/udev-standin
+	setsid uevent /tmp/udev-standin >/dev/null 2>&1 &
+	UDEV_STANDIN_PID=$!
+}
+
+# multipathd_ready succeeds once multipathd listens on its socket.
+multipathd_ready() { grep -q '@/org/kernel/linux/storage/multipathd' /proc/net/unix; }
+
+# multipathd_start starts multipathd in the foreground (log /tmp/multipathd.log) and
+# waits for its socket. Sets MULTIPATHD_PID.
+multipathd_start() {
+	daemon_start /tmp/multipathd.log multipathd_ready multipathd -d -s
+	MULTIPATHD_PID=$DAEMON_PID
+}
+
+# dm_of_uuid UUID prints the dm-N whose device-mapper uuid is UUID, or nothing.
+dm_of_uuid() {
+	for _du_d in /sys/block/dm-*; do
+		[ "$(cat "$_du_d/dm/uuid" 2>/dev/null)" = "$1" ] && echo "${_du_d##*/}"
+	done
+}
+
+# mpath_of BLOCK prints the dm-N of the multipath map above disk BLOCK, or nothing.
+mpath_of() {
+	for _mo_h in /sys/block/"$1"/holders/dm-*; do
+		[ -e "$_mo_h" ] || continue
+		case "$(cat "$_mo_h/dm/uuid")" in mpath-*) echo "${_mo_h##*/}" ;; esac
+	done
+}
+
+# slave_count DM prints how many paths map DM has.
+slave_count() { ls "/sys/block/$1/slaves" 2>/dev/null | wc -l; }
