@@ -103,10 +103,15 @@ func ReadInitiatorName(path string) (name, alias string, err error) {
 		}
 	}
 	if name == "" {
-		return "", "", fmt.Errorf("%s: no InitiatorName= line", path)
+		return "", "", fmt.Errorf("%s: %w", path, ErrNoInitiatorName)
 	}
 	return name, alias, nil
 }
+
+// ErrNoInitiatorName is ReadInitiatorName's error for a file without a
+// usable InitiatorName= line, such as one holding only GenerateName=yes (how
+// older Debian open-iscsi asked its first start to make the name).
+var ErrNoInitiatorName = errors.New("no InitiatorName= line")
 
 // NewInitiatorName returns an initiator name in iscsi-iname's shape:
 // iqn.2004-10.com.goiscsi:<12 hex digits>. With hostID "" the digits are
