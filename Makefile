@@ -1,17 +1,37 @@
-# goiscsi. `make` builds the binaries; `make test` runs every test.
+# goiscsi. `make` builds the binaries; `make test` runs every test;
+# `sudo make install` puts goiscsi on this host; `make deb` builds a Debian
+# package. See README.md, "Install on a real host".
 PREFIX ?= /usr
 DESTDIR ?=
+SBINDIR ?= $(PREFIX)/sbin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR ?= $(PREFIX)/share/goiscsi
+# ISCSIADM_ALIAS=1 also installs goiscsiadm as iscsiadm, for tools that run it
+# by that name.
+ISCSIADM_ALIAS ?=
+# Where make deb leaves the package.
+DEBOUT ?= bin
 GO ?= go
-BINARIES := goiscsid goiscsiadm
 # make fuzz runs each fuzz target this long: a duration (10m) or a count (10000000x).
 FUZZTIME ?= 10000000x
 
-.PHONY: all build test unit vm fuzz clean
+PROGRAMS := goiscsid goiscsiadm goiscsi-iname
+UNITS := goiscsid.service goiscsid.socket goiscsi.service
+VERSION := $(shell sed -n 's/^const version = "\(.*\)"$$/\1/p' cmd/goiscsid/daemon.go)
+DEB_ARCH = $(shell dpkg --print-architecture)
+DEB = $(DEBOUT)/goiscsi_$(VERSION)_$(DEB_ARCH).deb
+# The programs are rebuilt when a Go file changes, not on every install: so
+# `make && sudo make install` works where root has no Go.
+GO_SOURCES := go.mod go.sum $(shell find . -name '*.go' -not -name '*_test.go' -not -path './test/*' -not -path './.cache/*')
+
+.PHONY: all build test unit vm fuzz clean install install-files uninstall deb
 
 all: build
 
-build:
-	CGO_ENABLED=0 $(GO) build -o bin/ ./cmd/...
+build: $(addprefix bin/,$(PROGRAMS))
+
+$(addprefix bin/,$(PROGRAMS)) &: $(GO_SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ $(addprefix ./cmd/,$(PROGRAMS))
 
 test:
 	scripts/test
@@ -24,6 +44,71 @@ vm:
 
 fuzz:
 	scripts/fuzz $(FUZZTIME)
+
+# The files the package owns: programs, systemd units (their /usr/sbin paths
+# made $(SBINDIR)), and the iscsid.conf that install copies to /etc/iscsi.
+install-files: build
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)
+	install -m 0755 $(addprefix bin/,$(PROGRAMS)) $(DESTDIR)$(SBINDIR)/
+	for u in $(UNITS); do \
+		sed 's|/usr/sbin/|$(SBINDIR)/|g' dist/systemd/$$u >$(DESTDIR)$(UNITDIR)/$$u && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -m 0644 iscsid.conf.example $(DESTDIR)$(DATADIR)/iscsid.conf
+
+# install adds what a host needs in /etc/iscsi, never replacing what is there
+# (an open-iscsi installation's records, configuration and initiator name are
+# used as they are). The initiator name is made only on the host itself: a
+# DESTDIR staging tree must not carry one name to many machines.
+install: install-files
+	install -d -m 0755 $(DESTDIR)/etc/iscsi
+	test -e $(DESTDIR)/etc/iscsi/iscsid.conf || \
+		install -m 0600 iscsid.conf.example $(DESTDIR)/etc/iscsi/iscsid.conf
+ifeq ($(DESTDIR),)
+	bin/goiscsi-iname -w /etc/iscsi/initiatorname.iscsi >/dev/null
+	-systemctl daemon-reload 2>/dev/null
+else
+	@echo "make install: no initiator name in DESTDIR; run goiscsi-iname -w /etc/iscsi/initiatorname.iscsi on the host"
+endif
+ifneq ($(ISCSIADM_ALIAS),)
+	@if [ -e $(DESTDIR)$(SBINDIR)/iscsiadm ] && [ "$$(readlink $(DESTDIR)$(SBINDIR)/iscsiadm)" != goiscsiadm ]; then \
+		echo "make install: $(SBINDIR)/iscsiadm exists (open-iscsi's?) and is not replaced; use a PREFIX whose sbin comes first in PATH" >&2; \
+		exit 1; \
+	fi
+	ln -sfn goiscsiadm $(DESTDIR)$(SBINDIR)/iscsiadm
+endif
+
+# uninstall removes what install-files put in place and the iscsiadm alias;
+# /etc/iscsi stays. Units are disabled, not stopped: stopping goiscsi.service
+# would log out of every session.
+uninstall:
+ifeq ($(DESTDIR),)
+	-systemctl disable --quiet $(UNITS) 2>/dev/null
+endif
+	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(PROGRAMS)) $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	rm -rf $(DESTDIR)$(DATADIR)
+	if [ "$$(readlink $(DESTDIR)$(SBINDIR)/iscsiadm)" = goiscsiadm ]; then rm -f $(DESTDIR)$(SBINDIR)/iscsiadm; fi
+ifeq ($(DESTDIR),)
+	-systemctl daemon-reload 2>/dev/null
+endif
+	@echo "make uninstall: kept /etc/iscsi (node records, iscsid.conf, initiator name); a running goiscsid keeps running"
+
+# deb builds the Debian package with dpkg-deb alone (dist/debian says what its
+# maintainer scripts do).
+deb: $(DEB)
+
+$(DEB): build dist/debian/control dist/debian/postinst dist/debian/prerm dist/debian/postrm $(addprefix dist/systemd/,$(UNITS)) iscsid.conf.example
+	rm -rf $(DEBOUT)/deb-root
+	$(MAKE) --no-print-directory install-files DESTDIR=$(abspath $(DEBOUT))/deb-root PREFIX=/usr
+	install -d $(DEBOUT)/deb-root/DEBIAN $(DEBOUT)/deb-root/usr/share/doc/goiscsi
+	install -m 0644 README.md $(DEBOUT)/deb-root/usr/share/doc/goiscsi/
+	install -m 0644 LICENSE $(DEBOUT)/deb-root/usr/share/doc/goiscsi/copyright
+	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
+		-e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEBOUT)/deb-root | cut -f1)/" \
+		dist/debian/control >$(DEBOUT)/deb-root/DEBIAN/control
+	install -m 0755 dist/debian/postinst dist/debian/prerm dist/debian/postrm $(DEBOUT)/deb-root/DEBIAN/
+	dpkg-deb --root-owner-group --build $(DEBOUT)/deb-root $@
+	rm -rf $(DEBOUT)/deb-root
 
 clean:
 	rm -rf bin
