@@ -90,3 +90,18 @@ func NeedsGoiscsi(scenario string, env map[string]string) bool {
 	b, err := guestFS.ReadFile("scenarios/" + scenario + ".sh")
 	return err != nil || strings.Contains(string(b), "testtarget_start")
 }
+
+// BuildDeb builds goiscsi's Debian package from the module at root with
+// `make deb` into dir and returns its path: the Debian guest's scenarios install
+// what an operator would.
+func BuildDeb(ctx context.Context, root, dir string) (string, error) {
+	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "-C", root, "deb", "DEBOUT="+dir)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("vm: make deb: %v\n%s", err, b)
+	}
+	debs, _ := filepath.Glob(filepath.Join(dir, "goiscsi_*.deb"))
+	if len(debs) != 1 {
+		return "", fmt.Errorf("vm: make deb left %d packages in %s, want 1", len(debs), dir)
+	}
+	return debs[0], nil
+}

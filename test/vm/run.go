@@ -48,6 +48,11 @@ type Config struct {
 	// on this machine (once per process), else TCG. GOISCSI_VM_ACCEL overrides
 	// it.
 	Accel string
+	// Disk, if set, is a raw disk image with a Debian root file system
+	// (NewDebianDisk): the guest boots it with systemd and udev instead of the
+	// busybox initramfs, and Files and the scenario are copied into it at
+	// every boot (see debian.go). Changes stay on the disk for the next Run.
+	Disk string
 	// Console, if not nil, also receives the console output as it comes.
 	Console io.Writer
 	// Logf, if not nil, receives progress lines (preparation, boot).
@@ -197,8 +202,16 @@ func run(ctx context.Context, cfg Config, interactive bool) (*Result, error) {
 	}
 	defer os.RemoveAll(work)
 
+	base := a.BaseInitrd
+	if cfg.Disk != "" {
+		d, err := PrepareDebian(ctx, a, logf)
+		if err != nil {
+			return res, err
+		}
+		base = d.BootInitrd
+	}
 	initrd := filepath.Join(work, "initrd.gz")
-	if err := writeInitrd(a, cfg, script, initrd); err != nil {
+	if err := writeInitrd(base, cfg, script, initrd); err != nil {
 		return res, err
 	}
 	results := filepath.Join(work, "results.jsonl")
@@ -317,8 +330,14 @@ func qemuArgs(cfg Config, a *Assets, accel, initrd, results string, interactive 
 	}
 	args = append(args, "-cpu", cpu, "-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
 		"-display", "none", "-no-reboot", "-nic", "none",
-		"-kernel", a.Kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 quiet panic=-1")
+		"-kernel", a.Kernel, "-initrd", initrd)
+	if cfg.Disk != "" {
+		// Entropy for systemd's early boot (random seed, UUIDs) without waiting.
+		args = append(args, "-drive", "file="+cfg.Disk+",if=virtio,format=raw", "-device", "virtio-rng-pci",
+			"-append", "console=ttyS0 quiet panic=-1 root=/dev/vda")
+	} else {
+		args = append(args, "-append", "console=ttyS0 quiet panic=-1")
+	}
 	if interactive {
 		args = append(args, "-serial", "mon:stdio")
 	} else {
@@ -329,14 +348,16 @@ func qemuArgs(cfg Config, a *Assets, accel, initrd, results string, interactive 
 }
 
 // writeInitrd writes the base initramfs followed by a second archive with the per-run
-// files (init, helpers, scenario, environment, Files). The kernel unpacks both.
-func writeInitrd(a *Assets, cfg Config, script []byte, out string) error {
+// files (init, helpers, scenario, environment, Files). The kernel unpacks both. For a
+// Debian run (cfg.Disk) the per-run files go under /payload, which guest/debian/init
+// copies into the Debian root, with the units and scripts of guest/debian.
+func writeInitrd(baseInitrd string, cfg Config, script []byte, out string) error {
 	f, err := os.Create(out)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	base, err := os.Open(a.BaseInitrd)
+	base, err := os.Open(baseInitrd)
 	if err != nil {
 		return err
 	}
@@ -347,14 +368,23 @@ func writeInitrd(a *Assets, cfg Config, script []byte, out string) error {
 	}
 	zw, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
 	c := newCpio(zw)
-	for _, p := range []string{"/etc/goiscsi", "/lib/goiscsi", "/usr/local/sbin", "/usr/local/bin"} {
-		c.Dir(p, 0o755)
-	}
+	root := "/"
 	initScript, _ := guestFS.ReadFile("guest/init")
+	if cfg.Disk != "" {
+		root = "/payload/"
+		initScript, _ = guestFS.ReadFile("guest/debian/init")
+		if err := addDebianGuest(c, root); err != nil {
+			return err
+		}
+	}
+	at := func(p string) string { return path.Join(root, p) }
+	for _, p := range []string{"/etc/goiscsi", "/lib/goiscsi", "/usr/local/sbin", "/usr/local/bin"} {
+		c.Dir(at(p), 0o755)
+	}
 	lib, _ := guestFS.ReadFile("guest/lib.sh")
 	c.File("/init", 0o755, initScript)
-	c.File("/lib/goiscsi/lib.sh", 0o644, lib)
-	c.File("/lib/goiscsi/scenario.sh", 0o755, script)
+	c.File(at("/lib/goiscsi/lib.sh"), 0o644, lib)
+	c.File(at("/lib/goiscsi/scenario.sh"), 0o755, script)
 	env := map[string]string{"GOISCSI_SCENARIO": cfg.Scenario}
 	for k, v := range cfg.Env {
 		env[k] = v
@@ -366,13 +396,13 @@ func writeInitrd(a *Assets, cfg Config, script []byte, out string) error {
 		}
 		fmt.Fprintf(&eb, "export %s=%s\n", k, shellQuote(env[k]))
 	}
-	c.File("/etc/goiscsi/env", 0o644, []byte(eb.String()))
+	c.File(at("/etc/goiscsi/env"), 0o644, []byte(eb.String()))
 	guestPaths := sortedKeys(cfg.Files)
 	for _, g := range guestPaths {
 		if !path.IsAbs(g) {
 			return fmt.Errorf("vm: guest path %q is not absolute", g)
 		}
-		c.HostFile(g, cfg.Files[g])
+		c.HostFile(at(g), cfg.Files[g])
 	}
 	if err := c.Close(); err != nil {
 		return fmt.Errorf("vm: per-run initramfs: %w", err)

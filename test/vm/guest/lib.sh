@@ -31,7 +31,7 @@ emit() {
 		for (i = 2; i + 1 < ARGC; i += 2) printf ",\"%s\":\"%s\"", esc(ARGV[i]), esc(ARGV[i + 1])
 		printf "}\n"
 		exit
-	}' "$@" >"$RESULTS"
+	}' "$@" >"$RESULTS" || echo "emit $1: could not write the record to $RESULTS" >&2
 }
 
 # b64 FILE prints FILE base64-encoded on one line.
@@ -58,8 +58,15 @@ check() {
 	"$@" || fail "$_ck_desc (command: $*)"
 }
 
-# now_us prints the wall clock in microseconds (busybox date has no %N).
-now_us() { adjtimex | awk '/tv_sec/ {s = $2} /tv_usec/ {u = $2} END {printf "%d%06d\n", s, u}'; }
+# now_us prints the wall clock in microseconds (busybox date has no %N; the Debian
+# guest has GNU date and no adjtimex).
+now_us() {
+	if command -v adjtimex >/dev/null; then
+		adjtimex | awk '/tv_sec/ {s = $2} /tv_usec/ {u = $2} END {printf "%d%06d\n", s, u}'
+	else
+		date +%s%6N
+	fi
+}
 
 # ms_since START_US prints the milliseconds (3 decimals) elapsed since START_US.
 ms_since() { awk -v a="$1" -v b="$(now_us)" 'BEGIN {printf "%.3f\n", (b - a) / 1000}'; }

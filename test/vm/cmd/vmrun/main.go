@@ -6,6 +6,13 @@
 // The console streams to stdout; -records adds the scenario's JSON records,
 // decoded, after it; -q shows the records only. It exits 1 when the scenario
 // fails (non-zero exit, kernel panic, timeout, or a missing tool on the host).
+//
+// With -disk FILE the guest boots the systemd Debian on that disk image instead
+// (made from the prepared Debian root when FILE does not exist; later runs keep
+// what earlier ones changed; -open-iscsi starts it with stock open-iscsi
+// installed), with goiscsi's Debian package in /var/cache/goiscsi-test:
+//
+//	go run ./test/vm/cmd/vmrun -disk /tmp/d.img -scenario systemd-install -env STAGE=1 -env BOOT_TARGET=iqn.2026-11.dev.goiscsi:boot
 package main
 
 import (
@@ -42,6 +49,8 @@ func main() {
 	flag.Var(env, "env", "KEY=VALUE exported to the scenario (repeatable)")
 	records := flag.Bool("records", false, "after the console, print the scenario's JSON records readably")
 	quiet := flag.Bool("q", false, "print only the records (and the console's tail on failure), not the console")
+	disk := flag.String("disk", "", "boot the systemd Debian on this disk `image` (created when missing)")
+	openISCSI := flag.Bool("open-iscsi", false, "with -disk: create the disk with stock open-iscsi installed")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -50,7 +59,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vmrun:", err)
 		os.Exit(1)
 	}
-	files, err := build(ctx, dir)
+	var files map[string]string
+	if *disk != "" {
+		image := vm.DebianPlain
+		if *openISCSI {
+			image = vm.DebianOpenISCSI
+		}
+		files, err = debian(ctx, dir, *disk, image)
+	} else {
+		files, err = build(ctx, dir)
+	}
 	if err != nil {
 		if vm.NeedsGoiscsi(*scenario, env) {
 			os.RemoveAll(dir)
@@ -60,7 +78,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "vmrun: goiscsi does not build; running this stock-only scenario without it: %v\n", err)
 		files = nil
 	}
-	cfg := vm.Config{Scenario: *scenario, Env: env, Files: files, Timeout: *timeout,
+	cfg := vm.Config{Scenario: *scenario, Env: env, Files: files, Timeout: *timeout, Disk: *disk,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
 	if !*quiet {
 		cfg.Console = os.Stdout
@@ -91,6 +109,30 @@ func build(ctx context.Context, dir string) (map[string]string, error) {
 		return nil, err
 	}
 	return vm.BuildBinaries(ctx, root, dir, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+}
+
+// debian makes the Debian disk at path if it does not exist and builds the
+// package into dir; it returns the Files entry that puts the package in the guest.
+func debian(ctx context.Context, dir, path string, image vm.DebianImage) (map[string]string, error) {
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	if _, err := os.Stat(path); os.IsNotExist(err) {
+		made, err := vm.NewDebianDisk(ctx, dir, image, logf)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Rename(made, path); err != nil {
+			return nil, fmt.Errorf("-disk %s: %w (use a path on the file system of %s)", path, err, os.TempDir())
+		}
+	}
+	root, err := vm.ModuleRoot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	deb, err := vm.BuildDeb(ctx, root, dir)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{vm.DebianOfflineDir + "/goiscsi.deb": deb}, nil
 }
 
 // summarize prints the scenario's records one a line, "type key=value ...", with
