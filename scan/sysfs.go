@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"time"
 )
 
 // Sysfs scans and lists SCSI devices through the files under Root ("/sys"; a
@@ -125,18 +126,29 @@ func (s Sysfs) DeleteDevice(ctx context.Context, d Device) error {
 
 // Devices lists host's SCSI devices, ordered by H:C:T:L.
 func (s Sysfs) Devices(host int) ([]Device, error) {
+	all, err := s.devices(func(h int) bool { return h == host })
+	return all[host], err
+}
+
+// DevicesByHost lists every host's SCSI devices, each host's ordered by
+// H:C:T:L: one pass over sysfs for a listing of many sessions.
+func (s Sysfs) DevicesByHost() (map[int][]Device, error) {
+	return s.devices(func(int) bool { return true })
+}
+
+func (s Sysfs) devices(want func(host int) bool) (map[int][]Device, error) {
 	dir := filepath.Join(s.root(), "class", "scsi_device")
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return map[int][]Device{}, nil
 	}
 	if err != nil {
-		return nil, err
+		return map[int][]Device{}, err
 	}
-	var out []Device
+	out := map[int][]Device{}
 	for _, e := range ents {
 		var d Device
-		if _, err := fmt.Sscanf(e.Name(), "%d:%d:%d:%d", &d.Host, &d.Channel, &d.Target, &d.LUN); err != nil || d.Host != host {
+		if _, err := fmt.Sscanf(e.Name(), "%d:%d:%d:%d", &d.Host, &d.Channel, &d.Target, &d.LUN); err != nil || !want(d.Host) {
 			continue
 		}
 		dev := filepath.Join(dir, e.Name(), "device")
@@ -145,18 +157,20 @@ func (s Sysfs) Devices(host int) ([]Device, error) {
 		if bs, _ := os.ReadDir(filepath.Join(dev, "block")); len(bs) > 0 {
 			d.Block = bs[0].Name()
 		}
-		out = append(out, d)
+		out[d.Host] = append(out[d.Host], d)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Channel != b.Channel {
-			return a.Channel < b.Channel
-		}
-		if a.Target != b.Target {
-			return a.Target < b.Target
-		}
-		return a.LUN < b.LUN
-	})
+	for _, devs := range out {
+		sort.Slice(devs, func(i, j int) bool {
+			a, b := devs[i], devs[j]
+			if a.Channel != b.Channel {
+				return a.Channel < b.Channel
+			}
+			if a.Target != b.Target {
+				return a.Target < b.Target
+			}
+			return a.LUN < b.LUN
+		})
+	}
 	return out, nil
 }
 
@@ -165,6 +179,7 @@ func (s Sysfs) Devices(host int) ([]Device, error) {
 // declines to make, can be traced.
 func (s Sysfs) Apply(ctx context.Context, log *slog.Logger, sid, host int, p Policy, t Trigger) (Action, error) {
 	a := Decide(p, t)
+	start := time.Now()
 	var err error
 	wrote := ""
 	switch a.Kind {
@@ -184,7 +199,7 @@ func (s Sysfs) Apply(ctx context.Context, log *slog.Logger, sid, host int, p Pol
 	if log != nil {
 		attrs := []any{"sid", sid, "host", host, "trigger", t.String(), "policy", p.String(), "action", a.String()}
 		if wrote != "" {
-			attrs = append(attrs, "wrote", wrote, "file", s.scanFile(host))
+			attrs = append(attrs, "wrote", wrote, "file", s.scanFile(host), "took_ms", float64(time.Since(start).Microseconds())/1000)
 		}
 		if err != nil {
 			log.Error("scan", append(attrs, "err", err)...)

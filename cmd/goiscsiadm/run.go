@@ -1015,8 +1015,16 @@ func (e *env) listSessions(c *Command) *Exit {
 		return fmt.Sprintf("session%d", all[i].SID) < fmt.Sprintf("session%d", all[j].SID)
 	})
 	infos := make([]SessionInfo, 0, len(all))
-	for _, s := range all {
-		infos = append(infos, e.sessionInfo(s))
+	if !c.JSON && c.PrintLevel <= 0 {
+		// The flat list is the daemon's own: no sysfs read per session.
+		for _, s := range all {
+			infos = append(infos, sessionSummary(s))
+		}
+	} else {
+		devs := e.devicesByHost()
+		for _, s := range all {
+			infos = append(infos, e.sessionInfo(s, devs[s.HostNo]))
+		}
 	}
 	if c.JSON {
 		if len(infos) == 0 {
@@ -1037,15 +1045,13 @@ func yesNo(b bool) string {
 	return "No"
 }
 
-// sessionInfo combines the daemon's view of a session with its SCSI devices
-// from sysfs.
-func (e *env) sessionInfo(s mgmt.Session) SessionInfo {
-	sdir := filepath.Join(e.sysfs, "class", "iscsi_session", fmt.Sprintf("session%d", s.SID))
+// sessionSummary is the daemon's view of a session.
+func sessionSummary(s mgmt.Session) SessionInfo {
 	info := SessionInfo{
 		SID: uint32(s.SID), Transport: s.Transport, TargetName: s.TargetName, TPGT: s.TPGT,
 		Address: s.Address, Port: s.Port, PersistentAddress: s.PersistentAddress, PersistentPort: s.PersistentPort,
 		Iface:     Iface{Name: s.Iface, Transport: s.Transport, InitiatorName: s.InitiatorName, IPAddress: s.LocalAddress},
-		ConnState: s.ConnState, SessionState: readTrim(filepath.Join(sdir, "state")), InternalState: s.InternalState,
+		ConnState: s.ConnState, InternalState: s.InternalState,
 		Timeouts: SessionTimeouts{Recovery: s.Timeouts.Recovery, TargetReset: s.Timeouts.TargetReset,
 			LUNReset: s.Timeouts.LUNReset, Abort: s.Timeouts.Abort},
 		CHAP: SessionCHAP{Username: s.CHAP.Username, Password: s.CHAP.Password, UsernameIn: s.CHAP.UsernameIn, PasswordIn: s.CHAP.PasswordIn},
@@ -1058,13 +1064,21 @@ func (e *env) sessionInfo(s mgmt.Session) SessionInfo {
 	if s.Params.HeaderDigest == "" {
 		info.Params = NegotiatedParams{MaxRecvDataSegmentLength: -1, MaxXmitDataSegmentLength: -1, FirstBurstLength: -1, MaxBurstLength: -1, MaxOutstandingR2T: -1}
 	}
+	return info
+}
+
+// sessionInfo combines the daemon's view of a session with what sysfs shows of
+// it, its host and devs, its host's SCSI devices.
+func (e *env) sessionInfo(s mgmt.Session, devs []scan.Device) SessionInfo {
+	info := sessionSummary(s)
+	info.SessionState = readTrim(filepath.Join(e.sysfs, "class", "iscsi_session", fmt.Sprintf("session%d", s.SID), "state"))
 	// The session's host as the kernel shows it, as stock prints it.
 	if info.Iface.IPAddress == "" {
 		info.Iface.IPAddress = e.hostAttr(s.HostNo, "ipaddress")
 	}
 	info.Iface.HWAddress, info.Iface.Netdev = e.hostAttr(s.HostNo, "hwaddress"), e.hostAttr(s.HostNo, "netdev")
 	info.Host = &SessionHost{Number: s.HostNo, State: readTrim(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state"))}
-	info.Devices = devices(e.sysfs, s.HostNo)
+	info.Devices = scsiDevices(devs)
 	return info
 }
 
@@ -1080,10 +1094,22 @@ func readTrim(p string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// devices lists a host's LUNs, in the order stock's scandir gives their H:C:T:L
-// names (alphabetical: 2:0:0:10 before 2:0:0:2).
+// devicesByHost reads every SCSI device once, for a listing of many sessions.
+func (e *env) devicesByHost() map[int][]scan.Device {
+	devs, _ := scan.Sysfs{Root: e.sysfs}.DevicesByHost()
+	return devs
+}
+
+// devices lists a host's LUNs as listings show them.
 func devices(sysfs string, host int) []SCSIDevice {
 	devs, _ := scan.Sysfs{Root: sysfs}.Devices(host)
+	return scsiDevices(devs)
+}
+
+// scsiDevices is devs as listings show them, in the order stock's scandir
+// gives their H:C:T:L names (alphabetical: 2:0:0:10 before 2:0:0:2).
+func scsiDevices(devs []scan.Device) []SCSIDevice {
+	devs = append([]scan.Device(nil), devs...)
 	sort.SliceStable(devs, func(i, j int) bool { return devs[i].HCTL() < devs[j].HCTL() })
 	out := make([]SCSIDevice, 0, len(devs))
 	for _, d := range devs {
@@ -1258,6 +1284,7 @@ func (e *env) listHosts(c *Command) *Exit {
 	if me != nil {
 		return e.fail(ExitCode(me.Code), "%s", me.Message)
 	}
+	devs := e.devicesByHost()
 	var hosts []HostSummary
 	for _, s := range all {
 		// Host mode shows what the host itself was given, and stock treats
@@ -1276,7 +1303,7 @@ func (e *env) listHosts(c *Command) *Exit {
 			State: readTrim(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state")),
 			Iface: Iface{Transport: "tcp", InitiatorName: given("initiatorname"), IPAddress: ip,
 				HWAddress: given("hwaddress"), Netdev: given("netdev")},
-			Sessions: []SessionInfo{e.sessionInfo(s)}})
+			Sessions: []SessionInfo{e.sessionInfo(s, devs[s.HostNo])}})
 	}
 	if len(hosts) == 0 {
 		return e.fail(ExitNoObjsFound, "No iSCSI hosts.")
