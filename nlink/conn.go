@@ -16,10 +16,12 @@ import (
 // Transport moves encoded iscsi_uevent messages (without netlink headers) to and
 // from the kernel.
 type Transport interface {
-	// Request sends one request and returns the kernel's unicast reply. When
-	// replyExpected is false (GET_STATS, whose result the kernel multicasts
-	// instead) it returns a nil reply unless an error reply is waiting.
-	Request(ctx context.Context, msg []byte, replyExpected bool) ([]byte, error)
+	// Request sends requests in one exchange (one netlink datagram: the
+	// kernel handles its messages in order and answers each) and returns the
+	// kernel's unicast replies, one per request. When replyExpected is false
+	// (a lone GET_STATS, whose result the kernel multicasts instead) it
+	// returns nil unless an error reply is waiting.
+	Request(ctx context.Context, msgs [][]byte, replyExpected bool) ([][]byte, error)
 	// ReceiveEvent returns the next event multicast to the daemon group.
 	ReceiveEvent(ctx context.Context) ([]byte, error)
 	// Close releases the transport; a blocked ReceiveEvent returns.
@@ -67,6 +69,9 @@ type Conn struct {
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// turns orders the exchanges with the kernel (see turns).
+	turns turns
 
 	mu        sync.Mutex
 	subs      map[uint32][]*Subscription
@@ -117,32 +122,72 @@ func (c *Conn) Close() error {
 }
 
 func (c *Conn) request(ctx context.Context, r *Request) (*Reply, error) {
+	replies, errs, err := c.exchange(ctx, []*Request{r})
+	if err != nil {
+		return nil, err
+	}
+	return &replies[0], errs[0]
+}
+
+// exchange sends rs, all for one session (or CREATE_SESSION alone), in one
+// exchange when its turn comes, and returns each request's reply and the
+// kernel's refusal of it (a *KernelError), or the error that ended the exchange.
+//
+// A ctx without a deadline waits for its turn as long as it takes (the turns
+// ahead are bounded each), then gives the kernel DefaultTimeout.
+func (c *Conn) exchange(ctx context.Context, rs []*Request) ([]Reply, []error, error) {
+	msgs := make([][]byte, len(rs))
+	for i, r := range rs {
+		r.Handle = c.handle
+		b, err := r.MarshalBinary()
+		if err != nil {
+			return nil, nil, err
+		}
+		msgs[i] = b
+	}
+	start := time.Now()
+	if err := c.turns.wait(ctx, rank(rs[0])); err != nil {
+		return nil, nil, fmt.Errorf("nlink: %v: waiting for the kernel: %w", rs[0].Type, err)
+	}
+	granted := time.Now()
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	r.Handle = c.handle
-	msg, err := r.MarshalBinary()
+	bs, err := c.t.Request(ctx, msgs, true)
+	c.turns.done()
+	if err == nil && len(bs) != len(rs) {
+		err = fmt.Errorf("%d replies to %d requests", len(bs), len(rs))
+	}
 	if err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("nlink: %v: %w", rs[0].Type, err)
 	}
-	b, err := c.t.Request(ctx, msg, true)
-	if err != nil {
-		return nil, fmt.Errorf("nlink: %v: %w", r.Type, err)
+	replies := make([]Reply, len(rs))
+	errs := make([]error, len(rs))
+	for i, r := range rs {
+		if err := replies[i].UnmarshalBinary(bs[i]); err != nil {
+			return nil, nil, err
+		}
+		if replies[i].Type != r.Type && replies[i].Type != EventIfError {
+			return nil, nil, fmt.Errorf("nlink: %v answered with %v", r.Type, replies[i].Type)
+		}
+		if replies[i].Errno != 0 {
+			errs[i] = &KernelError{Op: r.Type, SID: r.SID, CID: r.CID, Param: r.Param, HostParam: r.HostParam, Errno: replies[i].Errno}
+		}
 	}
-	var reply Reply
-	if err := reply.UnmarshalBinary(b); err != nil {
-		return nil, err
+	if c.log.Enabled(ctx, slog.LevelDebug) {
+		sid := rs[0].SID
+		if rs[0].Type == CreateSession {
+			sid = replies[0].SID // the new session
+		}
+		c.log.Debug("kernel request", "op", rs[0].Type.String(), "n", len(rs), "sid", sid, "err", errors.Join(errs...),
+			"wait_ms", ms(granted.Sub(start)), "took_ms", ms(time.Since(granted)))
 	}
-	if reply.Type != r.Type && reply.Type != EventIfError {
-		return nil, fmt.Errorf("nlink: %v answered with %v", r.Type, reply.Type)
-	}
-	if reply.Errno != 0 {
-		return nil, &KernelError{Op: r.Type, SID: r.SID, CID: r.CID, Param: r.Param, HostParam: r.HostParam, Errno: reply.Errno}
-	}
-	return &reply, nil
+	return replies, errs, nil
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // CreateSession creates a kernel session, and with it a SCSI host, and returns
 // the session id and host number.
@@ -174,10 +219,29 @@ func (c *Conn) BindConn(ctx context.Context, sid, cid uint32, fd int, leading bo
 	return err
 }
 
-// SetParam sets one session or connection parameter.
-func (c *Conn) SetParam(ctx context.Context, sid, cid uint32, p Param, value string) error {
-	_, err := c.request(ctx, &Request{Type: SetParam, SID: sid, CID: cid, Param: p, Value: value})
-	return err
+// ParamValue is a parameter and the value SetParams gives it.
+type ParamValue struct {
+	Param Param
+	Value string
+}
+
+// SetParams sets parameters of a session or connection, in order, in one
+// exchange with the kernel. It returns the kernel's refusals joined (each a
+// *KernelError naming its parameter; the kernel goes on with the next one), or
+// the error that ended the exchange.
+func (c *Conn) SetParams(ctx context.Context, sid, cid uint32, params []ParamValue) error {
+	if len(params) == 0 {
+		return nil
+	}
+	rs := make([]*Request, len(params))
+	for i, p := range params {
+		rs[i] = &Request{Type: SetParam, SID: sid, CID: cid, Param: p.Param, Value: p.Value}
+	}
+	_, errs, err := c.exchange(ctx, rs)
+	if err != nil {
+		return err
+	}
+	return errors.Join(errs...)
 }
 
 // SetHostParam sets one parameter of iSCSI host hostNo.
@@ -254,13 +318,17 @@ func (c *Conn) GetStats(ctx context.Context, sid, cid uint32) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := c.t.Request(ctx, msg, false)
+	if err := c.turns.wait(ctx, rank(r)); err != nil {
+		return nil, fmt.Errorf("nlink: GET_STATS: waiting for the kernel: %w", err)
+	}
+	bs, err := c.t.Request(ctx, [][]byte{msg}, false)
+	c.turns.done()
 	if err != nil {
 		return nil, fmt.Errorf("nlink: GET_STATS: %w", err)
 	}
-	if b != nil {
+	if len(bs) == 1 {
 		var reply Reply
-		if err := reply.UnmarshalBinary(b); err != nil {
+		if err := reply.UnmarshalBinary(bs[0]); err != nil {
 			return nil, err
 		}
 		if reply.Errno != 0 {

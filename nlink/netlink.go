@@ -72,7 +72,7 @@ func deadline(ctx context.Context, set func(time.Time) error) func() bool {
 	return context.AfterFunc(ctx, func() { set(time.Unix(1, 0)) })
 }
 
-func (t *netlinkTransport) Request(ctx context.Context, msg []byte, replyExpected bool) ([]byte, error) {
+func (t *netlinkTransport) Request(ctx context.Context, msgs [][]byte, replyExpected bool) ([][]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.req == nil {
@@ -82,15 +82,21 @@ func (t *netlinkTransport) Request(ctx context.Context, msg []byte, replyExpecte
 		}
 		t.req = req
 	}
-	typ := netlink.HeaderType(ne.Uint32(msg[offType:]))
-	if _, err := t.req.Send(netlink.Message{Header: netlink.Header{Type: typ}, Data: msg}); err != nil {
+	out := make([]netlink.Message, len(msgs))
+	types := make([]uint32, len(msgs))
+	for i, msg := range msgs {
+		types[i] = ne.Uint32(msg[offType:])
+		out[i] = netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(types[i])}, Data: msg}
+	}
+	// One datagram: the kernel handles its messages in order, answering each
+	// with a datagram of its own, while sendmsg runs; so every reply is
+	// queued when it returns.
+	if _, err := t.req.SendMessages(out); err != nil {
 		return nil, err
 	}
-	// The kernel handles a request synchronously while sendmsg runs, so any
-	// reply is already queued now.
 	if !replyExpected {
 		t.req.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		msgs, err := t.req.Receive()
+		got, err := t.req.Receive()
 		t.req.SetReadDeadline(time.Time{})
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -98,25 +104,42 @@ func (t *netlinkTransport) Request(ctx context.Context, msg []byte, replyExpecte
 			}
 			return nil, err
 		}
-		return t.single(msgs, uint32(typ))
+		b, err := t.reply(got, types[0])
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{b}, nil
 	}
 	stop := deadline(ctx, t.req.SetReadDeadline)
-	msgs, err := t.req.Receive()
-	stop()
-	t.req.SetReadDeadline(time.Time{})
-	if err != nil {
-		// A reply may still arrive later and would be taken for the next
-		// request's: start over with a fresh socket.
-		t.poison()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	defer func() {
+		stop()
+		if t.req != nil {
+			t.req.SetReadDeadline(time.Time{})
 		}
-		return nil, err
+	}()
+	replies := make([][]byte, 0, len(msgs))
+	for len(replies) < len(msgs) {
+		got, err := t.req.Receive()
+		if err != nil {
+			// A reply may still arrive later and would be taken for the
+			// next request's: start over with a fresh socket.
+			t.poison()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, err
+		}
+		b, err := t.reply(got, types[len(replies)])
+		if err != nil {
+			return nil, err
+		}
+		replies = append(replies, b)
 	}
-	return t.single(msgs, uint32(typ))
+	return replies, nil
 }
 
-func (t *netlinkTransport) single(msgs []netlink.Message, typ uint32) ([]byte, error) {
+// reply checks that a datagram holds one reply to a request of type typ.
+func (t *netlinkTransport) reply(msgs []netlink.Message, typ uint32) ([]byte, error) {
 	if len(msgs) != 1 || len(msgs[0].Data) < UeventSize {
 		t.poison()
 		return nil, fmt.Errorf("expected one reply, got %d messages", len(msgs))

@@ -105,6 +105,43 @@ type Kernel struct {
 	result  *LoginResult
 	state   string
 	started time.Time
+	times   LoginTimes
+}
+
+// LoginTimes is where the latest login of a session spent its time, for logs:
+// a slow login shows which step waited.
+type LoginTimes struct {
+	// Connect is the TCP connection to the portal.
+	Connect time.Duration
+	// Kernel is the kernel's work before the Login Request: creating the
+	// session and connection, binding the socket, setting the identity.
+	Kernel time.Duration
+	// Login is the Login PDU exchange; PDUs counts the requests sent.
+	Login time.Duration
+	PDUs  int
+	// Start is setting the negotiated values and starting the connection.
+	Start time.Duration
+}
+
+// LogValue shows the times in milliseconds.
+func (t LoginTimes) LogValue() slog.Value {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return slog.GroupValue(slog.Float64("connect_ms", ms(t.Connect)), slog.Float64("kernel_ms", ms(t.Kernel)),
+		slog.Float64("login_ms", ms(t.Login)), slog.Int("pdus", t.PDUs), slog.Float64("start_ms", ms(t.Start)))
+}
+
+// Times returns where the latest login spent its time.
+func (s *Kernel) Times() LoginTimes {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.times
+}
+
+// timed adds the time since start to the step *d of the login times.
+func (s *Kernel) timed(d *time.Duration, start time.Time) {
+	s.mu.Lock()
+	*d += time.Since(start)
+	s.mu.Unlock()
 }
 
 // ErrConnectionLost is a connection the kernel reported broken (CONN_ERROR) while a
@@ -128,10 +165,13 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 	s := &Kernel{k: k, node: n, hooks: hooks, log: log, done: make(chan struct{}), state: "FAILED"}
 	loginCtx, cancel := withTimeout(ctx, n.Timeouts.Login)
 	defer cancel()
+	t0 := time.Now()
 	sock, err := s.connect(loginCtx, n.portal())
 	if err != nil {
 		return nil, err
 	}
+	s.timed(&s.times.Connect, t0)
+	t0 = time.Now()
 	sid, host, err := k.CreateSession(loginCtx, 0, n.CmdsMax, n.QueueDepth)
 	if err != nil {
 		sock.Close()
@@ -146,6 +186,7 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 		s.destroy(context.WithoutCancel(ctx), false)
 		return nil, fmt.Errorf("create kernel connection: %w", err)
 	}
+	s.timed(&s.times.Kernel, t0)
 	if err := s.loginConn(loginCtx, sock, 0); err != nil {
 		s.destroy(context.WithoutCancel(ctx), true)
 		return nil, err
@@ -269,16 +310,25 @@ func (s *Kernel) loginConn(ctx context.Context, sock net.Conn, tsih uint16) erro
 	t := &kernelTransport{s: s}
 	addr := s.node.portal()
 	for redirects := 0; ; {
+		t0 := time.Now()
 		if err := s.bind(ctx, sock); err != nil {
 			return err
 		}
 		if err := s.setIdentity(ctx); err != nil {
 			return err
 		}
+		s.timed(&s.times.Kernel, t0)
+		t0 = time.Now()
 		res, err := Login(ctx, t, cfg)
+		s.timed(&s.times.Login, t0)
+		s.mu.Lock()
+		s.times.PDUs, t.sent = s.times.PDUs+t.sent, 0
+		s.mu.Unlock()
 		var le *LoginError
 		switch {
 		case err == nil:
+			t0 = time.Now()
+			defer s.timed(&s.times.Start, t0)
 			return s.start(ctx, res)
 		case errors.As(err, &le) && le.Redirect():
 			if redirects++; redirects > maxRedirects {
@@ -300,9 +350,11 @@ func (s *Kernel) loginConn(ctx context.Context, sock net.Conn, tsih uint16) erro
 		}
 		s.unbind(ctx, nlink.StopRecover)
 		s.dropStaleEvents(ctx)
+		t0 = time.Now()
 		if sock, err = s.connect(ctx, addr); err != nil {
 			return err
 		}
+		s.timed(&s.times.Connect, t0)
 	}
 }
 
@@ -366,35 +418,32 @@ func (s *Kernel) unbind(ctx context.Context, flag nlink.StopFlag) {
 
 func (s *Kernel) setIdentity(ctx context.Context) error {
 	n := s.node
-	params := []struct {
-		p nlink.Param
-		v string
-	}{
-		{nlink.ParamTargetName, n.Login.TargetName},
-		{nlink.ParamPersistentAddress, n.Address},
-		{nlink.ParamPersistentPort, strconv.Itoa(n.Port)},
-		{nlink.ParamSessRecoveryTmo, strconv.Itoa(n.Timeouts.Replacement)},
-		{nlink.ParamUsername, n.Login.Auth.Username},
-		{nlink.ParamUsernameIn, n.Login.Auth.UsernameIn},
-		{nlink.ParamPassword, string(n.Login.Auth.Password)},
-		{nlink.ParamPasswordIn, string(n.Login.Auth.PasswordIn)},
-		{nlink.ParamFastAbort, "1"},
-		{nlink.ParamAbortTmo, strconv.Itoa(n.Timeouts.Abort)},
-		{nlink.ParamLUResetTmo, strconv.Itoa(n.Timeouts.LUReset)},
-		{nlink.ParamTgtResetTmo, strconv.Itoa(n.Timeouts.TgtReset)},
-		{nlink.ParamPingTmo, strconv.Itoa(n.Timeouts.NoopTimeout)},
-		{nlink.ParamRecvTmo, strconv.Itoa(n.Timeouts.NoopInterval)},
-		{nlink.ParamIfaceName, n.Iface},
-		{nlink.ParamInitiatorName, n.Login.InitiatorName},
-		{nlink.ParamDiscoverySess, "0"},
+	var params []nlink.ParamValue
+	for _, p := range []nlink.ParamValue{
+		{Param: nlink.ParamTargetName, Value: n.Login.TargetName},
+		{Param: nlink.ParamPersistentAddress, Value: n.Address},
+		{Param: nlink.ParamPersistentPort, Value: strconv.Itoa(n.Port)},
+		{Param: nlink.ParamSessRecoveryTmo, Value: strconv.Itoa(n.Timeouts.Replacement)},
+		{Param: nlink.ParamUsername, Value: n.Login.Auth.Username},
+		{Param: nlink.ParamUsernameIn, Value: n.Login.Auth.UsernameIn},
+		{Param: nlink.ParamPassword, Value: string(n.Login.Auth.Password)},
+		{Param: nlink.ParamPasswordIn, Value: string(n.Login.Auth.PasswordIn)},
+		{Param: nlink.ParamFastAbort, Value: "1"},
+		{Param: nlink.ParamAbortTmo, Value: strconv.Itoa(n.Timeouts.Abort)},
+		{Param: nlink.ParamLUResetTmo, Value: strconv.Itoa(n.Timeouts.LUReset)},
+		{Param: nlink.ParamTgtResetTmo, Value: strconv.Itoa(n.Timeouts.TgtReset)},
+		{Param: nlink.ParamPingTmo, Value: strconv.Itoa(n.Timeouts.NoopTimeout)},
+		{Param: nlink.ParamRecvTmo, Value: strconv.Itoa(n.Timeouts.NoopInterval)},
+		{Param: nlink.ParamIfaceName, Value: n.Iface},
+		{Param: nlink.ParamInitiatorName, Value: n.Login.InitiatorName},
+		{Param: nlink.ParamDiscoverySess, Value: "0"},
+	} {
+		if p.Value != "" {
+			params = append(params, p)
+		}
 	}
-	for _, p := range params {
-		if p.v == "" {
-			continue
-		}
-		if err := s.setParam(ctx, p.p, p.v); err != nil {
-			return err
-		}
+	if err := s.setParams(ctx, params); err != nil {
+		return err
 	}
 	return s.setHostParams(ctx)
 }
@@ -426,15 +475,18 @@ func (s *Kernel) setHostParams(ctx context.Context) error {
 	return nil
 }
 
-// setParam sets one parameter, tolerating ENOSYS as open-iscsi does (a kernel
-// without that parameter).
-func (s *Kernel) setParam(ctx context.Context, p nlink.Param, v string) error {
-	err := s.k.SetParam(ctx, s.SID, 0, p, v)
-	if errors.Is(err, syscall.ENOSYS) {
-		return nil
+// setParams sets parameters in one exchange with the kernel, tolerating ENOSYS
+// as open-iscsi does (a kernel without that parameter).
+func (s *Kernel) setParams(ctx context.Context, params []nlink.ParamValue) error {
+	err := s.k.SetParams(ctx, s.SID, 0, params)
+	refused := []error{err}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		refused = joined.Unwrap()
 	}
-	if err != nil {
-		return fmt.Errorf("set kernel parameter %v: %w", p, err)
+	for _, e := range refused {
+		if e != nil && !errors.Is(e, syscall.ENOSYS) {
+			return fmt.Errorf("set kernel parameters: %w", e)
+		}
 	}
 	return nil
 }
@@ -452,39 +504,35 @@ func (s *Kernel) setNegotiated(ctx context.Context, r *LoginResult) error {
 	if p.TargetPortalGroupTag >= 0 {
 		tpgt = p.TargetPortalGroupTag
 	}
-	for _, kv := range []struct {
-		p nlink.Param
-		v string
-	}{
-		{nlink.ParamMaxRecvDLength, u(p.MaxRecvDataSegmentLength)},
-		{nlink.ParamMaxXmitDLength, u(p.MaxXmitDataSegmentLength)},
-		{nlink.ParamHdrDigestEn, b(p.HeaderDigest)},
-		{nlink.ParamDataDigestEn, b(p.DataDigest)},
-		{nlink.ParamInitialR2TEn, b(p.InitialR2T)},
-		{nlink.ParamMaxR2T, u(p.MaxOutstandingR2T)},
-		{nlink.ParamImmDataEn, b(p.ImmediateData)},
-		{nlink.ParamFirstBurst, u(p.FirstBurstLength)},
-		{nlink.ParamMaxBurst, u(p.MaxBurstLength)},
-		{nlink.ParamPDUInOrderEn, b(p.DataPDUInOrder)},
-		{nlink.ParamDataSeqInOrderEn, b(p.DataSequenceInOrder)},
-		{nlink.ParamERL, u(p.ErrorRecoveryLevel)},
-		{nlink.ParamExpStatSN, u(r.StatSN + 1)},
-		{nlink.ParamTPGT, strconv.Itoa(tpgt)},
-	} {
-		if err := s.setParam(ctx, kv.p, kv.v); err != nil {
-			return err
-		}
+	params := []nlink.ParamValue{
+		{Param: nlink.ParamMaxRecvDLength, Value: u(p.MaxRecvDataSegmentLength)},
+		{Param: nlink.ParamMaxXmitDLength, Value: u(p.MaxXmitDataSegmentLength)},
+		{Param: nlink.ParamHdrDigestEn, Value: b(p.HeaderDigest)},
+		{Param: nlink.ParamDataDigestEn, Value: b(p.DataDigest)},
+		{Param: nlink.ParamInitialR2TEn, Value: b(p.InitialR2T)},
+		{Param: nlink.ParamMaxR2T, Value: u(p.MaxOutstandingR2T)},
+		{Param: nlink.ParamImmDataEn, Value: b(p.ImmediateData)},
+		{Param: nlink.ParamFirstBurst, Value: u(p.FirstBurstLength)},
+		{Param: nlink.ParamMaxBurst, Value: u(p.MaxBurstLength)},
+		{Param: nlink.ParamPDUInOrderEn, Value: b(p.DataPDUInOrder)},
+		{Param: nlink.ParamDataSeqInOrderEn, Value: b(p.DataSequenceInOrder)},
+		{Param: nlink.ParamERL, Value: u(p.ErrorRecoveryLevel)},
+		{Param: nlink.ParamExpStatSN, Value: u(r.StatSN + 1)},
+		{Param: nlink.ParamTPGT, Value: strconv.Itoa(tpgt)},
 	}
 	if p.TargetAlias != "" {
-		return s.setParam(ctx, nlink.ParamTargetAlias, p.TargetAlias)
+		params = append(params, nlink.ParamValue{Param: nlink.ParamTargetAlias, Value: p.TargetAlias})
 	}
-	return nil
+	return s.setParams(ctx, params)
 }
 
 // destroy removes the kernel session, stopping its connection first when bound.
+//
+// ctx should have no deadline: each request then waits for its turn however
+// long the kernel is busy with other sessions (a logout storm of hundreds),
+// and only the kernel's own handling of it is bounded (nlink.DefaultTimeout).
+// A deadline could end the wait and leave the session in the kernel.
 func (s *Kernel) destroy(ctx context.Context, haveConn bool) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	s.unbind(ctx, nlink.StopTerminate)
 	if haveConn {
 		if err := s.k.DestroyConn(ctx, s.SID, 0); err != nil {
@@ -624,10 +672,15 @@ func (s *Kernel) relogin(ctx context.Context) error {
 	ctx, cancel := withTimeout(ctx, s.node.Timeouts.Login)
 	defer cancel()
 	s.dropStaleEvents(ctx)
+	s.mu.Lock()
+	s.times = LoginTimes{}
+	s.mu.Unlock()
+	t0 := time.Now()
 	sock, err := s.connect(ctx, s.node.portal())
 	if err != nil {
 		return err
 	}
+	s.timed(&s.times.Connect, t0)
 	if err := s.loginConn(ctx, sock, 0); err != nil {
 		s.unbind(ctx, nlink.StopRecover)
 		return err
@@ -731,10 +784,12 @@ func (s *Kernel) awaitUnbind(ctx context.Context) {
 type kernelTransport struct {
 	s       *Kernel
 	lastITT uint32
+	sent    int
 }
 
 func (t *kernelTransport) Send(ctx context.Context, p *pdu.PDU) error {
 	t.lastITT = p.Header.ITT()
+	t.sent++
 	// libiscsi multicasts a login response before it frees the login task,
 	// so on a busy host the next login request can arrive first and be
 	// refused with EPERM ("Login/Text in progress"): give the kernel a moment.

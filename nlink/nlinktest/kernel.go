@@ -233,26 +233,40 @@ func (k *Kernel) emit(ev nlink.Event) {
 	}
 }
 
-// Request implements nlink.Transport.
-func (k *Kernel) Request(ctx context.Context, msg []byte, replyExpected bool) ([]byte, error) {
+// Request implements nlink.Transport: like the kernel, it handles the messages
+// one after the other and answers each.
+func (k *Kernel) Request(ctx context.Context, msgs [][]byte, replyExpected bool) ([][]byte, error) {
 	select {
 	case <-k.closed:
 		return nil, net.ErrClosed
 	default:
 	}
+	replies := make([][]byte, len(msgs))
+	for i, msg := range msgs {
+		replies[i] = k.request(msg)
+	}
+	if !replyExpected && len(msgs) == 1 && replies[0] == nil {
+		return nil, nil
+	}
+	return replies, nil
+}
+
+// request handles one message and returns its reply, nil for a successful
+// GET_STATS (whose answer is an event).
+func (k *Kernel) request(msg []byte) []byte {
 	var r nlink.Request
 	if err := r.UnmarshalBinary(msg); err != nil {
-		return errReply(syscall.EINVAL), nil
+		return errReply(syscall.EINVAL)
 	}
 	if r.Handle != Handle {
-		return errReply(syscall.EINVAL), nil
+		return errReply(syscall.EINVAL)
 	}
 	k.mu.Lock()
 	k.requests = append(k.requests, r)
 	if errno, ok := k.failNext[r.Type]; ok {
 		delete(k.failNext, r.Type)
 		k.mu.Unlock()
-		return errReply(errno), nil
+		return errReply(errno)
 	}
 	reply, events := k.handle(&r)
 	k.mu.Unlock()
@@ -260,10 +274,10 @@ func (k *Kernel) Request(ctx context.Context, msg []byte, replyExpected bool) ([
 		k.emit(ev)
 	}
 	if reply == nil {
-		return nil, nil
+		return nil
 	}
 	b, _ := reply.MarshalBinary()
-	return b, nil
+	return b
 }
 
 func errReply(errno syscall.Errno) []byte {

@@ -112,7 +112,7 @@ func TestLoginThroughKernel(t *testing.T) {
 	if err := c.BindConn(ctx, sid, 0, fd, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetParam(ctx, sid, 0, nlink.ParamTargetName, "iqn.t"); err != nil {
+	if err := c.SetParams(ctx, sid, 0, []nlink.ParamValue{{Param: nlink.ParamTargetName, Value: "iqn.t"}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -133,7 +133,7 @@ func TestLoginThroughKernel(t *testing.T) {
 	if ev.Type != nlink.EventRecvPDU || ev.PDU.Header.Opcode() != pdu.OpLoginResponse || ev.PDU.Header.ITT() != req.ITT {
 		t.Fatalf("event %v", ev)
 	}
-	if err := c.SetParam(ctx, sid, 0, nlink.ParamExpStatSN, "11"); err != nil {
+	if err := c.SetParams(ctx, sid, 0, []nlink.ParamValue{{Param: nlink.ParamExpStatSN, Value: "11"}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.StartConn(ctx, sid, 0); err != nil {
@@ -226,11 +226,20 @@ func TestKernelRefusals(t *testing.T) {
 		t.Errorf("bind a pipe: %v", err)
 	}
 	k.FailNext(nlink.SetParam, syscall.ENOSYS)
-	if err := c.SetParam(ctx, sid, 0, nlink.ParamPingTmo, "5"); !errors.Is(err, syscall.ENOSYS) {
+	if err := c.SetParams(ctx, sid, 0, []nlink.ParamValue{{Param: nlink.ParamPingTmo, Value: "5"}}); !errors.Is(err, syscall.ENOSYS) {
 		t.Errorf("injected ENOSYS: %v", err)
 	}
-	if err := c.SetParam(ctx, sid, 0, nlink.ParamSessRecoveryTmo, "soon"); !errors.Is(err, syscall.EINVAL) {
-		t.Errorf("bad recovery_tmo: %v", err)
+	// One exchange, one refusal in the middle: the kernel goes on with the
+	// rest, and the error names the refused parameter.
+	err = c.SetParams(ctx, sid, 0, []nlink.ParamValue{{Param: nlink.ParamTargetName, Value: "iqn.batch"},
+		{Param: nlink.ParamSessRecoveryTmo, Value: "soon"}, {Param: nlink.ParamAbortTmo, Value: "17"}})
+	if !errors.As(err, &ke) || ke.Param != nlink.ParamSessRecoveryTmo || !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("bad recovery_tmo in a batch: %v", err)
+	}
+	for p, want := range map[nlink.Param]string{nlink.ParamTargetName: "iqn.batch", nlink.ParamAbortTmo: "17"} {
+		if got, _ := k.Param(sid, p); got != want {
+			t.Errorf("after the batch %v = %q, want %q", p, got, want)
+		}
 	}
 	st, err := c.GetStats(ctx, sid, 0)
 	if err != nil || st == nil {
@@ -315,8 +324,8 @@ func TestPingTimeout(t *testing.T) {
 		if err := c.BindConn(ctx, sid, 0, fd, true); err != nil {
 			t.Fatal(err)
 		}
-		c.SetParam(ctx, sid, 0, nlink.ParamRecvTmo, "1")
-		c.SetParam(ctx, sid, 0, nlink.ParamPingTmo, "1")
+		c.SetParams(ctx, sid, 0, []nlink.ParamValue{{Param: nlink.ParamRecvTmo, Value: "1"}})
+		c.SetParams(ctx, sid, 0, []nlink.ParamValue{{Param: nlink.ParamPingTmo, Value: "1"}})
 		if err := c.StartConn(ctx, sid, 0); err != nil {
 			t.Fatal(err)
 		}
