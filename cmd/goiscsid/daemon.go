@@ -46,6 +46,10 @@ type daemon struct {
 	// stop ends the daemon (mgmt.OpStop); nil when it cannot be asked to.
 	stop func()
 
+	// inFlight holds a token for each login attempt and logout under way
+	// (see maxInFlight).
+	inFlight chan struct{}
+
 	mu       sync.Mutex
 	sessions map[uint32]*daemonSession
 	// logins are the node identities with a login in progress, so a second
@@ -112,9 +116,31 @@ func (s *daemonSession) scanPolicy() scan.Policy {
 	return s.policy
 }
 
+// maxInFlight bounds the logins and logouts under way at once. The kernel does
+// the iSCSI work of one request at a time, creating and destroying a session
+// being the slowest (tens of ms on hardware, 100 ms and more under TCG; nlink
+// serves the sessions furthest along first), so in a storm of hundreds the
+// later ones would wait there for seconds with their login or logout timeouts
+// running, and fail. 32 at once keep the kernel busy while the others' PDUs and
+// TCP handshakes cross the network, yet each waits for at most 31 others.
+const maxInFlight = 32
+
+// begin waits for one of the maxInFlight places; end gives it back.
+func (d *daemon) begin(ctx context.Context) error {
+	select {
+	case d.inFlight <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *daemon) end() { <-d.inFlight }
+
 func newDaemon(k *nlink.Conn, sysfs scan.Sysfs, initiatorName, alias string, defaults map[string]string, log *slog.Logger) *daemon {
 	return &daemon{kernel: k, sysfs: sysfs, initiatorName: initiatorName, alias: alias, defaults: defaults,
-		log: log, sessions: map[uint32]*daemonSession{}, logins: map[string]bool{}}
+		inFlight: make(chan struct{}, maxInFlight),
+		log:      log, sessions: map[uint32]*daemonSession{}, logins: map[string]bool{}}
 }
 
 // ServeMgmt answers one goiscsiadm request.
@@ -214,7 +240,7 @@ func (d *daemon) login(ctx context.Context, rec record) *mgmt.Response {
 	d.mu.Lock()
 	d.sessions[k.SID] = ds
 	d.mu.Unlock()
-	log.Info("connection is operational now", "sid", k.SID, "host", k.Host, "scan_policy", policy.String())
+	log.Info("connection is operational now", "sid", k.SID, "host", k.Host, "scan_policy", policy.String(), "times", k.Times())
 	d.scanHost(k, policy, scan.Login)
 	info := d.info(ds, false)
 	return &mgmt.Response{Session: &info}
@@ -242,10 +268,20 @@ func (d *daemon) hooks(ds *daemonSession) session.Hooks {
 // establish logs in, retrying failures a later attempt may overcome (no answer,
 // connection refused, a target busy) for initial_login_retry_max login timeouts,
 // as open-iscsi does.
+//
+// At most maxInFlight attempts and logouts run at once; the others wait their
+// turn before their login timeout starts.
 func (d *daemon) establish(ctx context.Context, n session.Node, hooks session.Hooks, retries int, log *slog.Logger) (*session.Kernel, error) {
-	deadline := time.Now().Add(time.Duration(max(retries, 1)) * max(n.Timeouts.Login, time.Second))
+	var deadline time.Time
 	for attempt := 1; ; attempt++ {
+		if err := d.begin(ctx); err != nil {
+			return nil, err
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(time.Duration(max(retries, 1)) * max(n.Timeouts.Login, time.Second))
+		}
 		k, err := session.Establish(ctx, d.kernel, n, hooks, log)
+		d.end()
 		if err == nil || !retryable(err) || time.Now().Add(time.Second).After(deadline) {
 			return k, err
 		}
@@ -355,7 +391,12 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 		return &mgmt.Response{Error: e}
 	}
 	info := d.info(ds, false)
-	if err := ds.k.Logout(ctx); err != nil {
+	if err := d.begin(ctx); err != nil {
+		return &mgmt.Response{Error: mgmt.Errorf(10, "%v", err)}
+	}
+	err := ds.k.Logout(ctx)
+	d.end()
+	if err != nil {
 		return &mgmt.Response{Error: mgmt.Errorf(10, "%v", err)}
 	}
 	d.mu.Lock()

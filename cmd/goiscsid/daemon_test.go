@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/goiscsi/goiscsi/nlink/nlinktest"
 	"github.com/goiscsi/goiscsi/scan"
 	"github.com/goiscsi/goiscsi/scan/scantest"
+	"github.com/goiscsi/goiscsi/session"
 	"github.com/goiscsi/goiscsi/test/target"
 )
 
@@ -448,4 +450,56 @@ func TestStopRequest(t *testing.T) {
 	if resp := d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpStop}); resp.Error == nil {
 		t.Error("a daemon without a stop function accepted the stop request")
 	}
+}
+
+// TestLoginsUnderWayAreBounded starts more logins than maxInFlight at once:
+// no more than maxInFlight of them connect at the same time, and every one
+// gets its answer.
+func TestLoginsUnderWayAreBounded(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	active, most := 0, 0
+	release := make(chan struct{})
+	f.d.dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+		mu.Lock()
+		active++
+		most = max(most, active)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		active--
+		mu.Unlock()
+		return nil, &session.ProtocolError{Reason: "test: no connection"}
+	}
+	var wg sync.WaitGroup
+	for i := range maxInFlight + 8 {
+		rec := map[string]string{}
+		for k, v := range f.rec {
+			rec[k] = v
+		}
+		rec["node.conn[0].port"] = strconv.Itoa(20000 + i) // a node of its own
+		wg.Go(func() {
+			if resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: rec}); resp.Error == nil {
+				t.Errorf("login %d: no error from a portal that cannot be reached", i)
+			}
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := active
+		mu.Unlock()
+		if n >= maxInFlight || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // time for one too many to show
+	mu.Lock()
+	if most != maxInFlight {
+		t.Errorf("%d logins connected at once, want %d", most, maxInFlight)
+	}
+	mu.Unlock()
+	close(release)
+	wg.Wait()
 }
