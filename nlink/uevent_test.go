@@ -227,6 +227,7 @@ func FuzzEvent(f *testing.F) {
 	})
 }
 
+// BenchmarkDecodeRecvPDU decodes a RECV_PDU event carrying a Login Response.
 func BenchmarkDecodeRecvPDU(b *testing.B) {
 	p := pdu.PDU{Data: make([]byte, 512)}
 	(&pdu.LoginResponse{}).Encode(&p.Header)
@@ -241,6 +242,7 @@ func BenchmarkDecodeRecvPDU(b *testing.B) {
 	}
 }
 
+// BenchmarkEncodeSetParam encodes one SET_PARAM request.
 func BenchmarkEncodeSetParam(b *testing.B) {
 	r := Request{Type: SetParam, SID: 1, Param: ParamTargetName, Value: "iqn.2003-01.org.linux-iscsi.target:sn.0123456789"}
 	b.ReportAllocs()
