@@ -24,7 +24,7 @@ DEB = $(DEBOUT)/goiscsi_$(VERSION)_$(DEB_ARCH).deb
 # `make && sudo make install` works where root has no Go.
 GO_SOURCES := go.mod go.sum $(shell find . -name '*.go' -not -name '*_test.go' -not -path './test/*' -not -path './.cache/*')
 
-.PHONY: all build test unit vm fuzz clean install install-files uninstall deb
+.PHONY: all build test unit vm bench bench-vm fuzz clean install install-files uninstall deb
 
 all: build
 
@@ -41,6 +41,19 @@ unit:
 
 vm:
 	scripts/test vm
+
+# The Go benchmarks of the hot code (PDU codec, text negotiation, netlink
+# requests, records), with allocation counts.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Stock open-iscsi and goiscsi side by side in one VM boot (TCG: about 20
+# minutes): 64 targets, 3 rounds, 1 LUN against 128, and 256 targets in and out.
+# The table goes to bench-vm.md; BENCH_FILES=DIR keeps goiscsid's logs.
+bench-vm:
+	GOISCSI_BENCH_N=64 GOISCSI_BENCH_ROUNDS=3 GOISCSI_BENCH_MANY_LUNS=128 GOISCSI_BENCH_BIG=256 \
+	GOISCSI_BENCH_OUT=$(CURDIR)/bench-vm.md GOISCSI_BENCH_FILES=$(BENCH_FILES) \
+		$(GO) test -count=1 -tags vm -timeout 120m -run 'TestVMBench$$' -v ./test/vm
 
 fuzz:
 	scripts/fuzz $(FUZZTIME)

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -492,13 +491,22 @@ func lastLine(s string) string {
 	return strings.TrimSpace(lines[len(lines)-1])
 }
 
-// SortedFloats returns the minimum and the median of xs (0, 0 when empty): compare
-// rounds of one boot by these, not by single runs.
-func SortedFloats(xs []float64) (min, median float64) {
-	if len(xs) == 0 {
-		return 0, 0
+// SaveFiles writes the files the scenario sent (emit_file: "file" records) to
+// dir as NAME.gz, calling wrote with each path.
+func (r *Result) SaveFiles(dir string, wrote func(path string)) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	return s[0], s[len(s)/2]
+	for _, rec := range r.Find("file") {
+		name := filepath.Base(rec["name"])
+		if name == "." || name == "/" || name == "" {
+			return fmt.Errorf("vm: file record without a usable name: %q", rec["name"])
+		}
+		p := filepath.Join(dir, name+".gz")
+		if err := os.WriteFile(p, rec.Bytes("gz"), 0o644); err != nil {
+			return err
+		}
+		wrote(p)
+	}
+	return nil
 }

@@ -3,63 +3,138 @@
 package vm
 
 import (
+	"fmt"
+	"math"
 	"os"
+	"sort"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
-// BenchmarkVMStorm boots the storm scenario once per iteration for each
-// initiator and reports the medians of its rounds as metrics (milliseconds; RSS
-// in kB), so that `benchstat` can compare stock and goiscsi, or two goiscsi
-// commits, run in the same conditions. Under TCG compare ratios, not absolute
-// times. Small by default (8 targets, 50 ms each way, 3 rounds); the
-// GOISCSI_STORM_N, _DELAY and _ROUNDS variables change it:
-//
-//	go test -tags vm -run '^$' -bench VMStorm -benchtime 1x ./test/vm/
-func BenchmarkVMStorm(b *testing.B) {
-	env := map[string]string{"N": "8", "DELAY": "50ms", "ROUNDS": "3"}
-	for k := range env {
-		if v := os.Getenv("GOISCSI_STORM_" + k); v != "" {
-			env[k] = v
+// benchDefaults are TestVMBench's quick run (CI): every step of the full run, with
+// fewer targets and rounds. `make bench-vm` runs the full one (64 targets, 3
+// rounds, 128 LUNs, 256 targets); GOISCSI_BENCH_N, _ROUNDS, _DELAY, _MANY_LUNS,
+// _BIG and _PROFILE change each value.
+var benchDefaults = map[string]string{"N": "16", "ROUNDS": "1", "DELAY": "50ms", "MANY_LUNS": "8", "BIG": "32", "PROFILE": ""}
+
+// benchMetrics are the bench record's figures, in the table's order.
+var benchMetrics = []struct{ key, name string }{
+	{"single_ms", "one login until its block device exists (ms)"},
+	{"single_adm_ms", "one login, iscsiadm's own time (ms)"},
+	{"login_all_ms", "`-m node -L all` (ms)"},
+	{"devices_ms", "`-L all` until every block device exists (ms)"},
+	{"session_ms", "`-m session` (ms)"},
+	{"session_p3_ms", "`-m session -P 3` (ms)"},
+	{"logout_all_ms", "`-m node -U all` (ms)"},
+	{"rss_idle_kb", "daemon RSS idle (kB)"},
+	{"rss_sessions_kb", "daemon RSS with the sessions (kB)"},
+	{"login_all_daemon_cpu_ms", "daemon CPU over -L all (ms)"},
+	{"login_all_daemon_sys_ms", "… of which in the kernel (ms)"},
+	{"login_all_busy_ms", "guest CPU busy over -L all (ms)"},
+	{"logout_all_daemon_cpu_ms", "daemon CPU over -U all (ms)"},
+	{"logout_all_busy_ms", "guest CPU busy over -U all (ms)"},
+}
+
+// TestVMBench runs the bench scenario: stock open-iscsi and goiscsi side by side
+// in one boot (login storm, single login, listings, logout storm, footprint), then
+// goiscsi's autoscan_en = No login against one LUN and many, and BIG targets in and
+// out. It fails when any step fails (every login, device and logout must happen);
+// the figures are logged as a table (min / median / max per initiator and the
+// ratio of the medians), written to GOISCSI_BENCH_OUT when set. The files the
+// scenario sends back (goiscsid's log; with PROFILE its profiles) go to
+// GOISCSI_BENCH_FILES when set.
+func TestVMBench(t *testing.T) {
+	env := map[string]string{}
+	for k, v := range benchDefaults {
+		env[k] = v
+		if e, ok := os.LookupEnv("GOISCSI_BENCH_" + k); ok {
+			env[k] = e
 		}
 	}
-	for _, initiator := range []string{"stock", "goiscsi"} {
-		b.Run(initiator, func(b *testing.B) {
-			e := map[string]string{"INITIATOR": initiator}
-			for k, v := range env {
-				e[k] = v
-			}
-			var rounds, rss []Record
-			for i := 0; i < b.N; i++ {
-				res := boot(b, "storm", e)
-				rounds = append(rounds, res.Find("storm")...)
-				rss = append(rss, res.Find("rss")...)
-			}
-			if len(rounds) == 0 {
-				b.Fatal("no round finished")
-			}
-			for _, k := range []string{"single_ms", "login_all_ms", "devices_ms", "session_ms", "session_p3_ms", "logout_all_ms"} {
-				var xs []float64
-				for _, r := range rounds {
-					xs = append(xs, r.Float(k))
-				}
-				_, med := SortedFloats(xs)
-				b.ReportMetric(med, k)
-			}
-			for _, phase := range []string{"idle", "sessions"} {
-				var xs []float64
-				for _, r := range rss {
-					if r["phase"] == phase {
-						xs = append(xs, r.Float("kb"))
-					}
-				}
-				if len(xs) > 0 {
-					_, med := SortedFloats(xs)
-					b.ReportMetric(med, "rss_"+phase+"_kB")
-				}
-			}
-			// The wall time of a boot is not what is measured.
-			b.ReportMetric(0, "ns/op")
-			b.Logf("%s: %d rounds of %s targets, delay %s", initiator, len(rounds), env["N"], env["DELAY"])
-		})
+	res := bootConfig(t, Config{Scenario: "bench", Env: env, MemoryMB: 2048, Timeout: 90 * time.Minute})
+	if dir := os.Getenv("GOISCSI_BENCH_FILES"); dir != "" {
+		if err := res.SaveFiles(dir, func(p string) { t.Logf("wrote %s", p) }); err != nil {
+			t.Fatal(err)
+		}
 	}
+	table, err := benchTable(res, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", table)
+	if out := os.Getenv("GOISCSI_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(table), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// spread returns the minimum, median and maximum of xs (NaN when empty).
+func spread(xs []float64) (lo, med, hi float64) {
+	if len(xs) == 0 {
+		return math.NaN(), math.NaN(), math.NaN()
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[0], s[len(s)/2], s[len(s)-1]
+}
+
+// benchTable formats the bench scenario's records as a markdown table.
+func benchTable(res *Result, env map[string]string) (string, error) {
+	rounds := res.Find("bench")
+	by := map[string][]Record{}
+	for _, r := range rounds {
+		by[r["initiator"]] = append(by[r["initiator"]], r)
+	}
+	if len(by["stock"]) == 0 || len(by["goiscsi"]) == 0 {
+		return "", fmt.Errorf("bench: rounds of stock %d, of goiscsi %d: want both", len(by["stock"]), len(by["goiscsi"]))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s targets, netem %s each way, %d rounds each in one boot (%s, kernel %s)\n\n",
+		env["N"], env["DELAY"], len(by["goiscsi"]), res.Accel, res.First("boot")["kver"])
+	b.WriteString("| metric | stock min / median / max | goiscsi min / median / max | stock ÷ goiscsi (medians) |\n|---|---|---|---|\n")
+	col := func(recs []Record, k string) (string, float64) {
+		var xs []float64
+		for _, r := range recs {
+			if v := r.Float(k); v >= 0 {
+				xs = append(xs, v)
+			}
+		}
+		lo, med, hi := spread(xs)
+		return fmt.Sprintf("%.0f / %.0f / %.0f", lo, med, hi), med
+	}
+	for _, m := range benchMetrics {
+		s, sm := col(by["stock"], m.key)
+		g, gm := col(by["goiscsi"], m.key)
+		fmt.Fprintf(&b, "| %s | %s | %s | %.1f× |\n", m.name, s, g, sm/gm)
+	}
+	if k := res.Find("kernel"); len(k) > 0 {
+		in, inMed := col(k, "login_ms")
+		out, outMed := col(k, "logout_ms")
+		n, _ := strconv.ParseFloat(env["N"], 64)
+		fmt.Fprintf(&b, "\nKernel time of one uncontended session's netlink requests (goiscsid -d 1): login %s ms, logout %s ms;"+
+			" the kernel takes them one at a time, so %.0f sessions need at least %.0f ms in and %.0f ms out.\n",
+			in, out, n, n*inMed, n*outMed)
+	}
+	if a := res.Find("autoscan"); len(a) > 0 {
+		var few, many []Record
+		for _, r := range a {
+			if r["target"] == "many" {
+				many = append(many, r)
+			} else {
+				few = append(few, r)
+			}
+		}
+		f, fm := col(few, "ms")
+		m, mm := col(many, "ms")
+		fmt.Fprintf(&b, "\ngoiscsi, node.session.autoscan_en = No, login until LUN 0's block device: 1 LUN %s ms, %s LUNs %s ms (%+.0f%%).\n",
+			f, env["MANY_LUNS"], m, 100*(mm-fm)/fm)
+	}
+	if big := res.First("big"); big != nil {
+		fmt.Fprintf(&b, "\ngoiscsi, %s targets at once: -L all %.0f ms, every block device %.0f ms, -U all %.0f ms, daemon RSS %s kB.\n",
+			big["targets"], big.Float("login_all_ms"), big.Float("devices_ms"), big.Float("logout_all_ms"), big["rss_kb"])
+	}
+	return b.String(), nil
 }

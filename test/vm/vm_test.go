@@ -89,12 +89,23 @@ var longScenarios = map[string]time.Duration{"drops": 2 * time.Hour, "seed": tim
 // fails the test with the console's tail if it did not pass.
 func boot(t testing.TB, scenario string, env map[string]string) *Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), max(10*time.Minute, longScenarios[scenario]))
+	return bootConfig(t, Config{Scenario: scenario, Env: env, Timeout: longScenarios[scenario]})
+}
+
+// bootConfig is boot with more of the Config (memory, a timeout: DefaultTimeout
+// if none); it adds the goiscsi binaries and the log.
+func bootConfig(t testing.TB, cfg Config) *Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), max(10*time.Minute, cfg.Timeout))
 	defer cancel()
-	res, err := Run(ctx, Config{Scenario: scenario, Env: env, Files: guestBinaries(t, scenario, env), Logf: t.Logf,
-		Timeout: longScenarios[scenario]})
+	cfg.Files, cfg.Logf = guestBinaries(t, cfg.Scenario, cfg.Env), t.Logf
+	res, err := Run(ctx, cfg)
 	if res != nil {
 		for _, r := range res.Records {
+			if r.Type() == "file" {
+				t.Logf("record: file %s (%d bytes gzipped)", r["name"], len(r.Bytes("gz")))
+				continue
+			}
 			t.Logf("record: %v", map[string]string(r))
 		}
 		t.Logf("accel %s, wall %v", res.Accel, res.Duration)
@@ -103,7 +114,7 @@ func boot(t testing.TB, scenario string, env map[string]string) *Result {
 		if res != nil {
 			t.Logf("console tail:\n%s", res.ConsoleTail(80))
 		}
-		t.Fatalf("scenario %s: %v", scenario, err)
+		t.Fatalf("scenario %s: %v", cfg.Scenario, err)
 	}
 	return res
 }
@@ -468,43 +479,6 @@ func TestVMScanMatrix(t *testing.T) {
 		}
 	}
 	t.Log(b.String())
-}
-
-// TestVMLoginStorm times stock and goiscsi in the same harness: 64 targets behind
-// 50 ms of netem each way (N, DELAY and ROUNDS from GOISCSI_STORM_* to change it).
-// The figures are logged for the issue notes; the test asserts only that every
-// login, device and logout happened.
-func TestVMLoginStorm(t *testing.T) {
-	env := map[string]string{"N": "64", "DELAY": "50ms", "ROUNDS": "2"}
-	for k := range env {
-		if v := os.Getenv("GOISCSI_STORM_" + k); v != "" {
-			env[k] = v
-		}
-	}
-	for _, initiator := range []string{"stock", "goiscsi"} {
-		t.Run(initiator, func(t *testing.T) {
-			e := map[string]string{"INITIATOR": initiator}
-			for k, v := range env {
-				e[k] = v
-			}
-			res := boot(t, "storm", e)
-			rounds := res.Find("storm")
-			if len(rounds) == 0 {
-				t.Fatal("no round finished")
-			}
-			for _, k := range []string{"single_ms", "login_all_ms", "devices_ms", "session_ms", "session_p3_ms", "logout_all_ms"} {
-				var xs []float64
-				for _, r := range rounds {
-					xs = append(xs, r.Float(k))
-				}
-				lo, med := SortedFloats(xs)
-				t.Logf("FIGURE %s %s: min %.0f median %.0f (%d rounds, %s targets, delay %s)", initiator, k, lo, med, len(xs), env["N"], env["DELAY"])
-			}
-			for _, r := range res.Find("rss") {
-				t.Logf("FIGURE %s rss %s: %s kB", initiator, r["phase"], r["kb"])
-			}
-		})
-	}
 }
 
 // TestVMSeedStaleDevice reproduces the seed's race GOISCSI_SEED_ROUNDS times

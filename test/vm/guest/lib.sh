@@ -37,6 +37,10 @@ emit() {
 # b64 FILE prints FILE base64-encoded on one line.
 b64() { base64 -w 0 "$1"; }
 
+# emit_file NAME PATH sends a guest file to the host gzipped, as a "file" record
+# (vmrun -files DIR writes it out as DIR/NAME.gz): profiles, traces, logs.
+emit_file() { emit file name "$1" gz_b64 "$(gzip -c "$2" | base64 -w 0)"; }
+
 # b64args ARG... prints the arguments NUL-terminated and base64-encoded, so that the
 # host gets them back exactly (the golden cases store argv this way).
 b64args() { printf '%s\0' "$@" | base64 -w 0; }
@@ -74,10 +78,12 @@ ms_since() { awk -v a="$1" -v b="$(now_us)" 'BEGIN {printf "%.3f\n", (b - a) / 1
 # wait_until SECONDS CMD... polls CMD every 50 ms until it succeeds; returns 1 after
 # SECONDS.
 wait_until() {
-	_wu_end=$(($(cut -d. -f1 /proc/uptime) + $1 + 1))
+	read -r _wu_up _wu_idle </proc/uptime # read, not cut: no process per poll
+	_wu_end=$((${_wu_up%.*} + $1 + 1))
 	shift
 	while ! "$@"; do
-		[ "$(cut -d. -f1 /proc/uptime)" -ge "$_wu_end" ] && return 1
+		read -r _wu_up _wu_idle </proc/uptime
+		[ "${_wu_up%.*}" -ge "$_wu_end" ] && return 1
 		sleep 0.05
 	done
 	return 0
@@ -242,8 +248,12 @@ sessions() {
 	done
 }
 
-# session_count prints how many iSCSI sessions exist.
-session_count() { sessions | wc -l; }
+# session_count prints how many iSCSI sessions exist
+# (one glob, no process: cheap enough to poll during a login storm).
+session_count() {
+	set -- /sys/class/iscsi_session/session*
+	[ -e "$1" ] && echo $# || echo 0
+}
 
 # session_sid IQN prints the SID of the (first) session to target IQN.
 session_sid() { sessions | awk -v t="$1" '$3 == t {print $1; exit}'; }
@@ -345,6 +355,19 @@ iscsid_stop() { daemon_stop; }
 
 # rss_kb PID prints the resident set size of a process in kB.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+
+# cpu_ms PID prints the CPU time (user + system) a process has used, in ms
+# (USER_HZ is 100 on x86).
+cpu_ms() { awk '{print ($14 + $15) * 10}' "/proc/$1/stat" 2>/dev/null; }
+
+# sys_ms PID prints the part of it spent in the kernel (system calls: for a
+# daemon, the kernel's work on its netlink requests and sysfs writes).
+sys_ms() { awk '{print $15 * 10}' "/proc/$1/stat" 2>/dev/null; }
+
+# busy_ms prints the CPU time all CPUs have spent not idle since boot, in ms:
+# the difference over a step, against its wall time, says whether the step
+# computed or waited.
+busy_ms() { awk '/^cpu / {print ($2 + $3 + $4 + $7 + $8) * 10; exit}' /proc/stat; }
 
 # run_capture NAME CMD... runs CMD, keeping its stdout, stderr and exit status in
 # /tmp/cap/NAME.{out,err,rc} and in CAP_RC, CAP_OUT, CAP_ERR (file names).

@@ -51,6 +51,7 @@ func main() {
 	quiet := flag.Bool("q", false, "print only the records (and the console's tail on failure), not the console")
 	disk := flag.String("disk", "", "boot the systemd Debian on this disk `image` (created when missing)")
 	openISCSI := flag.Bool("open-iscsi", false, "with -disk: create the disk with stock open-iscsi installed")
+	filesDir := flag.String("files", "", "write the files the scenario sent (emit_file) into `dir`")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -91,6 +92,12 @@ func main() {
 	os.RemoveAll(dir)
 	if *records || *quiet {
 		summarize(res)
+	}
+	if *filesDir != "" && res != nil {
+		if ferr := res.SaveFiles(*filesDir, func(p string) { fmt.Fprintf(os.Stderr, "vmrun: wrote %s\n", p) }); ferr != nil {
+			fmt.Fprintln(os.Stderr, "vmrun:", ferr)
+			os.Exit(1)
+		}
 	}
 	if err != nil {
 		if *quiet && res != nil {
@@ -152,6 +159,10 @@ func summarize(res *vm.Result) {
 		sort.Strings(keys)
 		var line, blobs strings.Builder
 		line.WriteString(r.Type())
+		if r.Type() == "file" {
+			fmt.Printf("file %s: %d bytes gzipped (-files DIR writes it)\n", r["name"], len(r.Bytes("gz")))
+			continue
+		}
 		for _, k := range keys {
 			if name, ok := strings.CutSuffix(k, "_b64"); ok {
 				if b := r.Bytes(name); len(b) > 0 {

@@ -1,0 +1,225 @@
+# Side-by-side benchmark of stock open-iscsi 2.1.8 and goiscsi in one boot: the same
+# kernel, LIO, netem and machine load for both. N targets of one LUN each behind
+# DELAY of netem on lo each way; ROUNDS rounds, the initiators' order alternating.
+# Per round and initiator ("bench" record): one login until its block device exists,
+# `-m node -L all` and the time until every block device exists, `-m session` and
+# `-m session -P 3` with N sessions, `-m node -U all`; the daemon's RSS idle and with
+# N sessions; the CPU time of the daemon (and its system part) and of the whole
+# guest over -L all and -U all, which tells computing from waiting. For goiscsi also
+# the kernel's own time for one session ("kernel" record: the netlink requests of
+# an uncontended login and logout, from goiscsid's debug log): the kernel handles
+# iSCSI netlink requests one at a time, so N of them bound -L all and -U all from
+# below for any initiator.
+# Then, goiscsi only: a login with node.session.autoscan_en = No to a target of one
+# LUN and to one of MANY_LUNS ("autoscan" records), and BIG targets logged in and
+# out at once, every block device present ("big" record).
+# Env: N (64), DELAY (50ms; "0" for none), ROUNDS (3), MANY_LUNS (128; 0 skips),
+# BIG (256; 0 skips), PROFILE=1 (goiscsid's CPU profile and execution trace over
+# round 1's -L all and -U all). goiscsid's log of each round is sent back
+# (vmrun -files DIR), with the profiles.
+N=${N:-64}
+ROUNDS=${ROUNDS:-3}
+DELAY=${DELAY:-50ms}
+MANY_LUNS=${MANY_LUNS:-128}
+BIG=${BIG:-256}
+B=iqn.2003-01.org.example:bench
+P=127.0.0.1:3260
+
+lio_enable() { echo "$2" >"$(lio_tpg "$1")/enable" || fail "lio: enable=$2 $1"; }
+
+# The targets of the later phases exist from the start, disabled: LIO leaves a
+# disabled target out of SendTargets, so -L all sees the N targets alone.
+i=0
+while [ $i -lt "$N" ] || [ $i -lt "$BIG" ]; do
+	lio_target $B$i $P 1 1
+	[ $i -ge "$N" ] && lio_enable $B$i 0
+	i=$((i + 1))
+done
+if [ "$MANY_LUNS" -gt 0 ]; then
+	lio_target $B-few $P 1 1
+	lio_target $B-many $P "$MANY_LUNS" 1
+	lio_enable $B-few 0
+	lio_enable $B-many 0
+fi
+
+# blocks counts the sessions' block devices with one glob and no process: the
+# poll must not load the guest whose logins it times.
+blocks() {
+	set -- /sys/class/iscsi_session/session*/device/target*/*:*:*:*/block/*
+	[ -e "$1" ] && echo $# || echo 0
+}
+none() { [ "$(session_count)" = 0 ]; }
+
+# start INITIATOR starts its daemon on an empty node database and discovers the
+# enabled targets (without delay: discovery is not measured).
+start() {
+	INITIATOR=$1
+	rm -rf /etc/iscsi/nodes /etc/iscsi/send_targets
+	if [ "$1" = goiscsi ] && [ -n "${PROFILE:-}" ] && [ "$r" = 1 ]; then
+		ADM=$GOISCSIADM
+		rm -rf /tmp/prof
+		goiscsid_start -d 1 -profile /tmp/prof
+	else
+		initiator_start
+	fi
+	$ADM -m discovery -t st -p $P >/dev/null || fail "$1: discovery"
+	[ "$DELAY" != 0 ] && netem delay "$DELAY"
+}
+
+stop() {
+	netem_clear
+	daemon_stop
+	GOISCSID_PID=
+}
+
+# profile starts or stops goiscsid's capture when PROFILE is set (round 1).
+profile() {
+	[ -n "${PROFILE:-}" ] && [ "$r" = 1 ] && [ "$INITIATOR" = goiscsi ] || return 0
+	kill -USR1 "$DAEMON_PID"
+	sleep 1 # the capture's files are written when it stops
+}
+
+# kernel_times SID prints "LOGIN_MS LOGOUT_MS": what goiscsid's debug log shows the
+# kernel took for session SID's netlink requests, up to START_CONN and after.
+kernel_times() {
+	awk -v sid="sid=$1" '
+		/msg="kernel request"/ {
+			hit = 0; op = ""; ms = 0
+			for (i = 1; i <= NF; i++) {
+				if ($i == sid) hit = 1
+				if ($i ~ /^op=/) op = substr($i, 4)
+				if ($i ~ /^took_ms=/) ms = substr($i, 9)
+			}
+			if (!hit) next
+			if (started) lout += ms; else lin += ms
+			if (op == "START_CONN") started = 1
+		}
+		END { printf "%.1f %.1f\n", lin, lout }' /tmp/goiscsid.log
+}
+
+# measure INITIATOR ROUND: one round of the storm for one initiator.
+measure() {
+	start "$1"
+	idle_kb=$(rss_kb $DAEMON_PID)
+	t0=$(now_us)
+	$ADM -m node -T ${B}0 -p $P --login >/dev/null || fail "$1: single login"
+	adm_ms=$(ms_since $t0)
+	one() { [ "$(blocks)" = 1 ]; }
+	wait_until 60 one || fail "$1: single login: no block device"
+	single=$(ms_since $t0)
+	sid=$(session_sid ${B}0)
+	$ADM -m node -T ${B}0 -p $P --logout >/dev/null || fail "$1: single logout"
+	wait_until 60 none || fail "$1: single logout left a session"
+	if [ "$1" = goiscsi ]; then
+		kt=$(kernel_times "$sid")
+		emit kernel round "$r" login_ms "${kt% *}" logout_ms "${kt#* }"
+	fi
+
+	profile
+	c0=$(cpu_ms $DAEMON_PID)
+	s0=$(sys_ms $DAEMON_PID)
+	b0=$(busy_ms)
+	t0=$(now_us)
+	run_capture login_all $ADM -m node -L all
+	login_all=$(ms_since $t0)
+	lcpu=$(($(cpu_ms $DAEMON_PID) - c0))
+	lsys=$(($(sys_ms $DAEMON_PID) - s0))
+	lbusy=$(($(busy_ms) - b0))
+	[ "$CAP_RC" = 0 ] || fail "$1: -L all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
+	all() { [ "$(blocks)" = "$N" ]; }
+	wait_until 300 all || fail "$1: -L all: $(blocks) of $N block devices"
+	devices=$(ms_since $t0)
+	profile
+	sessions_kb=$(rss_kb $DAEMON_PID)
+	t0=$(now_us)
+	$ADM -m session >/dev/null || fail "$1: -m session"
+	list=$(ms_since $t0)
+	t0=$(now_us)
+	$ADM -m session -P 3 >/dev/null || fail "$1: -m session -P 3"
+	list3=$(ms_since $t0)
+	profile
+	c0=$(cpu_ms $DAEMON_PID)
+	s0=$(sys_ms $DAEMON_PID)
+	b0=$(busy_ms)
+	t0=$(now_us)
+	run_capture logout_all $ADM -m node -U all
+	logout_all=$(ms_since $t0)
+	ucpu=$(($(cpu_ms $DAEMON_PID) - c0))
+	usys=$(($(sys_ms $DAEMON_PID) - s0))
+	ubusy=$(($(busy_ms) - b0))
+	[ "$CAP_RC" = 0 ] || fail "$1: -U all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
+	wait_until 120 none || fail "$1: -U all left $(session_count) sessions"
+	profile
+	emit bench initiator "$1" round "$r" targets "$N" single_ms "$single" single_adm_ms "$adm_ms" \
+		login_all_ms "$login_all" devices_ms "$devices" session_ms "$list" session_p3_ms "$list3" \
+		logout_all_ms "$logout_all" rss_idle_kb "$idle_kb" rss_sessions_kb "$sessions_kb" \
+		login_all_daemon_cpu_ms "$lcpu" login_all_daemon_sys_ms "$lsys" login_all_busy_ms "$lbusy" \
+		logout_all_daemon_cpu_ms "$ucpu" logout_all_daemon_sys_ms "$usys" logout_all_busy_ms "$ubusy"
+	stop
+	if [ "$1" = goiscsi ]; then
+		emit_file "goiscsid-round$r.log" /tmp/goiscsid.log
+		if [ -n "${PROFILE:-}" ] && [ "$r" = 1 ]; then
+			for f in /tmp/prof/*; do [ -f "$f" ] && emit_file "${f##*/}" "$f"; done
+		fi
+	fi
+}
+
+r=1
+while [ $r -le "$ROUNDS" ]; do
+	if [ $((r % 2)) = 1 ]; then order="stock goiscsi"; else order="goiscsi stock"; fi
+	for ini in $order; do measure $ini; done
+	r=$((r + 1))
+done
+
+if [ "$MANY_LUNS" -gt 0 ]; then
+	lio_enable $B-few 1
+	lio_enable $B-many 1
+	r=0
+	start goiscsi
+	for t in few many; do
+		$ADM -m node -T $B-$t -p $P -o update -n node.session.autoscan_en -v No || fail "autoscan_en = No on $t"
+	done
+	lun0() { [ -n "$(lun_block "$(session_sid $B-$t)" 0)" ]; }
+	r=1
+	while [ $r -le "$ROUNDS" ]; do
+		for t in few many; do
+			t0=$(now_us)
+			$ADM -m node -T $B-$t -p $P --login >/dev/null || fail "autoscan login to $t"
+			wait_until 60 lun0 || fail "autoscan login to $t: no LUN 0"
+			ms=$(ms_since $t0)
+			[ "$(blocks)" = 1 ] || fail "autoscan_en = No login to $t: $(blocks) block devices, want LUN 0 alone"
+			$ADM -m node -T $B-$t -p $P --logout >/dev/null || fail "autoscan logout of $t"
+			wait_until 60 none || fail "autoscan logout of $t left a session"
+			emit autoscan target "$t" round "$r" ms "$ms"
+		done
+		r=$((r + 1))
+	done
+	stop
+	lio_enable $B-few 0
+	lio_enable $B-many 0
+fi
+
+if [ "$BIG" -gt "$N" ]; then
+	i=$N
+	while [ $i -lt "$BIG" ]; do
+		lio_enable $B$i 1
+		i=$((i + 1))
+	done
+	r=0
+	start goiscsi
+	t0=$(now_us)
+	run_capture big_login $ADM -m node -L all
+	login_all=$(ms_since $t0)
+	[ "$CAP_RC" = 0 ] || fail "$BIG targets: -L all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
+	big() { [ "$(blocks)" = "$BIG" ]; }
+	wait_until 600 big || fail "$BIG targets: $(blocks) block devices"
+	devices=$(ms_since $t0)
+	kb=$(rss_kb $DAEMON_PID)
+	t0=$(now_us)
+	run_capture big_logout $ADM -m node -U all
+	logout_all=$(ms_since $t0)
+	[ "$CAP_RC" = 0 ] || fail "$BIG targets: -U all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
+	wait_until 300 none || fail "$BIG targets: -U all left $(session_count) sessions"
+	emit big targets "$BIG" login_all_ms "$login_all" devices_ms "$devices" logout_all_ms "$logout_all" rss_kb "$kb"
+	stop
+fi
