@@ -222,4 +222,5 @@ if [ "$BIG" -gt "$N" ]; then
 	wait_until 300 none || fail "$BIG targets: -U all left $(session_count) sessions"
 	emit big targets "$BIG" login_all_ms "$login_all" devices_ms "$devices" logout_all_ms "$logout_all" rss_kb "$kb"
 	stop
+	emit_file goiscsid-big.log /tmp/goiscsid.log
 fi
