@@ -47,7 +47,7 @@ vm:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# Stock open-iscsi and goiscsi side by side in one VM boot (TCG: about 20
+# Stock open-iscsi and goiscsi side by side in one VM boot (TCG: 10-15
 # minutes): 64 targets, 3 rounds, 1 LUN against 128, and 256 targets in and out.
 # The table goes to bench-vm.md; BENCH_FILES=DIR keeps goiscsid's logs.
 bench-vm:
