@@ -70,8 +70,10 @@ type Conn struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	// turns gives the request socket to one exchange at a time.
-	turns turns
+	// jobs are the exchanges waiting for serve; served is closed when
+	// serve has stopped.
+	jobs   chan *job
+	served chan struct{}
 
 	mu        sync.Mutex
 	subs      map[uint32][]*Subscription
@@ -89,10 +91,12 @@ func New(t Transport, handle uint64, log *slog.Logger) *Conn {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
-		t: t, handle: handle, log: log, cancel: cancel, done: make(chan struct{}), turns: newTurns(),
+		t: t, handle: handle, log: log, cancel: cancel, done: make(chan struct{}),
+		jobs: make(chan *job, queueLength), served: make(chan struct{}),
 		subs: map[uint32][]*Subscription{}, stats: map[[2]uint32]chan *Stats{},
 	}
 	go c.readEvents(ctx)
+	go c.serve(ctx)
 	return c
 }
 
@@ -108,6 +112,7 @@ func (c *Conn) Close() error {
 	c.cancel()
 	err := c.t.Close()
 	<-c.done
+	<-c.served
 	c.mu.Lock()
 	for _, subs := range c.subs {
 		for _, s := range subs {
@@ -133,8 +138,7 @@ func (c *Conn) request(ctx context.Context, r *Request) (*Reply, error) {
 // exchange when its turn comes, and returns each request's reply and the
 // kernel's refusal of it (a *KernelError), or the error that ended the exchange.
 //
-// A ctx without a deadline waits for its turn as long as it takes (the turns
-// ahead are bounded each), then gives the kernel DefaultTimeout.
+// ctx bounds the wait for the turn; the kernel then gets DefaultTimeout.
 func (c *Conn) exchange(ctx context.Context, rs []*Request) ([]Reply, []error, error) {
 	msgs := make([][]byte, len(rs))
 	for i, r := range rs {
@@ -145,18 +149,11 @@ func (c *Conn) exchange(ctx context.Context, rs []*Request) ([]Reply, []error, e
 		}
 		msgs[i] = b
 	}
-	start := time.Now()
-	if err := c.turns.wait(ctx); err != nil {
+	j, err := c.submit(ctx, msgs, true)
+	if j == nil {
 		return nil, nil, fmt.Errorf("nlink: %v: waiting for the kernel: %w", rs[0].Type, err)
 	}
-	granted := time.Now()
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
-	bs, err := c.t.Request(ctx, msgs, true)
-	c.turns.done()
+	bs := j.replies
 	if err == nil && len(bs) != len(rs) {
 		err = fmt.Errorf("%d replies to %d requests", len(bs), len(rs))
 	}
@@ -182,7 +179,7 @@ func (c *Conn) exchange(ctx context.Context, rs []*Request) ([]Reply, []error, e
 			sid = replies[0].SID // the new session
 		}
 		c.log.Debug("kernel request", "op", rs[0].Type.String(), "n", len(rs), "sid", sid, "err", errors.Join(errs...),
-			"wait_ms", ms(granted.Sub(start)), "took_ms", ms(time.Since(granted)))
+			"wait_ms", ms(j.started.Sub(j.queued)), "took_ms", ms(time.Since(j.started)))
 	}
 	return replies, errs, nil
 }
@@ -318,15 +315,14 @@ func (c *Conn) GetStats(ctx context.Context, sid, cid uint32) (*Stats, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.turns.wait(ctx); err != nil {
+	j, err := c.submit(ctx, [][]byte{msg}, false)
+	if j == nil {
 		return nil, fmt.Errorf("nlink: GET_STATS: waiting for the kernel: %w", err)
 	}
-	bs, err := c.t.Request(ctx, [][]byte{msg}, false)
-	c.turns.done()
 	if err != nil {
 		return nil, fmt.Errorf("nlink: GET_STATS: %w", err)
 	}
-	if len(bs) == 1 {
+	if bs := j.replies; len(bs) == 1 {
 		var reply Reply
 		if err := reply.UnmarshalBinary(bs[0]); err != nil {
 			return nil, err

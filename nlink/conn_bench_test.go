@@ -57,15 +57,23 @@ func BenchmarkSetParams(b *testing.B) {
 	}
 }
 
-// BenchmarkTurns is the wait for and release of the request socket, uncontended.
-func BenchmarkTurns(b *testing.B) {
-	t := newTurns()
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := t.wait(ctx); err != nil {
-			b.Fatal(err)
-		}
-		t.done()
+// BenchmarkRequestsContended is 32 goroutines sending requests at once, as
+// in a login storm: the queue's hand-over from caller to serve and back.
+func BenchmarkRequestsContended(b *testing.B) {
+	reply, err := (&Reply{Type: UnbindSession}).MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
 	}
+	c := New(&answering{reply: reply, closed: make(chan struct{})}, 1, nil)
+	defer c.Close()
+	b.ReportAllocs()
+	b.SetParallelism(16) // 32 with the 2 CPUs of the CI machine
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := c.UnbindSession(context.Background(), 1); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
