@@ -268,16 +268,40 @@ func (c *Conn) SendPDU(ctx context.Context, sid, cid uint32, p *pdu.PDU) error {
 	return err
 }
 
-// DestroyConn destroys a stopped connection.
-func (c *Conn) DestroyConn(ctx context.Context, sid, cid uint32) error {
-	_, err := c.request(ctx, &Request{Type: DestroyConn, SID: sid, CID: cid})
-	return err
-}
+// ConnTeardown says what DestroySession does first with the session's
+// connection 0.
+type ConnTeardown int
 
-// DestroySession destroys a session and its SCSI host.
-func (c *Conn) DestroySession(ctx context.Context, sid uint32) error {
-	_, err := c.request(ctx, &Request{Type: DestroySession, SID: sid})
-	return err
+const (
+	// NoConn: the session has no connection (never created, or destroyed).
+	NoConn ConnTeardown = iota
+	// ConnCreated: the connection exists, not bound or already stopped:
+	// DESTROY_CONN first.
+	ConnCreated
+	// ConnBound: the connection is bound: STOP_CONN (StopTerminate), then
+	// DESTROY_CONN.
+	ConnBound
+)
+
+// DestroySession destroys a session and its SCSI host, stopping and destroying
+// its connection first as conn says, all in one exchange: a teardown then
+// waits for its turn once, not three times behind other sessions' requests (a
+// logout storm). The kernel goes on after a refusal; DestroySession returns the
+// refusals joined, or the error that ended the exchange.
+func (c *Conn) DestroySession(ctx context.Context, sid uint32, conn ConnTeardown) error {
+	var rs []*Request
+	if conn == ConnBound {
+		rs = append(rs, &Request{Type: StopConn, SID: sid, Flag: StopTerminate})
+	}
+	if conn >= ConnCreated {
+		rs = append(rs, &Request{Type: DestroyConn, SID: sid})
+	}
+	rs = append(rs, &Request{Type: DestroySession, SID: sid})
+	_, errs, err := c.exchange(ctx, rs)
+	if err != nil {
+		return err
+	}
+	return errors.Join(errs...)
 }
 
 // UnbindSession removes the session's SCSI target and its devices, ahead of a

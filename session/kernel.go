@@ -526,21 +526,30 @@ func (s *Kernel) setNegotiated(ctx context.Context, r *LoginResult) error {
 	return s.setParams(ctx, params)
 }
 
-// destroy removes the kernel session, stopping its connection first when bound.
+// destroy removes the kernel session, stopping and destroying its connection
+// first (haveConn: it was created).
 //
-// ctx should have no deadline: each request then waits for its turn however
+// ctx should have no deadline: the requests then wait for their turn however
 // long the kernel is busy with other sessions (a logout storm of hundreds),
-// and only the kernel's own handling of it is bounded (nlink.DefaultTimeout).
+// and only the kernel's own handling of them is bounded (nlink.DefaultTimeout).
 // A deadline could end the wait and leave the session in the kernel.
 func (s *Kernel) destroy(ctx context.Context, haveConn bool) {
-	s.unbind(ctx, nlink.StopTerminate)
-	if haveConn {
-		if err := s.k.DestroyConn(ctx, s.SID, 0); err != nil {
-			s.log.Warn("destroy kernel connection", "err", err)
-		}
+	s.mu.Lock()
+	sock, bound := s.sock, s.bound
+	s.sock, s.bound = nil, false
+	s.mu.Unlock()
+	conn := nlink.NoConn
+	switch {
+	case bound:
+		conn = nlink.ConnBound
+	case haveConn:
+		conn = nlink.ConnCreated
 	}
-	if err := s.k.DestroySession(ctx, s.SID); err != nil {
+	if err := s.k.DestroySession(ctx, s.SID, conn); err != nil {
 		s.log.Warn("destroy kernel session", "err", err)
+	}
+	if sock != nil {
+		sock.Close()
 	}
 	if s.sub != nil {
 		s.sub.Cancel()

@@ -180,16 +180,10 @@ func TestLoginThroughKernel(t *testing.T) {
 	if ev := next(t, events); ev.PDU == nil || ev.PDU.Header.Opcode() != pdu.OpLogoutResponse {
 		t.Fatalf("event %v", ev)
 	}
-	if err := c.StopConn(ctx, sid, 0, nlink.StopTerminate); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.DestroySession(ctx, sid); !errors.Is(err, syscall.EBUSY) {
+	if err := c.DestroySession(ctx, sid, nlink.NoConn); !errors.Is(err, syscall.EBUSY) {
 		t.Fatalf("destroying a session with a connection: %v", err)
 	}
-	if err := c.DestroyConn(ctx, sid, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.DestroySession(ctx, sid); err != nil {
+	if err := c.DestroySession(ctx, sid, nlink.ConnBound); err != nil {
 		t.Fatal(err)
 	}
 	if ev := next(t, events); ev.Type != nlink.EventDestroySession || ev.SID != sid || ev.HostNo != host {
