@@ -15,8 +15,13 @@
 # out at once, every block device present ("big" record).
 # Env: N (64), DELAY (50ms; "0" for none), ROUNDS (3), MANY_LUNS (128; 0 skips),
 # BIG (256; 0 skips), PROFILE=1 (goiscsid's CPU profile and execution trace over
-# round 1's -L all and -U all). goiscsid's log of each round is sent back
-# (vmrun -files DIR), with the profiles.
+# round 1's -L all and -U all), TRACE=1 (the kernel's side, both initiators:
+# ftrace function_graph of its netlink handler iscsi_if_rx and of the session
+# unbind work, 3 calls deep, over each -L all and -U all, sent back as
+# trace-INITIATOR-L|U-roundR.txt: each request's time in the kernel, and the
+# gaps between requests, which are the initiator's; it slows both).
+# goiscsid's log of each round is sent back (vmrun -files DIR), with the
+# profiles and traces.
 N=${N:-64}
 ROUNDS=${ROUNDS:-3}
 DELAY=${DELAY:-50ms}
@@ -97,6 +102,28 @@ kernel_times() {
 		END { printf "%.1f %.1f\n", lin, lout }' /tmp/goiscsid.log
 }
 
+T=/sys/kernel/tracing
+[ -n "${TRACE:-}" ] && mount -t tracefs nodev $T
+trace_on() {
+	[ -n "${TRACE:-}" ] || return 0
+	echo 0 >$T/tracing_on
+	echo function_graph >$T/current_tracer
+	echo iscsi_if_rx >$T/set_graph_function
+	echo __iscsi_unbind_session >>$T/set_graph_function
+	echo 3 >$T/max_graph_depth
+	echo funcgraph-tail >$T/trace_options
+	echo funcgraph-abstime >$T/trace_options
+	echo 65536 >$T/buffer_size_kb
+	echo >$T/trace
+	echo 1 >$T/tracing_on
+}
+trace_off() {
+	[ -n "${TRACE:-}" ] || return 0
+	echo 0 >$T/tracing_on
+	cat $T/trace >/tmp/trace.txt
+	emit_file "trace-$1.txt" /tmp/trace.txt
+}
+
 # measure INITIATOR ROUND: one round of the storm for one initiator.
 measure() {
 	start "$1"
@@ -120,8 +147,10 @@ measure() {
 	s0=$(sys_ms $DAEMON_PID)
 	b0=$(busy_ms)
 	t0=$(now_us)
+	trace_on
 	run_capture login_all $ADM -m node -L all
 	login_all=$(ms_since $t0)
+	trace_off "$1-L-round$r"
 	lcpu=$(($(cpu_ms $DAEMON_PID) - c0))
 	lsys=$(($(sys_ms $DAEMON_PID) - s0))
 	lbusy=$(($(busy_ms) - b0))
@@ -142,8 +171,10 @@ measure() {
 	s0=$(sys_ms $DAEMON_PID)
 	b0=$(busy_ms)
 	t0=$(now_us)
+	trace_on
 	run_capture logout_all $ADM -m node -U all
 	logout_all=$(ms_since $t0)
+	trace_off "$1-U-round$r"
 	ucpu=$(($(cpu_ms $DAEMON_PID) - c0))
 	usys=$(($(sys_ms $DAEMON_PID) - s0))
 	ubusy=$(($(busy_ms) - b0))
