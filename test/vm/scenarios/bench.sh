@@ -124,6 +124,25 @@ trace_off() {
 	emit_file "trace-$1.txt" /tmp/trace.txt
 }
 
+# phase TAG NAME CMD...: runs CMD (run_capture NAME), traced when TRACE is set,
+# and sets ms (from t0, which stays set), cpu and sys (the daemon's CPU time and
+# its system part) and busy (the guest's CPU time) for it.
+phase() {
+	tag=$1
+	shift
+	c0=$(cpu_ms $DAEMON_PID)
+	s0=$(sys_ms $DAEMON_PID)
+	b0=$(busy_ms)
+	t0=$(now_us)
+	trace_on
+	run_capture "$@"
+	ms=$(ms_since $t0)
+	trace_off "$INITIATOR-$tag-round$r"
+	cpu=$(($(cpu_ms $DAEMON_PID) - c0))
+	sys=$(($(sys_ms $DAEMON_PID) - s0))
+	busy=$(($(busy_ms) - b0))
+}
+
 # measure INITIATOR ROUND: one round of the storm for one initiator.
 measure() {
 	start "$1"
@@ -143,17 +162,8 @@ measure() {
 	fi
 
 	profile
-	c0=$(cpu_ms $DAEMON_PID)
-	s0=$(sys_ms $DAEMON_PID)
-	b0=$(busy_ms)
-	t0=$(now_us)
-	trace_on
-	run_capture login_all $ADM -m node -L all
-	login_all=$(ms_since $t0)
-	trace_off "$1-L-round$r"
-	lcpu=$(($(cpu_ms $DAEMON_PID) - c0))
-	lsys=$(($(sys_ms $DAEMON_PID) - s0))
-	lbusy=$(($(busy_ms) - b0))
+	phase L login_all $ADM -m node -L all
+	login_all=$ms lcpu=$cpu lsys=$sys lbusy=$busy
 	[ "$CAP_RC" = 0 ] || fail "$1: -L all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
 	all() { [ "$(blocks)" = "$N" ]; }
 	wait_until 300 all || fail "$1: -L all: $(blocks) of $N block devices"
@@ -167,17 +177,8 @@ measure() {
 	$ADM -m session -P 3 >/dev/null || fail "$1: -m session -P 3"
 	list3=$(ms_since $t0)
 	profile
-	c0=$(cpu_ms $DAEMON_PID)
-	s0=$(sys_ms $DAEMON_PID)
-	b0=$(busy_ms)
-	t0=$(now_us)
-	trace_on
-	run_capture logout_all $ADM -m node -U all
-	logout_all=$(ms_since $t0)
-	trace_off "$1-U-round$r"
-	ucpu=$(($(cpu_ms $DAEMON_PID) - c0))
-	usys=$(($(sys_ms $DAEMON_PID) - s0))
-	ubusy=$(($(busy_ms) - b0))
+	phase U logout_all $ADM -m node -U all
+	logout_all=$ms ucpu=$cpu usys=$sys ubusy=$busy
 	[ "$CAP_RC" = 0 ] || fail "$1: -U all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
 	wait_until 120 none || fail "$1: -U all left $(session_count) sessions"
 	profile
