@@ -18,6 +18,7 @@ import (
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/scan"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -51,6 +52,14 @@ func run() error {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// goiscsid's heap is a few MB even with hundreds of sessions. Where
+	// transparent huge pages are on for every process (as in the test VM's
+	// Debian kernel), the runtime's heap got 2 MB pages: 10 of its 19 MB RSS
+	// with 64 sessions were huge pages mostly unused. Small pages keep its
+	// footprint what it uses; the kernel applies this to later page faults.
+	if err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil {
+		log.Debug("transparent huge pages stay on", "err", err)
+	}
 
 	cfg, err := conf.LoadConfig(*configPath)
 	if err != nil {
