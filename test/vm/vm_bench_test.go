@@ -16,8 +16,8 @@ import (
 // benchDefaults are TestVMBench's quick run (CI): every step of the full run, with
 // fewer targets and rounds. `make bench-vm` runs the full one (64 targets, 3
 // rounds, 128 LUNs, 256 targets); GOISCSI_BENCH_N, _ROUNDS, _DELAY, _MANY_LUNS,
-// _BIG and _PROFILE change each value.
-var benchDefaults = map[string]string{"N": "16", "ROUNDS": "1", "DELAY": "50ms", "MANY_LUNS": "8", "BIG": "32", "PROFILE": ""}
+// _BIG, _PROFILE and _TRACE change each value.
+var benchDefaults = map[string]string{"N": "16", "ROUNDS": "1", "DELAY": "50ms", "MANY_LUNS": "8", "BIG": "32", "PROFILE": "", "TRACE": ""}
 
 // benchMetrics are the bench record's figures, in the table's order.
 var benchMetrics = []struct{ key, name string }{
@@ -43,7 +43,8 @@ var benchMetrics = []struct{ key, name string }{
 // out. It fails when any step fails (every login, device and logout must happen);
 // the figures are logged as a table (min / median / max per initiator and the
 // ratio of the medians), written to GOISCSI_BENCH_OUT when set. The files the
-// scenario sends back (goiscsid's log; with PROFILE its profiles) go to
+// scenario sends back (goiscsid's log; with PROFILE its profiles, with TRACE the
+// kernel's traces) go to
 // GOISCSI_BENCH_FILES when set.
 func TestVMBench(t *testing.T) {
 	env := map[string]string{}
