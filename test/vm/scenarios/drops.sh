@@ -50,8 +50,9 @@ drops() {
 		t0=$(now_us)
 		dd if=/tmp/pattern.$p of=/dev/$DEV bs=1M oflag=direct conv=fsync 2>/tmp/dd.err &
 		ddpid=$!
-		# Somewhere in the first ~60% of the write.
-		sleep "0.$((RANDOM % 8 + 1))"
+		# Somewhere in 10-50% of a write's time without a drop: a fixed
+		# range of seconds would miss the write on a fast machine.
+		sleep "$(awk -v ms="$base_ms" -v pct=$((RANDOM % 41 + 10)) 'BEGIN {printf "%.3f", ms * pct / 100000}')"
 		kill -0 $ddpid 2>/dev/null && mid=$((mid + 1))
 		ss -K dst 127.0.0.1 dport = :3260 >/dev/null || fail "$1: ss -K"
 		if wait $ddpid; then :; else
