@@ -348,7 +348,7 @@ func (s *Kernel) loginConn(ctx context.Context, sock net.Conn, tsih uint16) erro
 		default:
 			return err
 		}
-		s.unbind(ctx, nlink.StopRecover)
+		s.unbind(ctx)
 		s.dropStaleEvents(ctx)
 		t0 = time.Now()
 		if sock, err = s.connect(ctx, addr); err != nil {
@@ -400,20 +400,28 @@ func (s *Kernel) bind(ctx context.Context, sock net.Conn) error {
 	return nil
 }
 
-// unbind stops the kernel connection with flag and closes the socket.
-func (s *Kernel) unbind(ctx context.Context, flag nlink.StopFlag) {
-	s.mu.Lock()
-	sock, bound := s.sock, s.bound
-	s.sock, s.bound = nil, false
-	s.mu.Unlock()
+// unbind stops the kernel connection for a relogin (StopRecover: the session
+// and its queued I/O stay) and closes the socket.
+func (s *Kernel) unbind(ctx context.Context) {
+	sock, bound := s.takeSocket()
 	if bound {
-		if err := s.k.StopConn(ctx, s.SID, 0, flag); err != nil {
-			s.log.Warn("stop kernel connection", "flag", flag, "err", err)
+		if err := s.k.StopConn(ctx, s.SID, 0, nlink.StopRecover); err != nil {
+			s.log.Warn("stop kernel connection", "flag", nlink.StopRecover, "err", err)
 		}
 	}
 	if sock != nil {
 		sock.Close()
 	}
+}
+
+// takeSocket returns the connection's socket and whether the kernel has it
+// bound, and forgets both: whoever takes them stops and closes them.
+func (s *Kernel) takeSocket() (sock net.Conn, bound bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sock, bound = s.sock, s.bound
+	s.sock, s.bound = nil, false
+	return sock, bound
 }
 
 func (s *Kernel) setIdentity(ctx context.Context) error {
@@ -534,10 +542,7 @@ func (s *Kernel) setNegotiated(ctx context.Context, r *LoginResult) error {
 // and only the kernel's own handling of them is bounded (nlink.DefaultTimeout).
 // A deadline could end the wait and leave the session in the kernel.
 func (s *Kernel) destroy(ctx context.Context, haveConn bool) {
-	s.mu.Lock()
-	sock, bound := s.sock, s.bound
-	s.sock, s.bound = nil, false
-	s.mu.Unlock()
+	sock, bound := s.takeSocket()
 	conn := nlink.NoConn
 	switch {
 	case bound:
@@ -627,7 +632,7 @@ func (s *Kernel) receivedPDU(ctx context.Context, p *pdu.PDU) bool {
 // reports whether the session has been torn down.
 func (s *Kernel) recover(ctx context.Context, wait time.Duration) bool {
 	s.setState("REOPEN")
-	s.unbind(ctx, nlink.StopRecover)
+	s.unbind(ctx)
 	if wait == 0 {
 		wait = time.Duration(s.Result().Params.DefaultTime2Wait) * time.Second
 	}
@@ -691,7 +696,7 @@ func (s *Kernel) relogin(ctx context.Context) error {
 	}
 	s.timed(&s.times.Connect, t0)
 	if err := s.loginConn(ctx, sock, 0); err != nil {
-		s.unbind(ctx, nlink.StopRecover)
+		s.unbind(ctx)
 		return err
 	}
 	return nil
