@@ -3,7 +3,6 @@ package nlink
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,12 +10,12 @@ import (
 )
 
 // gated is a Transport whose requests each wait for a value on release (when
-// it is set), count how many run at once, and run hook first.
+// it is set), count how many run at once, and run hook first; it has no
+// events (answering's).
 type gated struct {
-	reply   []byte
+	answering
 	release chan struct{}
 	hook    func()
-	closed  chan struct{}
 
 	mu            sync.Mutex
 	running, most int
@@ -29,7 +28,7 @@ func newGated(t *testing.T, typ MessageType) *gated {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &gated{reply: reply, closed: make(chan struct{}), started: make(chan struct{}, 100)}
+	return &gated{answering: answering{reply: reply, closed: make(chan struct{})}, started: make(chan struct{}, 100)}
 }
 
 func (g *gated) Request(ctx context.Context, msgs [][]byte, replyExpected bool) ([][]byte, error) {
@@ -50,25 +49,7 @@ func (g *gated) Request(ctx context.Context, msgs [][]byte, replyExpected bool) 
 	g.mu.Lock()
 	g.running--
 	g.mu.Unlock()
-	out := make([][]byte, len(msgs))
-	for i := range msgs {
-		out[i] = g.reply
-	}
-	return out, nil
-}
-
-func (g *gated) ReceiveEvent(ctx context.Context) ([]byte, error) {
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-g.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (g *gated) Close() error {
-	close(g.closed)
-	return nil
+	return g.answering.Request(ctx, msgs, replyExpected)
 }
 
 // TestQueueOneAtATime: many requests at once, the transport never sees two
