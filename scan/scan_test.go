@@ -166,27 +166,24 @@ func FuzzParseUevent(f *testing.F) {
 }
 
 func TestSessions(t *testing.T) {
-	root := t.TempDir()
+	fs := scantest.New(t)
+	fs.AddSession(3, 7, "iqn.2003-01.org.example:t", "10.0.0.1", 3260)
+	root := fs.Root
 	write := func(p, v string) {
-		full := filepath.Join(root, p)
-		os.MkdirAll(filepath.Dir(full), 0o755)
-		os.WriteFile(full, []byte(v+"\n"), 0o644)
+		if err := os.WriteFile(filepath.Join(root, p), []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	dev := filepath.Join(root, "devices", "platform", "host7", "session3")
-	os.MkdirAll(dev, 0o755)
-	write("class/iscsi_session/session3/targetname", "iqn.2003-01.org.example:t")
 	write("class/iscsi_session/session3/tpgt", "2")
 	write("class/iscsi_session/session3/ifacename", "default")
-	write("class/iscsi_session/session3/username", "(null)")
-	write("class/iscsi_connection/connection3:0/persistent_address", "10.0.0.1")
-	write("class/iscsi_connection/connection3:0/persistent_port", "3260")
-	os.Symlink(dev, filepath.Join(root, "class/iscsi_session/session3/device"))
+	write("class/iscsi_session/session3/initiatorname", "(null)")
 	got, err := scan.Sysfs{Root: root}.Sessions()
 	if err != nil || len(got) != 1 {
 		t.Fatalf("Sessions: %v %v", got, err)
 	}
 	s := got[0]
-	if s.SID != 3 || s.Host != 7 || s.TPGT != 2 || s.PersistentAddress != "10.0.0.1" || s.PersistentPort != 3260 || s.Flash {
+	if s.SID != 3 || s.Host != 7 || s.TPGT != 2 || s.Iface != "default" || s.InitiatorName != "" || s.State != "LOGGED_IN" ||
+		s.PersistentAddress != "10.0.0.1" || s.PersistentPort != 3260 || s.Flash {
 		t.Errorf("%+v", s)
 	}
 }

@@ -30,13 +30,9 @@ type Device struct {
 	Host, Channel, Target int
 	LUN                   uint64
 	// Block is the block device name ("sdb"), empty for a LUN without one.
-	Block  string
-	Vendor string
-	Model  string
+	Block string
 	// State is the SCSI device state: running, offline, transport-offline, ...
 	State string
-	// WWID is the device's identifier (device/wwid), when the kernel has one.
-	WWID string
 }
 
 // HCTL formats the device's address as "H:C:T:L".
@@ -152,8 +148,7 @@ func (s Sysfs) devices(want func(host int) bool) (map[int][]Device, error) {
 			continue
 		}
 		dev := filepath.Join(dir, e.Name(), "device")
-		read := func(name string) string { return readAttr(filepath.Join(dev, name)) }
-		d.Vendor, d.Model, d.State, d.WWID = read("vendor"), read("model"), read("state"), read("wwid")
+		d.State = readAttr(filepath.Join(dev, "state"))
 		if bs, _ := os.ReadDir(filepath.Join(dev, "block")); len(bs) > 0 {
 			d.Block = bs[0].Name()
 		}

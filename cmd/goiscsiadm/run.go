@@ -1033,7 +1033,7 @@ func (e *env) listSessions(c *Command) *Exit {
 		e.stdout.WriteString(SessionsJSON(infos, c.ShowSecrets))
 		return e.exit(ExitSuccess)
 	}
-	text, x := SessionsText(infos, c.PrintLevel, c.ShowSecrets, readTrim(filepath.Join(e.sysfs, "module", "scsi_transport_iscsi", "version")))
+	text, x := SessionsText(infos, c.PrintLevel, c.ShowSecrets, scan.ReadAttr(filepath.Join(e.sysfs, "module", "scsi_transport_iscsi", "version")))
 	e.stdout.WriteString(text)
 	return e.finish(x)
 }
@@ -1071,13 +1071,16 @@ func sessionSummary(s mgmt.Session) SessionInfo {
 // it, its host and devs, its host's SCSI devices.
 func (e *env) sessionInfo(s mgmt.Session, devs []scan.Device) SessionInfo {
 	info := sessionSummary(s)
-	info.SessionState = readTrim(filepath.Join(e.sysfs, "class", "iscsi_session", fmt.Sprintf("session%d", s.SID), "state"))
+	info.SessionState = scan.ReadAttr(filepath.Join(e.sysfs, "class", "iscsi_session", fmt.Sprintf("session%d", s.SID), "state"))
 	// The session's host as the kernel shows it, as stock prints it.
 	if info.Iface.IPAddress == "" {
 		info.Iface.IPAddress = e.hostAttr(s.HostNo, "ipaddress")
 	}
-	info.Iface.HWAddress, info.Iface.Netdev = e.hostAttr(s.HostNo, "hwaddress"), e.hostAttr(s.HostNo, "netdev")
-	info.Host = &SessionHost{Number: s.HostNo, State: readTrim(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state"))}
+	info.Iface.HWAddress, info.Iface.Netdev = s.HWAddress, s.Netdev
+	if s.HWAddress == "" && s.Netdev == "" {
+		info.Iface.HWAddress, info.Iface.Netdev = e.hostAttr(s.HostNo, "hwaddress"), e.hostAttr(s.HostNo, "netdev")
+	}
+	info.Host = &SessionHost{Number: s.HostNo, State: scan.ReadAttr(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state"))}
 	info.Devices = scsiDevices(devs)
 	return info
 }
@@ -1086,12 +1089,7 @@ func (e *env) sessionInfo(s mgmt.Session, devs []scan.Device) SessionInfo {
 // addresses the daemon set with SET_HOST_PARAM ("default" for an unbound
 // iface), "(null)" for what nobody set.
 func (e *env) hostAttr(hostNo int, name string) string {
-	return readTrim(filepath.Join(e.sysfs, "class", "iscsi_host", fmt.Sprintf("host%d", hostNo), name))
-}
-
-func readTrim(p string) string {
-	b, _ := os.ReadFile(p)
-	return strings.TrimSpace(string(b))
+	return scan.ReadAttr(filepath.Join(e.sysfs, "class", "iscsi_host", fmt.Sprintf("host%d", hostNo), name))
 }
 
 // devicesByHost reads every SCSI device once, for a listing of many sessions.
@@ -1300,7 +1298,7 @@ func (e *env) listHosts(c *Command) *Exit {
 			ip = given("ipaddress")
 		}
 		hosts = append(hosts, HostSummary{Number: uint32(s.HostNo),
-			State: readTrim(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state")),
+			State: scan.ReadAttr(filepath.Join(e.sysfs, "class", "scsi_host", fmt.Sprintf("host%d", s.HostNo), "state")),
 			Iface: Iface{Transport: "tcp", InitiatorName: given("initiatorname"), IPAddress: ip,
 				HWAddress: given("hwaddress"), Netdev: given("netdev")},
 			Sessions: []SessionInfo{e.sessionInfo(s, devs[s.HostNo])}})
@@ -1308,7 +1306,7 @@ func (e *env) listHosts(c *Command) *Exit {
 	if len(hosts) == 0 {
 		return e.fail(ExitNoObjsFound, "No iSCSI hosts.")
 	}
-	text, x := HostsText(hosts, c.PrintLevel, readTrim(filepath.Join(e.sysfs, "module", "scsi_transport_iscsi", "version")))
+	text, x := HostsText(hosts, c.PrintLevel, scan.ReadAttr(filepath.Join(e.sysfs, "module", "scsi_transport_iscsi", "version")))
 	e.stdout.WriteString(text)
 	return e.finish(x)
 }

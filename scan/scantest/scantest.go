@@ -45,21 +45,22 @@ func (f *FS) AddHost(h int) {
 }
 
 // AddSession creates iSCSI session sid on SCSI host h, to target through
-// portal address:port: class/iscsi_session/session<sid> (targetname, and its
-// device link to devices/platform/host<h>/session<sid>), the connection's
-// persistent address and port, and the host.
+// portal address:port, laid out as the kernel lays it out: the session and its
+// connection under devices/platform/host<h>/session<sid> (targetname, state,
+// the connection's persistent address and port), class/iscsi_session and
+// class/iscsi_connection links to them, and the host.
 func (f *FS) AddSession(sid, h int, target, address string, port int) {
 	f.t.Helper()
 	f.AddHost(h)
-	sess := fmt.Sprintf("class/iscsi_session/session%d", sid)
-	conn := fmt.Sprintf("class/iscsi_connection/connection%d:0", sid)
+	dev := fmt.Sprintf("devices/platform/host%d/session%d", h, sid)
+	sess := fmt.Sprintf("%s/iscsi_session/session%d", dev, sid)
+	conn := fmt.Sprintf("%s/connection%d:0/iscsi_connection/connection%d:0", dev, sid, sid)
 	f.file(sess+"/targetname", target+"\n")
 	f.file(sess+"/state", "LOGGED_IN\n")
 	f.file(conn+"/persistent_address", address+"\n")
 	f.file(conn+"/persistent_port", fmt.Sprintf("%d\n", port))
-	dev := fmt.Sprintf("devices/platform/host%d/session%d", h, sid)
-	f.mkdir(dev)
-	f.symlink(sess+"/device", dev)
+	f.symlink(fmt.Sprintf("class/iscsi_session/session%d", sid), sess)
+	f.symlink(fmt.Sprintf("class/iscsi_connection/connection%d:0", sid), conn)
 }
 
 // AddDevice creates class/scsi_device/H:C:T:L/device with state running, a
@@ -70,8 +71,6 @@ func (f *FS) AddDevice(h, c, t int, l uint64, block string) {
 	hctl := fmt.Sprintf("%d:%d:%d:%d", h, c, t, l)
 	dir := "class/scsi_device/" + hctl + "/device"
 	f.file(dir+"/state", "running\n")
-	f.file(dir+"/vendor", "GOISCSI \n")
-	f.file(dir+"/model", "test-lun        \n")
 	f.file(dir+"/rescan", "")
 	f.file(dir+"/delete", "")
 	if block == "" {
