@@ -174,6 +174,10 @@ type Session struct {
 	Transport         string `json:"transport"`
 	InitiatorName     string `json:"initiator_name"`
 	LocalAddress      string `json:"local_address,omitempty"`
+	// Netdev and HWAddress are what the daemon set as the session's host's
+	// netdev and hwaddress.
+	Netdev    string `json:"netdev,omitempty"`
+	HWAddress string `json:"hwaddress,omitempty"`
 	// ConnState is the connection's state as iscsiadm names it: "LOGGED IN",
 	// "TRANSPORT WAIT", "IN LOGIN", ...
 	ConnState string `json:"conn_state"`

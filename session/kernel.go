@@ -456,24 +456,30 @@ func (s *Kernel) setIdentity(ctx context.Context) error {
 	return s.setHostParams(ctx)
 }
 
-// setHostParams tells the kernel the iface's network device and hardware
-// address as the session's host attributes, "default" for an unbound iface, as
-// open-iscsi does: /sys/class/iscsi_host/hostN/netdev and hwaddress, and the
-// "Iface Netdev" and "Iface HWaddress" of iscsiadm -m session -P 1, read them.
-// A kernel without them (ENOSYS, EINVAL) is no error.
-func (s *Kernel) setHostParams(ctx context.Context) error {
+// HostParams are the iface's network device and hardware address as the
+// session's host shows them (/sys/class/iscsi_host/hostN/netdev and
+// hwaddress, "Iface Netdev" and "Iface HWaddress" of iscsiadm -m session -P
+// 1): "default" for an unbound iface, as open-iscsi sets them.
+func (n *Node) HostParams() (netdev, hwaddress string) {
 	orDefault := func(v string) string {
 		if v == "" {
 			return "default"
 		}
 		return v
 	}
+	return orDefault(n.Netdev), orDefault(n.HWAddress)
+}
+
+// setHostParams tells the kernel the session's HostParams. A kernel without
+// them (ENOSYS, EINVAL) is no error.
+func (s *Kernel) setHostParams(ctx context.Context) error {
+	netdev, hwaddress := s.node.HostParams()
 	for _, p := range []struct {
 		p nlink.HostParam
 		v string
 	}{
-		{nlink.HostParamNetdevName, orDefault(s.node.Netdev)},
-		{nlink.HostParamHWAddress, orDefault(s.node.HWAddress)},
+		{nlink.HostParamNetdevName, netdev},
+		{nlink.HostParamHWAddress, hwaddress},
 	} {
 		err := s.k.SetHostParam(ctx, s.Host, p.p, p.v)
 		if err != nil && !errors.Is(err, syscall.ENOSYS) && !errors.Is(err, syscall.EINVAL) {

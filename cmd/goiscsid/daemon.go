@@ -583,6 +583,7 @@ func (d *daemon) info(ds *daemonSession, showSecrets bool) mgmt.Session {
 			FirstBurstLength: int(p.FirstBurstLength), MaxBurstLength: int(p.MaxBurstLength),
 			ImmediateData: p.ImmediateData, InitialR2T: p.InitialR2T, MaxOutstandingR2T: int(p.MaxOutstandingR2T)},
 	}
+	s.Netdev, s.HWAddress = n.HostParams()
 	if p.TargetPortalGroupTag >= 0 {
 		s.TPGT = p.TargetPortalGroupTag
 	}

@@ -173,7 +173,12 @@ func TestLoginErrors(t *testing.T) {
 	}
 	list := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpSessions})
 	if len(list.Sessions) != 1 || list.Sessions[0].TargetName != testIQN {
-		t.Errorf("sessions %+v", list.Sessions)
+		t.Fatalf("sessions %+v", list.Sessions)
+	}
+	// What the daemon set as the host's netdev and hwaddress, which -P 1
+	// prints without reading them back from sysfs.
+	if s := list.Sessions[0]; s.Netdev != "default" || s.HWAddress != "default" {
+		t.Errorf("netdev %q, hwaddress %q, want default for an unbound iface", s.Netdev, s.HWAddress)
 	}
 }
 
