@@ -35,19 +35,8 @@ import (
 // Handle is the transport handle the fake kernel expects in every request.
 const Handle uint64 = 0xffff_8888_0000_1000
 
-// Sysfs is told what the real kernel would show under /sys, so tests can give
-// daemon code a tree to read; see scan/scantest.
-type Sysfs interface {
-	AddSession(sid, hostNo uint32) error
-	SetSessionAttr(sid uint32, name, value string) error
-	SetConnAttr(sid, cid uint32, name, value string) error
-	RemoveSession(sid, hostNo uint32) error
-}
-
 // Kernel is the fake. The zero value is not usable; call New.
 type Kernel struct {
-	sysfs Sysfs
-
 	mu       sync.Mutex
 	nextSID  uint32
 	nextHost uint32
@@ -91,23 +80,13 @@ type conn struct {
 	pingSent time.Time // when the outstanding ping went out; zero when none
 }
 
-// Option configures a Kernel.
-type Option func(*Kernel)
-
-// WithSysfs has the kernel report sessions and attributes to s.
-func WithSysfs(s Sysfs) Option { return func(k *Kernel) { k.sysfs = s } }
-
 // New returns a fake kernel; Close it when done.
-func New(opts ...Option) *Kernel {
-	k := &Kernel{
+func New() *Kernel {
+	return &Kernel{
 		nextSID: 1, nextHost: 2, sessions: map[uint32]*session{},
 		failNext: map[nlink.MessageType]syscall.Errno{},
 		events:   make(chan []byte, 4096), closed: make(chan struct{}),
 	}
-	for _, o := range opts {
-		o(k)
-	}
-	return k
 }
 
 // Conn returns an nlink.Conn talking to k.
@@ -301,14 +280,6 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		k.nextSID++
 		k.nextHost++
 		k.sessions[s.sid] = s
-		if k.sysfs != nil {
-			if err := k.sysfs.AddSession(s.sid, s.host); err != nil {
-				return fail(syscall.EIO)
-			}
-			k.sysfs.SetSessionAttr(s.sid, "state", s.state)
-			k.sysfs.SetSessionAttr(s.sid, "creator", strconv.Itoa(os.Getpid()))
-			k.sysfs.SetSessionAttr(s.sid, "target_id", "0")
-		}
 		return &nlink.Reply{Type: r.Type, SID: s.sid, HostNo: s.host},
 			[]nlink.Event{{Type: nlink.EventCreateSession, SID: s.sid, HostNo: s.host}}
 	}
@@ -345,9 +316,6 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 			return fail(syscall.EBUSY)
 		}
 		delete(k.sessions, s.sid)
-		if k.sysfs != nil {
-			k.sysfs.RemoveSession(s.sid, s.host)
-		}
 		return ok, []nlink.Event{{Type: nlink.EventDestroySession, SID: s.sid, HostNo: s.host}}
 	case nlink.UnbindSession:
 		s.unbound = true
@@ -379,13 +347,6 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		c.loginITT = s.age<<28 | loginTag
 		k.wg.Add(1)
 		go k.readLoop(s, c, sock, c.rdone)
-		if k.sysfs != nil {
-			if la, ok := sock.RemoteAddr().(*net.TCPAddr); ok {
-				k.sysfs.SetConnAttr(s.sid, c.cid, "address", la.IP.String())
-				k.sysfs.SetConnAttr(s.sid, c.cid, "port", strconv.Itoa(la.Port))
-			}
-			k.sysfs.SetConnAttr(s.sid, c.cid, "state", "bound")
-		}
 		return ok, nil
 	case nlink.SetParam:
 		if r.Param == nlink.ParamSessRecoveryTmo {
@@ -405,15 +366,6 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		} else {
 			c.params[r.Param] = r.Value
 		}
-		if k.sysfs != nil {
-			if name, ok := sysfsName[r.Param]; ok {
-				if sessionParam(r.Param) {
-					k.sysfs.SetSessionAttr(s.sid, name, r.Value)
-				} else {
-					k.sysfs.SetConnAttr(s.sid, c.cid, name, r.Value)
-				}
-			}
-		}
 		return ok, nil
 	case nlink.StartConn:
 		if c.sock == nil || c.stopped {
@@ -429,10 +381,6 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 			k.wg.Add(1)
 			go k.pinger(s, c, c.sock, c.rdone, time.Duration(recv)*time.Second, time.Duration(ping)*time.Second)
 		}
-		if k.sysfs != nil {
-			k.sysfs.SetSessionAttr(s.sid, "state", s.state)
-			k.sysfs.SetConnAttr(s.sid, c.cid, "state", "up")
-		}
 		return ok, nil
 	case nlink.StopConn:
 		if c.sock != nil {
@@ -444,10 +392,6 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 			s.state = "FAILED"
 		} else {
 			s.state = "FREE"
-		}
-		if k.sysfs != nil {
-			k.sysfs.SetSessionAttr(s.sid, "state", s.state)
-			k.sysfs.SetConnAttr(s.sid, c.cid, "state", "down")
 		}
 		return ok, nil
 	case nlink.SendPDU:
@@ -648,10 +592,6 @@ func (k *Kernel) connError(s *session, c *conn, sock net.Conn, code nlink.ConnEr
 	c.failed = true
 	failTasksLocked(c, fmt.Errorf("nlinktest: connection error %v", code))
 	s.state = "FAILED"
-	if k.sysfs != nil {
-		k.sysfs.SetSessionAttr(s.sid, "state", s.state)
-		k.sysfs.SetConnAttr(s.sid, c.cid, "state", "failed")
-	}
 	k.mu.Unlock()
 	k.emit(nlink.Event{Type: nlink.EventConnError, SID: s.sid, CID: c.cid, Error: code})
 }
@@ -680,8 +620,8 @@ func errnoOf(err error) syscall.Errno {
 	return syscall.EINVAL
 }
 
-// sessionParam reports whether p is shown on the session rather than on the
-// connection in sysfs.
+// sessionParam reports whether p belongs to the session rather than to the
+// connection (as sysfs shows them).
 func sessionParam(p nlink.Param) bool {
 	switch p {
 	case nlink.ParamMaxRecvDLength, nlink.ParamMaxXmitDLength, nlink.ParamHdrDigestEn, nlink.ParamDataDigestEn,
@@ -690,21 +630,4 @@ func sessionParam(p nlink.Param) bool {
 		return false
 	}
 	return true
-}
-
-// sysfsName is the attribute file each parameter appears as.
-var sysfsName = map[nlink.Param]string{
-	nlink.ParamTargetName: "targetname", nlink.ParamTPGT: "tpgt", nlink.ParamInitialR2TEn: "initial_r2t",
-	nlink.ParamMaxR2T: "max_outstanding_r2t", nlink.ParamImmDataEn: "immediate_data",
-	nlink.ParamFirstBurst: "first_burst_len", nlink.ParamMaxBurst: "max_burst_len",
-	nlink.ParamPDUInOrderEn: "data_pdu_in_order", nlink.ParamDataSeqInOrderEn: "data_seq_in_order",
-	nlink.ParamERL: "erl", nlink.ParamUsername: "username", nlink.ParamUsernameIn: "username_in",
-	nlink.ParamPassword: "password", nlink.ParamPasswordIn: "password_in", nlink.ParamFastAbort: "fast_abort",
-	nlink.ParamAbortTmo: "abort_tmo", nlink.ParamLUResetTmo: "lu_reset_tmo", nlink.ParamTgtResetTmo: "tgt_reset_tmo",
-	nlink.ParamIfaceName: "ifacename", nlink.ParamInitiatorName: "initiatorname",
-	nlink.ParamSessRecoveryTmo: "recovery_tmo",
-	nlink.ParamMaxRecvDLength:  "max_recv_dlength", nlink.ParamMaxXmitDLength: "max_xmit_dlength",
-	nlink.ParamHdrDigestEn: "header_digest", nlink.ParamDataDigestEn: "data_digest",
-	nlink.ParamExpStatSN: "exp_statsn", nlink.ParamPersistentAddress: "persistent_address",
-	nlink.ParamPersistentPort: "persistent_port", nlink.ParamPingTmo: "ping_tmo", nlink.ParamRecvTmo: "recv_tmo",
 }
