@@ -15,26 +15,27 @@ import (
 
 // benchDefaults are TestVMBench's quick run (CI): every step of the full run, with
 // fewer targets and rounds. `make bench-vm` runs the full one (64 targets, 3
-// rounds, 128 LUNs, 256 targets); GOISCSI_BENCH_N, _ROUNDS, _DELAY, _MANY_LUNS,
-// _BIG, _PROFILE and _TRACE change each value.
-var benchDefaults = map[string]string{"N": "16", "ROUNDS": "1", "DELAY": "50ms", "MANY_LUNS": "8", "BIG": "32", "PROFILE": "", "TRACE": ""}
+// rounds, 128 LUNs, 256 targets); GOISCSI_BENCH_N, _ROUNDS, _LISTINGS, _DELAY,
+// _MANY_LUNS, _BIG, _PROFILE and _TRACE change each value.
+var benchDefaults = map[string]string{"N": "16", "ROUNDS": "1", "LISTINGS": "5", "DELAY": "50ms", "MANY_LUNS": "8", "BIG": "32", "PROFILE": "", "TRACE": ""}
 
-// benchMetrics are the bench record's figures, in the table's order.
-var benchMetrics = []struct{ key, name string }{
-	{"single_ms", "one login until its block device exists (ms)"},
-	{"single_adm_ms", "one login, iscsiadm's own time (ms)"},
-	{"login_all_ms", "`-m node -L all` (ms)"},
-	{"devices_ms", "`-L all` until every block device exists (ms)"},
-	{"session_ms", "`-m session` (ms)"},
-	{"session_p3_ms", "`-m session -P 3` (ms)"},
-	{"logout_all_ms", "`-m node -U all` (ms)"},
-	{"rss_idle_kb", "daemon RSS idle (kB)"},
-	{"rss_sessions_kb", "daemon RSS with the sessions (kB)"},
-	{"login_all_daemon_cpu_ms", "daemon CPU over -L all (ms)"},
-	{"login_all_daemon_sys_ms", "… of which in the kernel (ms)"},
-	{"login_all_busy_ms", "guest CPU busy over -L all (ms)"},
-	{"logout_all_daemon_cpu_ms", "daemon CPU over -U all (ms)"},
-	{"logout_all_busy_ms", "guest CPU busy over -U all (ms)"},
+// benchMetrics are the figures of the bench scenario's "bench" records (one per
+// round) and "listing" records (LISTINGS per round), in the table's order.
+var benchMetrics = []struct{ record, key, name string }{
+	{"bench", "single_ms", "one login until its block device exists (ms)"},
+	{"bench", "single_adm_ms", "one login, iscsiadm's own time (ms)"},
+	{"bench", "login_all_ms", "`-m node -L all` (ms)"},
+	{"bench", "devices_ms", "`-L all` until every block device exists (ms)"},
+	{"listing", "session_ms", "`-m session` (ms)"},
+	{"listing", "session_p3_ms", "`-m session -P 3` (ms)"},
+	{"bench", "logout_all_ms", "`-m node -U all` (ms)"},
+	{"bench", "rss_idle_kb", "daemon RSS idle (kB)"},
+	{"bench", "rss_sessions_kb", "daemon RSS with the sessions (kB)"},
+	{"bench", "login_all_daemon_cpu_ms", "daemon CPU over -L all (ms)"},
+	{"bench", "login_all_daemon_sys_ms", "… of which in the kernel (ms)"},
+	{"bench", "login_all_busy_ms", "guest CPU busy over -L all (ms)"},
+	{"bench", "logout_all_daemon_cpu_ms", "daemon CPU over -U all (ms)"},
+	{"bench", "logout_all_busy_ms", "guest CPU busy over -U all (ms)"},
 }
 
 // TestVMBench runs the bench scenario: stock open-iscsi and goiscsi side by side
@@ -84,17 +85,20 @@ func spread(xs []float64) (lo, med, hi float64) {
 
 // benchTable formats the bench scenario's records as a markdown table.
 func benchTable(res *Result, env map[string]string) (string, error) {
-	rounds := res.Find("bench")
-	by := map[string][]Record{}
-	for _, r := range rounds {
-		by[r["initiator"]] = append(by[r["initiator"]], r)
-	}
-	if len(by["stock"]) == 0 || len(by["goiscsi"]) == 0 {
-		return "", fmt.Errorf("bench: rounds of stock %d, of goiscsi %d: want both", len(by["stock"]), len(by["goiscsi"]))
+	// by[record][initiator] are the records of that kind and initiator.
+	by := map[string]map[string][]Record{}
+	for _, kind := range []string{"bench", "listing"} {
+		by[kind] = map[string][]Record{}
+		for _, r := range res.Find(kind) {
+			by[kind][r["initiator"]] = append(by[kind][r["initiator"]], r)
+		}
+		if len(by[kind]["stock"]) == 0 || len(by[kind]["goiscsi"]) == 0 {
+			return "", fmt.Errorf("bench: %s records of stock %d, of goiscsi %d: want both", kind, len(by[kind]["stock"]), len(by[kind]["goiscsi"]))
+		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s targets, netem %s each way, %d rounds each in one boot (%s, kernel %s)\n\n",
-		env["N"], env["DELAY"], len(by["goiscsi"]), res.Accel, res.First("boot")["kver"])
+	fmt.Fprintf(&b, "%s targets, netem %s each way, %d rounds each in one boot, each listing %s times a round (%s, kernel %s)\n\n",
+		env["N"], env["DELAY"], len(by["bench"]["goiscsi"]), env["LISTINGS"], res.Accel, res.First("boot")["kver"])
 	b.WriteString("| metric | stock min / median / max | goiscsi min / median / max | stock ÷ goiscsi (medians) |\n|---|---|---|---|\n")
 	col := func(recs []Record, k string) (string, float64) {
 		var xs []float64
@@ -107,8 +111,8 @@ func benchTable(res *Result, env map[string]string) (string, error) {
 		return fmt.Sprintf("%.0f / %.0f / %.0f", lo, med, hi), med
 	}
 	for _, m := range benchMetrics {
-		s, sm := col(by["stock"], m.key)
-		g, gm := col(by["goiscsi"], m.key)
+		s, sm := col(by[m.record]["stock"], m.key)
+		g, gm := col(by[m.record]["goiscsi"], m.key)
 		fmt.Fprintf(&b, "| %s | %s | %s | %.1f× |\n", m.name, s, g, sm/gm)
 	}
 	if k := res.Find("kernel"); len(k) > 0 {

@@ -2,8 +2,10 @@
 # kernel, LIO, netem and machine load for both. N targets of one LUN each behind
 # DELAY of netem on lo each way; ROUNDS rounds, the initiators' order alternating.
 # Per round and initiator ("bench" record): one login until its block device exists,
-# `-m node -L all` and the time until every block device exists, `-m session` and
-# `-m session -P 3` with N sessions, `-m node -U all`; the daemon's RSS idle and with
+# `-m node -L all` and the time until every block device exists, `-m node -U all`;
+# and LISTINGS times each `-m session` and `-m session -P 3` with N sessions
+# ("listing" records: one command is tens of ms, which the machine's noise moves by
+# a fifth, so it is taken several times); the daemon's RSS idle and with
 # N sessions; the CPU time of the daemon (and its system part) and of the whole
 # guest over -L all and -U all, which tells computing from waiting. For goiscsi also
 # the kernel's own time for one session ("kernel" record: the netlink requests of
@@ -13,7 +15,7 @@
 # Then, goiscsi only: a login with node.session.autoscan_en = No to a target of one
 # LUN and to one of MANY_LUNS ("autoscan" records), and BIG targets logged in and
 # out at once, every block device present ("big" record).
-# Env: N (64), DELAY (50ms; "0" for none), ROUNDS (3), MANY_LUNS (128; 0 skips),
+# Env: N (64), DELAY (50ms; "0" for none), ROUNDS (3), LISTINGS (5), MANY_LUNS (128; 0 skips),
 # BIG (256; 0 skips), PROFILE=1 (goiscsid's CPU profile and execution trace over
 # round 1's -L all and -U all), TRACE=1 (the kernel's side, both initiators:
 # ftrace function_graph of its netlink handler iscsi_if_rx and of the session
@@ -24,6 +26,7 @@
 # profiles and traces.
 N=${N:-64}
 ROUNDS=${ROUNDS:-3}
+LISTINGS=${LISTINGS:-5}
 DELAY=${DELAY:-50ms}
 MANY_LUNS=${MANY_LUNS:-128}
 BIG=${BIG:-256}
@@ -171,8 +174,13 @@ measure() {
 	# The listings are timed on a settled system, not beside the kernel's
 	# probes of the disks that just appeared.
 	sleep 2
-	timed list $ADM -m session >/dev/null || fail "$1: -m session"
-	timed list3 $ADM -m session -P 3 >/dev/null || fail "$1: -m session -P 3"
+	i=1
+	while [ $i -le "$LISTINGS" ]; do
+		timed list $ADM -m session >/dev/null || fail "$1: -m session"
+		timed list3 $ADM -m session -P 3 >/dev/null || fail "$1: -m session -P 3"
+		emit listing initiator "$1" round "$r" sample "$i" session_ms "$list" session_p3_ms "$list3"
+		i=$((i + 1))
+	done
 	profile
 	phase U logout_all $ADM -m node -U all
 	logout_all=$ms ucpu=$cpu usys=$sys ubusy=$busy
@@ -180,7 +188,7 @@ measure() {
 	wait_until 120 none || fail "$1: -U all left $(session_count) sessions"
 	profile
 	emit bench initiator "$1" round "$r" targets "$N" single_ms "$single" single_adm_ms "$adm_ms" \
-		login_all_ms "$login_all" devices_ms "$devices" session_ms "$list" session_p3_ms "$list3" \
+		login_all_ms "$login_all" devices_ms "$devices" \
 		logout_all_ms "$logout_all" rss_idle_kb "$idle_kb" rss_sessions_kb "$sessions_kb" \
 		login_all_daemon_cpu_ms "$lcpu" login_all_daemon_sys_ms "$lsys" login_all_busy_ms "$lbusy" \
 		logout_all_daemon_cpu_ms "$ucpu" logout_all_daemon_sys_ms "$usys" logout_all_busy_ms "$ubusy"
