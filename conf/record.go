@@ -61,11 +61,11 @@ func (k Kind) String() string {
 func (k Kind) layout() *layout {
 	switch k {
 	case DiscoveryKind:
-		return discoveryLayout
+		return discoveryLayout()
 	case IfaceKind:
-		return ifaceLayout
+		return ifaceLayout()
 	}
-	return nodeLayout
+	return nodeLayout()
 }
 
 // Record is a node, discovery or iface record: every key of its kind, listed
@@ -539,7 +539,7 @@ func IsLookupKey(key string) bool {
 
 // lookupKey finds the description of a record key of any kind.
 func lookupKey(key string) (*keyInfo, bool) {
-	for _, l := range []*layout{nodeLayout, discoveryLayout, ifaceLayout} {
+	for _, l := range []*layout{nodeLayout(), discoveryLayout(), ifaceLayout()} {
 		if ki, ok := l.info[key]; ok {
 			return ki, true
 		}
