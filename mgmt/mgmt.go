@@ -73,6 +73,9 @@ type Request struct {
 	Tries int `json:"tries,omitempty"`
 	// ShowSecrets asks for CHAP passwords in session listings (iscsiadm -S).
 	ShowSecrets bool `json:"show_secrets,omitempty"`
+	// Brief asks OpSessions for each session's Brief part only, what a flat
+	// `-m session` prints: a third of the reply to encode and decode.
+	Brief bool `json:"brief,omitempty"`
 }
 
 // Response is the daemon's answer. Error is set when the request failed; the
@@ -172,7 +175,7 @@ type Session struct {
 	PersistentPort    int    `json:"persistent_port"`
 	Iface             string `json:"iface"`
 	Transport         string `json:"transport"`
-	InitiatorName     string `json:"initiator_name"`
+	InitiatorName     string `json:"initiator_name,omitempty"`
 	LocalAddress      string `json:"local_address,omitempty"`
 	// Netdev and HWAddress are what the daemon set as the session's host's
 	// netdev and hwaddress.
@@ -180,14 +183,22 @@ type Session struct {
 	HWAddress string `json:"hwaddress,omitempty"`
 	// ConnState is the connection's state as iscsiadm names it: "LOGGED IN",
 	// "TRANSPORT WAIT", "IN LOGIN", ...
-	ConnState string `json:"conn_state"`
+	ConnState string `json:"conn_state,omitempty"`
 	// InternalState is the recovery stage: "NO CHANGE", "REOPEN", ...
-	InternalState string `json:"internal_state"`
+	InternalState string `json:"internal_state,omitempty"`
 	// ScanPolicy is the effective scan policy: "auto", "lun0" or "manual".
-	ScanPolicy string     `json:"scan_policy"`
-	Timeouts   Timeouts   `json:"timeouts"`
-	CHAP       CHAP       `json:"chap"`
-	Params     Negotiated `json:"params"`
+	ScanPolicy string     `json:"scan_policy,omitempty"`
+	Timeouts   Timeouts   `json:"timeouts,omitzero"`
+	CHAP       CHAP       `json:"chap,omitzero"`
+	Params     Negotiated `json:"params,omitzero"`
+}
+
+// Brief is the part of s that names it: SID, host, target, portals, iface
+// and transport.
+func (s Session) Brief() Session {
+	return Session{SID: s.SID, HostNo: s.HostNo, TargetName: s.TargetName, TPGT: s.TPGT,
+		Address: s.Address, Port: s.Port, PersistentAddress: s.PersistentAddress, PersistentPort: s.PersistentPort,
+		Iface: s.Iface, Transport: s.Transport}
 }
 
 // Timeouts are a session's error-handling timeouts in seconds.

@@ -207,7 +207,7 @@ func (e *env) discoveryRecords(c *Command) *Exit {
 // session looks up session SID the way stock does before anything else in
 // session mode: a SID the kernel does not know ends the command with exit 22.
 func (e *env) session(sid int) (*mgmt.Session, *Exit) {
-	all, me := e.sessions(false)
+	all, me := e.sessions(false, false)
 	if me != nil {
 		return nil, e.fail(ExitCode(me.Code), "%s", me.Message)
 	}

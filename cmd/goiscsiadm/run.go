@@ -300,7 +300,7 @@ func (e *env) nodeRecords(c *Command) *Exit {
 				continue
 			}
 			// Stock's verify_node_params: not while a session uses it.
-			all, _ := e.sessions(false)
+			all, _ := e.sessions(false, false)
 			for _, s := range all {
 				if sessionMatches(c, s) {
 					return e.fail(ExitSessExists, "Cannot modify node/iface transport name while a session is using it. "+
@@ -789,7 +789,7 @@ func (e *env) loginRecords(recs []*conf.Record, noWait bool) *Exit {
 // sessionCounts counts the running sessions by target, portal and iface.
 func (e *env) sessionCounts() map[string]int {
 	present := map[string]int{}
-	all, me := e.sessions(false)
+	all, me := e.sessions(false, false)
 	if me != nil {
 		return present
 	}
@@ -869,10 +869,11 @@ func plural(n int) string {
 	return "s"
 }
 
-// sessions returns the daemon's sessions, or what sysfs shows when the daemon
-// is not running (as stock, which reads sysfs).
-func (e *env) sessions(showSecrets bool) ([]mgmt.Session, *mgmt.Error) {
-	resp, me := e.do(&mgmt.Request{Op: mgmt.OpSessions, ShowSecrets: showSecrets})
+// sessions returns the daemon's sessions (only their Brief part when brief),
+// or what sysfs shows when the daemon is not running (as stock, which reads
+// sysfs).
+func (e *env) sessions(showSecrets, brief bool) ([]mgmt.Session, *mgmt.Error) {
+	resp, me := e.do(&mgmt.Request{Op: mgmt.OpSessions, ShowSecrets: showSecrets, Brief: brief})
 	if me != nil {
 		// Stock lists sessions from sysfs, for any user: so does
 		// goiscsiadm when goiscsid is not running or serves only root.
@@ -890,7 +891,7 @@ func sessionPortal(s mgmt.Session) string {
 
 // selectSessions returns the sessions c names: -r SID, or the node selectors.
 func (e *env) selectSessions(c *Command) ([]mgmt.Session, *Exit) {
-	all, me := e.sessions(false)
+	all, me := e.sessions(false, false)
 	if me != nil {
 		return nil, e.fail(ExitCode(me.Code), "%s", me.Message)
 	}
@@ -993,7 +994,10 @@ func (e *env) logout(c *Command) *Exit {
 // ---- session listings
 
 func (e *env) listSessions(c *Command) *Exit {
-	all, me := e.sessions(c.ShowSecrets)
+	// The flat list is the daemon's own, and the names of the sessions are
+	// all it needs.
+	flat := !c.JSON && c.PrintLevel <= 0
+	all, me := e.sessions(c.ShowSecrets, flat)
 	if me != nil {
 		return e.fail(ExitCode(me.Code), "%s", me.Message)
 	}
@@ -1010,13 +1014,11 @@ func (e *env) listSessions(c *Command) *Exit {
 		}
 		all = one
 	}
-	// Stock lists sessions in the alphabetical order of their sysfs names.
-	sort.Slice(all, func(i, j int) bool {
-		return fmt.Sprintf("session%d", all[i].SID) < fmt.Sprintf("session%d", all[j].SID)
-	})
+	// Stock lists sessions in the alphabetical order of their sysfs names,
+	// "session<SID>": the order of the SIDs as strings.
+	sort.Slice(all, func(i, j int) bool { return strconv.Itoa(all[i].SID) < strconv.Itoa(all[j].SID) })
 	infos := make([]SessionInfo, 0, len(all))
-	if !c.JSON && c.PrintLevel <= 0 {
-		// The flat list is the daemon's own: no sysfs read per session.
+	if flat {
 		for _, s := range all {
 			infos = append(infos, sessionSummary(s))
 		}
@@ -1278,7 +1280,7 @@ func (e *env) stats(c *Command) *Exit {
 // ---- ifaces and hosts
 
 func (e *env) listHosts(c *Command) *Exit {
-	all, me := e.sessions(false)
+	all, me := e.sessions(false, false)
 	if me != nil {
 		return e.fail(ExitCode(me.Code), "%s", me.Message)
 	}

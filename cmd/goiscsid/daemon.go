@@ -155,7 +155,7 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 	case mgmt.OpLogout:
 		return d.logout(ctx, uint32(req.SID))
 	case mgmt.OpSessions:
-		return d.list(req.ShowSecrets)
+		return d.list(req.ShowSecrets, req.Brief)
 	case mgmt.OpStats:
 		return d.stats(ctx, uint32(req.SID))
 	case mgmt.OpScan:
@@ -405,7 +405,7 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 	return &mgmt.Response{Session: &info}
 }
 
-func (d *daemon) list(showSecrets bool) *mgmt.Response {
+func (d *daemon) list(showSecrets, brief bool) *mgmt.Response {
 	d.mu.Lock()
 	all := make([]*daemonSession, 0, len(d.sessions))
 	for _, ds := range d.sessions {
@@ -415,7 +415,11 @@ func (d *daemon) list(showSecrets bool) *mgmt.Response {
 	sort.Slice(all, func(i, j int) bool { return all[i].k.SID < all[j].k.SID })
 	out := make([]mgmt.Session, 0, len(all))
 	for _, ds := range all {
-		out = append(out, d.info(ds, showSecrets))
+		s := d.info(ds, showSecrets)
+		if brief {
+			s = s.Brief()
+		}
+		out = append(out, s)
 	}
 	return &mgmt.Response{Sessions: out}
 }

@@ -180,6 +180,12 @@ func TestLoginErrors(t *testing.T) {
 	if s := list.Sessions[0]; s.Netdev != "default" || s.HWAddress != "default" {
 		t.Errorf("netdev %q, hwaddress %q, want default for an unbound iface", s.Netdev, s.HWAddress)
 	}
+	// A brief list names the sessions and leaves the rest out.
+	brief := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpSessions, Brief: true})
+	if len(brief.Sessions) != 1 || brief.Sessions[0] != list.Sessions[0].Brief() ||
+		brief.Sessions[0].TargetName != testIQN || brief.Sessions[0].Params != (mgmt.Negotiated{}) {
+		t.Errorf("brief sessions %+v", brief.Sessions)
+	}
 }
 
 // Requests with absurd values, sent through the management socket, each get an
