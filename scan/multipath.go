@@ -183,8 +183,8 @@ func (s Sysfs) SCSIDeviceOf(block string) (Device, bool) {
 	if err != nil {
 		return Device{}, false
 	}
-	var d Device
-	if _, err := fmt.Sscanf(filepath.Base(real), "%d:%d:%d:%d", &d.Host, &d.Channel, &d.Target, &d.LUN); err != nil {
+	d, ok := parseHCTL(filepath.Base(real))
+	if !ok {
 		return Device{}, false
 	}
 	d.Block = block
