@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -38,9 +39,26 @@ func orUnknown(s string) string {
 // as in stock).
 func hostPort(addr string, port int) string {
 	if strings.Contains(addr, ".") {
-		return fmt.Sprintf("%s:%d", addr, port)
+		return addr + ":" + strconv.Itoa(port)
 	}
-	return fmt.Sprintf("[%s]:%d", addr, port)
+	return "[" + addr + "]:" + strconv.Itoa(port)
+}
+
+// line writes the concatenation of s and a newline to b. The session trees
+// are thousands of lines for many sessions: through fmt they took 0.44 ms
+// and 5400 allocations for 64 sessions at -P 3, 15-20 ms under qemu TCG.
+func line(b *strings.Builder, s ...string) {
+	for _, x := range s {
+		b.WriteString(x)
+	}
+	b.WriteByte('\n')
+}
+
+// banner writes stock's three-line section header: stars, title, stars.
+func banner(b *strings.Builder, p, stars, title string) {
+	line(b, p, stars)
+	line(b, p, title)
+	line(b, p, stars)
 }
 
 // bracketIP is an iface's IP address as stock prints it in trees: <empty>,
@@ -236,6 +254,7 @@ func SessionsText(sessions []SessionInfo, level int, showSecrets bool, classVers
 	default:
 		return "", Errorf(ExitInval, "Invalid info level %d. Try 0 - 3.", level)
 	}
+	b.Grow(len(sessions) * 2048) // a -P 3 tree of one session and LUN: 1.1-1.5 kB
 	writeSessionTree(&b, sessions, "", parts, showSecrets)
 	return b.String(), nil
 }
@@ -261,43 +280,44 @@ func writeSessionTree(b *strings.Builder, sessions []SessionInfo, prefix string,
 			if s.Flash {
 				node = "flash"
 			}
-			fmt.Fprintf(b, "%sTarget: %s (%s)\n", prefix, s.TargetName, node)
+			line(b, prefix, "Target: ", s.TargetName, " (", node, ")")
 			prev = nil
 		}
 		if prev != nil && prev.Port != 0 && s.Port != 0 && prev.Address == s.Address && prev.Port == s.Port {
 			b.WriteString("\n")
 		} else {
-			fmt.Fprintf(b, "%s\tCurrent Portal: %s,%d\n", prefix, hostPort(s.Address, s.Port), s.TPGT)
-			fmt.Fprintf(b, "%s\tPersistent Portal: %s,%d\n", prefix, hostPort(s.PersistentAddress, s.PersistentPort), s.TPGT)
+			tpgt := strconv.Itoa(s.TPGT)
+			line(b, prefix, "\tCurrent Portal: ", hostPort(s.Address, s.Port), ",", tpgt)
+			line(b, prefix, "\tPersistent Portal: ", hostPort(s.PersistentAddress, s.PersistentPort), ",", tpgt)
 		}
 		p := prefix + "\t\t"
 		if parts&partIface != 0 {
-			fmt.Fprintf(b, "%s**********\n%sInterface:\n%s**********\n", p, p, p)
-			fmt.Fprintf(b, "%sIface Name: %s\n", p, orEmpty(s.Iface.Name))
-			fmt.Fprintf(b, "%sIface Transport: %s\n", p, orEmpty(s.Iface.Transport))
-			fmt.Fprintf(b, "%sIface Initiatorname: %s\n", p, orEmpty(s.Iface.InitiatorName))
-			fmt.Fprintf(b, "%sIface IPaddress: %s\n", p, bracketIP(s.Iface.IPAddress))
-			fmt.Fprintf(b, "%sIface HWaddress: %s\n", p, orEmpty(s.Iface.HWAddress))
-			fmt.Fprintf(b, "%sIface Netdev: %s\n", p, orEmpty(s.Iface.Netdev))
+			banner(b, p, "**********", "Interface:")
+			line(b, p, "Iface Name: ", orEmpty(s.Iface.Name))
+			line(b, p, "Iface Transport: ", orEmpty(s.Iface.Transport))
+			line(b, p, "Iface Initiatorname: ", orEmpty(s.Iface.InitiatorName))
+			line(b, p, "Iface IPaddress: ", bracketIP(s.Iface.IPAddress))
+			line(b, p, "Iface HWaddress: ", orEmpty(s.Iface.HWAddress))
+			line(b, p, "Iface Netdev: ", orEmpty(s.Iface.Netdev))
 		}
 		if parts&partState != 0 {
-			fmt.Fprintf(b, "%sSID: %d\n", p, s.SID)
-			fmt.Fprintf(b, "%siSCSI Connection State: %s\n", p, orUnknown(s.ConnState))
-			fmt.Fprintf(b, "%siSCSI Session State: %s\n", p, orUnknown(s.SessionState))
-			fmt.Fprintf(b, "%sInternal iscsid Session State: %s\n", p, orUnknown(s.InternalState))
+			line(b, p, "SID: ", strconv.FormatUint(uint64(s.SID), 10))
+			line(b, p, "iSCSI Connection State: ", orUnknown(s.ConnState))
+			line(b, p, "iSCSI Session State: ", orUnknown(s.SessionState))
+			line(b, p, "Internal iscsid Session State: ", orUnknown(s.InternalState))
 			// goiscsi's one addition to stock's text: the effective scan
 			// policy, on a line of its own that line-based parsers skip.
 			if s.ScanPolicy != "" {
-				fmt.Fprintf(b, "%sScan Policy: %s\n", p, s.ScanPolicy)
+				line(b, p, "Scan Policy: ", s.ScanPolicy)
 			}
 		}
 		if parts&partTimeouts != 0 {
 			t := s.Timeouts
-			fmt.Fprintf(b, "%s*********\n%sTimeouts:\n%s*********\n", p, p, p)
-			fmt.Fprintf(b, "%sRecovery Timeout: %d\n", p, t.Recovery)
-			fmt.Fprintf(b, "%sTarget Reset Timeout: %s\n", p, seconds(t.TargetReset))
-			fmt.Fprintf(b, "%sLUN Reset Timeout: %s\n", p, seconds(t.LUNReset))
-			fmt.Fprintf(b, "%sAbort Timeout: %s\n", p, seconds(t.Abort))
+			banner(b, p, "*********", "Timeouts:")
+			line(b, p, "Recovery Timeout: ", strconv.Itoa(t.Recovery))
+			line(b, p, "Target Reset Timeout: ", seconds(t.TargetReset))
+			line(b, p, "LUN Reset Timeout: ", seconds(t.LUNReset))
+			line(b, p, "Abort Timeout: ", seconds(t.Abort))
 		}
 		if parts&partCHAP != 0 {
 			c := s.CHAP
@@ -305,11 +325,11 @@ func writeSessionTree(b *strings.Builder, sessions []SessionInfo, prefix string,
 			if showSecrets {
 				pass, passIn = orEmpty(c.Password), orEmpty(c.PasswordIn)
 			}
-			fmt.Fprintf(b, "%s*****\n%sCHAP:\n%s*****\n", p, p, p)
-			fmt.Fprintf(b, "%susername: %s\n", p, orEmpty(c.Username))
-			fmt.Fprintf(b, "%spassword: %s\n", p, pass)
-			fmt.Fprintf(b, "%susername_in: %s\n", p, orEmpty(c.UsernameIn))
-			fmt.Fprintf(b, "%spassword_in: %s\n", p, passIn)
+			banner(b, p, "*****", "CHAP:")
+			line(b, p, "username: ", orEmpty(c.Username))
+			line(b, p, "password: ", pass)
+			line(b, p, "username_in: ", orEmpty(c.UsernameIn))
+			line(b, p, "password_in: ", passIn)
 		}
 		if parts&partParams != 0 {
 			writeParams(b, p, s.Params)
@@ -326,20 +346,20 @@ func seconds(n int) string {
 	if n < 0 {
 		return unknownValue
 	}
-	return fmt.Sprint(n)
+	return strconv.Itoa(n)
 }
 
 // writeParams is stock's print_iscsi_params.
 func writeParams(b *strings.Builder, p string, n NegotiatedParams) {
-	fmt.Fprintf(b, "%s************************\n%sNegotiated iSCSI params:\n%s************************\n", p, p, p)
+	banner(b, p, "************************", "Negotiated iSCSI params:")
 	word := func(name, v string) {
 		if v != "" {
-			fmt.Fprintf(b, "%s%s: %s\n", p, name, v)
+			line(b, p, name, ": ", v)
 		}
 	}
 	num := func(name string, v int) {
 		if v != -1 {
-			fmt.Fprintf(b, "%s%s: %d\n", p, name, v)
+			line(b, p, name, ": ", strconv.Itoa(v))
 		}
 	}
 	word("HeaderDigest", n.HeaderDigest)
@@ -356,21 +376,21 @@ func writeParams(b *strings.Builder, p string, n NegotiatedParams) {
 // writeDevices is stock's print_scsi_state: the session's host and its
 // LUNs. A LUN without a block device gets only its address line.
 func writeDevices(b *strings.Builder, p string, s *SessionInfo, parts sessionParts) {
-	fmt.Fprintf(b, "%s************************\n%sAttached SCSI devices:\n%s************************\n", p, p, p)
+	banner(b, p, "************************", "Attached SCSI devices:")
 	if s.Host == nil {
-		fmt.Fprintf(b, "%sUnavailable\n", p)
+		line(b, p, "Unavailable")
 		return
 	}
 	if parts&partHostLine != 0 {
-		fmt.Fprintf(b, "%sHost Number: %d\tState: %s\n", p, s.Host.Number, orUnknown(s.Host.State))
+		line(b, p, "Host Number: ", strconv.Itoa(s.Host.Number), "\tState: ", orUnknown(s.Host.State))
 	}
 	if parts&partDevices == 0 {
 		return
 	}
 	for _, d := range s.Devices {
-		fmt.Fprintf(b, "%sscsi%d Channel 00 Id %d Lun: %d\n", p, d.Host, d.ID, d.LUN)
+		line(b, p, "scsi", strconv.Itoa(d.Host), " Channel 00 Id ", strconv.Itoa(d.ID), " Lun: ", strconv.Itoa(d.LUN))
 		if d.Disk != "" {
-			fmt.Fprintf(b, "%s\tAttached scsi disk %s\t\tState: %s\n", p, d.Disk, orUnknown(d.State))
+			line(b, p, "\tAttached scsi disk ", d.Disk, "\t\tState: ", orUnknown(d.State))
 		}
 	}
 }

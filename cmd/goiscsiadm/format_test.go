@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -277,5 +278,30 @@ func TestHostsText(t *testing.T) {
 	text, e = HostsText(nil, 4, "2.0-870")
 	if text != "iSCSI Transport Class version 2.0-870\nversion 2.1.8\n" || e == nil || e.Stderr != "iscsiadm: No iSCSI hosts.\n" || e.Code != ExitNoObjsFound {
 		t.Errorf("no hosts: %q, %+v", text, e)
+	}
+}
+
+// BenchmarkSessionsText is -m session -P 3 of 64 sessions of one LUN each, the
+// text alone: a listing's hot path once the daemon and sysfs have answered.
+func BenchmarkSessionsText(b *testing.B) {
+	sessions := make([]SessionInfo, 64)
+	for i := range sessions {
+		sessions[i] = SessionInfo{SID: uint32(i + 1), Transport: "tcp", TargetName: "iqn.2003-01.org.linux-iscsi.bench:t" + strconv.Itoa(i), TPGT: 1,
+			Address: "127.0.0.1", Port: 3260, PersistentAddress: "127.0.0.1", PersistentPort: 3260,
+			Iface: Iface{Name: "default", Transport: "tcp", InitiatorName: "iqn.1993-08.org.debian:01:bench", IPAddress: "127.0.0.1",
+				HWAddress: "default", Netdev: "default"},
+			ConnState: "LOGGED IN", SessionState: "LOGGED_IN", InternalState: "NO CHANGE", ScanPolicy: "auto",
+			Timeouts: SessionTimeouts{Recovery: 120, TargetReset: 30, LUNReset: 30, Abort: 15},
+			Params: NegotiatedParams{HeaderDigest: "None", DataDigest: "None", MaxRecvDataSegmentLength: 262144,
+				MaxXmitDataSegmentLength: 262144, FirstBurstLength: 65536, MaxBurstLength: 262144,
+				ImmediateData: "Yes", InitialR2T: "Yes", MaxOutstandingR2T: 1},
+			Host:    &SessionHost{Number: i + 2, State: "running"},
+			Devices: []SCSIDevice{{Host: i + 2, LUN: 0, Disk: "sd" + string(rune('a'+i%26)), State: "running"}}}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, x := SessionsText(sessions, 3, false, "2.0-870"); x != nil {
+			b.Fatal(x.Stderr)
+		}
 	}
 }
