@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 
 	"github.com/goiscsi/goiscsi/conf"
@@ -59,6 +60,16 @@ func run() error {
 	// footprint what it uses; the kernel applies this to later page faults.
 	if err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil {
 		log.Debug("transparent huge pages stay on", "err", err)
+	}
+	// goiscsid waits: on the network, and on the kernel, which takes iSCSI
+	// netlink requests one at a time and does their work in the caller's
+	// system call. One P runs all of its Go code; a second one only spun
+	// idle and kept its own caches: with 64 sessions under TCG, one P took
+	// RSS from 13.8-14.3 to 12.4-12.8 MB and goiscsid's CPU over a logout
+	// of all from 1.05-1.25 to 0.81-0.85 s, -L all as fast. GOMAXPROCS in
+	// the environment wins.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 
 	cfg, err := conf.LoadConfig(*configPath)
