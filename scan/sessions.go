@@ -78,9 +78,9 @@ func (s Sysfs) Sessions() ([]Session, error) {
 
 // ReadAttr reads sysfs attribute file p, trimmed; "" when it cannot be read.
 // It makes one read(2): sysfs hands a whole attribute (at most a page) to the
-// first read, so open, read and close are the only system calls, against
-// os.ReadFile's six, which under qemu TCG took a listing of 64 sessions' hosts
-// and devices from 35 ms to 75 ms.
+// first read, so open, read and close are the only system calls, where
+// os.ReadFile makes six. Under qemu TCG the 576 attributes of 64 sessions,
+// their hosts and devices took 57-92 ms with os.ReadFile, 31-38 ms so.
 func ReadAttr(p string) string {
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
