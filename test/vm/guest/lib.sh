@@ -62,10 +62,14 @@ check() {
 	"$@" || fail "$_ck_desc (command: $*)"
 }
 
-# now_us prints the wall clock in microseconds (busybox date has no %N; the Debian
-# guest has GNU date and no adjtimex).
+# now_us prints the wall clock in microseconds: from busybox's $EPOCHREALTIME (see
+# clock), else adjtimex (busybox date has no %N), else GNU date (the Debian guest
+# has no adjtimex).
 now_us() {
-	if command -v adjtimex >/dev/null; then
+	if [ -n "${EPOCHREALTIME:-}" ]; then
+		clock _nu
+		echo "$_nu"
+	elif command -v adjtimex >/dev/null; then
 		adjtimex | awk '/tv_sec/ {s = $2} /tv_usec/ {u = $2} END {printf "%d%06d\n", s, u}'
 	else
 		date +%s%6N
@@ -73,11 +77,15 @@ now_us() {
 }
 
 # ms_since START_US prints the milliseconds (3 decimals) elapsed since START_US.
-ms_since() { awk -v a="$1" -v b="$(now_us)" 'BEGIN {printf "%.3f\n", (b - a) / 1000}'; }
+ms_since() {
+	clock _ms_end
+	awk -v a="$1" -v b="$_ms_end" 'BEGIN {printf "%.3f\n", (b - a) / 1000}'
+}
 
 # clock VAR sets VAR to the wall clock in microseconds in this shell, without
-# starting a process where busybox gives $EPOCHREALTIME: $(now_us) forks a
-# subshell, adjtimex and awk, which under TCG put 10-20 ms into an interval.
+# starting a process where busybox gives $EPOCHREALTIME: $(now_us) without it
+# forks a subshell, adjtimex and awk, which under TCG put 10-20 ms into an
+# interval.
 clock() {
 	if [ -n "${EPOCHREALTIME:-}" ]; then
 		_clk=$EPOCHREALTIME
