@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"golang.org/x/sys/unix"
 )
 
@@ -119,7 +120,7 @@ func TestAbusiveClients(t *testing.T) {
 			t.Fatalf("no answer: %v", err)
 		}
 		runtime.ReadMemStats(&after)
-		if resp.Error == nil || resp.Error.Code != CodeInvalidRequest || !strings.Contains(resp.Error.Message, "longer than 65536 bytes") {
+		if resp.Error == nil || resp.Error.Code != iscsierr.InvalidMgmtReq || !strings.Contains(resp.Error.Message, "longer than 65536 bytes") {
 			t.Errorf("answer %+v", resp.Error)
 		}
 		// TotalAlloc counts the whole test process (the sender, the runtime,
@@ -149,7 +150,7 @@ func TestAbusiveClients(t *testing.T) {
 				switch {
 				case err != nil:
 					errs <- err
-				case req.Op == OpStatus && resp.Status == nil, req.Op != OpStatus && (resp.Error == nil || resp.Error.Code != CodeInvalidRequest):
+				case req.Op == OpStatus && resp.Status == nil, req.Op != OpStatus && (resp.Error == nil || resp.Error.Code != iscsierr.InvalidMgmtReq):
 					errs <- errors.New("wrong answer")
 				}
 			}()

@@ -10,6 +10,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/goiscsi/goiscsi/iscsierr"
 )
 
 // Client sends requests to goiscsid.
@@ -18,9 +20,9 @@ type Client struct {
 	Path string
 }
 
-// Do sends req and returns the daemon's response. It fails with an *Error
-// carrying CodeNotConnected when no daemon listens, CodeRequestTimedOut when ctx
-// ends first, and CodeCommunication when the daemon speaks another protocol
+// Do sends req and returns the daemon's response. It fails with an *iscsierr.Error
+// carrying iscsierr.ISCSIDNotConn when no daemon listens, iscsierr.ReqTimedOut when ctx
+// ends first, and iscsierr.ISCSIDCommErr when the daemon speaks another protocol
 // version or answers garbage. A response that reports a failed request is
 // returned as is, with its Error set.
 func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
@@ -31,20 +33,20 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	req.Version = Version
 	b, err := json.Marshal(req)
 	if err != nil {
-		return nil, Errorf(CodeInternal, "encode request: %v", err)
+		return nil, iscsierr.Errorf(iscsierr.Internal, "encode request: %v", err)
 	}
 	conn, err := dial(ctx, path)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, Errorf(CodeNotConnected, "goiscsid is not running (no one listens on %s)", path)
+			return nil, iscsierr.Errorf(iscsierr.ISCSIDNotConn, "goiscsid is not running (no one listens on %s)", path)
 		}
 		if errors.Is(err, syscall.EACCES) {
-			return nil, Errorf(CodeAccess, "cannot reach goiscsid on %s: permission denied (run as root)", path)
+			return nil, iscsierr.Errorf(iscsierr.Access, "cannot reach goiscsid on %s: permission denied (run as root)", path)
 		}
 		if ctx.Err() != nil {
-			return nil, Errorf(CodeRequestTimedOut, "connecting to goiscsid: %v", ctx.Err())
+			return nil, iscsierr.Errorf(iscsierr.ReqTimedOut, "connecting to goiscsid: %v", ctx.Err())
 		}
-		return nil, Errorf(CodeNotConnected, "cannot reach goiscsid: %v", err)
+		return nil, iscsierr.Errorf(iscsierr.ISCSIDNotConn, "cannot reach goiscsid: %v", err)
 	}
 	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
@@ -64,14 +66,14 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	}
 	var resp Response
 	if err := json.Unmarshal(line, &resp); err != nil {
-		return nil, Errorf(CodeCommunication, "goiscsid sent a malformed response: %v", err)
+		return nil, iscsierr.Errorf(iscsierr.ISCSIDCommErr, "goiscsid sent a malformed response: %v", err)
 	}
 	if resp.Version != Version {
 		msg := fmt.Sprintf("goiscsid speaks management protocol %d, this goiscsiadm speaks %d: use the goiscsiadm of the same release", resp.Version, Version)
 		if resp.Error != nil {
 			msg += " (daemon said: " + resp.Error.Message + ")"
 		}
-		return nil, Errorf(CodeCommunication, "%s", msg)
+		return nil, iscsierr.Errorf(iscsierr.ISCSIDCommErr, "%s", msg)
 	}
 	return &resp, nil
 }
@@ -80,9 +82,9 @@ func (c *Client) ioError(ctx context.Context, what string, err error) error {
 	// The socket deadline equals ctx's deadline and may fire a moment before
 	// ctx's own timer, so a socket timeout counts as the context's.
 	if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-		return Errorf(CodeRequestTimedOut, "goiscsid did not answer in time (%s): %v", what, err)
+		return iscsierr.Errorf(iscsierr.ReqTimedOut, "goiscsid did not answer in time (%s): %v", what, err)
 	}
-	return Errorf(CodeCommunication, "%s: %v", what, err)
+	return iscsierr.Errorf(iscsierr.ISCSIDCommErr, "%s: %v", what, err)
 }
 
 // dial connects to the daemon's socket. A full backlog (the daemon serving as

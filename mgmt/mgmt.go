@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/scan"
 )
 
@@ -78,42 +79,20 @@ type Request struct {
 	Brief bool `json:"brief,omitempty"`
 }
 
-// Response is the daemon's answer. Error is set when the request failed; the
-// other fields belong to the request's Op.
+// Response is the daemon's answer. Error is set when the request failed, with
+// iscsiadm's exit code for the failure (15 session exists, 24 authentication
+// failed, ...) so that goiscsiadm exits with it unchanged; the other fields
+// belong to the request's Op.
 type Response struct {
-	Version  int       `json:"version"`
-	Error    *Error    `json:"error,omitempty"`
-	Status   *Status   `json:"status,omitempty"`
-	Session  *Session  `json:"session,omitempty"`
-	Sessions []Session `json:"sessions,omitempty"`
-	Stats    *Stats    `json:"stats,omitempty"`
+	Version  int             `json:"version"`
+	Error    *iscsierr.Error `json:"error,omitempty"`
+	Status   *Status         `json:"status,omitempty"`
+	Session  *Session        `json:"session,omitempty"`
+	Sessions []Session       `json:"sessions,omitempty"`
+	Stats    *Stats          `json:"stats,omitempty"`
 	// Removal is OpRemoveLUN's account of what it did.
 	Removal *scan.Report `json:"removal,omitempty"`
 }
-
-// Error is a failed request. Code uses iscsiadm's exit codes (e.g. 15 session
-// exists, 24 authentication failed) so goiscsiadm can exit with it unchanged.
-type Error struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%s (iscsiadm error %d)", e.Message, e.Code) }
-
-// Errorf builds an Error with a formatted message.
-func Errorf(code int, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
-}
-
-// Error codes the protocol itself produces (iscsiadm's numbering).
-const (
-	CodeInternal        = 9  // ISCSI_ERR_INTERNAL
-	CodeAccess          = 13 // ISCSI_ERR_ACCESS: peer is not root
-	CodeInvalidRequest  = 16 // ISCSI_ERR_INVALID_MGMT_REQ: unknown op or malformed request
-	CodeCommunication   = 18 // ISCSI_ERR_ISCSID_COMM_ERR: protocol version mismatch, broken reply
-	CodeNotConnected    = 20 // ISCSI_ERR_ISCSID_NOTCONN: daemon not running
-	CodeRequestTimedOut = 33 // ISCSI_ERR_REQ_TIMEDOUT
-)
 
 // RemovalError is the error of a LUN removal that did not finish, nil for one
 // that did, with iscsiadm's codes in their stock meanings:
@@ -130,28 +109,28 @@ const (
 //	33 ISCSI_ERR_REQ_TIMEDOUT   the request's time ran out
 //
 // The message ends with what is left.
-func RemovalError(rep *scan.Report) *Error {
+func RemovalError(rep *scan.Report) *iscsierr.Error {
 	if rep.Removed {
 		return nil
 	}
-	code := CodeInternal
+	code := iscsierr.Internal
 	switch rep.Failure {
 	case scan.FailNotFound:
-		code = 21
+		code = iscsierr.NoObjsFound
 	case scan.FailInUse:
-		code = 28
+		code = iscsierr.Busy
 	case scan.FailFlush:
-		code = 29
+		code = iscsierr.Again
 	case scan.FailSysfs:
-		code = 22
+		code = iscsierr.SysfsLookup
 	case scan.FailCanceled:
-		code = CodeRequestTimedOut
+		code = iscsierr.ReqTimedOut
 	}
 	msg := fmt.Sprintf("could not remove LUN %d: %s", rep.LUN, rep.Error)
 	if len(rep.Left) > 0 {
 		msg += "; left: " + strings.Join(rep.Left, ", ")
 	}
-	return &Error{Code: code, Message: msg}
+	return &iscsierr.Error{Code: code, Message: msg}
 }
 
 // Status describes the daemon.

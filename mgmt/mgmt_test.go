@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/scan"
 )
 
@@ -47,11 +48,11 @@ var echo = HandlerFunc(func(ctx context.Context, req *Request) *Response {
 		return &Response{Status: &Status{Version: "test", PID: os.Getpid()}}
 	case OpLogout:
 		if req.SID != 7 {
-			return &Response{Error: Errorf(21, "no session %d", req.SID)}
+			return &Response{Error: iscsierr.Errorf(iscsierr.NoObjsFound, "no session %d", req.SID)}
 		}
 		return &Response{}
 	}
-	return &Response{Error: Errorf(CodeInvalidRequest, "unknown op %q", req.Op)}
+	return &Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "unknown op %q", req.Op)}
 })
 
 func do(t *testing.T, path string, req *Request) (*Response, error) {
@@ -103,15 +104,15 @@ func TestBadRequests(t *testing.T) {
 	tests := []struct {
 		name string
 		line string
-		code int
+		code iscsierr.Code
 		msg  string
 	}{
-		{"newer client", `{"version":2,"op":"status"}` + "\n", CodeCommunication, "protocol 2"},
-		{"no version", `{"op":"status"}` + "\n", CodeCommunication, "protocol 0"},
-		{"garbage", "hello\n", CodeInvalidRequest, "not valid JSON"},
-		{"oversized", strings.Repeat("x", 2000) + "\n", CodeInvalidRequest, "longer than 1024"},
-		{"silent client", "", CodeInvalidRequest, "not received"},
-		{"unknown op", `{"version":1,"op":"frobnicate"}` + "\n", CodeInvalidRequest, "frobnicate"},
+		{"newer client", `{"version":2,"op":"status"}` + "\n", iscsierr.ISCSIDCommErr, "protocol 2"},
+		{"no version", `{"op":"status"}` + "\n", iscsierr.ISCSIDCommErr, "protocol 0"},
+		{"garbage", "hello\n", iscsierr.InvalidMgmtReq, "not valid JSON"},
+		{"oversized", strings.Repeat("x", 2000) + "\n", iscsierr.InvalidMgmtReq, "longer than 1024"},
+		{"silent client", "", iscsierr.InvalidMgmtReq, "not received"},
+		{"unknown op", `{"version":1,"op":"frobnicate"}` + "\n", iscsierr.InvalidMgmtReq, "frobnicate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,16 +147,16 @@ func TestClientDetectsOtherVersion(t *testing.T) {
 		fmt.Fprintln(c, `{"version":0,"error":{"code":18,"message":"client speaks management protocol 1, goiscsid speaks 0"}}`)
 	}()
 	_, err = do(t, path, &Request{Op: OpStatus})
-	var e *Error
-	if !errors.As(err, &e) || e.Code != CodeCommunication || !strings.Contains(e.Message, "protocol 0") {
+	var e *iscsierr.Error
+	if !errors.As(err, &e) || e.Code != iscsierr.ISCSIDCommErr || !strings.Contains(e.Message, "protocol 0") {
 		t.Fatalf("got %v", err)
 	}
 }
 
 func TestClientErrors(t *testing.T) {
 	_, err := do(t, filepath.Join(t.TempDir(), "nothing.sock"), &Request{Op: OpStatus})
-	var e *Error
-	if !errors.As(err, &e) || e.Code != CodeNotConnected || !strings.Contains(e.Message, "not running") {
+	var e *iscsierr.Error
+	if !errors.As(err, &e) || e.Code != iscsierr.ISCSIDNotConn || !strings.Contains(e.Message, "not running") {
 		t.Fatalf("no daemon: %v", err)
 	}
 	slow := HandlerFunc(func(ctx context.Context, req *Request) *Response {
@@ -166,7 +167,7 @@ func TestClientErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	_, err = (&Client{Path: path}).Do(ctx, &Request{Op: OpStatus})
-	if !errors.As(err, &e) || e.Code != CodeRequestTimedOut {
+	if !errors.As(err, &e) || e.Code != iscsierr.ReqTimedOut {
 		t.Fatalf("slow daemon: %v", err)
 	}
 }
@@ -265,7 +266,7 @@ func TestNonRootRefused(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.SplitN(string(out), "\n", 2)[0]), &resp); err != nil {
 		t.Fatalf("client output %q", out)
 	}
-	if resp.Error == nil || resp.Error.Code != CodeAccess || !strings.Contains(resp.Error.Message, "uid 65534") || called {
+	if resp.Error == nil || resp.Error.Code != iscsierr.Access || !strings.Contains(resp.Error.Message, "uid 65534") || called {
 		t.Fatalf("non-root client got %+v (handler called: %v)", resp.Error, called)
 	}
 }
@@ -276,7 +277,7 @@ func TestRemovalError(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		f    scan.Failure
-		code int
+		code iscsierr.Code
 	}{
 		{scan.FailNotFound, 21}, {scan.FailInUse, 28}, {scan.FailFlush, 29}, {scan.FailDeviceMapper, 9},
 		{scan.FailSysfs, 22}, {scan.FailCanceled, 33},

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"golang.org/x/sys/unix"
 )
 
@@ -192,7 +193,7 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 		resp.Version = Version
 		b, err := json.Marshal(resp)
 		if err != nil {
-			b, _ = json.Marshal(&Response{Version: Version, Error: Errorf(CodeInternal, "encode response: %v", err)})
+			b, _ = json.Marshal(&Response{Version: Version, Error: iscsierr.Errorf(iscsierr.Internal, "encode response: %v", err)})
 		}
 		c.SetWriteDeadline(time.Now().Add(orDefault(s.WriteTimeout, 10*time.Second)))
 		if _, err := c.Write(append(b, '\n')); err != nil {
@@ -206,12 +207,12 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	uid, err := peer(c)
 	if err != nil {
 		log.Warn("management connection without peer credentials", "err", err)
-		reply(&Response{Error: Errorf(CodeAccess, "cannot identify the peer: %v", err)})
+		reply(&Response{Error: iscsierr.Errorf(iscsierr.Access, "cannot identify the peer: %v", err)})
 		return
 	}
 	if uid != 0 {
 		log.Warn("management connection refused: not root", "uid", uid)
-		reply(&Response{Error: Errorf(CodeAccess, "goiscsid access denied: uid %d is not root", uid)})
+		reply(&Response{Error: iscsierr.Errorf(iscsierr.Access, "goiscsid access denied: uid %d is not root", uid)})
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(orDefault(s.ReadTimeout, 10*time.Second)))
@@ -223,22 +224,22 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	var req Request
 	if err != nil {
 		log.Debug("management request not received", "err", err)
-		reply(&Response{Error: Errorf(CodeInvalidRequest, "request not received: %v", err)})
+		reply(&Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "request not received: %v", err)})
 		return
 	}
 	if err := json.Unmarshal(line, &req); err != nil {
-		reply(&Response{Error: Errorf(CodeInvalidRequest, "request is not valid JSON: %v", err)})
+		reply(&Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "request is not valid JSON: %v", err)})
 		return
 	}
 	if req.Version != Version {
-		reply(&Response{Error: Errorf(CodeCommunication,
+		reply(&Response{Error: iscsierr.Errorf(iscsierr.ISCSIDCommErr,
 			"client speaks management protocol %d, goiscsid speaks %d: use the goiscsiadm of the same release", req.Version, Version)})
 		return
 	}
 	c.SetReadDeadline(time.Time{})
 	resp := s.Handler.ServeMgmt(ctx, &req)
 	if resp == nil {
-		resp = &Response{Error: Errorf(CodeInternal, "no response")}
+		resp = &Response{Error: iscsierr.Errorf(iscsierr.Internal, "no response")}
 	}
 	reply(resp)
 }

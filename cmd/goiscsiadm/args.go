@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/scan"
 )
 
@@ -395,12 +396,12 @@ func Parse(argv []string) (*Command, *Exit) {
 		return nil, e
 	}
 	if p.g.optopt != 0 {
-		return nil, p.fail(ExitInval, "unrecognized character '%c'", p.g.optopt)
+		return nil, p.fail(iscsierr.Inval, "unrecognized character '%c'", p.g.optopt)
 	}
 	if p.kill >= 0 {
 		if p.kill != 0 {
 			// Stock complains and still exits 0.
-			return nil, p.fail(ExitSuccess, "Invalid iscsid priority %d. Priority must be 0.", p.kill)
+			return nil, p.fail(iscsierr.Success, "Invalid iscsid priority %d. Priority must be 0.", p.kill)
 		}
 		return p.command(ActKillDaemon), nil
 	}
@@ -429,10 +430,10 @@ func Parse(argv []string) (*Command, *Exit) {
 		c.Login = p.login
 	}
 	if e == nil && c.JSON && !jsonListing[c.Action] {
-		return nil, p.fail(ExitInval, "--json applies only to listing sessions and nodes, to discovery, --scan-lun and --remove-lun")
+		return nil, p.fail(iscsierr.Inval, "--json applies only to listing sessions and nodes, to discovery, --scan-lun and --remove-lun")
 	}
 	if e == nil && (p.force || p.removeTries != "") && c.Action != ActRemoveLUN {
-		return nil, p.fail(ExitInval, "--force and --remove-tries apply only to --remove-lun")
+		return nil, p.fail(iscsierr.Inval, "--force and --remove-tries apply only to --remove-lun")
 	}
 	return c, e
 }
@@ -458,14 +459,14 @@ func (p *parser) readOptions() *Exit {
 		case 'k':
 			p.kill = cAtoi(arg)
 			if p.kill < 0 {
-				return p.fail(ExitInval, "Invalid killiscsid priority %d Priority must be greater than or equal to zero.", p.kill)
+				return p.fail(iscsierr.Inval, "Invalid killiscsid priority %d Priority must be greater than or equal to zero.", p.kill)
 			}
 		case 't':
 			p.typ = parseDiscoveryType(arg)
 		case 'o':
 			p.op |= parseOp(arg)
 			if p.op == 0 {
-				return p.fail(ExitInval, "can not recognize operation: '%s'", arg)
+				return p.fail(iscsierr.Inval, "can not recognize operation: '%s'", arg)
 			}
 		case 'n':
 			p.name, p.hasName = arg, true
@@ -524,15 +525,15 @@ func (p *parser) readOptions() *Exit {
 			if arg == "" || len(arg) > maxIfaceName {
 				// Stock prints this one on stdout.
 				fmt.Fprintf(&p.stdout, "Invalid iface name %s. Must be from 1 to %d characters.\n", arg, maxIfaceName)
-				return p.exit(ExitInval)
+				return p.exit(iscsierr.Inval)
 			}
 			p.ifaces = append(p.ifaces, arg)
 		case 'V':
 			p.stdout.WriteString("iscsiadm version " + compatVersion + "\n")
-			return p.exit(ExitSuccess)
+			return p.exit(iscsierr.Success)
 		case 'x':
 			if _, _, erange := cStrtoul(arg); erange {
-				return p.fail(ExitInval, "Invalid index %s. %s.", arg, erangeText)
+				return p.fail(iscsierr.Inval, "Invalid index %s. %s.", arg, erangeText)
 			}
 		case 'A':
 			// Stock reads the portal type only for flash nodes, which
@@ -542,7 +543,7 @@ func (p *parser) readOptions() *Exit {
 			p.noWait = true
 		case 'h':
 			p.stdout.WriteString(usageText)
-			return p.exit(ExitSuccess)
+			return p.exit(iscsierr.Success)
 		case optJSON:
 			p.json = true
 		case optScanLUN:
@@ -570,7 +571,7 @@ func (p *parser) readOptions() *Exit {
 func (p *parser) verifyMode() *Exit {
 	if p.mode == 0 {
 		// Stock prints str_to_mode's -1.
-		return p.fail(ExitInval, "mode -1 is not yet supported")
+		return p.fail(iscsierr.Inval, "mode -1 is not yet supported")
 	}
 	rule := modeRules[p.mode]
 	saved := p.g.optind
@@ -583,20 +584,20 @@ func (p *parser) verifyMode() *Exit {
 			return nil
 		case c == optScanLUN:
 			if p.mode != ModeSession {
-				return p.fail(ExitInval, "%s mode: option '--scan-lun' is not allowed/supported", rule.name)
+				return p.fail(iscsierr.Inval, "%s mode: option '--scan-lun' is not allowed/supported", rule.name)
 			}
 		case c == optRemoveLUN || c == optForce || c == optRemoveTries:
 			if p.mode != ModeSession && p.mode != ModeNode {
-				return p.fail(ExitInval, "%s mode: option '--%s' is not allowed/supported", rule.name, removalOption(c))
+				return p.fail(iscsierr.Inval, "%s mode: option '--%s' is not allowed/supported", rule.name, removalOption(c))
 			}
 		case c == optJSON:
 			if !rule.json {
-				return p.fail(ExitInval, "%s mode: option '--json' is not allowed/supported", rule.name)
+				return p.fail(iscsierr.Inval, "%s mode: option '--json' is not allowed/supported", rule.name)
 			}
 		case strings.IndexByte(rule.allowed, byte(c)) >= 0:
 		case c == 'm' && rule.skipM:
 		default:
-			return p.fail(ExitInval, "%s mode: option '-%c' is not allowed/supported", rule.name, c)
+			return p.fail(iscsierr.Inval, "%s mode: option '-%c' is not allowed/supported", rule.name, c)
 		}
 	}
 }
@@ -617,14 +618,14 @@ func removalOption(c int) string {
 func (p *parser) removal() (*Command, *Exit) {
 	lun, err := strconv.ParseUint(p.removeLUN, 10, 64)
 	if err != nil || lun >= 1<<16 {
-		return nil, p.fail(ExitInval, "--remove-lun %q: not a LUN number (0-65535)", p.removeLUN)
+		return nil, p.fail(iscsierr.Inval, "--remove-lun %q: not a LUN number (0-65535)", p.removeLUN)
 	}
 	c := p.command(ActRemoveLUN)
 	c.RemoveLUN, c.Force = lun, p.force
 	if p.removeTries != "" {
 		n, err := strconv.Atoi(p.removeTries)
 		if err != nil || n < 1 || n > scan.MaxTries {
-			return nil, p.fail(ExitInval, "--remove-tries %q: not a number of tries (1-%d)", p.removeTries, scan.MaxTries)
+			return nil, p.fail(iscsierr.Inval, "--remove-tries %q: not a number of tries (1-%d)", p.removeTries, scan.MaxTries)
 		}
 		c.RemoveTries = n
 	}
@@ -640,7 +641,7 @@ func (p *parser) checkHost(arg string) *Exit {
 		return nil
 	}
 	if n, _, erange := cStrtoul(arg); erange || n > maxHostNo {
-		return p.fail(ExitInval, "Invalid host no %s. %s.", arg, erangeText)
+		return p.fail(iscsierr.Inval, "Invalid host no %s. %s.", arg, erangeText)
 	}
 	return nil
 }
@@ -650,16 +651,16 @@ func (p *parser) discovery() (*Command, *Exit) {
 	switch p.typ {
 	case discoverySendTargets:
 		if !p.hasIP {
-			return nil, p.fail(ExitInval, "Please specify portal as <ipaddr>[:<ipport>]")
+			return nil, p.fail(iscsierr.Inval, "Please specify portal as <ipaddr>[:<ipport>]")
 		}
 		c := p.command(ActDiscover)
 		c.Portal, c.Login = p.discoveryPortal(), p.login
 		return c, nil
 	case discoverySLP:
-		return nil, p.fail(ExitInval, "SLP discovery is not fully implemented yet.")
+		return nil, p.fail(iscsierr.Inval, "SLP discovery is not fully implemented yet.")
 	case discoveryISNS:
 		if !p.hasIP {
-			return nil, p.fail(ExitInval, "Please specify portal as <ipaddr>:[<ipport>]")
+			return nil, p.fail(iscsierr.Inval, "Please specify portal as <ipaddr>:[<ipport>]")
 		}
 		return nil, p.unsupported("iSNS discovery")
 	case discoveryFW:
@@ -667,7 +668,7 @@ func (p *parser) discovery() (*Command, *Exit) {
 	}
 	if !p.hasIP {
 		if p.op != 0 && p.op != OpShow {
-			return nil, p.fail(ExitInval, "Invalid operation.")
+			return nil, p.fail(iscsierr.Inval, "Invalid operation.")
 		}
 		return p.command(ActListDiscovery), nil
 	}
@@ -683,10 +684,10 @@ func (p *parser) discovery() (*Command, *Exit) {
 		c = p.command(ActDeleteDiscovery)
 	case p.op == OpUpdate || p.op == OpNew:
 		c = p.command(0)
-		c.Reject = Errorf(ExitInval, "Operations new and update for discovery mode is not supported. Use discoverydb mode.")
+		c.Reject = Errorf(iscsierr.Inval, "Operations new and update for discovery mode is not supported. Use discoverydb mode.")
 	default:
 		c = p.command(0)
-		c.Reject = Errorf(ExitInval, "Invalid operation.")
+		c.Reject = Errorf(iscsierr.Inval, "Invalid operation.")
 	}
 	c.Portal = p.discoveryPortal()
 	return c, nil
@@ -697,7 +698,7 @@ func (p *parser) discoveryDB() (*Command, *Exit) {
 	switch p.typ {
 	case discoverySendTargets:
 		if !p.hasIP {
-			return nil, p.fail(ExitInval, "Please specify portal as <ipaddr>[:<ipport>]")
+			return nil, p.fail(iscsierr.Inval, "Please specify portal as <ipaddr>[:<ipport>]")
 		}
 		var c *Command
 		switch {
@@ -714,23 +715,23 @@ func (p *parser) discoveryDB() (*Command, *Exit) {
 			c = p.command(ActUpdateDiscovery)
 		case p.op == OpUpdate:
 			c = p.command(0)
-			c.Reject = Errorf(ExitInval, "Update requires name and value.")
+			c.Reject = Errorf(iscsierr.Inval, "Update requires name and value.")
 		default:
 			c = p.command(0)
-			c.Reject = Errorf(ExitInval, "Operation is not supported.")
+			c.Reject = Errorf(iscsierr.Inval, "Operation is not supported.")
 		}
 		c.Portal = p.discoveryPortal()
 		return c, nil
 	case discoverySLP:
-		return nil, p.fail(ExitInval, "SLP discovery is not fully implemented yet.")
+		return nil, p.fail(iscsierr.Inval, "SLP discovery is not fully implemented yet.")
 	case discoveryISNS:
 		if !p.hasIP {
-			return nil, p.fail(ExitInval, "Please specify portal as <ipaddr>[:<ipport>]")
+			return nil, p.fail(iscsierr.Inval, "Please specify portal as <ipaddr>[:<ipport>]")
 		}
 		return nil, p.unsupported("iSNS discovery")
 	case discoveryFW:
 		if !p.discover {
-			return nil, p.fail(ExitInval, "Invalid command. Possibly missing --discover argument.")
+			return nil, p.fail(iscsierr.Inval, "Invalid command. Possibly missing --discover argument.")
 		}
 		return nil, p.unsupported("firmware (fw) discovery")
 	}
@@ -738,11 +739,11 @@ func (p *parser) discoveryDB() (*Command, *Exit) {
 	case !p.hasIP && (p.op == 0 || p.op == OpShow):
 		return p.command(ActListDiscovery), nil
 	case !p.hasIP:
-		return nil, p.fail(ExitInval, "Invalid operation. Operation not supported.")
+		return nil, p.fail(iscsierr.Inval, "Invalid operation. Operation not supported.")
 	case p.op != 0:
-		return nil, p.fail(ExitInval, "Invalid command. Possibly missing discovery --type.")
+		return nil, p.fail(iscsierr.Inval, "Invalid command. Possibly missing discovery --type.")
 	default:
-		return nil, p.fail(ExitInval, "Invalid command. Portal not needed or Possibly missing discovery --type.")
+		return nil, p.fail(iscsierr.Inval, "Invalid command. Portal not needed or Possibly missing discovery --type.")
 	}
 }
 
@@ -760,7 +761,7 @@ func (p *parser) discoveryPortal() *Portal {
 func (p *parser) node() (*Command, *Exit) {
 	if p.hasRemoveLUN {
 		if p.target == "" {
-			return nil, p.fail(ExitInval, "--remove-lun in node mode needs a target: -T targetname")
+			return nil, p.fail(iscsierr.Inval, "--remove-lun in node mode needs a target: -T targetname")
 		}
 		c, e := p.removal()
 		if e != nil {
@@ -805,7 +806,7 @@ func (p *parser) startupGroup() (*Command, *Exit) {
 		what, act = "loginall", ActLoginAll
 	}
 	if !valid[p.startupMode] {
-		e := p.fail(ExitInval, "Invalid %s option %s.", what, p.startupMode)
+		e := p.fail(iscsierr.Inval, "Invalid %s option %s.", what, p.startupMode)
 		e.Stderr += usageHint
 		return nil, e
 	}
@@ -828,9 +829,9 @@ func (p *parser) nodeOp(op Op, login, hasRecord, hasSelector bool) (Action, *Exi
 	case p.stats:
 		return ActStats, nil
 	case login && p.logout:
-		return 0, Errorf(ExitInval, "Invalid parameters. Both login and logout passed in")
+		return 0, Errorf(iscsierr.Inval, "Invalid parameters. Both login and logout passed in")
 	case (login || p.logout) && op != 0:
-		return 0, Errorf(ExitInval, "Invalid parameters. Login/logout and op passed in")
+		return 0, Errorf(iscsierr.Inval, "Invalid parameters. Login/logout and op passed in")
 	case !login && !p.logout && op == 0 && (!hasRecord || !hasSelector):
 		return ActListNodes, nil
 	case login:
@@ -847,7 +848,7 @@ func (p *parser) nodeOp(op Op, login, hasRecord, hasSelector bool) (Action, *Exi
 	case op == OpDelete:
 		return ActDeleteNodes, nil
 	default:
-		return 0, Errorf(ExitInval, "operation is not supported.")
+		return 0, Errorf(iscsierr.Inval, "operation is not supported.")
 	}
 }
 
@@ -855,11 +856,11 @@ func (p *parser) nodeOp(op Op, login, hasRecord, hasSelector bool) (Action, *Exi
 // knowledge of sessions.
 func verifyNodeParams(params []Param) *Exit {
 	if len(params) == 0 {
-		return Errorf(ExitInval, "update requires name and value")
+		return Errorf(iscsierr.Inval, "update requires name and value")
 	}
 	for _, pr := range params {
 		if strings.HasPrefix(pr.Name, "iface.") && pr.Name != "iface.transport_name" {
-			return Errorf(ExitInval, "Cannot modify %s. Use iface mode to update this value.", pr.Name)
+			return Errorf(iscsierr.Inval, "Cannot modify %s. Use iface mode to update this value.", pr.Name)
 		}
 	}
 	return nil
@@ -880,11 +881,11 @@ func renameTransport(params []Param) []Param {
 func (p *parser) session() (*Command, *Exit) {
 	if p.hasScanLUN {
 		if p.sid <= 0 && p.sessionPath == "" {
-			return nil, p.fail(ExitInval, "--scan-lun needs a session: -r SID")
+			return nil, p.fail(iscsierr.Inval, "--scan-lun needs a session: -r SID")
 		}
 		lun, err := strconv.ParseUint(p.scanLUN, 10, 64)
 		if err != nil || lun >= 1<<16 {
-			return nil, p.fail(ExitInval, "--scan-lun %q: not a LUN number (0-65535)", p.scanLUN)
+			return nil, p.fail(iscsierr.Inval, "--scan-lun %q: not a LUN number (0-65535)", p.scanLUN)
 		}
 		c := p.command(ActScanLUN)
 		c.ScanLUN = lun
@@ -892,7 +893,7 @@ func (p *parser) session() (*Command, *Exit) {
 	}
 	if p.hasRemoveLUN {
 		if p.sid <= 0 && p.sessionPath == "" {
-			return nil, p.fail(ExitInval, "--remove-lun in session mode needs a session: -r SID")
+			return nil, p.fail(iscsierr.Inval, "--remove-lun in session mode needs a session: -r SID")
 		}
 		return p.removal()
 	}
@@ -915,7 +916,7 @@ func (p *parser) session() (*Command, *Exit) {
 		return c, nil
 	}
 	if p.op == OpNew {
-		return nil, p.fail(ExitInval, "session mode: Operation 'new' only allowed with specific session IDs")
+		return nil, p.fail(iscsierr.Inval, "session mode: Operation 'new' only allowed with specific session IDs")
 	}
 	if p.logout || p.rescan || p.stats {
 		act, reject := p.nodeOp(p.op, false, false, false)
@@ -934,7 +935,7 @@ func (p *parser) hostMode() (*Command, *Exit) {
 		// Stock also means to require -H here and in the other sub-modes,
 		// but its "no host" value wraps around to host 0, so it never does.
 		if p.op == 0 {
-			return nil, p.fail(ExitInval, "CHAP mode requires host no and valid operation")
+			return nil, p.fail(iscsierr.Inval, "CHAP mode requires host no and valid operation")
 		}
 		return nil, p.unsupported("host CHAP tables (offload HBAs)")
 	case subFlashnode:
@@ -943,7 +944,7 @@ func (p *parser) hostMode() (*Command, *Exit) {
 		return nil, p.unsupported("host statistics (offload HBAs)")
 	case subPing:
 		// Stock logs this and exits 0.
-		return nil, p.fail(ExitSuccess, "Invalid Sub Mode")
+		return nil, p.fail(iscsierr.Success, "Invalid Sub Mode")
 	}
 	return p.command(ActListHosts), nil
 }
@@ -957,15 +958,15 @@ func (p *parser) iface() (*Command, *Exit) {
 	if p.sub == subPing {
 		switch {
 		case !hasIface:
-			return nil, p.fail(ExitInval, "Ping requires iface.")
+			return nil, p.fail(iscsierr.Inval, "Ping requires iface.")
 		case !p.hasIP:
-			return nil, p.fail(ExitInval, "Ping requires destination ipaddress.")
+			return nil, p.fail(iscsierr.Inval, "Ping requires destination ipaddress.")
 		case p.packetSize <= 0:
-			return nil, p.fail(ExitInval, "Invalid packet size: %d.", p.packetSize)
+			return nil, p.fail(iscsierr.Inval, "Invalid packet size: %d.", p.packetSize)
 		case p.pingCount <= 0:
-			return nil, p.fail(ExitInval, "Invalid number of packets to transmit: %d.", p.pingCount)
+			return nil, p.fail(iscsierr.Inval, "Invalid number of packets to transmit: %d.", p.pingCount)
 		case p.pingInterval < 0:
-			return nil, p.fail(ExitInval, "Invalid timing interval: %d.", p.pingInterval)
+			return nil, p.fail(iscsierr.Inval, "Invalid timing interval: %d.", p.pingInterval)
 		}
 		return nil, p.unsupported("iface ping (offload HBAs)")
 	}
@@ -974,22 +975,22 @@ func (p *parser) iface() (*Command, *Exit) {
 	case OpNew:
 		if !hasIface {
 			// Stock returns errno EINVAL here, not ISCSI_ERR_INVAL.
-			return nil, p.fail(ExitSysfsLookup, "Could not add interface. No interface passed in.")
+			return nil, p.fail(iscsierr.SysfsLookup, "Could not add interface. No interface passed in.")
 		}
 		act = ActNewIface
 	case OpDelete:
 		if !hasIface {
-			return nil, p.fail(ExitInval, "Could not delete interface. No interface passed in.")
+			return nil, p.fail(iscsierr.Inval, "Could not delete interface. No interface passed in.")
 		}
 		act = ActDeleteIface
 	case OpUpdate:
 		if !hasIface || len(p.params) == 0 {
-			return nil, p.fail(ExitInval, "Update requires name, value, and iface.")
+			return nil, p.fail(iscsierr.Inval, "Update requires name, value, and iface.")
 		}
 		act = ActUpdateIface
 	case OpApply:
 		if !hasIface {
-			return nil, p.fail(ExitInval, "Apply requires iface.")
+			return nil, p.fail(iscsierr.Inval, "Apply requires iface.")
 		}
 		return nil, p.unsupported("applying iface network settings (offload HBAs)")
 	case OpApplyAll:
@@ -999,7 +1000,7 @@ func (p *parser) iface() (*Command, *Exit) {
 		case p.printLevel == 1:
 			act = ActIfaceTree
 		case p.printLevel != 0 && p.printLevel != -1:
-			return nil, p.fail(ExitInval, "Invalid info level %d. Try 0 - 1.", p.printLevel)
+			return nil, p.fail(iscsierr.Inval, "Invalid info level %d. Try 0 - 1.", p.printLevel)
 		case hasIface:
 			act = ActShowIface
 		default:
@@ -1007,7 +1008,7 @@ func (p *parser) iface() (*Command, *Exit) {
 		}
 	default:
 		// Stock fails other operations without a word.
-		return nil, p.exit(ExitInval)
+		return nil, p.exit(iscsierr.Inval)
 	}
 	return p.command(act), nil
 }
@@ -1035,12 +1036,12 @@ func (p *parser) command(act Action) *Command {
 }
 
 // exit ends parsing with what has been written so far.
-func (p *parser) exit(code ExitCode) *Exit {
+func (p *parser) exit(code iscsierr.Code) *Exit {
 	return &Exit{Code: code, Stdout: p.stdout.String(), Stderr: p.stderr.String()}
 }
 
 // fail ends parsing with one more stock-style error line.
-func (p *parser) fail(code ExitCode, format string, args ...any) *Exit {
+func (p *parser) fail(code iscsierr.Code, format string, args ...any) *Exit {
 	p.stderr.WriteString(logLine(format, args...))
 	return p.exit(code)
 }
@@ -1054,13 +1055,13 @@ func (p *parser) failWith(e *Exit) *Exit {
 
 // unsupported ends parsing for what goiscsiadm deliberately leaves out.
 func (p *parser) unsupported(what string) *Exit {
-	return p.fail(ExitOpNotSupp, "%s is not supported by goiscsiadm", what)
+	return p.fail(iscsierr.OpNotSupp, "%s is not supported by goiscsiadm", what)
 }
 
 // usageError is stock's usage(ISCSI_ERR_INVAL).
 func (p *parser) usageError() *Exit {
 	p.stderr.WriteString(usageHint)
-	return p.exit(ExitInval)
+	return p.exit(iscsierr.Inval)
 }
 
 const usageHint = "Try `iscsiadm --help' for more information.\n"

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/goiscsi/goiscsi/iscsierr"
 )
 
 // stockErrors are command lines stock open-iscsi 2.1.8 (Debian bookworm's
@@ -13,7 +15,7 @@ import (
 var stockErrors = []struct {
 	args           []string
 	stdout, stderr string
-	code           ExitCode
+	code           iscsierr.Code
 	reject         bool
 }{
 	{[]string{"-V"}, "iscsiadm version 2.1.8\n", "", 0, false},
@@ -129,7 +131,7 @@ func TestParseRemovalErrors(t *testing.T) {
 		{"-m host --force", "iscsiadm: host mode: option '--force' is not allowed/supported\n"},
 	} {
 		c, e := Parse(append([]string{"iscsiadm"}, strings.Fields(tc.args)...))
-		if e == nil || e.Code != ExitInval || e.Stderr != tc.stderr {
+		if e == nil || e.Code != iscsierr.Inval || e.Stderr != tc.stderr {
 			t.Errorf("%s: %+v %+v; want 7 and %q", tc.args, c, e, tc.stderr)
 		}
 	}
@@ -456,7 +458,7 @@ func TestGetoptDiagnostics(t *testing.T) {
 			"iscsiadm: node mode: option '-?' is not allowed/supported\n"},
 	} {
 		_, e := Parse(append([]string{"/usr/sbin/goiscsiadm"}, strings.Fields(tc.args)...))
-		if e == nil || e.Stderr != tc.want || e.Code != ExitInval {
+		if e == nil || e.Stderr != tc.want || e.Code != iscsierr.Inval {
 			t.Errorf("%s: got %+v, want stderr %q", tc.args, e, tc.want)
 		}
 	}
@@ -470,22 +472,5 @@ func TestGetoptDiagnostics(t *testing.T) {
 	Parse(argv)
 	if strings.Join(argv, " ") != "iscsiadm x -m node y -l" {
 		t.Errorf("argv changed to %q", argv)
-	}
-}
-
-func TestExitCode(t *testing.T) {
-	if ExitTransTimeout.String() != "connection timed out" || ExitSuccess.String() != "" {
-		t.Error("messages")
-	}
-	if got := ExitTransTimeout.Reported(); got != "initiator reported error (8 - connection timed out)" {
-		t.Errorf("Reported = %q", got)
-	}
-	if got := ExitCode(34).String(); got != "invalid error code 34" {
-		t.Errorf("34: %q", got)
-	}
-	for c := ExitSuccess; c <= ExitReqTimedOut; c++ {
-		if c != ExitSuccess && c.String() == "" {
-			t.Errorf("code %d has no message", c)
-		}
 	}
 }

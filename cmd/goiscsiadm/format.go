@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/goiscsi/goiscsi/iscsierr"
 )
 
 // This file prints the listings of iscsiadm byte for byte as stock 2.1.8
@@ -227,7 +229,7 @@ const (
 // (Dell's goiscsi) otherwise take the incoming password for the outgoing one.
 func SessionsText(sessions []SessionInfo, level int, showSecrets bool, classVersion string) (string, *Exit) {
 	if len(sessions) == 0 {
-		return "", Errorf(ExitNoObjsFound, "No active sessions.")
+		return "", Errorf(iscsierr.NoObjsFound, "No active sessions.")
 	}
 	var b strings.Builder
 	var parts sessionParts
@@ -252,7 +254,7 @@ func SessionsText(sessions []SessionInfo, level int, showSecrets bool, classVers
 	case 1:
 		parts |= partIface | partState
 	default:
-		return "", Errorf(ExitInval, "Invalid info level %d. Try 0 - 3.", level)
+		return "", Errorf(iscsierr.Inval, "Invalid info level %d. Try 0 - 3.", level)
 	}
 	b.Grow(len(sessions) * 2048) // a -P 3 tree of one session and LUN: 1.1-1.5 kB
 	writeSessionTree(&b, sessions, "", parts, showSecrets)
@@ -405,10 +407,10 @@ func writeDevices(b *strings.Builder, p string, s *SessionInfo, parts sessionPar
 // (-1, from -o new without one) lists as 4294967295.
 func NodesText(nodes []NodeSummary, level int) (string, *Exit) {
 	if level != -1 && level != 0 && level != 1 {
-		return "", Errorf(ExitInval, "Invalid info level %d. Try 0 or 1.", level)
+		return "", Errorf(iscsierr.Inval, "Invalid info level %d. Try 0 or 1.", level)
 	}
 	if len(nodes) == 0 {
-		return "", Errorf(ExitNoObjsFound, "No records found")
+		return "", Errorf(iscsierr.NoObjsFound, "No records found")
 	}
 	var b strings.Builder
 	if level == 1 {
@@ -462,7 +464,7 @@ func writeDiscoveredTree(b *strings.Builder, nodes []NodeSummary) {
 // with "No portals found" and 21.
 func DiscoveredText(nodes []NodeSummary, level int) (string, *Exit) {
 	if len(nodes) == 0 {
-		return "", Errorf(ExitNoObjsFound, "No portals found")
+		return "", Errorf(iscsierr.NoObjsFound, "No portals found")
 	}
 	var b strings.Builder
 	switch level {
@@ -517,7 +519,7 @@ func DiscoveryDBText(db DiscoveryDB, level int) (string, *Exit) {
 		found += len(db.Static) + len(db.Firmware)
 	}
 	if found == 0 {
-		return b.String(), &Exit{Code: ExitNoObjsFound}
+		return b.String(), &Exit{Code: iscsierr.NoObjsFound}
 	}
 	return b.String(), nil
 }
@@ -527,7 +529,7 @@ func DiscoveryDBText(db DiscoveryDB, level int) (string, *Exit) {
 // it ends with "No interfaces found." and 21.
 func IfacesText(ifaces []Iface) (string, *Exit) {
 	if len(ifaces) == 0 {
-		return "", Errorf(ExitNoObjsFound, "No interfaces found.")
+		return "", Errorf(iscsierr.NoObjsFound, "No interfaces found.")
 	}
 	var b strings.Builder
 	for _, i := range ifaces {
@@ -590,10 +592,10 @@ func HostsText(hosts []HostSummary, level int, classVersion string) (string, *Ex
 			writeHostTree(&b, h, parts)
 		}
 	default:
-		return "", Errorf(ExitInval, "Invalid info level %d. Try 0 - 4.", level)
+		return "", Errorf(iscsierr.Inval, "Invalid info level %d. Try 0 - 4.", level)
 	}
 	if len(hosts) == 0 {
-		return b.String(), Errorf(ExitNoObjsFound, "No iSCSI hosts.")
+		return b.String(), Errorf(iscsierr.NoObjsFound, "No iSCSI hosts.")
 	}
 	return b.String(), nil
 }

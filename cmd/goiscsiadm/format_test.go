@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/goiscsi/goiscsi/iscsierr"
 )
 
 var update = flag.Bool("update", false, "rewrite the goiscsiadm-*.txt golden files from the current output")
@@ -67,11 +69,11 @@ func TestNodesText(t *testing.T) {
 		nodes  []NodeSummary
 		level  int
 		stderr string
-		code   ExitCode
+		code   iscsierr.Code
 	}{
-		{sortedNodes, 2, "iscsiadm: Invalid info level 2. Try 0 or 1.\n", ExitInval},
-		{nil, 2, "iscsiadm: Invalid info level 2. Try 0 or 1.\n", ExitInval}, // level first
-		{nil, 0, "iscsiadm: No records found\n", ExitNoObjsFound},
+		{sortedNodes, 2, "iscsiadm: Invalid info level 2. Try 0 or 1.\n", iscsierr.Inval},
+		{nil, 2, "iscsiadm: Invalid info level 2. Try 0 or 1.\n", iscsierr.Inval}, // level first
+		{nil, 0, "iscsiadm: No records found\n", iscsierr.NoObjsFound},
 	} {
 		text, e := NodesText(tc.nodes, tc.level)
 		if text != "" || e == nil || e.Stderr != tc.stderr || e.Code != tc.code {
@@ -84,7 +86,7 @@ func TestIfacesText(t *testing.T) {
 	golden(t, "stock-ifaces-flat.txt", noExit(t)(IfacesText([]Iface{ifaceDefault, ifaceISER})))
 	full := Iface{"iface0", "cxgb4i", "iqn.1994-05.com.example:a", "10.1.1.1", "00:07:43:11:22:33", "eth2"}
 	golden(t, "goiscsiadm-ifaces-flat-full.txt", noExit(t)(IfacesText([]Iface{full})))
-	if text, e := IfacesText(nil); text != "" || e == nil || e.Stderr != "iscsiadm: No interfaces found.\n" || e.Code != ExitNoObjsFound {
+	if text, e := IfacesText(nil); text != "" || e == nil || e.Stderr != "iscsiadm: No interfaces found.\n" || e.Code != iscsierr.NoObjsFound {
 		t.Errorf("IfacesText(nil) = %q, %+v", text, e)
 	}
 }
@@ -125,10 +127,10 @@ func TestDiscoveryDBText(t *testing.T) {
 	// Nothing at all: the empty sections, then exit 21 without a message.
 	text, e := DiscoveryDBText(DiscoveryDB{}, 1)
 	golden(t, "stock-discoverydb-tree-empty.txt", text)
-	if e == nil || e.Code != ExitNoObjsFound || e.Stderr != "" {
+	if e == nil || e.Code != iscsierr.NoObjsFound || e.Stderr != "" {
 		t.Errorf("empty tree: Exit %+v", e)
 	}
-	if text, e := DiscoveryDBText(DiscoveryDB{Static: []NodeSummary{nodeT0}}, 0); text != "" || e == nil || e.Code != ExitNoObjsFound || e.Stderr != "" {
+	if text, e := DiscoveryDBText(DiscoveryDB{Static: []NodeSummary{nodeT0}}, 0); text != "" || e == nil || e.Code != iscsierr.NoObjsFound || e.Stderr != "" {
 		t.Errorf("flat listing counts only discovery records: %q, %+v", text, e)
 	}
 	iSNS := DiscoveryDB{ISNS: []DiscoveryPortal{{Address: "10.0.0.5", Port: 3205}}}
@@ -148,7 +150,7 @@ func TestDiscoveredText(t *testing.T) {
 	if got := noExit(t)(DiscoveredText(found, 2)); got != "" {
 		t.Errorf("level 2 prints %q; stock prints nothing", got)
 	}
-	if text, e := DiscoveredText(nil, 0); text != "" || e == nil || e.Stderr != "iscsiadm: No portals found\n" || e.Code != ExitNoObjsFound {
+	if text, e := DiscoveredText(nil, 0); text != "" || e == nil || e.Stderr != "iscsiadm: No portals found\n" || e.Code != iscsierr.NoObjsFound {
 		t.Errorf("DiscoveredText(nil) = %q, %+v", text, e)
 	}
 }
@@ -233,11 +235,11 @@ func TestSessionsText(t *testing.T) {
 		}
 	}
 	text, e := SessionsText(nil, 9, false, "")
-	if text != "" || e == nil || e.Stderr != "iscsiadm: No active sessions.\n" || e.Code != ExitNoObjsFound {
+	if text != "" || e == nil || e.Stderr != "iscsiadm: No active sessions.\n" || e.Code != iscsierr.NoObjsFound {
 		t.Errorf("no sessions: %q, %+v (stock checks for sessions before the level)", text, e)
 	}
 	text, e = SessionsText(ss, 4, false, "")
-	if text != "" || e == nil || e.Stderr != "iscsiadm: Invalid info level 4. Try 0 - 3.\n" || e.Code != ExitInval {
+	if text != "" || e == nil || e.Stderr != "iscsiadm: Invalid info level 4. Try 0 - 3.\n" || e.Code != iscsierr.Inval {
 		t.Errorf("-P 4: %q, %+v", text, e)
 	}
 }
@@ -272,11 +274,11 @@ func TestHostsText(t *testing.T) {
 		golden(t, "goiscsiadm-hosts-tree"+string(rune('0'+level))+".txt", noExit(t)(HostsText(hosts, level, "2.0-870")))
 	}
 	text, e := HostsText(hosts, 5, "")
-	if text != "" || e == nil || e.Stderr != "iscsiadm: Invalid info level 5. Try 0 - 4.\n" || e.Code != ExitInval {
+	if text != "" || e == nil || e.Stderr != "iscsiadm: Invalid info level 5. Try 0 - 4.\n" || e.Code != iscsierr.Inval {
 		t.Errorf("-P 5: %q, %+v", text, e)
 	}
 	text, e = HostsText(nil, 4, "2.0-870")
-	if text != "iSCSI Transport Class version 2.0-870\nversion 2.1.8\n" || e == nil || e.Stderr != "iscsiadm: No iSCSI hosts.\n" || e.Code != ExitNoObjsFound {
+	if text != "iSCSI Transport Class version 2.0-870\nversion 2.1.8\n" || e == nil || e.Stderr != "iscsiadm: No iSCSI hosts.\n" || e.Code != iscsierr.NoObjsFound {
 		t.Errorf("no hosts: %q, %+v", text, e)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/goiscsi/goiscsi/iscsierr"
 )
 
 // FuzzParse feeds arbitrary command lines (arguments separated by NUL bytes)
@@ -36,7 +38,7 @@ func FuzzParse(f *testing.F) {
 		}
 		if c.Reject != nil {
 			checkExit(t, c.Reject)
-			if c.Reject.Code == ExitSuccess || c.Reject.Stdout != "" {
+			if c.Reject.Code == iscsierr.Success || c.Reject.Stdout != "" {
 				t.Fatalf("Reject %+v", c.Reject)
 			}
 		}
@@ -56,7 +58,7 @@ func FuzzParse(f *testing.F) {
 // checkExit checks an Exit's shape.
 func checkExit(t *testing.T, e *Exit) {
 	t.Helper()
-	if e.Code < ExitSuccess || e.Code > ExitReqTimedOut {
+	if e.Code < iscsierr.Success || e.Code > iscsierr.ReqTimedOut {
 		t.Fatalf("exit code %d", e.Code)
 	}
 	checkLines(t, e.Stderr)

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/iscsierr"
 )
 
 // ifaceKeys are an iface record's keys in the order stock prints them
@@ -133,7 +134,7 @@ func (e *env) readIface(name string) (ifaceRecord, *Exit) {
 	if err != nil {
 		// Stock's exit code here is 3 (its iface read fails with ENOMEM's
 		// value), and consumers see it: keep it.
-		return nil, e.fail(ExitNoMem, "Could not read iface info for %s.", name)
+		return nil, e.fail(iscsierr.NoMem, "Could not read iface info for %s.", name)
 	}
 	return r, nil
 }
@@ -229,78 +230,78 @@ func (e *env) ifaceRecords(c *Command) *Exit {
 			// byte-identical stderr.
 			e.stderr.WriteString(fmt.Sprintf("iSCSI ERROR: Failed to open %s using read mode: %s # idbm.c:_idbm_recs_read():834\n",
 				e.ifacePath(name), errnoText(err)))
-			return e.exit(ExitIDBM)
+			return e.exit(iscsierr.IDBM)
 		}
 		e.stdout.WriteString(r.text(true))
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 
 	case ActNewIface:
 		if _, ok := builtinIfaces[name]; ok {
 			e.errorf("iface %s is a special interface and is not stored in %s.", name, filepath.Join(e.root, "ifaces"))
-			return e.fail(ExitInval, "Could not create new interface %s.", name)
+			return e.fail(iscsierr.Inval, "Could not create new interface %s.", name)
 		}
 		if strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
-			return e.fail(ExitIDBM, "Could not create new interface %s.", name)
+			return e.fail(iscsierr.IDBM, "Could not create new interface %s.", name)
 		}
 		r := newIfaceRecord(name, "tcp")
 		if err := e.saveIface(r); err != nil {
 			e.errorf("%v", err)
-			return e.fail(ExitIDBM, "Could not create new interface %s.", name)
+			return e.fail(iscsierr.IDBM, "Could not create new interface %s.", name)
 		}
 		// Stock ignores how applying -n/-v went: the iface exists.
 		e.updateIface(r, c.Params)
 		fmt.Fprintf(&e.stdout, "New interface %s added\n", name)
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 
 	case ActUpdateIface:
 		r, err := e.loadIface(name)
 		if err != nil {
-			return e.fail(ExitInval, "Could not read iface info for %s.", name)
+			return e.fail(iscsierr.Inval, "Could not read iface info for %s.", name)
 		}
 		if _, ok := builtinIfaces[name]; ok {
 			e.errorf("iface %s is a special interface and is not stored in %s.", name, filepath.Join(e.root, "ifaces"))
-			return e.fail(ExitInval, "Could not update iface %s: %s", name, ExitInval)
+			return e.fail(iscsierr.Inval, "Could not update iface %s: %s", name, iscsierr.Inval)
 		}
 		if x := e.updateIface(r, c.Params); x != nil {
 			return x
 		}
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 
 	case ActDeleteIface:
 		if _, ok := builtinIfaces[name]; ok {
 			e.errorf("iface %s is a special interface and cannot be deleted.", name)
-			return e.fail(ExitInval, "Could not delete iface %s: %s", name, ExitInval)
+			return e.fail(iscsierr.Inval, "Could not delete iface %s: %s", name, iscsierr.Inval)
 		}
 		if _, err := e.loadIface(name); err != nil {
 			e.errorf("Could not read iface info for %s.", name)
-			return e.fail(ExitInval, "Could not delete iface %s: %s", name, ExitInval)
+			return e.fail(iscsierr.Inval, "Could not delete iface %s: %s", name, iscsierr.Inval)
 		}
 		// Stock deletes the node records bound to the iface first.
 		recs, err := e.db().Nodes()
 		if err != nil {
-			return e.fail(ExitIDBM, "Could not delete iface %s: %v", name, err)
+			return e.fail(iscsierr.IDBM, "Could not delete iface %s: %v", name, err)
 		}
 		for _, n := range recs {
 			if n.ID().Iface == name {
 				if err := e.db().DeleteNode(n.ID()); err != nil {
-					return e.fail(ExitIDBM, "Could not delete iface %s: %v", name, err)
+					return e.fail(iscsierr.IDBM, "Could not delete iface %s: %v", name, err)
 				}
 			}
 		}
 		if err := os.Remove(e.ifacePath(name)); err != nil {
-			return e.fail(ExitIDBM, "Could not delete iface %s: %v", name, err)
+			return e.fail(iscsierr.IDBM, "Could not delete iface %s: %v", name, err)
 		}
 		fmt.Fprintf(&e.stdout, "%s unbound and deleted.\n", name)
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 	}
-	return e.fail(ExitOpNotSupp, "this operation is not supported by goiscsiadm yet")
+	return e.fail(iscsierr.OpNotSupp, "this operation is not supported by goiscsiadm yet")
 }
 
 // updateIface is stock's iface_param_update: check, write the iface record,
 // then the node records bound to it, then say "<name> updated.".
 func (e *env) updateIface(r ifaceRecord, params []Param) *Exit {
 	name := r.name()
-	bad := func() *Exit { return e.fail(ExitInval, "Could not update iface %s: %s", name, ExitInval) }
+	bad := func() *Exit { return e.fail(iscsierr.Inval, "Could not update iface %s: %s", name, iscsierr.Inval) }
 	for _, p := range params {
 		switch {
 		case p.Name == "iface.iscsi_ifacename":
@@ -330,12 +331,12 @@ func (e *env) updateIface(r ifaceRecord, params []Param) *Exit {
 	if len(params) > 0 {
 		if err := e.saveIface(r); err != nil {
 			e.errorf("%v", err)
-			return e.fail(ExitIDBM, "Could not update iface %s: %s", name, ExitIDBM)
+			return e.fail(iscsierr.IDBM, "Could not update iface %s: %s", name, iscsierr.IDBM)
 		}
 		recs, err := e.db().Nodes()
 		if err != nil {
 			e.errorf("%v", err)
-			return e.fail(ExitIDBM, "Could not update iface %s: %s", name, ExitIDBM)
+			return e.fail(iscsierr.IDBM, "Could not update iface %s: %s", name, iscsierr.IDBM)
 		}
 		for _, n := range recs {
 			if n.ID().Iface != name {
@@ -348,7 +349,7 @@ func (e *env) updateIface(r ifaceRecord, params []Param) *Exit {
 			}
 			if err := e.db().SaveNode(n); err != nil {
 				e.errorf("%v", err)
-				return e.fail(ExitIDBM, "Could not update iface %s: %s", name, ExitIDBM)
+				return e.fail(iscsierr.IDBM, "Could not update iface %s: %s", name, iscsierr.IDBM)
 			}
 		}
 	}
@@ -360,7 +361,7 @@ func (e *env) updateIface(r ifaceRecord, params []Param) *Exit {
 func (e *env) ifaceTree(c *Command) *Exit {
 	ifs, err := e.ifaces()
 	if err != nil {
-		return e.fail(ExitIDBM, "%v", err)
+		return e.fail(iscsierr.IDBM, "%v", err)
 	}
 	if len(c.Ifaces) > 0 {
 		var one []Iface
@@ -373,7 +374,7 @@ func (e *env) ifaceTree(c *Command) *Exit {
 	}
 	recs, err := e.db().Nodes()
 	if err != nil {
-		return e.fail(ExitIDBM, "%v", err)
+		return e.fail(iscsierr.IDBM, "%v", err)
 	}
 	nodes := make([]NodeSummary, 0, len(recs))
 	for _, r := range recs {
@@ -381,7 +382,7 @@ func (e *env) ifaceTree(c *Command) *Exit {
 	}
 	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].Target < nodes[j].Target })
 	e.stdout.WriteString(IfaceTreeText(ifs, nodes))
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 // errnoText is how stock prints a failed open: "2 No such file or directory".

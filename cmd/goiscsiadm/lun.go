@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/scan"
 )
@@ -30,15 +31,15 @@ func (e *env) removeLUN(c *Command) *Exit {
 		req.Target = c.Target
 	}
 	resp, me := e.do(req)
-	if me != nil && me.Code == mgmt.CodeNotConnected {
+	if me != nil && me.Code == iscsierr.ISCSIDNotConn {
 		// No goiscsid: the same removal from here, as --scan-lun's scan.
 		resp, me = e.removeLocally(req)
 	}
 	if resp == nil || resp.Removal == nil {
-		code := ExitInternal
+		code := iscsierr.Internal
 		msg := "goiscsid sent no account of the removal"
 		if me != nil {
-			code, msg = ExitCode(me.Code), me.Message
+			code, msg = me.Code, me.Message
 		}
 		return e.fail(code, "%s", msg)
 	}
@@ -49,18 +50,18 @@ func (e *env) removeLUN(c *Command) *Exit {
 		e.stdout.WriteString(RemovalText(rep))
 	}
 	if me != nil {
-		return e.fail(ExitCode(me.Code), "%s", me.Message)
+		return e.fail(me.Code, "%s", me.Message)
 	}
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 // removeLocally is goiscsid's removeLUN without goiscsid: the sessions from
 // sysfs, no target lock (there is no daemon scanning).
-func (e *env) removeLocally(req *mgmt.Request) (*mgmt.Response, *mgmt.Error) {
+func (e *env) removeLocally(req *mgmt.Request) (*mgmt.Response, *iscsierr.Error) {
 	fs := scan.Sysfs{Root: e.sysfs}
 	all, err := fs.Sessions()
 	if err != nil {
-		return nil, mgmt.Errorf(int(ExitSysfsLookup), "reading the sessions from sysfs: %v", err)
+		return nil, iscsierr.Errorf(iscsierr.SysfsLookup, "reading the sessions from sysfs: %v", err)
 	}
 	var sel []scan.Session
 	for _, s := range all {
@@ -70,9 +71,9 @@ func (e *env) removeLocally(req *mgmt.Request) (*mgmt.Response, *mgmt.Error) {
 	}
 	if len(sel) == 0 {
 		if req.SID != 0 {
-			return nil, mgmt.Errorf(int(ExitSessNotFound), "no session with sid %d", req.SID)
+			return nil, iscsierr.Errorf(iscsierr.SessNotFound, "no session with sid %d", req.SID)
 		}
-		return nil, mgmt.Errorf(int(ExitNoObjsFound), "No session found.")
+		return nil, iscsierr.Errorf(iscsierr.NoObjsFound, "No session found.")
 	}
 	plan, err := fs.PlanLUNRemoval(sel, *req.LUN)
 	if err != nil {

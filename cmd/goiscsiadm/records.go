@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/mgmt"
 )
 
@@ -114,15 +115,15 @@ func (e *env) updateNodes(recs []*conf.Record, params []Param) *Exit {
 	db := e.db()
 	for _, r := range recs {
 		if !e.verifyParams(r, params) {
-			return e.fail(ExitInval, "Could not execute operation on all records: %s", ExitInval)
+			return e.fail(iscsierr.Inval, "Could not execute operation on all records: %s", iscsierr.Inval)
 		}
 		if bad := e.setParams(r, params); bad != "" {
 			e.errorf("Unknown parameter %s.", bad)
-			return e.fail(ExitInval, "Could not execute operation on all records: %s", ExitInval)
+			return e.fail(iscsierr.Inval, "Could not execute operation on all records: %s", iscsierr.Inval)
 		}
 		if err := db.SaveNode(r); err != nil {
 			e.errorf("%v", err)
-			return e.fail(ExitIDBM, "Could not execute operation on all records: %s", ExitIDBM)
+			return e.fail(iscsierr.IDBM, "Could not execute operation on all records: %s", iscsierr.IDBM)
 		}
 	}
 	return nil
@@ -144,9 +145,9 @@ func (e *env) findDiscovery(address string, port int) *conf.Record {
 // missing: discoverydb mode says so with exit 6, discovery mode with "!" and 7.
 func (e *env) discoveryNotFound(c *Command) *Exit {
 	if c.Mode == ModeDiscovery {
-		return e.fail(ExitInval, "Discovery record [%s,%d] not found!", c.Portal.Address, c.Portal.Port)
+		return e.fail(iscsierr.Inval, "Discovery record [%s,%d] not found!", c.Portal.Address, c.Portal.Port)
 	}
-	return e.fail(ExitIDBM, "Discovery record [%s,%d] not found.", c.Portal.Address, c.Portal.Port)
+	return e.fail(iscsierr.IDBM, "Discovery record [%s,%d] not found.", c.Portal.Address, c.Portal.Port)
 }
 
 func (e *env) discoveryRecords(c *Command) *Exit {
@@ -155,14 +156,14 @@ func (e *env) discoveryRecords(c *Command) *Exit {
 	if c.Action == ActNewDiscovery {
 		cfg, err := e.config()
 		if err != nil {
-			return e.fail(ExitIDBM, "%v", err)
+			return e.fail(iscsierr.IDBM, "%v", err)
 		}
 		if err := db.SaveDiscovery(conf.NewDiscoveryRecord(cfg, addr, port)); err != nil {
 			e.errorf("%v", err)
-			return e.fail(ExitIDBM, "Could not add new discovery record.")
+			return e.fail(iscsierr.IDBM, "Could not add new discovery record.")
 		}
 		fmt.Fprintf(&e.stdout, "New discovery record for [%s,%d] added.\n", addr, port)
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 	}
 	d := e.findDiscovery(addr, port)
 	if d == nil {
@@ -179,27 +180,27 @@ func (e *env) discoveryRecords(c *Command) *Exit {
 		// where they hang off the discovery record's directory; one that a
 		// session uses stays, and so does the discovery record then.
 		present := e.sessionCounts()
-		code := ExitSuccess
+		code := iscsierr.Success
 		for _, r := range e.nodesDiscoveredBy(addr, port) {
-			if x := e.deleteNode(r, present); x != ExitSuccess {
+			if x := e.deleteNode(r, present); x != iscsierr.Success {
 				code = x
 			}
 		}
-		if code != ExitSuccess {
+		if code != iscsierr.Success {
 			return e.exit(code)
 		}
 		if err := db.DeleteDiscovery(addr, port); err != nil {
-			return e.fail(ExitIDBM, "Unable to delete record!")
+			return e.fail(iscsierr.IDBM, "Unable to delete record!")
 		}
 	case ActUpdateDiscovery:
 		if !e.verifyParams(d, c.Params) || e.setParams(d, c.Params) != "" {
-			return e.exit(ExitInval)
+			return e.exit(iscsierr.Inval)
 		}
 		if err := db.SaveDiscovery(d); err != nil {
-			return e.fail(ExitIDBM, "%v", err)
+			return e.fail(iscsierr.IDBM, "%v", err)
 		}
 	}
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 // ---- session-scoped record commands (-m session -r SID ...)
@@ -209,7 +210,7 @@ func (e *env) discoveryRecords(c *Command) *Exit {
 func (e *env) session(sid int) (*mgmt.Session, *Exit) {
 	all, me := e.sessions(false, false)
 	if me != nil {
-		return nil, e.fail(ExitCode(me.Code), "%s", me.Message)
+		return nil, e.fail(me.Code, "%s", me.Message)
 	}
 	for i := range all {
 		if all[i].SID == sid {
@@ -217,7 +218,7 @@ func (e *env) session(sid int) (*mgmt.Session, *Exit) {
 		}
 	}
 	e.errorf("could not read session targetname: 5")
-	return nil, e.fail(ExitSysfsLookup, "Could not get session info for sid %d", sid)
+	return nil, e.fail(iscsierr.SysfsLookup, "Could not get session info for sid %d", sid)
 }
 
 // scopeToSession narrows c's record selectors to the node record session s

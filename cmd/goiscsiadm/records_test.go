@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/scan/scantest"
 )
 
@@ -19,7 +20,7 @@ import (
 // iscsid.conf itself.
 type dbStep struct {
 	args   string
-	code   ExitCode
+	code   iscsierr.Code
 	stdout string // exact unless prefixed with "~": then a substring
 	stderr string
 }

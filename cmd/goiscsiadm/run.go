@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/pdu"
@@ -59,12 +60,12 @@ func (e *env) config() (*conf.Config, error) {
 func (e *env) errorf(format string, args ...any) { e.stderr.WriteString(logLine(format, args...)) }
 
 // exit ends the command with what was printed so far.
-func (e *env) exit(code ExitCode) *Exit {
+func (e *env) exit(code iscsierr.Code) *Exit {
 	return &Exit{Code: code, Stdout: e.stdout.String(), Stderr: e.stderr.String()}
 }
 
 // fail ends the command with one more error line.
-func (e *env) fail(code ExitCode, format string, args ...any) *Exit {
+func (e *env) fail(code iscsierr.Code, format string, args ...any) *Exit {
 	e.errorf(format, args...)
 	return e.exit(code)
 }
@@ -73,15 +74,15 @@ func (e *env) fail(code ExitCode, format string, args ...any) *Exit {
 // initial_login_retry_max login timeouts in the daemon, so this is generous.
 const requestTimeout = 10 * time.Minute
 
-func (e *env) do(req *mgmt.Request) (*mgmt.Response, *mgmt.Error) {
+func (e *env) do(req *mgmt.Request) (*mgmt.Response, *iscsierr.Error) {
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	resp, err := e.client.Do(ctx, req)
 	if err != nil {
-		if me, ok := err.(*mgmt.Error); ok {
+		if me, ok := err.(*iscsierr.Error); ok {
 			return nil, me
 		}
-		return nil, mgmt.Errorf(mgmt.CodeCommunication, "%v", err)
+		return nil, iscsierr.Errorf(iscsierr.ISCSIDCommErr, "%v", err)
 	}
 	return resp, resp.Error
 }
@@ -153,7 +154,7 @@ func run(c *Command) *Exit {
 	case ActListIfaces:
 		ifs, err := e.ifaces()
 		if err != nil {
-			return e.fail(ExitIDBM, "%v", err)
+			return e.fail(iscsierr.IDBM, "%v", err)
 		}
 		text, x := IfacesText(ifs)
 		e.stdout.WriteString(text)
@@ -168,26 +169,26 @@ func run(c *Command) *Exit {
 		ibft, _ := filepath.Glob(filepath.Join(e.sysfs, "firmware", "ibft"))
 		boot, _ := filepath.Glob(filepath.Join(e.sysfs, "firmware", "iscsi_boot*"))
 		if len(ibft)+len(boot) == 0 {
-			return e.fail(ExitNoObjsFound, "Could not get list of targets from firmware. (err 21)")
+			return e.fail(iscsierr.NoObjsFound, "Could not get list of targets from firmware. (err 21)")
 		}
-		return e.fail(ExitOpNotSupp, "firmware boot (fw) mode is not supported by goiscsiadm")
+		return e.fail(iscsierr.OpNotSupp, "firmware boot (fw) mode is not supported by goiscsiadm")
 	case ActKillDaemon:
 		// Stock reports a daemon it cannot stop and still exits 0.
 		if _, me := e.do(&mgmt.Request{Op: mgmt.OpStop}); me != nil {
 			e.errorf("%s", me.Message)
 			e.errorf("Could not stop iscsid. Trying sending iscsid SIGTERM or SIGKILL signals manually\n")
 		}
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 	case ActNewSession:
-		return e.fail(ExitOpNotSupp, "adding another session to a logged-in target (-m session -r SID --login) is not supported by goiscsiadm yet")
+		return e.fail(iscsierr.OpNotSupp, "adding another session to a logged-in target (-m session -r SID --login) is not supported by goiscsiadm yet")
 	}
-	return e.fail(ExitOpNotSupp, "this operation is not supported by goiscsiadm yet")
+	return e.fail(iscsierr.OpNotSupp, "this operation is not supported by goiscsiadm yet")
 }
 
 // finish ends with a formatter's outcome.
 func (e *env) finish(x *Exit) *Exit {
 	if x == nil {
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 	}
 	e.stdout.WriteString(x.Stdout)
 	e.stderr.WriteString(x.Stderr)
@@ -200,10 +201,10 @@ func (e *env) finish(x *Exit) *Exit {
 func (e *env) sidFromPath(p string) (int, *Exit) {
 	st, err := os.Lstat(p)
 	if err != nil {
-		return 0, e.fail(ExitErr, "%s is an invalid session ID or path", p)
+		return 0, e.fail(iscsierr.Unknown, "%s is an invalid session ID or path", p)
 	}
 	if !st.IsDir() && st.Mode()&os.ModeSymlink == 0 {
-		return 0, e.fail(ExitErr, "%s is not a directory", p)
+		return 0, e.fail(iscsierr.Unknown, "%s is not a directory", p)
 	}
 	sysfs := filepath.Clean(e.sysfs)
 	devpath := p
@@ -214,7 +215,7 @@ func (e *env) sidFromPath(p string) (int, *Exit) {
 	real, err := filepath.EvalSymlinks(filepath.Join(sysfs, devpath))
 	if realSys, _ := filepath.EvalSymlinks(sysfs); err != nil || !strings.HasPrefix(real, filepath.Join(realSys, "devices")+"/") {
 		e.errorf("Could not get dev for %s. Possible sysfs incompatibility.", devpath)
-		return 0, e.fail(ExitInval, "invalid sid '%s'", p)
+		return 0, e.fail(iscsierr.Inval, "invalid sid '%s'", p)
 	}
 	for dir := real; dir != "/" && dir != "."; dir = filepath.Dir(dir) {
 		if n, ok := strings.CutPrefix(filepath.Base(dir), "session"); ok {
@@ -224,7 +225,7 @@ func (e *env) sidFromPath(p string) (int, *Exit) {
 		}
 	}
 	e.errorf("Unable to find sid in path %s", p)
-	return 0, e.fail(ExitInval, "invalid sid '%s'", p)
+	return 0, e.fail(iscsierr.Inval, "invalid sid '%s'", p)
 }
 
 // ---- node records
@@ -275,7 +276,7 @@ func (e *env) matching(c *Command) ([]*conf.Record, error) {
 func (e *env) listNodes(c *Command) *Exit {
 	recs, err := e.db().Nodes()
 	if err != nil {
-		return e.fail(ExitIDBM, "%v", err)
+		return e.fail(iscsierr.IDBM, "%v", err)
 	}
 	var nodes []NodeSummary
 	for _, r := range recs {
@@ -283,7 +284,7 @@ func (e *env) listNodes(c *Command) *Exit {
 	}
 	if c.JSON {
 		e.stdout.WriteString(NodesJSON(nodes))
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 	}
 	text, x := NodesText(nodes, c.PrintLevel)
 	e.stdout.WriteString(text)
@@ -303,7 +304,7 @@ func (e *env) nodeRecords(c *Command) *Exit {
 			all, _ := e.sessions(false, false)
 			for _, s := range all {
 				if sessionMatches(c, s) {
-					return e.fail(ExitSessExists, "Cannot modify node/iface transport name while a session is using it. "+
+					return e.fail(iscsierr.SessExists, "Cannot modify node/iface transport name while a session is using it. "+
 						"Log out the session then update record.")
 				}
 			}
@@ -311,10 +312,10 @@ func (e *env) nodeRecords(c *Command) *Exit {
 	}
 	recs, err := e.matching(c)
 	if err != nil {
-		return e.fail(ExitIDBM, "%v", err)
+		return e.fail(iscsierr.IDBM, "%v", err)
 	}
 	if len(recs) == 0 {
-		return e.fail(ExitNoObjsFound, "No records found")
+		return e.fail(iscsierr.NoObjsFound, "No records found")
 	}
 	switch c.Action {
 	case ActShowNodes:
@@ -323,13 +324,13 @@ func (e *env) nodeRecords(c *Command) *Exit {
 		}
 	case ActDeleteNodes:
 		present := e.sessionCounts()
-		code := ExitSuccess
+		code := iscsierr.Success
 		for _, r := range recs {
-			if c := e.deleteNode(r, present); c != ExitSuccess && code == ExitSuccess {
+			if c := e.deleteNode(r, present); c != iscsierr.Success && code == iscsierr.Success {
 				code = c
 			}
 		}
-		if code != ExitSuccess {
+		if code != iscsierr.Success {
 			return e.fail(code, "Could not execute operation on all records: %s", code)
 		}
 	case ActUpdateNodes:
@@ -340,7 +341,7 @@ func (e *env) nodeRecords(c *Command) *Exit {
 			return e.updateLiveSession(c)
 		}
 	}
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 // newNodes is -m node -o new, stock's add_static_recs: with -T and -p, one
@@ -351,7 +352,7 @@ func (e *env) nodeRecords(c *Command) *Exit {
 func (e *env) newNodes(c *Command) *Exit {
 	cfg, err := e.config()
 	if err != nil {
-		return e.fail(ExitIDBM, "%v", err)
+		return e.fail(iscsierr.IDBM, "%v", err)
 	}
 	iface := "default"
 	if len(c.Ifaces) > 0 {
@@ -375,7 +376,7 @@ func (e *env) newNodes(c *Command) *Exit {
 	} else {
 		all, err := e.db().Nodes()
 		if err != nil {
-			return e.fail(ExitIDBM, "%v", err)
+			return e.fail(iscsierr.IDBM, "%v", err)
 		}
 		seen := map[portal]bool{}
 		for _, r := range all {
@@ -394,7 +395,7 @@ func (e *env) newNodes(c *Command) *Exit {
 		}
 	}
 	if len(todo) == 0 {
-		return e.fail(ExitSuccess, "Error while adding record: ")
+		return e.fail(iscsierr.Success, "Error while adding record: ")
 	}
 	for _, p := range todo {
 		if p.tpgt < 0 {
@@ -404,13 +405,13 @@ func (e *env) newNodes(c *Command) *Exit {
 		copyIface(r, ir)
 		if err := e.db().SaveNode(r); err != nil {
 			e.errorf("%v", err)
-			return e.fail(ExitIDBM, "Error while adding record: %s", ExitIDBM)
+			return e.fail(iscsierr.IDBM, "Error while adding record: %s", iscsierr.IDBM)
 		}
 		fmt.Fprintf(&e.stdout, "New iSCSI node [%s:[hw=%s,ip=%s,net_if=%s,iscsi_if=%s] %s,%d,%d %s] added\n",
 			ir["iface.transport_name"], ir["iface.hwaddress"], ir["iface.ipaddress"], ir["iface.net_ifacename"],
 			iface, p.address, p.port, p.tpgt, p.target)
 	}
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 // replaceUnknownTPGT removes the records of target at address:port with an
@@ -440,17 +441,17 @@ func (e *env) updateLiveSession(c *Command) *Exit {
 		}
 	}
 	if len(rec) == 0 {
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 	}
 	if _, me := e.do(&mgmt.Request{Op: mgmt.OpUpdate, SID: c.SID, Record: rec}); me != nil {
-		if me.Code == mgmt.CodeNotConnected {
+		if me.Code == iscsierr.ISCSIDNotConn {
 			// Without goiscsid nothing scans for the session: the
 			// record, updated above, is all there is to change.
-			return e.exit(ExitSuccess)
+			return e.exit(iscsierr.Success)
 		}
-		return e.fail(ExitCode(me.Code), "%s", me.Message)
+		return e.fail(me.Code, "%s", me.Message)
 	}
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 // ---- discovery
@@ -462,11 +463,11 @@ func (e *env) initiatorName() (string, error) {
 
 func (e *env) discover(c *Command) *Exit {
 	if c.Portal == nil {
-		return e.fail(ExitInval, "Please specify a portal with -p")
+		return e.fail(iscsierr.Inval, "Please specify a portal with -p")
 	}
 	cfg, err := e.config()
 	if err != nil {
-		return e.fail(ExitIDBM, "%v", err)
+		return e.fail(iscsierr.IDBM, "%v", err)
 	}
 	db := e.db()
 	port := c.Portal.Port
@@ -493,7 +494,7 @@ func (e *env) discover(c *Command) *Exit {
 	}
 	name, err := e.initiatorName()
 	if err != nil {
-		return e.fail(ExitInval, "%v", err)
+		return e.fail(iscsierr.Inval, "%v", err)
 	}
 	auth := session.Auth{Method: session.AuthNone}
 	if strings.EqualFold(drec.Get("discovery.sendtargets.auth.authmethod"), "CHAP") {
@@ -507,7 +508,7 @@ func (e *env) discover(c *Command) *Exit {
 		// stock does: the operator's settings for it are not lost, and
 		// `-m discoverydb` shows what was tried.
 		if err := db.SaveDiscovery(drec); err != nil {
-			return e.fail(ExitIDBM, "%v", err)
+			return e.fail(iscsierr.IDBM, "%v", err)
 		}
 	}
 	found, err := e.sendTargets(drec, session.Portal{Address: c.Portal.Address, Port: port}, session.DiscoveryConfig{
@@ -541,7 +542,7 @@ func (e *env) discover(c *Command) *Exit {
 					existing, _ := db.FindNodes(t.Name, p.Address, p.Port, ir.name())
 					if len(existing) == 0 {
 						if err := db.SaveNode(r); err != nil {
-							return e.fail(ExitIDBM, "%v", err)
+							return e.fail(iscsierr.IDBM, "%v", err)
 						}
 					} else {
 						r = existing[0]
@@ -564,7 +565,7 @@ func (e *env) discover(c *Command) *Exit {
 	if c.Login {
 		return e.loginRecords(recs, c.NoWait)
 	}
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 // errUnreachable marks a discovery that gave up because the portal could not
@@ -617,16 +618,16 @@ func (e *env) reportUnreachable(host string, err error) {
 // status with 19.
 func (e *env) discoveryFailed(host string, err error) *Exit {
 	var le *session.LoginError
-	code := ExitPDUTimeout
+	code := iscsierr.PDUTimeout
 	switch {
 	case errors.Is(err, errUnreachable):
 	case asLoginError(err, &le) && le.AuthFailure():
 		e.errorf("discovery login to %s rejected: initiator failed authorization", host)
-		code = ExitLoginAuthFailed
+		code = iscsierr.LoginAuthFailed
 	case asLoginError(err, &le) && le.Status.Class == pdu.StatusInitiatorError:
 		e.errorf("discovery login to %s rejected: initiator error (%02x/%02x), non-retryable, giving up",
 			host, le.Status.Class, le.Status.Detail)
-		code = ExitFatalLogin
+		code = iscsierr.FatalLogin
 	case le != nil:
 		e.errorf("discovery login to %s rejected: target error (%02x/%02x)", host, le.Status.Class, le.Status.Detail)
 	default:
@@ -662,11 +663,11 @@ func (e *env) listDiscovery(c *Command) *Exit {
 	db := e.db()
 	ds, err := db.Discoveries()
 	if err != nil {
-		return e.fail(ExitIDBM, "%v", err)
+		return e.fail(iscsierr.IDBM, "%v", err)
 	}
 	nodes, err := db.Nodes()
 	if err != nil {
-		return e.fail(ExitIDBM, "%v", err)
+		return e.fail(iscsierr.IDBM, "%v", err)
 	}
 	var out DiscoveryDB
 	for _, d := range ds {
@@ -707,10 +708,10 @@ func (e *env) login(c *Command) *Exit {
 		recs, err = e.matching(c)
 	}
 	if err != nil {
-		return e.fail(ExitIDBM, "%v", err)
+		return e.fail(iscsierr.IDBM, "%v", err)
 	}
 	if len(recs) == 0 {
-		return e.fail(ExitNoObjsFound, "No records found")
+		return e.fail(iscsierr.NoObjsFound, "No records found")
 	}
 	return e.loginRecords(recs, c.NoWait)
 }
@@ -735,7 +736,7 @@ func loginPortal(id conf.NodeID) string {
 // ends with "Could not log into all portals". -W is accepted but goiscsiadm
 // still waits for the results.
 func (e *env) loginRecords(recs []*conf.Record, noWait bool) *Exit {
-	code := ExitSuccess
+	code := iscsierr.Success
 	present := e.sessionCounts()
 	var todo []*conf.Record
 	for _, r := range recs {
@@ -744,15 +745,15 @@ func (e *env) loginRecords(recs []*conf.Record, noWait bool) *Exit {
 		want = max(want, 1)
 		if n := present[sessionKey(id.Target, id.Address, id.Port, id.Iface)]; n >= want {
 			e.errorf("%s: %d session%s requested, but %d already present.", id.Iface, want, plural(want), n)
-			if code == ExitSuccess {
-				code = ExitSessExists
+			if code == iscsierr.Success {
+				code = iscsierr.SessExists
 			}
 			continue
 		}
 		fmt.Fprintf(&e.stdout, "Logging in to %s\n", loginPortal(id))
 		todo = append(todo, r)
 	}
-	errs := make([]*mgmt.Error, len(todo))
+	errs := make([]*iscsierr.Error, len(todo))
 	var wg sync.WaitGroup
 	for i, r := range todo {
 		wg.Add(1)
@@ -769,18 +770,18 @@ func (e *env) loginRecords(recs []*conf.Record, noWait bool) *Exit {
 			continue
 		}
 		e.errorf("Could not login to %s.", loginPortal(r.ID()))
-		e.errorf("%s", ExitCode(me.Code).Reported())
+		e.errorf("%s", me.Code.Reported())
 		switch {
-		case me.Code == int(ExitISCSIDNotConn):
+		case me.Code == iscsierr.ISCSIDNotConn:
 			e.errorf("%s", me.Message) // goiscsiadm's own: where it looked for goiscsid
 		case me.Message != "":
 			e.errorf("goiscsid: %s", me.Message)
 		}
-		if code == ExitSuccess {
-			code = ExitCode(me.Code)
+		if code == iscsierr.Success {
+			code = me.Code
 		}
 	}
-	if code != ExitSuccess {
+	if code != iscsierr.Success {
 		e.errorf("Could not log into all portals")
 	}
 	return e.exit(code)
@@ -804,18 +805,18 @@ func (e *env) sessionCounts() map[string]int {
 }
 
 // deleteNode is stock's delete_node: a record a session uses stays.
-func (e *env) deleteNode(r *conf.Record, present map[string]int) ExitCode {
+func (e *env) deleteNode(r *conf.Record, present map[string]int) iscsierr.Code {
 	id := r.ID()
 	if present[sessionKey(id.Target, id.Address, id.Port, id.Iface)] > 0 {
 		e.errorf("This command will remove the record [iface: %s, target: %s, portal: %s,%d], but a session is "+
 			"using it. Logout session then rerun command to remove record.", id.Iface, id.Target, id.Address, id.Port)
-		return ExitSessExists
+		return iscsierr.SessExists
 	}
 	if err := e.db().DeleteNode(id); err != nil {
 		e.errorf("%v", err)
-		return ExitIDBM
+		return iscsierr.IDBM
 	}
-	return ExitSuccess
+	return iscsierr.Success
 }
 
 // deleteStale deletes the node records an earlier discovery through
@@ -872,12 +873,12 @@ func plural(n int) string {
 // sessions returns the daemon's sessions (only their Brief part when brief),
 // or what sysfs shows when the daemon is not running (as stock, which reads
 // sysfs).
-func (e *env) sessions(showSecrets, brief bool) ([]mgmt.Session, *mgmt.Error) {
+func (e *env) sessions(showSecrets, brief bool) ([]mgmt.Session, *iscsierr.Error) {
 	resp, me := e.do(&mgmt.Request{Op: mgmt.OpSessions, ShowSecrets: showSecrets, Brief: brief})
 	if me != nil {
 		// Stock lists sessions from sysfs, for any user: so does
 		// goiscsiadm when goiscsid is not running or serves only root.
-		if me.Code == mgmt.CodeNotConnected || me.Code == mgmt.CodeAccess {
+		if me.Code == iscsierr.ISCSIDNotConn || me.Code == iscsierr.Access {
 			return sysfsSessions(e.sysfs), nil
 		}
 		return nil, me
@@ -893,7 +894,7 @@ func sessionPortal(s mgmt.Session) string {
 func (e *env) selectSessions(c *Command) ([]mgmt.Session, *Exit) {
 	all, me := e.sessions(false, false)
 	if me != nil {
-		return nil, e.fail(ExitCode(me.Code), "%s", me.Message)
+		return nil, e.fail(me.Code, "%s", me.Message)
 	}
 	var out []mgmt.Session
 	for _, s := range all {
@@ -903,7 +904,7 @@ func (e *env) selectSessions(c *Command) ([]mgmt.Session, *Exit) {
 	}
 	if c.SID > 0 && len(out) == 0 {
 		e.errorf("could not read session targetname: 5")
-		return nil, e.fail(ExitSysfsLookup, "Could not get session info for sid %d", c.SID)
+		return nil, e.fail(iscsierr.SysfsLookup, "Could not get session info for sid %d", c.SID)
 	}
 	return out, nil
 }
@@ -958,12 +959,12 @@ func (e *env) logout(c *Command) *Exit {
 		sessions = keep
 	}
 	if len(sessions) == 0 {
-		return e.fail(ExitNoObjsFound, "No matching sessions found")
+		return e.fail(iscsierr.NoObjsFound, "No matching sessions found")
 	}
 	for _, s := range sessions {
 		fmt.Fprintf(&e.stdout, "Logging out of session %s\n", sessionPortal(s))
 	}
-	errs := make([]*mgmt.Error, len(sessions))
+	errs := make([]*iscsierr.Error, len(sessions))
 	var wg sync.WaitGroup
 	for i, s := range sessions {
 		wg.Add(1)
@@ -973,19 +974,19 @@ func (e *env) logout(c *Command) *Exit {
 		}()
 	}
 	wg.Wait()
-	code := ExitSuccess
+	code := iscsierr.Success
 	for i, s := range sessions {
 		if me := errs[i]; me != nil {
 			e.errorf("Could not logout of %s.", sessionPortal(s))
-			e.errorf("%s", ExitCode(me.Code).Reported())
-			if code == ExitSuccess {
-				code = ExitCode(me.Code)
+			e.errorf("%s", me.Code.Reported())
+			if code == iscsierr.Success {
+				code = me.Code
 			}
 			continue
 		}
 		fmt.Fprintf(&e.stdout, "Logout of %s successful.\n", sessionPortal(s))
 	}
-	if code != ExitSuccess {
+	if code != iscsierr.Success {
 		e.errorf("Could not logout of all requested sessions")
 	}
 	return e.exit(code)
@@ -999,7 +1000,7 @@ func (e *env) listSessions(c *Command) *Exit {
 	flat := !c.JSON && c.PrintLevel <= 0
 	all, me := e.sessions(c.ShowSecrets, flat)
 	if me != nil {
-		return e.fail(ExitCode(me.Code), "%s", me.Message)
+		return e.fail(me.Code, "%s", me.Message)
 	}
 	if c.SID > 0 {
 		var one []mgmt.Session
@@ -1010,7 +1011,7 @@ func (e *env) listSessions(c *Command) *Exit {
 		}
 		if len(one) == 0 {
 			e.errorf("could not read session targetname: 5")
-			return e.fail(ExitSysfsLookup, "Could not get session info for sid %d", c.SID)
+			return e.fail(iscsierr.SysfsLookup, "Could not get session info for sid %d", c.SID)
 		}
 		all = one
 	}
@@ -1030,10 +1031,10 @@ func (e *env) listSessions(c *Command) *Exit {
 	}
 	if c.JSON {
 		if len(infos) == 0 {
-			return e.fail(ExitNoObjsFound, "No active sessions.")
+			return e.fail(iscsierr.NoObjsFound, "No active sessions.")
 		}
 		e.stdout.WriteString(SessionsJSON(infos, c.ShowSecrets))
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 	}
 	text, x := SessionsText(infos, c.PrintLevel, c.ShowSecrets, scan.ReadAttr(filepath.Join(e.sysfs, "module", "scsi_transport_iscsi", "version")))
 	e.stdout.WriteString(text)
@@ -1139,29 +1140,29 @@ func (e *env) rescan(c *Command) *Exit {
 		return x
 	}
 	if len(sessions) == 0 {
-		return e.fail(ExitNoObjsFound, "No session found.")
+		return e.fail(iscsierr.NoObjsFound, "No session found.")
 	}
 	for _, s := range sessions {
 		fmt.Fprintf(&e.stdout, "Rescanning session %s\n", sessionPortal(s))
 		_, me := e.do(&mgmt.Request{Op: mgmt.OpScan, SID: s.SID})
-		if me != nil && me.Code == mgmt.CodeNotConnected {
+		if me != nil && me.Code == iscsierr.ISCSIDNotConn {
 			// No goiscsid (sessions another initiator left, or the
 			// daemon is down): scan through sysfs as stock's -R does,
 			// rescanning the existing devices, then the whole target.
 			me = e.scanLocally(s.HostNo, nil)
 		}
 		if me != nil {
-			return e.fail(ExitCode(me.Code), "%s", me.Message)
+			return e.fail(me.Code, "%s", me.Message)
 		}
 	}
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 // scanLocally scans host through sysfs: one LUN, or (lun nil) a rescan of
 // the existing devices and a scan of the whole target.
-func (e *env) scanLocally(host int, lun *uint64) *mgmt.Error {
+func (e *env) scanLocally(host int, lun *uint64) *iscsierr.Error {
 	if host < 0 {
-		return mgmt.Errorf(int(ExitSysfsLookup), "the session's SCSI host is not in sysfs")
+		return iscsierr.Errorf(iscsierr.SysfsLookup, "the session's SCSI host is not in sysfs")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -1173,7 +1174,7 @@ func (e *env) scanLocally(host int, lun *uint64) *mgmt.Error {
 		err = fs.ScanHost(ctx, host, "-", "-", "-")
 	}
 	if err != nil {
-		return mgmt.Errorf(int(ExitSysfsLookup), "scan of host%d: %v", host, err)
+		return iscsierr.Errorf(iscsierr.SysfsLookup, "scan of host%d: %v", host, err)
 	}
 	return nil
 }
@@ -1181,7 +1182,7 @@ func (e *env) scanLocally(host int, lun *uint64) *mgmt.Error {
 func (e *env) scanLUN(c *Command) *Exit {
 	lun := c.ScanLUN
 	resp, me := e.do(&mgmt.Request{Op: mgmt.OpScan, SID: c.SID, LUN: &lun})
-	if me != nil && me.Code == mgmt.CodeNotConnected {
+	if me != nil && me.Code == iscsierr.ISCSIDNotConn {
 		// Without goiscsid, the same narrow scan through sysfs.
 		s, x := e.session(c.SID)
 		if x != nil {
@@ -1190,7 +1191,7 @@ func (e *env) scanLUN(c *Command) *Exit {
 		resp, me = &mgmt.Response{Session: s}, e.scanLocally(s.HostNo, &lun)
 	}
 	if me != nil {
-		return e.fail(ExitCode(me.Code), "%s", me.Message)
+		return e.fail(me.Code, "%s", me.Message)
 	}
 	// The kernel probes the LUN during the scan but names its disk a moment
 	// later (sd probes asynchronously): wait a little for the name.
@@ -1215,11 +1216,11 @@ func (e *env) scanLUN(c *Command) *Exit {
 	}
 	if c.JSON {
 		e.stdout.WriteString(marshal(out))
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 	}
 	if found == nil {
 		fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: no such LUN on the target\n", lun, sessionPortal(*resp.Session))
-		return e.exit(ExitSuccess)
+		return e.exit(iscsierr.Success)
 	}
 	fmt.Fprintf(&e.stdout, "Scanned LUN %d of session %s: scsi%d Channel 00 Id %d Lun: %d disk %s\n",
 		lun, sessionPortal(*resp.Session), found.Host, found.ID, found.LUN, orEmpty(found.Disk))
@@ -1230,7 +1231,7 @@ func (e *env) scanLUN(c *Command) *Exit {
 	case out.Multipathd:
 		fmt.Fprintf(&e.stdout, "Multipath map of LUN %d: none (%s)\n", lun, out.why)
 	}
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 func (e *env) stats(c *Command) *Exit {
@@ -1239,13 +1240,13 @@ func (e *env) stats(c *Command) *Exit {
 		return x
 	}
 	if len(sessions) == 0 {
-		return e.fail(ExitNoObjsFound, "No session found.")
+		return e.fail(iscsierr.NoObjsFound, "No session found.")
 	}
 	for _, s := range sessions {
 		resp, me := e.do(&mgmt.Request{Op: mgmt.OpStats, SID: s.SID})
 		if me != nil {
-			e.errorf("Could not execute operation on all sessions: %s", ExitCode(me.Code))
-			return e.exit(ExitCode(me.Code))
+			e.errorf("Could not execute operation on all sessions: %s", me.Code)
+			return e.exit(me.Code)
 		}
 		if resp.Stats == nil {
 			resp.Stats = &mgmt.Stats{}
@@ -1274,7 +1275,7 @@ func (e *env) stats(c *Command) *Exit {
 			fmt.Fprintf(&e.stdout, "\t%s: %d\n", k, resp.Stats.Counters[k])
 		}
 	}
-	return e.exit(ExitSuccess)
+	return e.exit(iscsierr.Success)
 }
 
 // ---- ifaces and hosts
@@ -1282,7 +1283,7 @@ func (e *env) stats(c *Command) *Exit {
 func (e *env) listHosts(c *Command) *Exit {
 	all, me := e.sessions(false, false)
 	if me != nil {
-		return e.fail(ExitCode(me.Code), "%s", me.Message)
+		return e.fail(me.Code, "%s", me.Message)
 	}
 	devs := e.devicesByHost()
 	var hosts []HostSummary
@@ -1306,7 +1307,7 @@ func (e *env) listHosts(c *Command) *Exit {
 			Sessions: []SessionInfo{e.sessionInfo(s, devs[s.HostNo])}})
 	}
 	if len(hosts) == 0 {
-		return e.fail(ExitNoObjsFound, "No iSCSI hosts.")
+		return e.fail(iscsierr.NoObjsFound, "No iSCSI hosts.")
 	}
 	text, x := HostsText(hosts, c.PrintLevel, scan.ReadAttr(filepath.Join(e.sysfs, "module", "scsi_transport_iscsi", "version")))
 	e.stdout.WriteString(text)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/scan"
 	"github.com/goiscsi/goiscsi/scan/scantest"
@@ -43,7 +44,7 @@ func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Respo
 	switch req.Op {
 	case mgmt.OpLogin:
 		if req.Record["node.session.auth.password"] == "wrong" {
-			return &mgmt.Response{Error: mgmt.Errorf(24, "authorization failure")}
+			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.LoginAuthFailed, "authorization failure")}
 		}
 		f.mu.Lock()
 		f.in = true
@@ -61,7 +62,7 @@ func (f *fakeDaemon) ServeMgmt(_ context.Context, req *mgmt.Request) *mgmt.Respo
 		return removalResponse(*req.LUN)
 	case mgmt.OpLogout, mgmt.OpScan:
 		if req.SID != 3 {
-			return &mgmt.Response{Error: mgmt.Errorf(2, "no session")}
+			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SessNotFound, "no session")}
 		}
 		if req.Op == mgmt.OpLogout {
 			f.mu.Lock()
@@ -190,12 +191,12 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 		t.Fatalf("update: %d %s", x.Code, x.Stderr)
 	}
 	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "-o", "update", "-n", "node.session.scan", "-v", "sometimes")
-	if x.Code != ExitInval || !strings.Contains(x.Stderr, "node.session.scan") {
+	if x.Code != iscsierr.Inval || !strings.Contains(x.Stderr, "node.session.scan") {
 		t.Errorf("bad value: %d %q", x.Code, x.Stderr)
 	}
 	adm(t, "-m", "node", "-T", runIQN, "-o", "update", "-n", "node.session.auth.password", "-v", "wrong")
 	x = adm(t, "-m", "node", "-T", runIQN, "--login")
-	if x.Code != ExitLoginAuthFailed || !strings.Contains(x.Stderr, "Could not log into all portals") {
+	if x.Code != iscsierr.LoginAuthFailed || !strings.Contains(x.Stderr, "Could not log into all portals") {
 		t.Errorf("failed login: %d %q", x.Code, x.Stderr)
 	}
 	if x := adm(t, "-m", "node", "-T", runIQN, "-o", "show"); !strings.Contains(x.Stdout, "node.session.auth.password = ********\n") {
@@ -212,7 +213,7 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	// Stock 2.1.8 (session_mgmt.c): a record with its session gets a
 	// warning, no request, and 15.
 	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "--login")
-	if x.Code != ExitSessExists || x.Stdout != "" || x.Stderr != "iscsiadm: default: 1 session requested, but 1 already present.\n"+
+	if x.Code != iscsierr.SessExists || x.Stdout != "" || x.Stderr != "iscsiadm: default: 1 session requested, but 1 already present.\n"+
 		"iscsiadm: Could not log into all portals\n" || d.last().Op != mgmt.OpSessions {
 		t.Errorf("second login: %d %q %q", x.Code, x.Stdout, x.Stderr)
 	}
@@ -229,7 +230,7 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 		t.Errorf("live update: %d %s %+v", x.Code, x.Stderr, r)
 	}
 	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "-o", "update", "-n", "node.transport_name", "-v", "iser")
-	if x.Code != ExitSessExists || x.Stderr != "iscsiadm: Cannot modify node/iface transport name while a session is using it. "+
+	if x.Code != iscsierr.SessExists || x.Stderr != "iscsiadm: Cannot modify node/iface transport name while a session is using it. "+
 		"Log out the session then update record.\n" {
 		t.Errorf("transport name under a session: %d %q", x.Code, x.Stderr)
 	}
@@ -252,14 +253,14 @@ func TestDiscoveryLoginAndSessions(t *testing.T) {
 	x = adm(t, "-m", "node", "-T", runIQN, "-o", "delete")
 	if want := "iscsiadm: This command will remove the record [iface: default, target: " + runIQN + ", portal: 127.0.0.1," +
 		strconv.Itoa(ps[0].Port) + "], but a session is using it. Logout session then rerun command to remove record.\n" +
-		"iscsiadm: Could not execute operation on all records: session exists\n"; x.Code != ExitSessExists || x.Stderr != want {
+		"iscsiadm: Could not execute operation on all records: session exists\n"; x.Code != iscsierr.SessExists || x.Stderr != want {
 		t.Errorf("delete with a session: %d %q", x.Code, x.Stderr)
 	}
 	x = adm(t, "-m", "node", "-T", runIQN, "-p", portal, "--logout")
 	if x.Code != 0 || !strings.Contains(x.Stdout, "Logout of [sid: 3, target: "+runIQN+", portal: 127.0.0.1,"+strconv.Itoa(ps[0].Port)+"] successful.") {
 		t.Errorf("logout: %d %q %q", x.Code, x.Stdout, x.Stderr)
 	}
-	if x := adm(t, "-m", "node", "-T", "iqn.none:x", "--login"); x.Code != ExitNoObjsFound || x.Stderr != "iscsiadm: No records found\n" {
+	if x := adm(t, "-m", "node", "-T", "iqn.none:x", "--login"); x.Code != iscsierr.NoObjsFound || x.Stderr != "iscsiadm: No records found\n" {
 		t.Errorf("login without records: %d %q", x.Code, x.Stderr)
 	}
 }
@@ -287,7 +288,7 @@ func TestDiscoveryDBWithCHAP(t *testing.T) {
 			"-n", "discovery.sendtargets.auth.username", "-v", user,
 			"-n", "discovery.sendtargets.auth.password", "-v", pass)
 	}
-	if x := adm(t, auth("disc", "discsecret12")...); x.Code != ExitIDBM {
+	if x := adm(t, auth("disc", "discsecret12")...); x.Code != iscsierr.IDBM {
 		t.Fatalf("update of a missing record: %d %q", x.Code, x.Stderr)
 	}
 	if x := adm(t, append(db, "--op", "new")...); x.Code != 0 {
@@ -298,7 +299,7 @@ func TestDiscoveryDBWithCHAP(t *testing.T) {
 	}
 	x := adm(t, append(db, "--discover")...)
 	if want := "iscsiadm: discovery login to 127.0.0.1 rejected: initiator failed authorization\n" +
-		"iscsiadm: Could not perform SendTargets discovery: iSCSI login failed due to authorization failure\n"; x.Code != ExitLoginAuthFailed || x.Stderr != want {
+		"iscsiadm: Could not perform SendTargets discovery: iSCSI login failed due to authorization failure\n"; x.Code != iscsierr.LoginAuthFailed || x.Stderr != want {
 		t.Errorf("bad credentials: %d %q", x.Code, x.Stderr)
 	}
 	adm(t, auth("disc", "discsecret12")...)
@@ -316,7 +317,7 @@ func TestDiscoveryDBWithCHAP(t *testing.T) {
 	if x := adm(t, append(db, "-o", "delete")...); x.Code != 0 || x.Stderr != "" {
 		t.Fatalf("delete: %d %q", x.Code, x.Stderr)
 	}
-	if x := adm(t, "-m", "node"); x.Code != ExitNoObjsFound || x.Stderr != "iscsiadm: No records found\n" {
+	if x := adm(t, "-m", "node"); x.Code != iscsierr.NoObjsFound || x.Stderr != "iscsiadm: No records found\n" {
 		t.Errorf("-m node after the discovery record was deleted: %d %q %q", x.Code, x.Stdout, x.Stderr)
 	}
 }
@@ -336,8 +337,8 @@ func TestDiscoveryUnreachablePortal(t *testing.T) {
 	x := adm(t, "-m", "discovery", "-t", "st", "-p", "127.0.0.1:"+strconv.Itoa(port))
 	refused := "iscsiadm: cannot make connection to 127.0.0.1: Connection refused\n"
 	if want := refused + refused + "iscsiadm: connection login retries (reopen_max) 1 exceeded\n" +
-		"iscsiadm: Could not perform SendTargets discovery: iSCSI PDU timed out\n"; x.Code != ExitPDUTimeout || x.Stderr != want {
-		t.Errorf("exit %d, stderr:\n%s\nwant exit %d, stderr:\n%s", x.Code, x.Stderr, ExitPDUTimeout, want)
+		"iscsiadm: Could not perform SendTargets discovery: iSCSI PDU timed out\n"; x.Code != iscsierr.PDUTimeout || x.Stderr != want {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit %d, stderr:\n%s", x.Code, x.Stderr, iscsierr.PDUTimeout, want)
 	}
 	if x := adm(t, "-m", "discoverydb"); x.Stdout != "127.0.0.1:"+strconv.Itoa(port)+" via sendtargets\n" {
 		t.Errorf("-m discoverydb after the failed discovery: %q %q", x.Stdout, x.Stderr)
@@ -362,7 +363,7 @@ func TestRemoveLUNThroughTheDaemon(t *testing.T) {
 		t.Errorf("request %+v", r)
 	}
 	x = adm(t, "-m", "node", "-T", runIQN, "--remove-lun", "2", "--remove-tries", "2", "--force", "--json")
-	if x.Code != ExitBusy || x.Stderr != "iscsiadm: could not remove LUN 2: LUN 2 is still in use after 1 attempts in 0.0 s: multipath map mpatha (dm-0) is open; "+
+	if x.Code != iscsierr.Busy || x.Stderr != "iscsiadm: could not remove LUN 2: LUN 2 is still in use after 1 attempts in 0.0 s: multipath map mpatha (dm-0) is open; "+
 		"left: multipath map mpatha (dm-0), path sdb (4:0:0:1), path sdd (5:0:0:1)\n" {
 		t.Errorf("remove LUN 2: %d %q", x.Code, x.Stderr)
 	}
@@ -400,7 +401,7 @@ func TestRemoveLUNWithoutTheDaemon(t *testing.T) {
 		t.Errorf("calls %s", got)
 	}
 	e.stdout.Reset()
-	if x := e.removeLUN(c); x.Code != ExitNoObjsFound || !strings.Contains(x.Stderr, "LUN 1 is not attached on session 1, 2") {
+	if x := e.removeLUN(c); x.Code != iscsierr.NoObjsFound || !strings.Contains(x.Stderr, "LUN 1 is not attached on session 1, 2") {
 		t.Errorf("second removal: %d %q", x.Code, x.Stderr)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/pdu"
@@ -166,14 +167,14 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		return d.removeLUN(ctx, req)
 	case mgmt.OpStop:
 		if d.stop == nil {
-			return &mgmt.Response{Error: mgmt.Errorf(mgmt.CodeInvalidRequest, "this goiscsid cannot be stopped by request")}
+			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "this goiscsid cannot be stopped by request")}
 		}
 		// The server sends this reply before it stops serving.
 		d.log.Info("stopping: asked to by goiscsiadm -k 0; sessions stay logged in")
 		d.stop()
 		return &mgmt.Response{}
 	}
-	return &mgmt.Response{Error: mgmt.Errorf(mgmt.CodeInvalidRequest, "unknown request %q", req.Op)}
+	return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "unknown request %q", req.Op)}
 }
 
 // withDefaults fills keys the record lacks from iscsid.conf.
@@ -199,15 +200,15 @@ func (d *daemon) login(ctx context.Context, rec record) *mgmt.Response {
 	rec = d.withDefaults(rec)
 	n, err := rec.node(d.initiatorName, d.alias)
 	if err != nil {
-		return &mgmt.Response{Error: mgmt.Errorf(7, "%v", err)}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%v", err)}
 	}
 	policy, err := scan.PolicyFor(rec.str("node.session.scan", ""), rec.str("node.session.autoscan_en", ""))
 	if err != nil {
-		return &mgmt.Response{Error: mgmt.Errorf(7, "node record: %v", err)}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "node record: %v", err)}
 	}
 	retries, err := rec.loginRetries()
 	if err != nil {
-		return &mgmt.Response{Error: mgmt.Errorf(7, "%v", err)}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%v", err)}
 	}
 	n.Dial = d.dial
 	id := nodeID(n)
@@ -218,7 +219,7 @@ func (d *daemon) login(ctx context.Context, rec record) *mgmt.Response {
 	}
 	if exists {
 		d.mu.Unlock()
-		return &mgmt.Response{Error: mgmt.Errorf(15, "session exists")}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SessExists, "session exists")}
 	}
 	d.logins[id] = true
 	d.mu.Unlock()
@@ -311,27 +312,27 @@ func retryable(err error) bool {
 }
 
 // loginError maps a login failure to iscsiadm's exit code and message.
-func loginError(err error) *mgmt.Error {
+func loginError(err error) *iscsierr.Error {
 	var le *session.LoginError
 	var ae *session.AuthError
 	var re *recordError
 	switch {
 	case errors.As(err, &re):
-		return mgmt.Errorf(7, "%v", err)
+		return iscsierr.Errorf(iscsierr.Inval, "%v", err)
 	case errors.As(err, &le) && le.AuthFailure():
-		return mgmt.Errorf(24, "iSCSI login failed due to authorization failure: %v", err)
+		return iscsierr.Errorf(iscsierr.LoginAuthFailed, "iSCSI login failed due to authorization failure: %v", err)
 	case errors.As(err, &ae):
-		return mgmt.Errorf(19, "%v", err)
+		return iscsierr.Errorf(iscsierr.FatalLogin, "%v", err)
 	case errors.As(err, &le):
-		return mgmt.Errorf(19, "iSCSI login failed: %v", err)
+		return iscsierr.Errorf(iscsierr.FatalLogin, "iSCSI login failed: %v", err)
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return mgmt.Errorf(8, "connection timed out: %v", err)
+		return iscsierr.Errorf(iscsierr.TransTimeout, "connection timed out: %v", err)
 	}
 	var ke *nlink.KernelError
 	if errors.As(err, &ke) {
-		return mgmt.Errorf(9, "kernel refused: %v", err)
+		return iscsierr.Errorf(iscsierr.Internal, "kernel refused: %v", err)
 	}
-	return mgmt.Errorf(5, "login failed: %v", err)
+	return iscsierr.Errorf(iscsierr.Login, "login failed: %v", err)
 }
 
 // scanHost scans k's SCSI host as policy decides for trigger t. Event-driven
@@ -374,12 +375,12 @@ func (d *daemon) uevents(ctx context.Context, l *scan.UeventListener) {
 	}
 }
 
-func (d *daemon) session(sid uint32) (*daemonSession, *mgmt.Error) {
+func (d *daemon) session(sid uint32) (*daemonSession, *iscsierr.Error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ds, ok := d.sessions[sid]
 	if !ok {
-		return nil, mgmt.Errorf(2, "no session with sid %d", sid)
+		return nil, iscsierr.Errorf(iscsierr.SessNotFound, "no session with sid %d", sid)
 	}
 	return ds, nil
 }
@@ -391,12 +392,12 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 	}
 	info := d.info(ds, false)
 	if err := d.begin(ctx); err != nil {
-		return &mgmt.Response{Error: mgmt.Errorf(10, "%v", err)}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Logout, "%v", err)}
 	}
 	err := ds.k.Logout(ctx)
 	d.end()
 	if err != nil {
-		return &mgmt.Response{Error: mgmt.Errorf(10, "%v", err)}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Logout, "%v", err)}
 	}
 	d.mu.Lock()
 	delete(d.sessions, sid)
@@ -430,7 +431,7 @@ func (d *daemon) stats(ctx context.Context, sid uint32) *mgmt.Response {
 	}
 	st, err := d.kernel.GetStats(ctx, sid, 0)
 	if err != nil {
-		return &mgmt.Response{Error: mgmt.Errorf(9, "kernel statistics of session %d: %v", sid, err)}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Internal, "kernel statistics of session %d: %v", sid, err)}
 	}
 	return &mgmt.Response{Stats: statsOf(st)}
 }
@@ -445,12 +446,12 @@ func (d *daemon) scanRequest(ctx context.Context, req *mgmt.Request) *mgmt.Respo
 	defer d.targets.lock(ds.k.Node().Login.TargetName)()
 	if req.LUN == nil {
 		if _, err := d.sysfs.Apply(ctx, d.log, req.SID, int(ds.k.Host), scan.Auto, scan.Request); err != nil {
-			return &mgmt.Response{Error: mgmt.Errorf(22, "%v", err)}
+			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SysfsLookup, "%v", err)}
 		}
 	} else {
 		d.log.Info("scan", "sid", req.SID, "trigger", scan.Request.String(), "lun", *req.LUN)
 		if err := d.sysfs.ScanLUN(ctx, int(ds.k.Host), *req.LUN); err != nil {
-			return &mgmt.Response{Error: mgmt.Errorf(22, "%v", err)}
+			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SysfsLookup, "%v", err)}
 		}
 	}
 	info := d.info(ds, false)
@@ -466,7 +467,7 @@ func (d *daemon) removeLUN(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 	ctx, cancel := context.WithTimeout(ctx, removalTimeout)
 	defer cancel()
 	if req.LUN == nil {
-		return &mgmt.Response{Error: mgmt.Errorf(mgmt.CodeInvalidRequest, "remove-lun without a LUN")}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "remove-lun without a LUN")}
 	}
 	var sel []scan.Session
 	d.mu.Lock()
@@ -480,9 +481,9 @@ func (d *daemon) removeLUN(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 	d.mu.Unlock()
 	if len(sel) == 0 {
 		if req.SID != 0 {
-			return &mgmt.Response{Error: mgmt.Errorf(2, "no session with sid %d", req.SID)}
+			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SessNotFound, "no session with sid %d", req.SID)}
 		}
-		return &mgmt.Response{Error: mgmt.Errorf(21, "no session to target %q", req.Target)}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.NoObjsFound, "no session to target %q", req.Target)}
 	}
 	sort.Slice(sel, func(i, j int) bool { return sel[i].SID < sel[j].SID })
 	locked := map[string]bool{}
@@ -540,12 +541,12 @@ func (d *daemon) update(req *mgmt.Request) *mgmt.Response {
 		case "node.session.scan", "node.session.autoscan_en":
 			next[k] = v
 		default:
-			return &mgmt.Response{Error: mgmt.Errorf(7, "%s cannot be changed on a live session; update the node record and log in again", k)}
+			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%s cannot be changed on a live session; update the node record and log in again", k)}
 		}
 	}
 	p, err := scan.PolicyFor(next.str("node.session.scan", ""), next.str("node.session.autoscan_en", ""))
 	if err != nil {
-		return &mgmt.Response{Error: mgmt.Errorf(7, "%v", err)}
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%v", err)}
 	}
 	ds.rec, ds.policy = next, p
 	d.log.Info("scan policy changed", "sid", req.SID, "scan_policy", p.String())

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/nlink/nlinktest"
 	"github.com/goiscsi/goiscsi/scan"
@@ -221,7 +222,7 @@ func TestAbsurdRequests(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		req  mgmt.Request
-		code int
+		code iscsierr.Code
 		msg  string
 	}{
 		{"no record", mgmt.Request{Op: mgmt.OpLogin}, 7, "node.name"},
@@ -240,7 +241,7 @@ func TestAbsurdRequests(t *testing.T) {
 		{"stats of no session", mgmt.Request{Op: mgmt.OpStats, SID: 1 << 30}, 2, "no session"},
 		{"scan of the largest LUN of no session", mgmt.Request{Op: mgmt.OpScan, SID: 12345, LUN: &lun}, 2, "no session"},
 		{"update of no session", mgmt.Request{Op: mgmt.OpUpdate, SID: 7, Record: map[string]string{"node.session.scan": "sometimes"}}, 2, "no session"},
-		{"unknown op", mgmt.Request{Op: "reboot"}, mgmt.CodeInvalidRequest, "reboot"},
+		{"unknown op", mgmt.Request{Op: "reboot"}, iscsierr.InvalidMgmtReq, "reboot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -399,12 +400,12 @@ func TestRemoveLUNErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		req  mgmt.Request
-		code int
+		code iscsierr.Code
 	}{
 		{"LUN not attached", mgmt.Request{SID: s.SID, LUN: &lun}, 21},
 		{"no such session", mgmt.Request{SID: 99, LUN: &lun}, 2},
 		{"no session to target", mgmt.Request{Target: "iqn.2003-01.org.example:none", LUN: &lun}, 21},
-		{"no LUN", mgmt.Request{SID: s.SID}, mgmt.CodeInvalidRequest},
+		{"no LUN", mgmt.Request{SID: s.SID}, iscsierr.InvalidMgmtReq},
 	} {
 		tc.req.Op = mgmt.OpRemoveLUN
 		if resp := f.d.ServeMgmt(ctx, &tc.req); resp.Error == nil || resp.Error.Code != tc.code {
