@@ -178,9 +178,10 @@ type Opener struct {
 
 func (o Opener) String() string { return fmt.Sprintf("pid %d (%s)", o.PID, o.Comm) }
 
-// Kernel is what a LUN removal asks of the kernel besides reading sysfs.
-// HostKernel is the real one; tests use a fake.
-type Kernel interface {
+// BlockOps is what a LUN removal asks of the kernel besides reading sysfs:
+// flushes, device-mapper calls and SCSI deletes. HostBlockOps is the real one;
+// tests use a fake.
+type BlockOps interface {
 	DeviceMapper
 	// Flush writes a block device's dirty buffers to it and drops its
 	// buffer cache (fsync and BLKFLSBUF).
@@ -290,9 +291,9 @@ const (
 // Remover removes LUNs safely (see PlanLUNRemoval and Remove).
 type Remover struct {
 	Sysfs Sysfs
-	// Kernel does the flushes, device-mapper calls and deletes; nil means
-	// HostKernel on Sysfs.
-	Kernel Kernel
+	// Block does the flushes, device-mapper calls and deletes; nil means
+	// HostBlockOps on Sysfs.
+	Block BlockOps
 	// Proc is procfs's mount point, for the mount table; empty means /proc.
 	Proc string
 	// Tries bounds the attempts while something holds the LUN open;
@@ -309,17 +310,17 @@ type Remover struct {
 	Log *slog.Logger
 }
 
-func (r *Remover) kernel() Kernel {
-	if r.Kernel != nil {
-		return r.Kernel
+func (r *Remover) block() BlockOps {
+	if r.Block != nil {
+		return r.Block
 	}
-	return HostKernel{Sysfs: r.Sysfs}
+	return HostBlockOps{Sysfs: r.Sysfs}
 }
 
 // run is one removal in progress.
 type run struct {
 	r      *Remover
-	k      Kernel
+	k      BlockOps
 	plan   *LUNRemoval
 	rep    *Report
 	start  time.Time
@@ -330,7 +331,7 @@ type run struct {
 // Remove removes what plan names, in the order of the package comment, and
 // reports every step. The report's Failure is set when it stopped early.
 func (r *Remover) Remove(ctx context.Context, plan *LUNRemoval) *Report {
-	rn := &run{r: r, k: r.kernel(), plan: plan, start: time.Now(), gone: map[string]bool{},
+	rn := &run{r: r, k: r.block(), plan: plan, start: time.Now(), gone: map[string]bool{},
 		rep: &Report{LUN: plan.LUN, Maps: []MapReport{}, Paths: []PathReport{}, Steps: []Step{}}}
 	for _, m := range plan.Maps {
 		rn.rep.Maps = append(rn.rep.Maps, MapReport{MultipathMap: m})
@@ -569,7 +570,7 @@ func (rn *run) mapOf(kernel string) *MultipathMap {
 	return nil
 }
 
-func livePartitions(k Kernel, m MultipathMap) int {
+func livePartitions(k BlockOps, m MultipathMap) int {
 	n := 0
 	for _, pm := range m.Partitions {
 		if _, err := k.Status(pm.UUID); err == nil {

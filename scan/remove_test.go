@@ -22,7 +22,7 @@ const wwid = "3600140597a421d92b7f48508f3d5ccef"
 // 0 and 1 on each, LUN 1 under a multipath map named name.
 type world struct {
 	fs     *scantest.FS
-	k      *scantest.Kernel
+	k      *scantest.BlockOps
 	s      scan.Sysfs
 	proc   string
 	mapDev string
@@ -31,7 +31,7 @@ type world struct {
 func newWorld(t *testing.T, mapName string) *world {
 	t.Helper()
 	fs := scantest.New(t)
-	w := &world{fs: fs, k: scantest.NewKernel(fs), s: scan.Sysfs{Root: fs.Root}, proc: t.TempDir()}
+	w := &world{fs: fs, k: scantest.NewBlockOps(fs), s: scan.Sysfs{Root: fs.Root}, proc: t.TempDir()}
 	fs.AddSession(1, 2, "iqn.2003-01.org.example:mp", "127.0.0.1", 3260)
 	fs.AddSession(2, 3, "iqn.2003-01.org.example:mp", "127.0.0.2", 3260)
 	fs.AddDevice(2, 0, 0, 0, "sda")
@@ -66,7 +66,7 @@ func (w *world) sessions(t *testing.T, sids ...int) []scan.Session {
 }
 
 func (w *world) remover() *scan.Remover {
-	return &scan.Remover{Sysfs: w.s, Kernel: w.k, Proc: w.proc, Backoff: time.Millisecond}
+	return &scan.Remover{Sysfs: w.s, Block: w.k, Proc: w.proc, Backoff: time.Millisecond}
 }
 
 func (w *world) remove(t *testing.T, r *scan.Remover, lun uint64, sids ...int) *scan.Report {

@@ -104,3 +104,69 @@ func readAttr(p string) string {
 	}
 	return v
 }
+
+// Negotiated are the values a session's login settled, as the kernel shows
+// them: what goiscsid set with SET_PARAM after the login, so a daemon that
+// takes over a running session knows them without logging in again.
+type Negotiated struct {
+	HeaderDigest, DataDigest         bool
+	MaxRecvDataSegmentLength         uint32
+	MaxXmitDataSegmentLength         uint32
+	FirstBurstLength, MaxBurstLength uint32
+	MaxOutstandingR2T                uint32
+	InitialR2T, ImmediateData        bool
+	DataPDUInOrder, DataSeqInOrder   bool
+	ErrorRecoveryLevel               uint32
+	// DefaultTime2Wait and DefaultTime2Retain are -1 where the transport
+	// does not show them (iscsi_tcp hides them), as TargetAlias is empty.
+	DefaultTime2Wait   int64
+	DefaultTime2Retain int64
+	TargetAlias        string
+	// TPGT is -1 when the kernel does not show it.
+	TPGT int
+	// ExpStatSN is the connection's next expected StatSN.
+	ExpStatSN uint32
+}
+
+// Negotiated reads what the kernel shows of session sid's negotiated values
+// (/sys/class/iscsi_session/sessionN and /sys/class/iscsi_connection/
+// connectionN:0). An attribute that is missing or not a number is an error
+// naming it: a value made up from nothing would be shown as the session's.
+func (s Sysfs) Negotiated(sid int) (Negotiated, error) {
+	sdir := filepath.Join(s.root(), "class", "iscsi_session", fmt.Sprintf("session%d", sid))
+	cdir := filepath.Join(s.root(), "class", "iscsi_connection", fmt.Sprintf("connection%d:0", sid))
+	var firstErr error
+	num := func(dir, name string) uint32 {
+		p := filepath.Join(dir, name)
+		v, err := strconv.ParseUint(ReadAttr(p), 10, 32)
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("session %d: %s: not a number (%q)", sid, p, ReadAttr(p))
+		}
+		return uint32(v)
+	}
+	flag := func(dir, name string) bool { return num(dir, name) != 0 }
+	optional := func(dir, name string) int64 {
+		v, err := strconv.ParseUint(ReadAttr(filepath.Join(dir, name)), 10, 32)
+		if err != nil {
+			return -1
+		}
+		return int64(v)
+	}
+	n := Negotiated{
+		HeaderDigest: flag(cdir, "header_digest"), DataDigest: flag(cdir, "data_digest"),
+		MaxRecvDataSegmentLength: num(cdir, "max_recv_dlength"), MaxXmitDataSegmentLength: num(cdir, "max_xmit_dlength"),
+		FirstBurstLength: num(sdir, "first_burst_len"), MaxBurstLength: num(sdir, "max_burst_len"),
+		MaxOutstandingR2T: num(sdir, "max_outstanding_r2t"),
+		InitialR2T:        flag(sdir, "initial_r2t"), ImmediateData: flag(sdir, "immediate_data"),
+		DataPDUInOrder: flag(sdir, "data_pdu_in_order"), DataSeqInOrder: flag(sdir, "data_seq_in_order"),
+		ErrorRecoveryLevel: num(sdir, "erl"),
+		DefaultTime2Wait:   optional(sdir, "def_time2wait"), DefaultTime2Retain: optional(sdir, "def_time2retain"),
+		ExpStatSN:   num(cdir, "exp_statsn"),
+		TargetAlias: readAttr(filepath.Join(sdir, "targetalias")),
+		TPGT:        -1,
+	}
+	if t, err := strconv.Atoi(ReadAttr(filepath.Join(sdir, "tpgt"))); err == nil {
+		n.TPGT = t
+	}
+	return n, firstErr
+}

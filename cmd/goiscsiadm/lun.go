@@ -82,7 +82,7 @@ func (e *env) removeLocally(req *mgmt.Request) (*mgmt.Response, *iscsierr.Error)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), removalTimeout)
 	defer cancel()
-	r := &scan.Remover{Sysfs: fs, Kernel: e.blockKernel, Proc: e.proc, Tries: req.Tries, Force: req.Force}
+	r := &scan.Remover{Sysfs: fs, Block: e.block, Proc: e.proc, Tries: req.Tries, Force: req.Force}
 	rep := r.Remove(ctx, plan)
 	return &mgmt.Response{Removal: rep}, mgmt.RemovalError(rep)
 }

@@ -31,11 +31,11 @@ type env struct {
 	proc   string // /proc
 	run    string // /run
 	client *mgmt.Client
-	// blockKernel does a LUN removal's flushes, device-mapper calls and
+	// block does a LUN removal's flushes, device-mapper calls and
 	// deletes when goiscsid does not run; nil means the host's.
-	blockKernel scan.Kernel
-	stdout      strings.Builder
-	stderr      strings.Builder
+	block  scan.BlockOps
+	stdout strings.Builder
+	stderr strings.Builder
 }
 
 func newEnv() *env {

@@ -387,8 +387,8 @@ func TestRemoveLUNWithoutTheDaemon(t *testing.T) {
 	proc := t.TempDir()
 	os.MkdirAll(filepath.Join(proc, "self"), 0o755)
 	os.WriteFile(filepath.Join(proc, "self", "mountinfo"), []byte("22 1 0:21 / /proc rw - proc proc rw\n"), 0o644)
-	k := scantest.NewKernel(fs)
-	e := &env{sysfs: fs.Root, proc: proc, run: t.TempDir(), blockKernel: k, client: &mgmt.Client{Path: filepath.Join(t.TempDir(), "none.sock")}}
+	k := scantest.NewBlockOps(fs)
+	e := &env{sysfs: fs.Root, proc: proc, run: t.TempDir(), block: k, client: &mgmt.Client{Path: filepath.Join(t.TempDir(), "none.sock")}}
 	c, x := Parse([]string{"iscsiadm", "-m", "node", "-T", runIQN, "-p", "127.0.0.1", "--remove-lun", "1"})
 	if x != nil {
 		t.Fatal(x)

@@ -3,24 +3,36 @@ package main
 import (
 	"strconv"
 
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/ksession"
 	"github.com/goiscsi/goiscsi/scan"
 	"github.com/goiscsi/goiscsi/session"
 )
 
-// sessionRecord turns what sysfs shows of a session into record keys, so the
-// kernel's values win over a record changed since the login.
-func sessionRecord(ks scan.Session) record {
-	rec := record{
+// adoptRecord is the record a running session is taken over with: its node
+// record (stored, nil when there is none, else one made from iscsid.conf),
+// with what sysfs shows of the session over it, so the kernel's values win
+// over a record changed since the login.
+func (d *daemon) adoptRecord(ks scan.Session, stored *conf.Record) (*conf.Record, error) {
+	rec := stored
+	if rec == nil {
+		rec = conf.NewNodeRecord(d.cfg, ks.TargetName, ks.PersistentAddress, ks.PersistentPort, ks.TPGT, ks.Iface)
+	} else {
+		rec = rec.Clone()
+	}
+	for k, v := range map[string]string{
 		"node.name": ks.TargetName, "node.tpgt": strconv.Itoa(ks.TPGT), "iface.iscsi_ifacename": ks.Iface,
 		"iface.initiatorname": ks.InitiatorName, "node.session.timeo.replacement_timeout": ks.RecoveryTmo,
 		"node.conn[0].address": ks.PersistentAddress, "node.conn[0].port": strconv.Itoa(ks.PersistentPort),
-	}
-	for k, v := range rec {
+	} {
 		if v == "" {
-			delete(rec, k)
+			continue
+		}
+		if err := rec.Set(k, v); err != nil {
+			return nil, err
 		}
 	}
-	return rec
+	return rec, nil
 }
 
 // adopt takes over the sessions in the kernel at start, so logout, listing and
@@ -28,7 +40,7 @@ func sessionRecord(ks scan.Session) record {
 // (that would stall their I/O): the connection the old daemon handed to the
 // kernel keeps working. The scan at start follows each session's policy. find
 // returns the node record of a session, nil when there is none.
-func (d *daemon) adopt(find func(target, address string, port int, iface string) (map[string]string, error)) {
+func (d *daemon) adopt(find func(target, address string, port int, iface string) (*conf.Record, error)) {
 	all, err := d.sysfs.Sessions()
 	if err != nil {
 		d.log.Error("reading the kernel's sessions", "err", err)
@@ -39,39 +51,62 @@ func (d *daemon) adopt(find func(target, address string, port int, iface string)
 			continue // an offload HBA's own session, or one being torn down
 		}
 		sid, host := uint32(s.SID), uint32(s.Host)
-		rec := d.withDefaults(nil)
-		iface := s.Iface
-		if iface == "" {
-			iface = "default"
+		if s.Iface == "" {
+			s.Iface = "default"
 		}
-		stored, err := find(s.TargetName, s.PersistentAddress, s.PersistentPort, iface)
+		stored, err := find(s.TargetName, s.PersistentAddress, s.PersistentPort, s.Iface)
 		if err != nil {
 			d.log.Warn("node record of a running session", "sid", sid, "err", err)
 		}
-		for k, v := range stored {
-			rec[k] = v
-		}
-		// What the kernel runs with beats a record changed since.
-		for k, v := range sessionRecord(s) {
-			rec[k] = v
-		}
-		n, err := rec.node(d.initiatorName, d.alias)
+		rec, err := d.adoptRecord(s, stored)
 		if err != nil {
 			d.log.Error("cannot take over session", "sid", sid, "err", err)
 			continue
 		}
-		n.Dial = d.dial
-		policy, err := scan.PolicyFor(rec.str("node.session.scan", ""), rec.str("node.session.autoscan_en", ""))
+		cn, err := rec.Node(d.initiatorName)
 		if err != nil {
 			d.log.Error("cannot take over session", "sid", sid, "err", err)
 			continue
 		}
-		ds := &daemonSession{rec: rec, id: nodeID(n), policy: policy}
-		ds.k = session.Adopt(d.kernel, n, sid, host, session.LoginResult{Params: session.Params{TargetPortalGroupTag: -1}}, d.hooks(ds), d.log)
+		policy, err := policyOf(cn)
+		if err != nil {
+			d.log.Error("cannot take over session", "sid", sid, "err", err)
+			continue
+		}
+		n := ksession.Node{Node: cn, Alias: d.alias, Dial: d.dial}
+		ds := &daemonSession{rec: rec, id: nodeID(cn), policy: policy}
+		neg, err := d.sysfs.Negotiated(s.SID)
+		if err != nil {
+			// Listings would show made-up values, recovery would wait a
+			// wrong Time2Wait: say so, and go on with the session.
+			d.log.Warn("negotiated values of a running session", "sid", sid, "err", err)
+		}
+		ds.k = ksession.Adopt(d.nl, n, sid, host, adoptedResult(neg, cn), d.hooks(ds), d.log)
 		d.mu.Lock()
 		d.sessions[sid] = ds
 		d.mu.Unlock()
-		d.log.Info("took over running session", "sid", sid, "host", host, "target", n.Login.TargetName, "scan_policy", policy.String())
+		d.log.Info("took over running session", "sid", sid, "host", host, "target", cn.Target, "scan_policy", policy.String())
 		d.scanHost(ds.k, policy, scan.Start)
 	}
+}
+
+// adoptedResult is the login result of a session taken over, from what sysfs
+// shows of it; the values iscsi_tcp does not show are the record's proposals.
+func adoptedResult(neg scan.Negotiated, n conf.Node) session.LoginResult {
+	p := session.Params{
+		HeaderDigest: neg.HeaderDigest, DataDigest: neg.DataDigest,
+		MaxRecvDataSegmentLength: neg.MaxRecvDataSegmentLength, MaxXmitDataSegmentLength: neg.MaxXmitDataSegmentLength,
+		FirstBurstLength: neg.FirstBurstLength, MaxBurstLength: neg.MaxBurstLength, MaxOutstandingR2T: neg.MaxOutstandingR2T,
+		InitialR2T: neg.InitialR2T, ImmediateData: neg.ImmediateData,
+		DataPDUInOrder: neg.DataPDUInOrder, DataSequenceInOrder: neg.DataSeqInOrder,
+		ErrorRecoveryLevel: neg.ErrorRecoveryLevel, TargetAlias: neg.TargetAlias, TargetPortalGroupTag: neg.TPGT,
+		DefaultTime2Wait: n.Operational.DefaultTime2Wait, DefaultTime2Retain: n.Operational.DefaultTime2Retain,
+	}
+	if neg.DefaultTime2Wait >= 0 {
+		p.DefaultTime2Wait = uint32(neg.DefaultTime2Wait)
+	}
+	if neg.DefaultTime2Retain >= 0 {
+		p.DefaultTime2Retain = uint32(neg.DefaultTime2Retain)
+	}
+	return session.LoginResult{Params: p, StatSN: neg.ExpStatSN - 1}
 }

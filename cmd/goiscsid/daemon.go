@@ -8,12 +8,13 @@ import (
 	"net"
 	"os"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/iscsierr"
+	"github.com/goiscsi/goiscsi/ksession"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/pdu"
@@ -26,20 +27,20 @@ const version = "0.1.0"
 
 // daemon owns the kernel sessions and answers goiscsiadm.
 type daemon struct {
-	kernel        *nlink.Conn
+	nl            *nlink.Conn
 	sysfs         scan.Sysfs
 	initiatorName string
 	alias         string
-	// defaults are iscsid.conf's node.* keys, for keys a record leaves out.
-	defaults map[string]string
-	log      *slog.Logger
+	// cfg is iscsid.conf, whose node.* keys fill what a record leaves out.
+	cfg *conf.Config
+	log *slog.Logger
 	// dial opens TCP connections; nil means a net.Dialer (tests use it to
 	// count or fail connections).
 	dial func(ctx context.Context, network, address string) (net.Conn, error)
 
-	// blockKernel flushes, removes maps and deletes devices for LUN
+	// block flushes, removes maps and deletes devices for LUN
 	// removals; nil means the host's (tests use a fake).
-	blockKernel scan.Kernel
+	block scan.BlockOps
 	// proc is procfs's mount point for LUN removals; empty means /proc.
 	proc string
 	// targets serializes the sysfs work on each target.
@@ -104,10 +105,11 @@ func (l *targetLocks) lock(targets ...string) (unlock func()) {
 
 // daemonSession is one logged-in session and the record it came from.
 type daemonSession struct {
-	k      *session.Kernel
-	rec    record
-	id     string
+	k  *ksession.Session
+	id string
+
 	mu     sync.Mutex
+	rec    *conf.Record
 	policy scan.Policy
 }
 
@@ -137,8 +139,8 @@ func (d *daemon) begin(ctx context.Context) error {
 
 func (d *daemon) end() { <-d.inFlight }
 
-func newDaemon(k *nlink.Conn, sysfs scan.Sysfs, initiatorName, alias string, defaults map[string]string, log *slog.Logger) *daemon {
-	return &daemon{kernel: k, sysfs: sysfs, initiatorName: initiatorName, alias: alias, defaults: defaults,
+func newDaemon(nl *nlink.Conn, sysfs scan.Sysfs, initiatorName, alias string, cfg *conf.Config, log *slog.Logger) *daemon {
+	return &daemon{nl: nl, sysfs: sysfs, initiatorName: initiatorName, alias: alias, cfg: cfg,
 		inFlight: make(chan struct{}, maxInFlight),
 		log:      log, sessions: map[uint32]*daemonSession{}, logins: map[string]bool{}}
 }
@@ -152,7 +154,7 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		d.mu.Unlock()
 		return &mgmt.Response{Status: &mgmt.Status{Version: version, PID: os.Getpid(), Sessions: n}}
 	case mgmt.OpLogin:
-		return d.login(ctx, record(req.Record))
+		return d.login(ctx, req.Record)
 	case mgmt.OpLogout:
 		return d.logout(ctx, uint32(req.SID))
 	case mgmt.OpSessions:
@@ -177,41 +179,35 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 	return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "unknown request %q", req.Op)}
 }
 
-// withDefaults fills keys the record lacks from iscsid.conf.
-func (d *daemon) withDefaults(r record) record {
-	out := record{}
-	for k, v := range d.defaults {
-		if strings.HasPrefix(k, "node.") {
-			out[k] = v
-		}
-	}
-	for k, v := range r {
-		out[k] = v
-	}
-	return out
-}
-
 // nodeID identifies a node the way open-iscsi matches a session to a record.
-func nodeID(n session.Node) string {
-	return fmt.Sprintf("%s|%s|%d|%s", n.Login.TargetName, n.Address, n.Port, n.Iface)
+func nodeID(n conf.Node) string {
+	return fmt.Sprintf("%s|%s|%d|%s", n.Target, n.Address, n.Port, n.Iface.Name)
 }
 
-func (d *daemon) login(ctx context.Context, rec record) *mgmt.Response {
-	rec = d.withDefaults(rec)
-	n, err := rec.node(d.initiatorName, d.alias)
+// policyOf is the scan policy of a decoded record.
+func policyOf(n conf.Node) (scan.Policy, error) {
+	autoscan := "Yes"
+	if !n.AutoscanEn {
+		autoscan = "No"
+	}
+	return scan.PolicyFor(n.Scan, autoscan)
+}
+
+func (d *daemon) login(ctx context.Context, keys map[string]string) *mgmt.Response {
+	rec, err := conf.NodeRecordFrom(keys, d.cfg)
 	if err != nil {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%v", err)}
 	}
-	policy, err := scan.PolicyFor(rec.str("node.session.scan", ""), rec.str("node.session.autoscan_en", ""))
+	cn, err := rec.Node(d.initiatorName)
+	if err != nil {
+		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%v", err)}
+	}
+	policy, err := policyOf(cn)
 	if err != nil {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "node record: %v", err)}
 	}
-	retries, err := rec.loginRetries()
-	if err != nil {
-		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%v", err)}
-	}
-	n.Dial = d.dial
-	id := nodeID(n)
+	n := ksession.Node{Node: cn, Alias: d.alias, Dial: d.dial}
+	id := nodeID(cn)
 	d.mu.Lock()
 	exists := d.logins[id]
 	for _, s := range d.sessions {
@@ -229,9 +225,9 @@ func (d *daemon) login(ctx context.Context, rec record) *mgmt.Response {
 		d.mu.Unlock()
 	}()
 
-	log := d.log.With("target", n.Login.TargetName, "portal", fmt.Sprintf("%s,%d", net.JoinHostPort(n.Address, fmt.Sprint(n.Port)), n.TPGT), "iface", n.Iface)
+	log := d.log.With("target", cn.Target, "portal", fmt.Sprintf("%s,%d", net.JoinHostPort(cn.Address, fmt.Sprint(cn.Port)), cn.TPGT), "iface", cn.Iface.Name)
 	ds := &daemonSession{rec: rec, id: id, policy: policy}
-	k, err := d.establish(ctx, n, d.hooks(ds), retries, log)
+	k, err := d.establish(ctx, n, d.hooks(ds), cn.LoginRetries, log)
 	if err != nil {
 		log.Error("login failed", "err", err)
 		return &mgmt.Response{Error: loginError(err)}
@@ -248,15 +244,15 @@ func (d *daemon) login(ctx context.Context, rec record) *mgmt.Response {
 
 // hooks connect a session's events to the daemon: scans after LUN-change
 // events and relogins, and forgetting a session whose recovery gave up.
-func (d *daemon) hooks(ds *daemonSession) session.Hooks {
-	return session.Hooks{
-		AsyncEvent: func(k *session.Kernel, _ uint64, sense pdu.Sense) {
+func (d *daemon) hooks(ds *daemonSession) ksession.Hooks {
+	return ksession.Hooks{
+		AsyncEvent: func(k *ksession.Session, _ uint64, sense pdu.Sense) {
 			if sense.ReportedLUNsDataChanged() {
 				go d.scanHost(k, ds.scanPolicy(), scan.AEN)
 			}
 		},
-		Recovered: func(k *session.Kernel, _ int) { go d.scanHost(k, ds.scanPolicy(), scan.Relogin) },
-		Failed: func(k *session.Kernel, err error) {
+		Recovered: func(k *ksession.Session, _ int) { go d.scanHost(k, ds.scanPolicy(), scan.Relogin) },
+		Failed: func(k *ksession.Session, err error) {
 			d.log.Error("session recovery gave up; session removed", "sid", k.SID, "err", err)
 			d.mu.Lock()
 			delete(d.sessions, k.SID)
@@ -271,7 +267,7 @@ func (d *daemon) hooks(ds *daemonSession) session.Hooks {
 //
 // At most maxInFlight attempts and logouts run at once; the others wait their
 // turn before their login timeout starts.
-func (d *daemon) establish(ctx context.Context, n session.Node, hooks session.Hooks, retries int, log *slog.Logger) (*session.Kernel, error) {
+func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.Hooks, retries int, log *slog.Logger) (*ksession.Session, error) {
 	var deadline time.Time
 	for attempt := 1; ; attempt++ {
 		if err := d.begin(ctx); err != nil {
@@ -280,7 +276,7 @@ func (d *daemon) establish(ctx context.Context, n session.Node, hooks session.Ho
 		if deadline.IsZero() {
 			deadline = time.Now().Add(time.Duration(max(retries, 1)) * max(n.Timeouts.Login, time.Second))
 		}
-		k, err := session.Establish(ctx, d.kernel, n, hooks, log)
+		k, err := ksession.Establish(ctx, d.nl, n, hooks, log)
 		d.end()
 		if err == nil || !retryable(err) || time.Now().Add(time.Second).After(deadline) {
 			return k, err
@@ -315,10 +311,7 @@ func retryable(err error) bool {
 func loginError(err error) *iscsierr.Error {
 	var le *session.LoginError
 	var ae *session.AuthError
-	var re *recordError
 	switch {
-	case errors.As(err, &re):
-		return iscsierr.Errorf(iscsierr.Inval, "%v", err)
 	case errors.As(err, &le) && le.AuthFailure():
 		return iscsierr.Errorf(iscsierr.LoginAuthFailed, "iSCSI login failed due to authorization failure: %v", err)
 	case errors.As(err, &ae):
@@ -338,7 +331,7 @@ func loginError(err error) *iscsierr.Error {
 // scanHost scans k's SCSI host as policy decides for trigger t. Event-driven
 // scans run in their own goroutine, so a session's event handling never waits
 // for the kernel's SCSI scan.
-func (d *daemon) scanHost(k *session.Kernel, policy scan.Policy, t scan.Trigger) {
+func (d *daemon) scanHost(k *ksession.Session, policy scan.Policy, t scan.Trigger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if scan.Decide(policy, t).Kind == scan.None {
@@ -347,7 +340,7 @@ func (d *daemon) scanHost(k *session.Kernel, policy scan.Policy, t scan.Trigger)
 		d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t)
 		return
 	}
-	defer d.targets.lock(k.Node().Login.TargetName)()
+	defer d.targets.lock(k.Node().Target)()
 	if _, err := d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t); err != nil {
 		d.log.Error("scan failed", "sid", k.SID, "trigger", t.String(), "err", err)
 	}
@@ -429,7 +422,7 @@ func (d *daemon) stats(ctx context.Context, sid uint32) *mgmt.Response {
 	if _, e := d.session(sid); e != nil {
 		return &mgmt.Response{Error: e}
 	}
-	st, err := d.kernel.GetStats(ctx, sid, 0)
+	st, err := d.nl.GetStats(ctx, sid, 0)
 	if err != nil {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Internal, "kernel statistics of session %d: %v", sid, err)}
 	}
@@ -443,7 +436,7 @@ func (d *daemon) scanRequest(ctx context.Context, req *mgmt.Request) *mgmt.Respo
 	if e != nil {
 		return &mgmt.Response{Error: e}
 	}
-	defer d.targets.lock(ds.k.Node().Login.TargetName)()
+	defer d.targets.lock(ds.k.Node().Target)()
 	if req.LUN == nil {
 		if _, err := d.sysfs.Apply(ctx, d.log, req.SID, int(ds.k.Host), scan.Auto, scan.Request); err != nil {
 			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SysfsLookup, "%v", err)}
@@ -473,8 +466,8 @@ func (d *daemon) removeLUN(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 	d.mu.Lock()
 	for _, ds := range d.sessions {
 		n := ds.k.Node()
-		if (req.SID != 0 && int(ds.k.SID) == req.SID) || (req.SID == 0 && req.Target != "" && n.Login.TargetName == req.Target) {
-			sel = append(sel, scan.Session{SID: int(ds.k.SID), Host: int(ds.k.Host), TargetName: n.Login.TargetName,
+		if (req.SID != 0 && int(ds.k.SID) == req.SID) || (req.SID == 0 && req.Target != "" && n.Target == req.Target) {
+			sel = append(sel, scan.Session{SID: int(ds.k.SID), Host: int(ds.k.Host), TargetName: n.Target,
 				PersistentAddress: n.Address, PersistentPort: n.Port})
 		}
 	}
@@ -515,7 +508,7 @@ func (d *daemon) removeLUN(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 			unlock()
 			continue
 		}
-		r := &scan.Remover{Sysfs: d.sysfs, Kernel: d.blockKernel, Proc: d.proc, Tries: req.Tries, Force: req.Force,
+		r := &scan.Remover{Sysfs: d.sysfs, Block: d.block, Proc: d.proc, Tries: req.Tries, Force: req.Force,
 			Log: d.log.With("op", "remove-lun")}
 		rep := r.Remove(ctx, plan)
 		unlock()
@@ -532,19 +525,18 @@ func (d *daemon) update(req *mgmt.Request) *mgmt.Response {
 	}
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
-	next := record{}
-	for k, v := range ds.rec {
-		next[k] = v
-	}
+	next := ds.rec.Clone()
 	for k, v := range req.Record {
 		switch k {
 		case "node.session.scan", "node.session.autoscan_en":
-			next[k] = v
+			if err := next.Set(k, v); err != nil {
+				return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%v", err)}
+			}
 		default:
 			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%s cannot be changed on a live session; update the node record and log in again", k)}
 		}
 	}
-	p, err := scan.PolicyFor(next.str("node.session.scan", ""), next.str("node.session.autoscan_en", ""))
+	p, err := scan.PolicyFor(next.Get("node.session.scan"), next.Get("node.session.autoscan_en"))
 	if err != nil {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%v", err)}
 	}
@@ -565,24 +557,14 @@ func (d *daemon) info(ds *daemonSession, showSecrets bool) mgmt.Session {
 		return "None"
 	}
 	state := ds.k.State()
-	connState := "LOGGED IN"
-	internal := "NO CHANGE"
-	switch state {
-	case "REOPEN":
-		connState, internal = "TRANSPORT WAIT", "REOPEN"
-	case "IN_LOGOUT":
-		connState, internal = "IN LOGOUT", "LOGOUT"
-	case "FAILED":
-		connState, internal = "FREE", "FAILED"
-	}
 	s := mgmt.Session{
-		SID: int(ds.k.SID), HostNo: int(ds.k.Host), TargetName: n.Login.TargetName, TargetAlias: p.TargetAlias,
+		SID: int(ds.k.SID), HostNo: int(ds.k.Host), TargetName: n.Target, TargetAlias: p.TargetAlias,
 		TPGT: n.TPGT, Address: n.Address, Port: n.Port, PersistentAddress: n.Address, PersistentPort: n.Port,
-		Iface: n.Iface, Transport: "tcp", InitiatorName: n.Login.InitiatorName,
-		ConnState: connState, InternalState: internal, ScanPolicy: ds.scanPolicy().String(),
+		Iface: n.Iface.Name, Transport: "tcp", InitiatorName: n.InitiatorName,
+		ConnState: state.ConnState(), InternalState: state.InternalState(), ScanPolicy: ds.scanPolicy().String(),
 		Timeouts: mgmt.Timeouts{Recovery: n.Timeouts.Replacement, TargetReset: n.Timeouts.TgtReset,
 			LUNReset: n.Timeouts.LUReset, Abort: n.Timeouts.Abort},
-		CHAP: mgmt.CHAP{Username: n.Login.Auth.Username, UsernameIn: n.Login.Auth.UsernameIn},
+		CHAP: mgmt.CHAP{Username: n.Auth.Username, UsernameIn: n.Auth.UsernameIn},
 		Params: mgmt.Negotiated{HeaderDigest: digest(p.HeaderDigest), DataDigest: digest(p.DataDigest),
 			MaxRecvDataSegmentLength: int(p.MaxRecvDataSegmentLength), MaxXmitDataSegmentLength: int(p.MaxXmitDataSegmentLength),
 			FirstBurstLength: int(p.FirstBurstLength), MaxBurstLength: int(p.MaxBurstLength),
@@ -593,7 +575,7 @@ func (d *daemon) info(ds *daemonSession, showSecrets bool) mgmt.Session {
 		s.TPGT = p.TargetPortalGroupTag
 	}
 	if showSecrets {
-		s.CHAP.Password, s.CHAP.PasswordIn = string(n.Login.Auth.Password), string(n.Login.Auth.PasswordIn)
+		s.CHAP.Password, s.CHAP.PasswordIn = string(n.Auth.Password), string(n.Auth.PasswordIn)
 	}
 	return s
 }

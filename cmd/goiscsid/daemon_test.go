@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/nlink/nlinktest"
@@ -335,13 +336,13 @@ func TestCommandFaultRecovered(t *testing.T) {
 
 // removalFixture is a logged-in session (autoscan off) with LUN 1 attached as
 // sdb and a fake block kernel for removals.
-func removalFixture(t *testing.T) (*fixture, *mgmt.Session, *scantest.Kernel) {
+func removalFixture(t *testing.T) (*fixture, *mgmt.Session, *scantest.BlockOps) {
 	t.Helper()
 	f := newFixture(t)
 	s := f.login(t, map[string]string{"node.session.autoscan_en": "No"})
 	f.fs.AddDevice(s.HostNo, 0, 0, 1, "sdb")
-	k := scantest.NewKernel(f.fs)
-	f.d.blockKernel = k
+	k := scantest.NewBlockOps(f.fs)
+	f.d.block = k
 	f.d.proc = t.TempDir()
 	if err := os.MkdirAll(filepath.Join(f.d.proc, "self"), 0o755); err != nil {
 		t.Fatal(err)
@@ -514,4 +515,32 @@ func TestLoginsUnderWayAreBounded(t *testing.T) {
 	mu.Unlock()
 	close(release)
 	wg.Wait()
+}
+
+// A session taken over at start shows what its login negotiated, as the
+// kernel keeps it, not zero values: -P 2 after a goiscsid restart printed
+// MaxRecvDataSegmentLength 0 and ImmediateData No.
+func TestAdoptedSessionKeepsNegotiatedValues(t *testing.T) {
+	f := newFixture(t)
+	f.fs.AddSession(7, 3, testIQN, "127.0.0.1", 3260)
+	for name, v := range map[string]string{"tpgt": "1", "ifacename": "default", "initiatorname": testIni,
+		"recovery_tmo": "120", "first_burst_len": "65536", "max_burst_len": "262144", "max_outstanding_r2t": "1",
+		"initial_r2t": "0", "immediate_data": "1", "data_pdu_in_order": "1", "data_seq_in_order": "1", "erl": "0"} {
+		f.fs.SetSessionAttr(7, name, v)
+	}
+	for name, v := range map[string]string{"max_recv_dlength": "262144", "max_xmit_dlength": "131072",
+		"header_digest": "1", "data_digest": "0", "exp_statsn": "42"} {
+		f.fs.SetConnAttr(7, name, v)
+	}
+	f.d.adopt(func(string, string, int, string) (*conf.Record, error) { return nil, nil })
+	resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpSessions})
+	if len(resp.Sessions) != 1 {
+		t.Fatalf("sessions %+v", resp.Sessions)
+	}
+	want := mgmt.Negotiated{HeaderDigest: "CRC32C", DataDigest: "None", MaxRecvDataSegmentLength: 262144,
+		MaxXmitDataSegmentLength: 131072, FirstBurstLength: 65536, MaxBurstLength: 262144, ImmediateData: true,
+		MaxOutstandingR2T: 1}
+	if s := resp.Sessions[0]; s.SID != 7 || s.HostNo != 3 || s.Params != want || s.TPGT != 1 {
+		t.Errorf("adopted session %+v\nparams %+v, want %+v", s, s.Params, want)
+	}
 }

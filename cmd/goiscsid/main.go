@@ -79,10 +79,6 @@ func run() error {
 	for _, w := range cfg.Warnings {
 		log.Warn("iscsid.conf", "warning", w)
 	}
-	defaults := map[string]string{}
-	for _, k := range cfg.Keys() {
-		defaults[k], _ = cfg.Get(k)
-	}
 	name, alias, err := conf.ReadInitiatorName(*initiatorPath)
 	if err != nil {
 		return fmt.Errorf("initiator name: %w", err)
@@ -107,7 +103,7 @@ func run() error {
 		defer profileOnSignal(*profileDir, log)()
 	}
 
-	d := newDaemon(k, scan.Sysfs{Root: *sysfsRoot}, name, alias, defaults, log)
+	d := newDaemon(k, scan.Sysfs{Root: *sysfsRoot}, name, alias, cfg, log)
 	d.stop = cancel
 	if ul, err := scan.ListenUevents(); err != nil {
 		log.Warn("kernel uevents unavailable: unit attentions will not trigger scans", "err", err)
@@ -116,16 +112,12 @@ func run() error {
 		go d.uevents(ctx, ul)
 	}
 	db := &conf.DB{Root: filepath.Dir(*configPath)}
-	d.adopt(func(target, address string, port int, iface string) (map[string]string, error) {
+	d.adopt(func(target, address string, port int, iface string) (*conf.Record, error) {
 		recs, err := db.FindNodes(target, address, port, iface)
 		if err != nil || len(recs) == 0 {
 			return nil, err
 		}
-		out := map[string]string{}
-		for _, k := range recs[0].Keys() {
-			out[k] = recs[0].Get(k)
-		}
-		return out, nil
+		return recs[0], nil
 	})
 	srv := &mgmt.Server{Handler: d, Logger: log}
 	log.Info("goiscsid started", "version", version, "initiator", name, "socket", *socket)

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/ksession"
 	"github.com/goiscsi/goiscsi/nlink/nlinktest"
 	"github.com/goiscsi/goiscsi/session"
 	"github.com/goiscsi/goiscsi/test/target"
@@ -49,12 +51,13 @@ func TestCommandsWriteAndReadBack(t *testing.T) {
 			ps, _ := srv.Portals(iqn)
 			k := nlinktest.New()
 			defer k.Close()
-			n := session.Node{Login: session.LoginConfig{InitiatorName: ini, TargetName: iqn, Operational: session.DefaultOperational()},
-				Address: ps[0].Address, Port: ps[0].Port, Timeouts: session.DefaultTimeouts()}
-			op(&n.Login.Operational)
+			n := ksession.Node{Node: conf.Node{Target: iqn, InitiatorName: ini, Operational: session.DefaultOperational(),
+				Auth: session.Auth{Method: session.AuthNone}, Address: ps[0].Address, Port: ps[0].Port, Timeouts: conf.DefaultTimeouts(),
+				Iface: conf.Iface{Name: "default"}, CmdsMax: 128, QueueDepth: 32}}
+			op(&n.Operational)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			s, err := session.Establish(ctx, k.Conn(), n, session.Hooks{}, nil)
+			s, err := ksession.Establish(ctx, k.Conn(), n, ksession.Hooks{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

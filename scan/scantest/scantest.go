@@ -228,3 +228,14 @@ func (f *FS) ResetScan(h int) {
 func (f *FS) DeviceWritten(h, c, t int, l uint64, attr string) string {
 	return strings.TrimSpace(f.Written(fmt.Sprintf("class/scsi_device/%d:%d:%d:%d/device/%s", h, c, t, l, attr)))
 }
+
+// SetSessionAttr sets attribute name of iSCSI session sid (one AddSession
+// made), as the kernel shows what the daemon set with SET_PARAM.
+func (f *FS) SetSessionAttr(sid int, name, value string) {
+	f.file(fmt.Sprintf("class/iscsi_session/session%d/%s", sid, name), value+"\n")
+}
+
+// SetConnAttr sets attribute name of session sid's connection 0.
+func (f *FS) SetConnAttr(sid int, name, value string) {
+	f.file(fmt.Sprintf("class/iscsi_connection/connection%d:0/%s", sid, name), value+"\n")
+}

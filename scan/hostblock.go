@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// HostKernel is Kernel on this machine: the device-mapper ioctls, the block
+// HostBlockOps is BlockOps on this machine: the device-mapper ioctls, the block
 // device nodes of devtmpfs, /proc, and sysfs.
-type HostKernel struct {
+type HostBlockOps struct {
 	Sysfs Sysfs
 	// DM is the device-mapper control; zero means /dev/mapper/control.
 	DM DMControl
@@ -35,12 +35,12 @@ func orPath(p, def string) string {
 }
 
 // Status is DMControl.Status.
-func (k HostKernel) Status(uuid string) (DMStatus, error) { return k.DM.Status(uuid) }
+func (k HostBlockOps) Status(uuid string) (DMStatus, error) { return k.DM.Status(uuid) }
 
 // Remove removes the device-mapper device, then its /dev/mapper node when udev
 // does not run to remove it (libdevmapper does the same without udev): a
 // stale node would name a device number the next map may get.
-func (k HostKernel) Remove(uuid string) error {
+func (k HostBlockOps) Remove(uuid string) error {
 	st, serr := k.DM.Status(uuid)
 	if err := k.DM.Remove(uuid); err != nil {
 		return err
@@ -65,7 +65,7 @@ func devString(rdev uint64) string {
 
 // open opens b's node in /dev and makes sure it is the device sysfs names: a
 // node left from a removed device may carry the name of another one.
-func (k HostKernel) open(b BlockDev, flags int) (*os.File, error) {
+func (k HostBlockOps) open(b BlockDev, flags int) (*os.File, error) {
 	node := filepath.Join(orPath(k.Dev, "/dev"), b.Name)
 	f, err := os.OpenFile(node, flags|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -86,7 +86,7 @@ func (k HostKernel) open(b BlockDev, flags int) (*os.File, error) {
 // Flush opens the device read-only, fsyncs it and drops its buffer cache
 // (BLKFLSBUF). It gives up when ctx ends: a map whose paths are all down and
 // which queues I/O does not return from fsync until a path comes back.
-func (k HostKernel) Flush(ctx context.Context, b BlockDev) error {
+func (k HostBlockOps) Flush(ctx context.Context, b BlockDev) error {
 	done := make(chan error, 1)
 	go func() {
 		f, err := k.open(b, os.O_RDONLY)
@@ -115,7 +115,7 @@ func (k HostKernel) Flush(ctx context.Context, b BlockDev) error {
 
 // Claimed tries an exclusive open: the kernel refuses it with EBUSY while the
 // device is mounted or something is stacked on it.
-func (k HostKernel) Claimed(b BlockDev) (bool, error) {
+func (k HostBlockOps) Claimed(b BlockDev) (bool, error) {
 	f, err := k.open(b, os.O_RDONLY|unix.O_EXCL)
 	if errors.Is(err, unix.EBUSY) {
 		return true, nil
@@ -129,7 +129,7 @@ func (k HostKernel) Claimed(b BlockDev) (bool, error) {
 
 // Openers looks through every process's open files (/proc/PID/fd) for the
 // devices, by device number, so any node name of them counts.
-func (k HostKernel) Openers(devs []BlockDev) (map[string][]Opener, error) {
+func (k HostBlockOps) Openers(devs []BlockDev) (map[string][]Opener, error) {
 	want := map[string]bool{}
 	for _, b := range devs {
 		want[b.Dev] = true
@@ -166,6 +166,6 @@ func (k HostKernel) Openers(devs []BlockDev) (map[string][]Opener, error) {
 }
 
 // DeleteSCSI is Sysfs.DeleteDevice.
-func (k HostKernel) DeleteSCSI(ctx context.Context, d Device) error {
+func (k HostBlockOps) DeleteSCSI(ctx context.Context, d Device) error {
 	return k.Sysfs.DeleteDevice(ctx, d)
 }

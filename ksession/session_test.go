@@ -1,4 +1,4 @@
-package session_test
+package ksession_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/ksession"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/nlink/nlinktest"
 	"github.com/goiscsi/goiscsi/pdu"
@@ -47,13 +49,14 @@ func startTarget(t *testing.T) (*target.Server, map[string]session.Portal) {
 	return srv, portals
 }
 
-func node(_ *testing.T, name string, p session.Portal) session.Node {
-	to := session.DefaultTimeouts()
+func node(_ *testing.T, name string, p session.Portal) ksession.Node {
+	to := conf.DefaultTimeouts()
 	to.Login = 5 * time.Second
-	return session.Node{
-		Login:   session.LoginConfig{InitiatorName: kIni, TargetName: name, Operational: session.DefaultOperational()},
-		Address: p.Address, Port: p.Port, TPGT: p.TPGT, Iface: "default", Timeouts: to,
-	}
+	return ksession.Node{Node: conf.Node{
+		Target: name, InitiatorName: kIni, Operational: session.DefaultOperational(), Auth: session.Auth{Method: session.AuthNone},
+		Address: p.Address, Port: p.Port, TPGT: p.TPGT, Iface: conf.Iface{Name: "default"}, Timeouts: to,
+		CmdsMax: 128, QueueDepth: 32,
+	}}
 }
 
 func TestEstablishSetsKernelParamsAndLogsOut(t *testing.T) {
@@ -62,7 +65,7 @@ func TestEstablishSetsKernelParamsAndLogsOut(t *testing.T) {
 	defer k.Close()
 	conn := k.Conn()
 	ctx := context.Background()
-	s, err := session.Establish(ctx, conn, node(t, kIQN, portals[kIQN]), session.Hooks{}, nil)
+	s, err := ksession.Establish(ctx, conn, node(t, kIQN, portals[kIQN]), ksession.Hooks{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +87,7 @@ func TestEstablishSetsKernelParamsAndLogsOut(t *testing.T) {
 			t.Errorf("host %v = %q, want default", p, got)
 		}
 	}
-	if s.State() != "LOGGED_IN" || s.ISID != (pdu.ISID{0, 2, 0x3d, byte(s.SID >> 16), byte(s.SID >> 8), byte(s.SID)}) {
+	if s.State() != ksession.LoggedIn || s.ISID != (pdu.ISID{0, 2, 0x3d, byte(s.SID >> 16), byte(s.SID >> 8), byte(s.SID)}) {
 		t.Errorf("state %s ISID %v", s.State(), s.ISID)
 	}
 	if err := s.Logout(ctx); err != nil {
@@ -100,9 +103,9 @@ func TestEstablishFailureLeavesNothing(t *testing.T) {
 	k := nlinktest.New()
 	defer k.Close()
 	n := node(t, kCHAPIQN, portals[kCHAPIQN])
-	n.Login.Auth = session.Auth{Method: session.AuthCHAP, Username: "u", Password: "wrong-secret-12"}
+	n.Auth = session.Auth{Method: session.AuthCHAP, Username: "u", Password: "wrong-secret-12"}
 	conn := k.Conn()
-	_, err := session.Establish(context.Background(), conn, n, session.Hooks{}, nil)
+	_, err := ksession.Establish(context.Background(), conn, n, ksession.Hooks{}, nil)
 	var le *session.LoginError
 	if !errorsAs(err, &le) || !le.AuthFailure() {
 		t.Fatalf("wrong secret: %v", err)
@@ -110,8 +113,8 @@ func TestEstablishFailureLeavesNothing(t *testing.T) {
 	if n := len(k.Sessions()); n != 0 {
 		t.Fatalf("%d kernel sessions left after a failed login", n)
 	}
-	n.Login.Auth.Password = "secret-of-u-12"
-	s, err := session.Establish(context.Background(), conn, n, session.Hooks{}, nil)
+	n.Auth.Password = "secret-of-u-12"
+	s, err := ksession.Establish(context.Background(), conn, n, ksession.Hooks{}, nil)
 	if err != nil {
 		t.Fatalf("right secret: %v", err)
 	}
@@ -126,7 +129,7 @@ func TestLoginWhileKernelFreesLoginTask(t *testing.T) {
 	k := nlinktest.New()
 	defer k.Close()
 	k.FailNext(nlink.SendPDU, syscall.EPERM)
-	s, err := session.Establish(context.Background(), k.Conn(), node(t, kIQN, portals[kIQN]), session.Hooks{}, nil)
+	s, err := ksession.Establish(context.Background(), k.Conn(), node(t, kIQN, portals[kIQN]), ksession.Hooks{}, nil)
 	if err != nil {
 		t.Fatalf("login after one EPERM from SEND_PDU: %v", err)
 	}
@@ -139,11 +142,11 @@ func TestAsyncEventAndRecovery(t *testing.T) {
 	defer k.Close()
 	aen := make(chan pdu.Sense, 1)
 	recovered := make(chan int, 1)
-	hooks := session.Hooks{
-		AsyncEvent: func(_ *session.Kernel, lun uint64, s pdu.Sense) { aen <- s },
-		Recovered:  func(_ *session.Kernel, attempts int) { recovered <- attempts },
+	hooks := ksession.Hooks{
+		AsyncEvent: func(_ *ksession.Session, lun uint64, s pdu.Sense) { aen <- s },
+		Recovered:  func(_ *ksession.Session, attempts int) { recovered <- attempts },
 	}
-	s, err := session.Establish(context.Background(), k.Conn(), node(t, kIQN, portals[kIQN]), hooks, nil)
+	s, err := ksession.Establish(context.Background(), k.Conn(), node(t, kIQN, portals[kIQN]), hooks, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +175,7 @@ func TestAsyncEventAndRecovery(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("no recovery; state %s", s.State())
 	}
-	if !k.Started(s.SID, 0) || s.State() != "LOGGED_IN" {
+	if !k.Started(s.SID, 0) || s.State() != ksession.LoggedIn {
 		t.Fatalf("after recovery: started %v state %s", k.Started(s.SID, 0), s.State())
 	}
 }
@@ -192,7 +195,7 @@ func TestEstablishFollowsRedirects(t *testing.T) {
 	if err := srv.InjectFault(kIQN, "redirect-loop", 2); err != nil {
 		t.Fatal(err)
 	}
-	s, err := session.Establish(ctx, conn, node(t, kIQN, portals[kIQN]), session.Hooks{}, nil)
+	s, err := ksession.Establish(ctx, conn, node(t, kIQN, portals[kIQN]), ksession.Hooks{}, nil)
 	if err != nil {
 		t.Fatalf("after a permanent and two temporary redirections: %v", err)
 	}
@@ -201,7 +204,7 @@ func TestEstablishFollowsRedirects(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err = session.Establish(ctx, conn, node(t, kIQN, portals[kIQN]), session.Hooks{}, nil)
+	_, err = ksession.Establish(ctx, conn, node(t, kIQN, portals[kIQN]), ksession.Hooks{}, nil)
 	var le *session.LoginError
 	if !errorsAs(err, &le) || !le.Redirect() || !strings.Contains(err.Error(), "redirect loop") || time.Since(start) > 2*time.Second {
 		t.Fatalf("endless redirections: %v after %v", err, time.Since(start))

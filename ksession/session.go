@@ -1,4 +1,4 @@
-package session
+package ksession
 
 import (
 	"context"
@@ -11,60 +11,30 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/pdu"
+	"github.com/goiscsi/goiscsi/session"
 	"golang.org/x/sys/unix"
 )
 
-// Node is what a kernel-backed session of one node record needs: the login, where
-// to connect, and the values the kernel is told besides the negotiated ones.
+// Node is what a kernel-backed session of one node record needs: the decoded
+// record, and how to name and reach the initiator side.
 type Node struct {
-	// Login holds the names, authentication and operational wishes; Establish
-	// fills in ISID, CID, ITT and the sequence numbers.
-	Login LoginConfig
-	// Address and Port are node.conn[0].address and .port (the persistent
-	// portal, which udev's by-path names use).
-	Address string
-	Port    int
-	TPGT    int
-	Iface   string
-	// Netdev binds the connection to a network interface (iface.net_ifacename,
-	// SO_BINDTODEVICE), so it leaves through that interface whatever the
-	// routing table says; empty means no binding.
-	Netdev string
-	// HWAddress is iface.hwaddress, which the kernel shows as the host's
-	// hwaddress ("default" when empty, as open-iscsi's default iface); goiscsi
-	// binds connections by Netdev only.
-	HWAddress string
-	// CmdsMax and QueueDepth are node.session.cmds_max and .queue_depth.
-	CmdsMax    uint16
-	QueueDepth uint16
-	Timeouts   Timeouts
-	// Dial opens the TCP connection; nil means a net.Dialer. The connection
-	// must be a *net.TCPConn: the kernel takes over its socket.
+	conf.Node
+	// Alias is the initiator's alias (InitiatorAlias=, else the host name).
+	Alias string
+	// Dial opens the TCP connection; nil means a net.Dialer that binds to
+	// Iface.Netdev. The connection must be a *net.TCPConn: the kernel takes
+	// over its socket.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
-// Timeouts are node.session.timeo.*, node.session.err_timeo.* and
-// node.conn[0].timeo.* of a record.
-type Timeouts struct {
-	Login        time.Duration // connect plus the whole login phase
-	Logout       time.Duration
-	Replacement  int // seconds; the kernel's recovery_tmo (negative: never fail I/O)
-	NoopInterval int // seconds between kernel pings (0: none)
-	NoopTimeout  int // seconds before a ping counts as lost
-	Abort        int
-	LUReset      int
-	TgtReset     int
-	// ReopenMax bounds relogin attempts after a connection error (0: forever,
-	// as open-iscsi's node.session.reopen_max).
-	ReopenMax int
-}
-
-// DefaultTimeouts are the values of the iscsid.conf open-iscsi ships.
-func DefaultTimeouts() Timeouts {
-	return Timeouts{Login: 15 * time.Second, Logout: 15 * time.Second, Replacement: 120,
-		NoopInterval: 5, NoopTimeout: 5, Abort: 15, LUReset: 30, TgtReset: 30}
+// LoginConfig is what a login of the node sends; Establish and the relogins
+// fill in ISID, TSIH, CID, ITT and the sequence numbers.
+func (n *Node) LoginConfig() session.LoginConfig {
+	return session.LoginConfig{InitiatorName: n.InitiatorName, InitiatorAlias: n.Alias, TargetName: n.Target,
+		Auth: n.Auth, Operational: n.Operational}
 }
 
 // Hooks are the daemon's callbacks for what happens to a running session. They
@@ -72,18 +42,18 @@ func DefaultTimeouts() Timeouts {
 type Hooks struct {
 	// AsyncEvent receives each SCSI asynchronous event (AsyncEvent 0) with its
 	// sense data.
-	AsyncEvent func(s *Kernel, lun uint64, sense pdu.Sense)
+	AsyncEvent func(s *Session, lun uint64, sense pdu.Sense)
 	// Recovered runs after a relogin that followed a connection error.
-	Recovered func(s *Kernel, attempts int)
+	Recovered func(s *Session, attempts int)
 	// Failed runs when recovery gives up (node.session.reopen_max) and the
 	// session has been torn down.
-	Failed func(s *Kernel, err error)
+	Failed func(s *Session, err error)
 }
 
-// Kernel is one session whose full feature phase runs in the kernel's iscsi_tcp:
+// Session is one session whose full feature phase runs in the kernel's iscsi_tcp:
 // created with [Establish], it keeps itself up through connection errors until
-// [Kernel.Logout].
-type Kernel struct {
+// [Session.Logout].
+type Session struct {
 	k     *nlink.Conn
 	node  Node
 	hooks Hooks
@@ -102,8 +72,8 @@ type Kernel struct {
 	mu      sync.Mutex
 	sock    net.Conn
 	bound   bool
-	result  *LoginResult
-	state   string
+	result  *session.LoginResult
+	state   State
 	started time.Time
 	times   LoginTimes
 }
@@ -131,14 +101,14 @@ func (t LoginTimes) LogValue() slog.Value {
 }
 
 // Times returns where the latest login spent its time.
-func (s *Kernel) Times() LoginTimes {
+func (s *Session) Times() LoginTimes {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.times
 }
 
 // timed adds the time since start to the step *d of the login times.
-func (s *Kernel) timed(d *time.Duration, start time.Time) {
+func (s *Session) timed(d *time.Duration, start time.Time) {
 	s.mu.Lock()
 	*d += time.Since(start)
 	s.mu.Unlock()
@@ -152,7 +122,7 @@ var ErrConnectionLost = errors.New("connection lost")
 // hands the socket to the kernel, logs in through it, sets every parameter and
 // starts the connection. On error nothing is left in the kernel. ctx bounds the
 // whole login; node.Timeouts.Login is applied on top.
-func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slog.Logger) (*Kernel, error) {
+func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slog.Logger) (*Session, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -162,7 +132,7 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 	if n.QueueDepth == 0 {
 		n.QueueDepth = 32
 	}
-	s := &Kernel{k: k, node: n, hooks: hooks, log: log, done: make(chan struct{}), state: "FAILED"}
+	s := &Session{k: k, node: n, hooks: hooks, log: log, done: make(chan struct{}), state: Failed}
 	loginCtx, cancel := withTimeout(ctx, n.Timeouts.Login)
 	defer cancel()
 	t0 := time.Now()
@@ -192,7 +162,7 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 		return nil, err
 	}
 	s.mu.Lock()
-	s.state = "LOGGED_IN"
+	s.state = LoggedIn
 	s.started = time.Now()
 	s.mu.Unlock()
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -205,12 +175,12 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 // in sysfs at start): its connection keeps working, so nothing is sent; the
 // session is handled from now on (events, recovery, logout) as if Establish had
 // made it. res holds what sysfs shows of the negotiated values.
-func Adopt(k *nlink.Conn, n Node, sid, host uint32, res LoginResult, hooks Hooks, log *slog.Logger) *Kernel {
+func Adopt(k *nlink.Conn, n Node, sid, host uint32, res session.LoginResult, hooks Hooks, log *slog.Logger) *Session {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Kernel{k: k, node: n, hooks: hooks, log: log.With("sid", sid), done: make(chan struct{}),
-		SID: sid, Host: host, state: "LOGGED_IN", started: time.Now(), result: &res}
+	s := &Session{k: k, node: n, hooks: hooks, log: log.With("sid", sid), done: make(chan struct{}),
+		SID: sid, Host: host, state: LoggedIn, started: time.Now(), result: &res}
 	s.ISID = pdu.ISID{0x00, 0x02, 0x3d, byte(sid >> 16), byte(sid >> 8), byte(sid)}
 	s.sub = k.Subscribe(sid)
 	// The kernel holds its own reference to the old daemon's socket, so the
@@ -230,38 +200,37 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 }
 
 // Node returns the settings s was established with.
-func (s *Kernel) Node() Node { return s.node }
+func (s *Session) Node() Node { return s.node }
 
 // Result returns the outcome of the latest login.
-func (s *Kernel) Result() LoginResult {
+func (s *Session) Result() session.LoginResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.result == nil {
-		return LoginResult{}
+		return session.LoginResult{}
 	}
 	return *s.result
 }
 
-// State is open-iscsi's internal session state name: LOGGED_IN, REOPEN,
-// IN_LOGOUT or FAILED.
-func (s *Kernel) State() string {
+// State is where the session stands.
+func (s *Session) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.state
 }
 
-func (s *Kernel) setState(st string) {
+func (s *Session) setState(st State) {
 	s.mu.Lock()
 	s.state = st
 	s.mu.Unlock()
 }
 
 // portal is where the node's logins start, as host:port.
-func (n *Node) portal() string { return Portal{Address: n.Address, Port: n.Port}.HostPort() }
+func (n *Node) portal() string { return session.Portal{Address: n.Address, Port: n.Port}.HostPort() }
 
 // connect opens a TCP connection to addr as open-iscsi does: no Nagle, 512 KiB
 // socket buffers (node.conn[0].tcp.window_size).
-func (s *Kernel) connect(ctx context.Context, addr string) (net.Conn, error) {
+func (s *Session) connect(ctx context.Context, addr string) (net.Conn, error) {
 	dial := s.node.Dial
 	if dial == nil {
 		d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
@@ -272,9 +241,9 @@ func (s *Kernel) connect(ctx context.Context, addr string) (net.Conn, error) {
 						serr = err
 					}
 				}
-				if s.node.Netdev != "" {
-					if err := unix.BindToDevice(int(fd), s.node.Netdev); err != nil {
-						serr = fmt.Errorf("bind to network interface %s: %w", s.node.Netdev, err)
+				if s.node.Iface.Netdev != "" {
+					if err := unix.BindToDevice(int(fd), s.node.Iface.Netdev); err != nil {
+						serr = fmt.Errorf("bind to network interface %s: %w", s.node.Iface.Netdev, err)
 					}
 				}
 			})
@@ -302,8 +271,8 @@ const maxRedirects = 8
 // redirection (temporary or permanent, RFC 7143 §11.13.5) is followed on a new
 // connection to the address it names; the next login starts at the node's
 // portal again. tsih is 0 for a new session and for reinstatement.
-func (s *Kernel) loginConn(ctx context.Context, sock net.Conn, tsih uint16) error {
-	cfg := s.node.Login
+func (s *Session) loginConn(ctx context.Context, sock net.Conn, tsih uint16) error {
+	cfg := s.node.LoginConfig()
 	cfg.ISID, cfg.TSIH, cfg.CID, cfg.ITT, cfg.CmdSN = s.ISID, tsih, 0, 0, 0
 	// The kernel writes its own CmdSN and ITT into every PDU; the ExpStatSN of
 	// a login is ours to choose and 0 is what open-iscsi starts with.
@@ -319,12 +288,12 @@ func (s *Kernel) loginConn(ctx context.Context, sock net.Conn, tsih uint16) erro
 		}
 		s.timed(&s.times.Kernel, t0)
 		t0 = time.Now()
-		res, err := Login(ctx, t, cfg)
+		res, err := session.Login(ctx, t, cfg)
 		s.timed(&s.times.Login, t0)
 		s.mu.Lock()
 		s.times.PDUs, t.sent = s.times.PDUs+t.sent, 0
 		s.mu.Unlock()
-		var le *LoginError
+		var le *session.LoginError
 		switch {
 		case err == nil:
 			t0 = time.Now()
@@ -334,13 +303,13 @@ func (s *Kernel) loginConn(ctx context.Context, sock net.Conn, tsih uint16) erro
 			if redirects++; redirects > maxRedirects {
 				return fmt.Errorf("%w: the login was redirected %d times in a row (a redirect loop?)", err, maxRedirects)
 			}
-			to, perr := ParseTargetAddress(le.TargetAddress)
+			to, perr := session.ParseTargetAddress(le.TargetAddress)
 			if perr != nil {
 				return fmt.Errorf("%w: %w", err, perr)
 			}
 			s.log.Info("target redirected the login", "status", le.Status.String(), "to", le.TargetAddress)
 			addr = to.HostPort()
-		case errors.Is(err, ErrCHAPAlgorithms):
+		case errors.Is(err, session.ErrCHAPAlgorithms):
 			// Old targets drop the connection when offered a list of CHAP
 			// algorithms: a fresh one offers MD5 alone (after which Login
 			// never asks for this again).
@@ -359,7 +328,7 @@ func (s *Kernel) loginConn(ctx context.Context, sock net.Conn, tsih uint16) erro
 }
 
 // start sets the negotiated values of a login and starts the connection.
-func (s *Kernel) start(ctx context.Context, res *LoginResult) error {
+func (s *Session) start(ctx context.Context, res *session.LoginResult) error {
 	if err := s.setNegotiated(ctx, res); err != nil {
 		return err
 	}
@@ -375,7 +344,7 @@ func (s *Kernel) start(ctx context.Context, res *LoginResult) error {
 // bind hands sock's file descriptor to the kernel. The kernel looks the number up
 // in this process's descriptor table, so sock stays open (and referenced) until
 // the connection is stopped.
-func (s *Kernel) bind(ctx context.Context, sock net.Conn) error {
+func (s *Session) bind(ctx context.Context, sock net.Conn) error {
 	sc, ok := sock.(syscall.Conn)
 	if !ok {
 		sock.Close()
@@ -402,7 +371,7 @@ func (s *Kernel) bind(ctx context.Context, sock net.Conn) error {
 
 // unbind stops the kernel connection for a relogin (StopRecover: the session
 // and its queued I/O stay) and closes the socket.
-func (s *Kernel) unbind(ctx context.Context) {
+func (s *Session) unbind(ctx context.Context) {
 	sock, bound := s.takeSocket()
 	if bound {
 		if err := s.k.StopConn(ctx, s.SID, 0, nlink.StopRecover); err != nil {
@@ -416,7 +385,7 @@ func (s *Kernel) unbind(ctx context.Context) {
 
 // takeSocket returns the connection's socket and whether the kernel has it
 // bound, and forgets both: whoever takes them stops and closes them.
-func (s *Kernel) takeSocket() (sock net.Conn, bound bool) {
+func (s *Session) takeSocket() (sock net.Conn, bound bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sock, bound = s.sock, s.bound
@@ -424,26 +393,26 @@ func (s *Kernel) takeSocket() (sock net.Conn, bound bool) {
 	return sock, bound
 }
 
-func (s *Kernel) setIdentity(ctx context.Context) error {
+func (s *Session) setIdentity(ctx context.Context) error {
 	n := s.node
 	var params []nlink.ParamValue
 	for _, p := range []nlink.ParamValue{
-		{Param: nlink.ParamTargetName, Value: n.Login.TargetName},
+		{Param: nlink.ParamTargetName, Value: n.Target},
 		{Param: nlink.ParamPersistentAddress, Value: n.Address},
 		{Param: nlink.ParamPersistentPort, Value: strconv.Itoa(n.Port)},
 		{Param: nlink.ParamSessRecoveryTmo, Value: strconv.Itoa(n.Timeouts.Replacement)},
-		{Param: nlink.ParamUsername, Value: n.Login.Auth.Username},
-		{Param: nlink.ParamUsernameIn, Value: n.Login.Auth.UsernameIn},
-		{Param: nlink.ParamPassword, Value: string(n.Login.Auth.Password)},
-		{Param: nlink.ParamPasswordIn, Value: string(n.Login.Auth.PasswordIn)},
+		{Param: nlink.ParamUsername, Value: n.Auth.Username},
+		{Param: nlink.ParamUsernameIn, Value: n.Auth.UsernameIn},
+		{Param: nlink.ParamPassword, Value: string(n.Auth.Password)},
+		{Param: nlink.ParamPasswordIn, Value: string(n.Auth.PasswordIn)},
 		{Param: nlink.ParamFastAbort, Value: "1"},
 		{Param: nlink.ParamAbortTmo, Value: strconv.Itoa(n.Timeouts.Abort)},
 		{Param: nlink.ParamLUResetTmo, Value: strconv.Itoa(n.Timeouts.LUReset)},
 		{Param: nlink.ParamTgtResetTmo, Value: strconv.Itoa(n.Timeouts.TgtReset)},
 		{Param: nlink.ParamPingTmo, Value: strconv.Itoa(n.Timeouts.NoopTimeout)},
 		{Param: nlink.ParamRecvTmo, Value: strconv.Itoa(n.Timeouts.NoopInterval)},
-		{Param: nlink.ParamIfaceName, Value: n.Iface},
-		{Param: nlink.ParamInitiatorName, Value: n.Login.InitiatorName},
+		{Param: nlink.ParamIfaceName, Value: n.Iface.Name},
+		{Param: nlink.ParamInitiatorName, Value: n.InitiatorName},
 		{Param: nlink.ParamDiscoverySess, Value: "0"},
 	} {
 		if p.Value != "" {
@@ -467,12 +436,12 @@ func (n *Node) HostParams() (netdev, hwaddress string) {
 		}
 		return v
 	}
-	return orDefault(n.Netdev), orDefault(n.HWAddress)
+	return orDefault(n.Iface.Netdev), orDefault(n.Iface.HWAddress)
 }
 
 // setHostParams tells the kernel the session's HostParams. A kernel without
 // them (ENOSYS, EINVAL) is no error.
-func (s *Kernel) setHostParams(ctx context.Context) error {
+func (s *Session) setHostParams(ctx context.Context) error {
 	netdev, hwaddress := s.node.HostParams()
 	for _, p := range []struct {
 		p nlink.HostParam
@@ -491,7 +460,7 @@ func (s *Kernel) setHostParams(ctx context.Context) error {
 
 // setParams sets parameters in one exchange with the kernel, tolerating ENOSYS
 // as open-iscsi does (a kernel without that parameter).
-func (s *Kernel) setParams(ctx context.Context, params []nlink.ParamValue) error {
+func (s *Session) setParams(ctx context.Context, params []nlink.ParamValue) error {
 	err := s.k.SetParams(ctx, s.SID, 0, params)
 	refused := []error{err}
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
@@ -505,7 +474,7 @@ func (s *Kernel) setParams(ctx context.Context, params []nlink.ParamValue) error
 	return nil
 }
 
-func (s *Kernel) setNegotiated(ctx context.Context, r *LoginResult) error {
+func (s *Session) setNegotiated(ctx context.Context, r *session.LoginResult) error {
 	b := func(v bool) string {
 		if v {
 			return "1"
@@ -547,7 +516,7 @@ func (s *Kernel) setNegotiated(ctx context.Context, r *LoginResult) error {
 // long the kernel is busy with other sessions (a logout storm of hundreds),
 // and only the kernel's own handling of them is bounded (nlink.DefaultTimeout).
 // A deadline could end the wait and leave the session in the kernel.
-func (s *Kernel) destroy(ctx context.Context, haveConn bool) {
+func (s *Session) destroy(ctx context.Context, haveConn bool) {
 	sock, bound := s.takeSocket()
 	conn := nlink.NoConn
 	switch {
@@ -565,11 +534,11 @@ func (s *Kernel) destroy(ctx context.Context, haveConn bool) {
 	if s.sub != nil {
 		s.sub.Cancel()
 	}
-	s.setState("FAILED")
+	s.setState(Failed)
 }
 
 // run handles the kernel's events for the session until Logout cancels ctx.
-func (s *Kernel) run(ctx context.Context) {
+func (s *Session) run(ctx context.Context) {
 	defer close(s.done)
 	for {
 		ev, err := s.sub.Next(ctx)
@@ -594,7 +563,7 @@ func (s *Kernel) run(ctx context.Context) {
 
 // receivedPDU handles a PDU the kernel forwarded in the full feature phase. It
 // reports whether the session has been torn down.
-func (s *Kernel) receivedPDU(ctx context.Context, p *pdu.PDU) bool {
+func (s *Session) receivedPDU(ctx context.Context, p *pdu.PDU) bool {
 	if p.Header.Opcode() != pdu.OpAsyncMessage {
 		s.log.Info("ignoring unexpected PDU from the kernel", "opcode", p.Header.Opcode())
 		return false
@@ -636,8 +605,8 @@ func (s *Kernel) receivedPDU(ctx context.Context, p *pdu.PDU) bool {
 // queues I/O until replacement_timeout), then reconnect and log in again with the
 // same ISID until it works, ctx ends, or node.session.reopen_max is reached. It
 // reports whether the session has been torn down.
-func (s *Kernel) recover(ctx context.Context, wait time.Duration) bool {
-	s.setState("REOPEN")
+func (s *Session) recover(ctx context.Context, wait time.Duration) bool {
+	s.setState(Reopen)
 	s.unbind(ctx)
 	if wait == 0 {
 		wait = time.Duration(s.Result().Params.DefaultTime2Wait) * time.Second
@@ -651,7 +620,7 @@ func (s *Kernel) recover(ctx context.Context, wait time.Duration) bool {
 		}
 		err := s.relogin(ctx)
 		if err == nil {
-			s.setState("LOGGED_IN")
+			s.setState(LoggedIn)
 			s.log.Info("connection is operational after recovery", "attempts", attempt)
 			if s.hooks.Recovered != nil {
 				s.hooks.Recovered(s, attempt)
@@ -662,7 +631,7 @@ func (s *Kernel) recover(ctx context.Context, wait time.Duration) bool {
 			return false
 		}
 		s.log.Warn("relogin failed", "attempt", attempt, "err", err)
-		var le *LoginError
+		var le *session.LoginError
 		fatal := errors.As(err, &le) && !le.Retryable() && !le.Redirect()
 		if fatal || (s.node.Timeouts.ReopenMax > 0 && attempt >= s.node.Timeouts.ReopenMax) {
 			s.destroy(ctx, true)
@@ -688,7 +657,7 @@ func reloginDelay(prev, since, replacement time.Duration) time.Duration {
 	return min(max(2*prev, time.Second), 8*time.Second)
 }
 
-func (s *Kernel) relogin(ctx context.Context) error {
+func (s *Session) relogin(ctx context.Context) error {
 	ctx, cancel := withTimeout(ctx, s.node.Timeouts.Login)
 	defer cancel()
 	s.dropStaleEvents(ctx)
@@ -716,7 +685,7 @@ const staleWindow = 50 * time.Millisecond
 // dropStaleEvents discards the events of a connection that has been stopped (its
 // CONN_ERROR, a late login response), so the next login does not take them for
 // its own.
-func (s *Kernel) dropStaleEvents(ctx context.Context) {
+func (s *Session) dropStaleEvents(ctx context.Context) {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, staleWindow)
 		ev, err := s.sub.Next(wctx)
@@ -745,18 +714,18 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // Logout ends the session: the kernel removes its SCSI devices (UNBIND_SESSION),
 // the target gets a Logout Request, then the connection and session are destroyed.
 // A session in recovery is torn down without the logout exchange.
-func (s *Kernel) Logout(ctx context.Context) error {
+func (s *Session) Logout(ctx context.Context) error {
 	s.cancel()
 	select {
 	case <-s.done:
 	case <-ctx.Done():
 		return fmt.Errorf("session %d is busy: %w", s.SID, ctx.Err())
 	}
-	if s.State() == "FAILED" {
+	if s.State() == Failed {
 		return nil
 	}
-	loggedIn := s.State() == "LOGGED_IN"
-	s.setState("IN_LOGOUT")
+	loggedIn := s.State() == LoggedIn
+	s.setState(InLogout)
 	ctx, cancel := withTimeout(ctx, s.node.Timeouts.Logout)
 	defer cancel()
 	var logoutErr error
@@ -768,7 +737,7 @@ func (s *Kernel) Logout(ctx context.Context) error {
 		} else if err == nil {
 			s.awaitUnbind(ctx)
 		}
-		logoutErr = Logout(ctx, &kernelTransport{s: s}, 0, 0, 0)
+		logoutErr = session.Logout(ctx, &kernelTransport{s: s}, 0, 0, 0)
 		if logoutErr != nil {
 			s.log.Warn("logout exchange failed; tearing the session down anyway", "err", logoutErr)
 		}
@@ -781,7 +750,7 @@ func (s *Kernel) Logout(ctx context.Context) error {
 // session's SCSI target in a work queue after answering the request, flushing
 // each device's cache through the connection; the Logout Request must wait for
 // that, or the target closes the connection under unflushed writes.
-func (s *Kernel) awaitUnbind(ctx context.Context) {
+func (s *Session) awaitUnbind(ctx context.Context) {
 	for {
 		ev, err := s.sub.Next(ctx)
 		if err != nil {
@@ -802,7 +771,7 @@ func (s *Kernel) awaitUnbind(ctx context.Context) {
 // RECV_PDU in. The kernel puts its own task tag into each request, so responses
 // get the tag of the request they answer back, for the login code's checks.
 type kernelTransport struct {
-	s       *Kernel
+	s       *Session
 	lastITT uint32
 	sent    int
 }

@@ -1,4 +1,4 @@
-package session_test
+package ksession_test
 
 import (
 	"bufio"
@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/ksession"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/nlink/nlinktest"
 	"github.com/goiscsi/goiscsi/pdu"
@@ -332,7 +334,7 @@ func TestHostileTargetMatrix(t *testing.T) {
 	// The healthy session: a pattern written now must read back after every
 	// case.
 	ctx := context.Background()
-	healthy, err := session.Establish(ctx, kc, hostileNode(tp, healthyIQN), session.Hooks{}, nil)
+	healthy, err := ksession.Establish(ctx, kc, hostileNode(tp, healthyIQN), ksession.Hooks{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,24 +384,25 @@ func TestHostileTargetMatrix(t *testing.T) {
 	}
 }
 
-func hostileNode(tp *targetProcess, name string) session.Node {
+func hostileNode(tp *targetProcess, name string) ksession.Node {
 	p := tp.portals[name]
-	to := session.DefaultTimeouts()
+	to := conf.DefaultTimeouts()
 	to.Login = hostileLoginTimeout
 	to.NoopInterval, to.NoopTimeout = 1, 1
-	n := session.Node{
-		Login:   session.LoginConfig{InitiatorName: kIni, TargetName: name, Operational: session.DefaultOperational()},
-		Address: p.Address, Port: p.Port, TPGT: p.TPGT, Iface: "default", Timeouts: to,
-	}
+	n := ksession.Node{Node: conf.Node{
+		Target: name, InitiatorName: kIni, Operational: session.DefaultOperational(), Auth: session.Auth{Method: session.AuthNone},
+		Address: p.Address, Port: p.Port, TPGT: p.TPGT, Iface: conf.Iface{Name: "default"}, Timeouts: to,
+		CmdsMax: 128, QueueDepth: 32,
+	}}
 	// Digests on, so the digest faults have something to break; Time2Wait 0
 	// (the result is the larger wish) for a relogin at once.
-	n.Login.Operational.HeaderDigest, n.Login.Operational.DataDigest = "CRC32C", "CRC32C"
-	n.Login.Operational.DefaultTime2Wait = 0
+	n.Operational.HeaderDigest, n.Operational.DataDigest = "CRC32C", "CRC32C"
+	n.Operational.DefaultTime2Wait = 0
 	switch name {
 	case hostileCHAP:
-		n.Login.Auth = session.Auth{Method: session.AuthCHAP, Username: chapUser, Password: chapSecret}
+		n.Auth = session.Auth{Method: session.AuthCHAP, Username: chapUser, Password: chapSecret}
 	case hostileMut:
-		n.Login.Auth = session.Auth{Method: session.AuthCHAP, Username: chapUser, Password: chapSecret,
+		n.Auth = session.Auth{Method: session.AuthCHAP, Username: chapUser, Password: chapSecret,
 			UsernameIn: mutUser, PasswordIn: mutSecret}
 	}
 	return n
@@ -474,7 +477,7 @@ func hostileLogin(t *testing.T, tp *targetProcess, kc *nlink.Conn, fault string,
 			return err
 		}},
 		{"kernel", name, want.kernel, func(ctx context.Context) error {
-			s, err := session.Establish(ctx, kc, n, session.Hooks{}, nil)
+			s, err := ksession.Establish(ctx, kc, n, ksession.Hooks{}, nil)
 			if err == nil {
 				err = s.Logout(ctx)
 			}
@@ -515,13 +518,13 @@ func hostileLogin(t *testing.T, tp *targetProcess, kc *nlink.Conn, fault string,
 
 // plainLogin logs in and out on a TCP connection of its own, as discovery
 // does.
-func plainLogin(ctx context.Context, n session.Node) error {
+func plainLogin(ctx context.Context, n ksession.Node) error {
 	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", fmt.Sprintf("%s:%d", n.Address, n.Port))
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	cfg := n.Login
+	cfg := n.LoginConfig()
 	cfg.ISID, cfg.ITT, cfg.CmdSN = pdu.ISID{0x00, 0x02, 0x3d, 0, 0, 0x77}, 1, 1
 	tr := session.NewConnTransport(c)
 	res, err := session.Login(ctx, tr, cfg)
@@ -539,12 +542,12 @@ func hostileCommand(t *testing.T, tp *targetProcess, k *nlinktest.Kernel, kc *nl
 	rec := newLogRecorder()
 	recovered := make(chan int, 4)
 	failed := make(chan error, 1)
-	hooks := session.Hooks{
-		Recovered: func(_ *session.Kernel, attempts int) { recovered <- attempts },
-		Failed:    func(_ *session.Kernel, err error) { failed <- err },
+	hooks := ksession.Hooks{
+		Recovered: func(_ *ksession.Session, attempts int) { recovered <- attempts },
+		Failed:    func(_ *ksession.Session, err error) { failed <- err },
 	}
 	ctx := context.Background()
-	s, err := session.Establish(ctx, kc, hostileNode(tp, hostileIQN), hooks, slog.New(rec))
+	s, err := ksession.Establish(ctx, kc, hostileNode(tp, hostileIQN), hooks, slog.New(rec))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,7 +601,7 @@ func hostileCommand(t *testing.T, tp *targetProcess, k *nlinktest.Kernel, kc *nl
 	if want.logged != "" && !regexp.MustCompile(want.logged).MatchString(rec.text()) {
 		t.Errorf("the log does not say %q:\n%s", want.logged, rec.text())
 	}
-	if s.State() != "LOGGED_IN" {
+	if s.State() != ksession.LoggedIn {
 		t.Fatalf("session state %s after the fault", s.State())
 	}
 	cctx, cancel := context.WithTimeout(ctx, hostileCmdTimeout)

@@ -10,11 +10,11 @@ import (
 	"github.com/goiscsi/goiscsi/scan"
 )
 
-// Kernel is a fake scan.Kernel over an FS: its device-mapper finds devices in
+// BlockOps is a fake scan.BlockOps over an FS: its device-mapper finds devices in
 // the tree and takes them away when it removes them, and a SCSI delete writes
 // the device's delete file and takes the device away. The exported fields
 // make maps busy, flushes fail and devices stick; set them before use.
-type Kernel struct {
+type BlockOps struct {
 	fs *FS
 	s  scan.Sysfs
 
@@ -42,29 +42,29 @@ type Kernel struct {
 	calls []string
 }
 
-// NewKernel returns a fake kernel over f.
-func NewKernel(f *FS) *Kernel {
-	return &Kernel{fs: f, s: scan.Sysfs{Root: f.Root}, OpenFor: map[string]int{}, BusyRemoves: map[string]int{},
+// NewBlockOps returns fake block operations over f.
+func NewBlockOps(f *FS) *BlockOps {
+	return &BlockOps{fs: f, s: scan.Sysfs{Root: f.Root}, OpenFor: map[string]int{}, BusyRemoves: map[string]int{},
 		Keep: map[string]bool{}, FlushErr: map[string]error{}, Holding: map[string][]scan.Opener{},
 		Exclusive: map[string]bool{}, Stuck: map[string]bool{}}
 }
 
 // Calls lists what was done, in order: "flush dm-0", "remove mpath-<WWID>",
 // "delete 2:0:0:1".
-func (k *Kernel) Calls() []string {
+func (k *BlockOps) Calls() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return append([]string(nil), k.calls...)
 }
 
-func (k *Kernel) call(format string, args ...any) {
+func (k *BlockOps) call(format string, args ...any) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.calls = append(k.calls, fmt.Sprintf(format, args...))
 }
 
 // Status reports the device with uuid from the tree; ENXIO when there is none.
-func (k *Kernel) Status(uuid string) (scan.DMStatus, error) {
+func (k *BlockOps) Status(uuid string) (scan.DMStatus, error) {
 	d, ok := k.s.FindDMByUUID(uuid)
 	if !ok {
 		return scan.DMStatus{}, fmt.Errorf("DM_DEV_STATUS of %s: %w", uuid, unix.ENXIO)
@@ -80,7 +80,7 @@ func (k *Kernel) Status(uuid string) (scan.DMStatus, error) {
 }
 
 // Remove takes the device with uuid out of the tree.
-func (k *Kernel) Remove(uuid string) error {
+func (k *BlockOps) Remove(uuid string) error {
 	k.call("remove %s", uuid)
 	d, ok := k.s.FindDMByUUID(uuid)
 	if !ok {
@@ -106,7 +106,7 @@ func (k *Kernel) Remove(uuid string) error {
 }
 
 // Flush records the flush.
-func (k *Kernel) Flush(_ context.Context, b scan.BlockDev) error {
+func (k *BlockOps) Flush(_ context.Context, b scan.BlockDev) error {
 	if k.OnFlush != nil {
 		k.OnFlush(b.Name)
 	}
@@ -115,10 +115,10 @@ func (k *Kernel) Flush(_ context.Context, b scan.BlockDev) error {
 }
 
 // Claimed reports Exclusive.
-func (k *Kernel) Claimed(b scan.BlockDev) (bool, error) { return k.Exclusive[b.Name], nil }
+func (k *BlockOps) Claimed(b scan.BlockDev) (bool, error) { return k.Exclusive[b.Name], nil }
 
 // Openers reports Holding.
-func (k *Kernel) Openers(devs []scan.BlockDev) (map[string][]scan.Opener, error) {
+func (k *BlockOps) Openers(devs []scan.BlockDev) (map[string][]scan.Opener, error) {
 	out := map[string][]scan.Opener{}
 	for _, b := range devs {
 		out[b.Dev] = k.Holding[b.Dev]
@@ -128,7 +128,7 @@ func (k *Kernel) Openers(devs []scan.BlockDev) (map[string][]scan.Opener, error)
 
 // DeleteSCSI writes the device's delete file, then takes the device out of
 // the tree unless it is Stuck.
-func (k *Kernel) DeleteSCSI(ctx context.Context, d scan.Device) error {
+func (k *BlockOps) DeleteSCSI(ctx context.Context, d scan.Device) error {
 	k.call("delete %s", d.HCTL())
 	if err := k.s.DeleteDevice(ctx, d); err != nil {
 		return err
