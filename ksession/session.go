@@ -555,10 +555,33 @@ func (s *Session) run(ctx context.Context) {
 			if failed := s.recover(ctx, 0); failed {
 				return
 			}
+		case nlink.EventsLost:
+			if failed := s.resync(ctx); failed {
+				return
+			}
 		default:
 			s.log.Debug("kernel event", "event", ev.String())
 		}
 	}
+}
+
+// resync asks the kernel where the connection stands after its events were
+// lost: a connection error among them would never come again, and the session
+// would be listed as logged in with its I/O held until replacement_timeout. A
+// connection the kernel shows failed or stopped is recovered as if the error
+// had come. It reports whether the session has been torn down.
+func (s *Session) resync(ctx context.Context) bool {
+	st, err := s.k.LinkState(s.SID, 0)
+	if err != nil {
+		s.log.Warn("kernel events were lost and the connection's state cannot be read", "err", err)
+		return false
+	}
+	if st == "failed" || st == "down" {
+		s.log.Warn("kernel events were lost and the kernel shows the connection "+st+": recovering", "state", st)
+		return s.recover(ctx, 0)
+	}
+	s.log.Info("kernel events were lost; the connection is still "+st, "state", st)
+	return false
 }
 
 // receivedPDU handles a PDU the kernel forwarded in the full feature phase. It
@@ -810,6 +833,10 @@ func (t *kernelTransport) Receive(ctx context.Context) (*pdu.PDU, error) {
 			t.s.log.Debug("PDU ignored while waiting for a response", "opcode", ev.PDU.Header.Opcode())
 		case nlink.EventConnError:
 			return nil, fmt.Errorf("%w: kernel reported %v", ErrConnectionLost, ev.Error)
+		case nlink.EventsLost:
+			// The response may have been among them: waiting would
+			// only run out the login timeout.
+			return nil, fmt.Errorf("%w: kernel events were lost while waiting for a response", ErrConnectionLost)
 		}
 	}
 }

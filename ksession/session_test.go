@@ -215,3 +215,36 @@ func TestEstablishFollowsRedirects(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// A connection error lost with other events in a full netlink buffer (ENOBUFS)
+// would leave the session listed as logged in with no recovery: the session
+// asks the kernel for the connection's state and recovers.
+func TestConnErrorLostInOverflowIsRecovered(t *testing.T) {
+	srv, portals := startTarget(t)
+	k := nlinktest.New()
+	defer k.Close()
+	recovered := make(chan int, 1)
+	hooks := ksession.Hooks{Recovered: func(_ *ksession.Session, attempts int) { recovered <- attempts }}
+	s, err := ksession.Establish(context.Background(), k.Conn(), node(t, kIQN, portals[kIQN]), hooks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Logout(context.Background())
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := srv.WaitSessions(wctx, kIQN, 1); err != nil {
+		t.Fatal(err)
+	}
+	k.LoseNextEvent()
+	if _, err := srv.DropConnections(kIQN, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-recovered:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no recovery after the lost connection error; state %s", s.State())
+	}
+	if st, _ := k.LinkState(s.SID, 0); st != "up" || s.State() != ksession.LoggedIn {
+		t.Fatalf("after recovery: kernel %s, session %s", st, s.State())
+	}
+}

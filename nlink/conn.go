@@ -24,6 +24,10 @@ type Transport interface {
 	Request(ctx context.Context, msgs [][]byte, replyExpected bool) ([][]byte, error)
 	// ReceiveEvent returns the next event multicast to the daemon group.
 	ReceiveEvent(ctx context.Context) ([]byte, error)
+	// LinkState is what the kernel shows of a connection's state
+	// (/sys/class/iscsi_connection/connectionSID:CID/state): "up", "down",
+	// "failed" or "bound".
+	LinkState(sid, cid uint32) (string, error)
 	// Close releases the transport; a blocked ReceiveEvent returns.
 	Close() error
 }
@@ -373,7 +377,8 @@ func (c *Conn) readEvents(ctx context.Context) {
 				return
 			}
 			if errors.Is(err, ErrEventsLost) {
-				c.log.Error("kernel iSCSI events were lost; logins in progress may time out and be retried", "err", err)
+				c.log.Error("kernel iSCSI events were lost; every session checks its connection's state", "err", err)
+				c.broadcast(Event{Type: EventsLost})
 				continue
 			}
 			c.log.Error("reading kernel iSCSI events", "err", err)
@@ -392,6 +397,25 @@ func (c *Conn) readEvents(ctx context.Context) {
 		c.route(ev)
 	}
 }
+
+// broadcast gives ev to every subscription.
+func (c *Conn) broadcast(ev Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, subs := range c.subs {
+		for _, s := range subs {
+			s.push(ev)
+		}
+	}
+	if c.unclaimed != nil {
+		c.unclaimed.push(ev)
+	}
+}
+
+// LinkState returns what the kernel shows of connection sid/cid's state: "up"
+// (full feature phase), "down" (stopped), "failed" (a connection error was
+// reported) or "bound". Subscribers ask it after EventsLost.
+func (c *Conn) LinkState(sid, cid uint32) (string, error) { return c.t.LinkState(sid, cid) }
 
 func (c *Conn) route(ev Event) {
 	c.mu.Lock()

@@ -30,6 +30,8 @@ func (a *answering) ReceiveEvent(ctx context.Context) ([]byte, error) {
 	}
 }
 
+func (a *answering) LinkState(sid, cid uint32) (string, error) { return "up", nil }
+
 func (a *answering) Close() error {
 	close(a.closed)
 	return nil

@@ -29,12 +29,13 @@ const eventBuffer = 8 << 20
 // Replies carry no sequence number, so keeping them apart from events is what
 // makes matching them certain.
 type netlinkTransport struct {
-	mu  sync.Mutex // one request at a time on req
-	req *netlink.Conn
-	ev  *netlink.Conn
+	mu    sync.Mutex // one request at a time on req
+	req   *netlink.Conn
+	ev    *netlink.Conn
+	sysfs string
 }
 
-func dialNetlink() (*netlinkTransport, error) {
+func dialNetlink(sysfsRoot string) (*netlinkTransport, error) {
 	req, err := netlink.Dial(unix.NETLINK_ISCSI, nil)
 	if err != nil {
 		return nil, dialError(err)
@@ -56,7 +57,16 @@ func dialNetlink() (*netlinkTransport, error) {
 			ev.SetReadBuffer(eventBuffer)
 		}
 	}
-	return &netlinkTransport{req: req, ev: ev}, nil
+	return &netlinkTransport{req: req, ev: ev, sysfs: sysfsRoot}, nil
+}
+
+func (t *netlinkTransport) LinkState(sid, cid uint32) (string, error) {
+	p := filepath.Join(t.sysfs, "class", "iscsi_connection", fmt.Sprintf("connection%d:%d", sid, cid), "state")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("nlink: state of connection %d:%d: %w", sid, cid, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 func dialError(err error) error {
@@ -95,13 +105,13 @@ func (t *netlinkTransport) Request(ctx context.Context, msgs [][]byte, replyExpe
 		return nil, err
 	}
 	if !replyExpected {
-		t.req.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-		got, err := t.req.Receive()
-		t.req.SetReadDeadline(time.Time{})
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil, nil
-			}
+		// A GET_STATS the kernel serves answers by multicast alone; one it
+		// refuses has its error reply queued already (the kernel handled
+		// it during sendmsg). So look once, without waiting: a deadline
+		// here took a busy kernel's late error reply for no reply, and the
+		// next request read it as its own.
+		got, err := t.receiveNow()
+		if err != nil || got == nil {
 			return nil, err
 		}
 		b, err := t.reply(got, types[0])
@@ -138,18 +148,77 @@ func (t *netlinkTransport) Request(ctx context.Context, msgs [][]byte, replyExpe
 	return replies, nil
 }
 
+// receiveNow reads a datagram that is already queued on the request socket,
+// or returns nil when there is none.
+func (t *netlinkTransport) receiveNow() ([]netlink.Message, error) {
+	raw, err := t.req.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 64<<10)
+	var n int
+	var rerr error
+	if err := raw.Read(func(fd uintptr) bool {
+		n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	if errors.Is(rerr, unix.EAGAIN) {
+		return nil, nil
+	}
+	if rerr != nil {
+		return nil, rerr
+	}
+	msgs, err := parseMessages(buf[:n])
+	if err != nil {
+		t.poison()
+	}
+	return msgs, err
+}
+
+// parseMessages splits a netlink datagram into its messages.
+func parseMessages(b []byte) ([]netlink.Message, error) {
+	var msgs []netlink.Message
+	for len(b) >= unix.NLMSG_HDRLEN {
+		l := int(ne.Uint32(b))
+		if l < unix.NLMSG_HDRLEN || l > len(b) {
+			return nil, fmt.Errorf("nlink: malformed netlink datagram (message length %d in %d bytes)", l, len(b))
+		}
+		var m netlink.Message
+		if err := m.UnmarshalBinary(b[:l]); err != nil {
+			return nil, fmt.Errorf("nlink: malformed netlink datagram: %w", err)
+		}
+		msgs = append(msgs, m)
+		b = b[min((l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1), len(b)):]
+	}
+	return msgs, nil
+}
+
 // reply checks that a datagram holds one reply to a request of type typ.
 func (t *netlinkTransport) reply(msgs []netlink.Message, typ uint32) ([]byte, error) {
-	if len(msgs) != 1 || len(msgs[0].Data) < UeventSize {
+	b, err := matchReply(msgs, typ)
+	if err != nil {
 		t.poison()
+	}
+	return b, err
+}
+
+// matchReply is reply's check. The kernel's error replies carry
+// ISCSI_KEVENT_IF_ERROR in the payload but the request's type in the netlink
+// header, which is what tells whose error it is: an error reply is not any
+// request's answer.
+func matchReply(msgs []netlink.Message, typ uint32) ([]byte, error) {
+	if len(msgs) != 1 || len(msgs[0].Data) < UeventSize {
 		return nil, fmt.Errorf("expected one reply, got %d messages", len(msgs))
 	}
-	got := ne.Uint32(msgs[0].Data[offType:])
-	if got != typ && got != uint32(EventIfError) {
-		t.poison()
-		return nil, fmt.Errorf("reply of type %v to a %v request", MessageType(got), MessageType(typ))
+	m := msgs[0]
+	got := ne.Uint32(m.Data[offType:])
+	if uint32(m.Header.Type) != typ || (got != typ && got != uint32(EventIfError)) {
+		return nil, fmt.Errorf("reply of type %v to a %v request where a %v request was answered",
+			MessageType(got), MessageType(m.Header.Type), MessageType(typ))
 	}
-	return msgs[0].Data, nil
+	return m.Data, nil
 }
 
 func (t *netlinkTransport) poison() {
@@ -220,7 +289,11 @@ func Dial(opts DialOptions) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := dialNetlink()
+	root := opts.SysfsRoot
+	if root == "" {
+		root = "/sys"
+	}
+	t, err := dialNetlink(root)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func TestDialWithoutISCSIKernel(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "iscsi_tcp") {
 		t.Fatalf("Dial: %v", err)
 	}
-	if _, err := dialNetlink(); err == nil {
+	if _, err := dialNetlink("/sys"); err == nil {
 		t.Skip("NETLINK_ISCSI exists here")
 	} else if !strings.Contains(err.Error(), "NETLINK_ISCSI") {
 		t.Fatalf("dialNetlink: %v", err)

@@ -34,6 +34,13 @@ const (
 	EventHostEvent      MessageType = 110
 )
 
+// EventsLost is no kernel message: a Conn delivers it to every Subscription
+// when the kernel dropped events because the socket's buffer was full
+// (ENOBUFS). Whatever was lost (a connection error, a login response) will not
+// come again: a subscriber must ask the kernel where its session stands
+// (Conn.LinkState).
+const EventsLost MessageType = 1<<32 - 1
+
 var messageNames = map[MessageType]string{
 	CreateSession: "CREATE_SESSION", DestroySession: "DESTROY_SESSION", CreateConn: "CREATE_CONN",
 	DestroyConn: "DESTROY_CONN", BindConn: "BIND_CONN", SetParam: "SET_PARAM", StartConn: "START_CONN",
@@ -42,7 +49,7 @@ var messageNames = map[MessageType]string{
 	EventRecvPDU:  "RECV_PDU", EventConnError: "CONN_ERROR", EventIfError: "IF_ERROR",
 	EventDestroySession: "DESTROY_SESSION event", EventUnbindSession: "UNBIND_SESSION event",
 	EventCreateSession: "CREATE_SESSION event", EventConnLoginState: "CONN_LOGIN_STATE",
-	EventHostEvent: "HOST_EVENT",
+	EventHostEvent: "HOST_EVENT", EventsLost: "events lost",
 }
 
 func (t MessageType) String() string {

@@ -44,6 +44,10 @@ type Kernel struct {
 	requests []nlink.Request
 	failNext map[nlink.MessageType]syscall.Errno
 	events   chan []byte
+	// loseNext drops the next event; lost then tells ReceiveEvent to
+	// report the loss, as a full netlink buffer does (ENOBUFS).
+	loseNext bool
+	lost     chan struct{}
 	closed   chan struct{}
 	wg       sync.WaitGroup
 }
@@ -85,8 +89,41 @@ func New() *Kernel {
 	return &Kernel{
 		nextSID: 1, nextHost: 2, sessions: map[uint32]*session{},
 		failNext: map[nlink.MessageType]syscall.Errno{},
-		events:   make(chan []byte, 4096), closed: make(chan struct{}),
+		events:   make(chan []byte, 4096), closed: make(chan struct{}), lost: make(chan struct{}, 1),
 	}
+}
+
+// LoseNextEvent makes the kernel lose its next event, as an overflowing
+// netlink receive buffer does: it is not delivered, and the event reader gets
+// nlink.ErrEventsLost instead.
+func (k *Kernel) LoseNextEvent() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.loseNext = true
+}
+
+// LinkState implements nlink.Transport as the kernel's connection state
+// attribute shows it: "bound" once bound, "up" once started, "failed" after a
+// connection error, "down" once stopped.
+func (k *Kernel) LinkState(sid, cid uint32) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s := k.sessions[sid]
+	if s == nil || s.conns[cid] == nil {
+		return "", fmt.Errorf("nlinktest: no connection %d:%d", sid, cid)
+	}
+	c := s.conns[cid]
+	switch {
+	case c.failed:
+		return "failed", nil
+	case c.stopped:
+		return "down", nil
+	case c.started:
+		return "up", nil
+	case c.sock != nil:
+		return "bound", nil
+	}
+	return "down", nil
 }
 
 // Conn returns an nlink.Conn talking to k.
@@ -194,6 +231,8 @@ func (k *Kernel) ReceiveEvent(ctx context.Context) ([]byte, error) {
 	select {
 	case b := <-k.events:
 		return b, nil
+	case <-k.lost:
+		return nil, nlink.ErrEventsLost
 	case <-k.closed:
 		return nil, net.ErrClosed
 	case <-ctx.Done():
@@ -205,6 +244,17 @@ func (k *Kernel) emit(ev nlink.Event) {
 	b, err := ev.MarshalBinary()
 	if err != nil {
 		panic("nlinktest: " + err.Error()) // a bug in the fake itself
+	}
+	k.mu.Lock()
+	lose := k.loseNext
+	k.loseNext = false
+	k.mu.Unlock()
+	if lose {
+		select {
+		case k.lost <- struct{}{}:
+		default:
+		}
+		return
 	}
 	select {
 	case k.events <- b:
