@@ -76,6 +76,9 @@ type Session struct {
 	state   State
 	started time.Time
 	times   LoginTimes
+	// leftover is the teardown a destroy that did not happen still owes
+	// the kernel; set while the session is in the kernel though Failed.
+	leftover *nlink.ConnTeardown
 }
 
 // LoginTimes is where the latest login of a session spent its time, for logs:
@@ -516,7 +519,7 @@ func (s *Session) setNegotiated(ctx context.Context, r *session.LoginResult) err
 // long the kernel is busy with other sessions (a logout storm of hundreds),
 // and only the kernel's own handling of them is bounded (nlink.DefaultTimeout).
 // A deadline could end the wait and leave the session in the kernel.
-func (s *Session) destroy(ctx context.Context, haveConn bool) {
+func (s *Session) destroy(ctx context.Context, haveConn bool) error {
 	sock, bound := s.takeSocket()
 	conn := nlink.NoConn
 	switch {
@@ -525,9 +528,7 @@ func (s *Session) destroy(ctx context.Context, haveConn bool) {
 	case haveConn:
 		conn = nlink.ConnCreated
 	}
-	if err := s.k.DestroySession(ctx, s.SID, conn); err != nil {
-		s.log.Warn("destroy kernel session", "err", err)
-	}
+	err := s.teardown(ctx, conn)
 	if sock != nil {
 		sock.Close()
 	}
@@ -535,6 +536,58 @@ func (s *Session) destroy(ctx context.Context, haveConn bool) {
 		s.sub.Cancel()
 	}
 	s.setState(Failed)
+	return err
+}
+
+// teardown sends the kernel the destroy requests of conn and the session,
+// and remembers what it still owes when the session is still there: the
+// exchange never reached the kernel, or the kernel refused DESTROY_SESSION.
+func (s *Session) teardown(ctx context.Context, conn nlink.ConnTeardown) error {
+	err := s.k.DestroySession(ctx, s.SID, conn)
+	var left *nlink.ConnTeardown
+	if err != nil {
+		s.log.Warn("destroy kernel session", "err", err)
+		var ke *nlink.KernelError
+		switch {
+		case !errors.As(err, &ke):
+			left = &conn // not sent
+		case sessionRefused(err):
+			left = new(nlink.ConnTeardown) // the connection's part was done
+		default:
+			err = nil // only the connection's part was refused; the session is gone
+		}
+	}
+	s.mu.Lock()
+	s.leftover = left
+	s.mu.Unlock()
+	if left != nil {
+		return fmt.Errorf("session %d is still in the kernel: %w", s.SID, err)
+	}
+	return nil
+}
+
+// sessionRefused reports whether DestroySession's joined refusals include
+// DESTROY_SESSION's own.
+func sessionRefused(err error) bool {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var ke *nlink.KernelError
+		if errors.As(e, &ke) && ke.Op == nlink.DestroySession {
+			return true
+		}
+	}
+	return false
+}
+
+// InKernel reports whether the kernel still has the session: false once a
+// logout or a recovery that gave up has destroyed it.
+func (s *Session) InKernel() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state != Failed || s.leftover != nil
 }
 
 // run handles the kernel's events for the session until Logout cancels ctx.
@@ -657,7 +710,11 @@ func (s *Session) recover(ctx context.Context, wait time.Duration) bool {
 		var le *session.LoginError
 		fatal := errors.As(err, &le) && !le.Retryable() && !le.Redirect()
 		if fatal || (s.node.Timeouts.ReopenMax > 0 && attempt >= s.node.Timeouts.ReopenMax) {
-			s.destroy(ctx, true)
+			// A logout cancels ctx meanwhile: the teardown must still
+			// reach the kernel, or the session stays there unowned.
+			if derr := s.destroy(context.WithoutCancel(ctx), true); derr != nil {
+				err = fmt.Errorf("%w; %w", err, derr)
+			}
 			if s.hooks.Failed != nil {
 				s.hooks.Failed(s, err)
 			}
@@ -745,7 +802,14 @@ func (s *Session) Logout(ctx context.Context) error {
 		return fmt.Errorf("session %d is busy: %w", s.SID, ctx.Err())
 	}
 	if s.State() == Failed {
-		return nil
+		// Recovery gave up; its teardown may not have reached the kernel.
+		s.mu.Lock()
+		left := s.leftover
+		s.mu.Unlock()
+		if left == nil {
+			return nil
+		}
+		return s.teardown(context.WithoutCancel(ctx), *left)
 	}
 	loggedIn := s.State() == LoggedIn
 	s.setState(InLogout)
@@ -765,8 +829,7 @@ func (s *Session) Logout(ctx context.Context) error {
 			s.log.Warn("logout exchange failed; tearing the session down anyway", "err", logoutErr)
 		}
 	}
-	s.destroy(context.WithoutCancel(ctx), true)
-	return nil
+	return s.destroy(context.WithoutCancel(ctx), true)
 }
 
 // awaitUnbind waits for the kernel's UNBIND_SESSION event. The kernel removes the

@@ -248,3 +248,49 @@ func TestConnErrorLostInOverflowIsRecovered(t *testing.T) {
 		t.Fatalf("after recovery: kernel %s, session %s", st, s.State())
 	}
 }
+
+// A recovery that gives up tears the session down; when that teardown does
+// not happen, the session is still in the kernel, says so, and a logout
+// finishes it instead of reporting success over a session left behind.
+func TestTeardownOwedAfterRecoveryGivesUp(t *testing.T) {
+	srv, portals := startTarget(t)
+	k := nlinktest.New()
+	defer k.Close()
+	failed := make(chan error, 1)
+	hooks := ksession.Hooks{Failed: func(_ *ksession.Session, err error) { failed <- err }}
+	s, err := ksession.Establish(context.Background(), k.Conn(), node(t, kIQN, portals[kIQN]), hooks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := srv.WaitSessions(wctx, kIQN, 1); err != nil {
+		t.Fatal(err)
+	}
+	// The relogin is refused for good (an initiator error), and the kernel
+	// refuses the teardown that follows.
+	if err := srv.RefuseLogins(target.LoginRefusal{Target: kIQN, Class: 2, Detail: 1, Count: -1}); err != nil {
+		t.Fatal(err)
+	}
+	k.FailNext(nlink.DestroySession, syscall.EBUSY)
+	if _, err := srv.DropConnections(kIQN, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-failed:
+		if !strings.Contains(err.Error(), "still in the kernel") {
+			t.Errorf("recovery's error %v does not say the session stayed", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("recovery did not give up; state %s", s.State())
+	}
+	if !s.InKernel() || len(k.Sessions()) != 1 {
+		t.Fatalf("InKernel %v, kernel sessions %v", s.InKernel(), k.Sessions())
+	}
+	if err := s.Logout(context.Background()); err != nil {
+		t.Fatalf("logout: %v", err)
+	}
+	if s.InKernel() || len(k.Sessions()) != 0 {
+		t.Fatalf("after logout: InKernel %v, kernel sessions %v", s.InKernel(), k.Sessions())
+	}
+}

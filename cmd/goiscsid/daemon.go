@@ -253,6 +253,12 @@ func (d *daemon) hooks(ds *daemonSession) ksession.Hooks {
 		},
 		Recovered: func(k *ksession.Session, _ int) { go d.scanHost(k, ds.scanPolicy(), scan.Relogin) },
 		Failed: func(k *ksession.Session, err error) {
+			if k.InKernel() {
+				// Listed as FAILED until a logout gets the kernel to
+				// let it go: forgetting it would leave it there unowned.
+				d.log.Error("session recovery gave up; the kernel still has the session, log it out to remove it", "sid", k.SID, "err", err)
+				return
+			}
 			d.log.Error("session recovery gave up; session removed", "sid", k.SID, "err", err)
 			d.mu.Lock()
 			delete(d.sessions, k.SID)
@@ -389,7 +395,7 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 	}
 	err := ds.k.Logout(ctx)
 	d.end()
-	if err != nil {
+	if err != nil && ds.k.InKernel() {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Logout, "%v", err)}
 	}
 	d.mu.Lock()
