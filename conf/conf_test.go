@@ -223,10 +223,18 @@ node.session.cmds_max = 0064
 	if id := r.ID(); id.Portal() != "10.0.0.1:3260,2" {
 		t.Errorf("portal %s", id.Portal())
 	}
-	// goiscsi's key sits right after node.session.scan in files.
+	// goiscsi's key never goes into the file stock reads (stock 2.1.8
+	// refuses a record with a key it does not know), but it is shown right
+	// after node.session.scan and sent to the daemon.
 	b, _ := r.MarshalText()
-	if !strings.Contains(string(b), "node.session.scan = auto\nnode.session.autoscan_en = No\nnode.session.reopen_max = 0\n") {
-		t.Errorf("autoscan_en misplaced:\n%s", b)
+	if strings.Contains(string(b), "autoscan_en") {
+		t.Errorf("goiscsi's own key in the record file:\n%s", b)
+	}
+	if !strings.Contains(r.Show(false), "node.session.scan = auto\nnode.session.autoscan_en = No\nnode.session.reopen_max = 0\n") {
+		t.Errorf("autoscan_en misplaced:\n%s", r.Show(false))
+	}
+	if m := r.Map(); m["node.session.autoscan_en"] != "No" || r.Own()["node.session.autoscan_en"] != "No" || len(r.Own()) != 1 {
+		t.Errorf("Map %q, Own %q", m["node.session.autoscan_en"], r.Own())
 	}
 	// A missing iscsid.conf is no error: built-in defaults apply.
 	if c, err := LoadConfig(filepath.Join(t.TempDir(), "none")); err != nil || len(c.Keys()) != 0 {
@@ -285,12 +293,20 @@ func TestParseRecordErrors(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{"# BEGIN RECORD 2.1.8\nnode.name = x\nnode.tpgt = 1\n", "r:3: record ends without"},
 		{"# BEGIN RECORD 2.1.8\nnode.name = x\nnode.tpgt = 1", "r:3: last line has no newline"},
-		{"node.name = x\nnode.session.cmds_max = many\n", `r:2: node.session.cmds_max = "many"`},
-		{"node.name = x\nnot a pair\n", "r:2:"},
 		{strings.Repeat("\n", maxRecordLines+1), "more than"},
 	} {
 		if _, err := ParseRecord(strings.NewReader(tc.text), "r"); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%.40q: %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	// What stock goes past, a reader goes past too, saying so.
+	for _, tc := range []struct{ text, want string }{
+		{"node.name = x\nnode.session.cmds_max = many\n", `r:2: node.session.cmds_max = "many"`},
+		{"node.name = x\nnot a pair\n", `r:2: "not a pair" is not key = value`},
+	} {
+		r, err := ParseRecord(strings.NewReader(tc.text), "r")
+		if err != nil || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], tc.want) || r.Get("node.name") != "x" {
+			t.Errorf("%.40q: %v, warnings %q, want one with %q", tc.text, err, r.Warnings, tc.want)
 		}
 	}
 	r, err := ParseRecord(strings.NewReader("node.name = x\nnode.session.bogus = 1\n"), "r")
@@ -355,7 +371,7 @@ func TestStockDB(t *testing.T) {
 	for _, i := range ifs {
 		inames = append(inames, i.Get("iface.iscsi_ifacename")+"/"+i.Get("iface.transport_name"))
 	}
-	if fmt.Sprint(inames) != "[default/tcp iface0/tcp ipv6if/tcp]" {
+	if fmt.Sprint(inames) != "[iface0/tcp ipv6if/tcp default/tcp iser/iser]" {
 		t.Errorf("ifaces %v", inames)
 	}
 }
@@ -414,13 +430,15 @@ func TestDB(t *testing.T) {
 	if all, err := db.Nodes(); err != nil || len(all) != 4 {
 		t.Fatalf("after conversion: %d, %v", len(all), err)
 	}
-	if err := db.DeleteNode(a.ID()); err != nil {
+	if err := db.DeleteNode(a); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(db.Root, "nodes", "iqn.2003-01.org.example:a")); !os.IsNotExist(err) {
-		t.Error("empty target directory left after delete")
+	for _, dir := range []string{"nodes", "goiscsi/nodes"} {
+		if _, err := os.Stat(filepath.Join(db.Root, dir, "iqn.2003-01.org.example:a")); !os.IsNotExist(err) {
+			t.Errorf("empty target directory left in %s after delete", dir)
+		}
 	}
-	if err := db.DeleteNode(a.ID()); err == nil {
+	if err := db.DeleteNode(a); err == nil {
 		t.Error("deleting a missing record succeeded")
 	}
 	for _, bad := range []*Record{
@@ -433,19 +451,95 @@ func TestDB(t *testing.T) {
 			t.Errorf("SaveNode(%+v) accepted", bad.ID())
 		}
 	}
-	// A broken record is an error naming its file and line, not a silent skip.
-	os.WriteFile(db.nodePath(b.ID()), []byte("node.session.cmds_max = many\n"), 0o600)
-	if _, err := db.Nodes(); err == nil || !strings.Contains(err.Error(), "3261,2/default:1") {
-		t.Errorf("broken record: %v", err)
+	// Reading is as forgiving as stock's: a bad value keeps its default, a
+	// torn record or a stray entry is skipped, each named in a warning, and
+	// the other records are read.
+	var warnings []string
+	db.Warn = func(err error) { warnings = append(warnings, err.Error()) }
+	bFile := filepath.Join(db.Root, "nodes", "iqn.2003-01.org.example:b", "::1,3261,2", "default")
+	os.WriteFile(bFile, []byte("node.name = iqn.2003-01.org.example:b\nnode.session.cmds_max = many\nnot a line\n"), 0o600)
+	all, err = db.Nodes()
+	if err != nil || len(all) != 3 || len(warnings) != 2 || !strings.Contains(warnings[1], "3261,2/default:2: node.session.cmds_max") ||
+		!strings.Contains(warnings[0], "3261,2/default:3") {
+		t.Errorf("broken record: %d records, %v, warnings %q", len(all), err, warnings)
 	}
-	os.WriteFile(db.nodePath(b.ID()), []byte("# BEGIN RECORD 2.1.8\nnode.name = x\n"), 0o600)
-	if _, err := db.Nodes(); err == nil || !strings.Contains(err.Error(), "3261,2/default:2: record ends") {
-		t.Errorf("torn record: %v", err)
+	if r, _ := db.FindNodes("iqn.2003-01.org.example:b", "", 0, ""); len(r) != 1 || r[0].Get("node.session.cmds_max") != "128" {
+		t.Errorf("a bad value does not keep its default: %v", r)
 	}
-	os.Remove(db.nodePath(b.ID()))
+	warnings = nil
+	os.WriteFile(bFile, []byte("# BEGIN RECORD 2.1.8\nnode.name = x\n"), 0o600)
 	writeFile("nodes/iqn.2003-01.org.example:e/junk", "x")
-	if _, err := db.Nodes(); err == nil || !strings.Contains(err.Error(), "junk") {
-		t.Errorf("stray entry: %v", err)
+	writeFile("nodes/stray-file", "x")
+	all, err = db.Nodes()
+	if err != nil || len(all) != 2 || len(warnings) != 3 || !strings.Contains(strings.Join(warnings, "\n"), "3261,2/default:2: record ends") ||
+		!strings.Contains(strings.Join(warnings, "\n"), "e/junk: not an <address>") || !strings.Contains(strings.Join(warnings, "\n"), "stray-file: not a target") {
+		t.Errorf("torn record and stray entries: %d records, %v, warnings %q", len(all), err, warnings)
+	}
+}
+
+// Records written in stock's layouts are read, kept in their layout when
+// saved, and new ones go where stock puts them; goiscsi's own keys never go
+// into a file stock reads and go with the record.
+func TestDBLayoutsAndOwnKeys(t *testing.T) {
+	db := &DB{Root: t.TempDir()}
+	const tgt = "iqn.2003-01.org.example:plain"
+	// A record without a tpgt is stock's plain file, whatever its iface.
+	r := NewNodeRecord(nil, tgt, "10.0.0.1", 3260, -1, "eth-a")
+	if err := r.Set("node.session.autoscan_en", "No"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SaveNode(r); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(db.Root, "nodes", tgt, "10.0.0.1,3260")
+	if !isFile(plain) {
+		t.Fatalf("no plain record file %s", plain)
+	}
+	if b, _ := os.ReadFile(plain); strings.Contains(string(b), "autoscan_en") || !strings.Contains(string(b), "iface.iscsi_ifacename = eth-a\n") {
+		t.Errorf("record file:\n%s", b)
+	}
+	own := filepath.Join(db.Root, "goiscsi", "nodes", tgt, "10.0.0.1,3260")
+	if b, err := os.ReadFile(own); err != nil || !strings.Contains(string(b), "\nnode.session.autoscan_en = No\n") {
+		t.Errorf("own keys: %q %v", b, err)
+	}
+	got, err := db.FindNodes(tgt, "", 0, "")
+	if err != nil || len(got) != 1 || got[0].Get("node.session.autoscan_en") != "No" || got[0].ID().Iface != "eth-a" || got[0].ID().TPGT != -1 {
+		t.Fatalf("read back: %v %v", got, err)
+	}
+	// An update stays in the plain layout.
+	got[0].Set("node.startup", "automatic")
+	if err := db.SaveNode(got[0]); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(db.Root, "nodes", tgt)); len(ents) != 1 || !isFile(plain) {
+		t.Fatalf("layout changed: %v", ents)
+	}
+	// A record whose own keys are unset has no file beside it (a record
+	// stock made takes them from iscsid.conf).
+	stock := NewNodeRecord(nil, tgt, "10.0.0.2", 3260, 1, "default")
+	delete(stock.given, "node.session.autoscan_en")
+	if err := db.SaveNode(stock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(db.Root, "goiscsi", "nodes", tgt, "10.0.0.2,3260,1", "default")); !os.IsNotExist(err) {
+		t.Errorf("own-keys file for a record without own keys: %v", err)
+	}
+	if m := stock.Map(); m["node.session.autoscan_en"] != "" {
+		t.Errorf("a record without own keys sends autoscan_en %q", m["node.session.autoscan_en"])
+	}
+	// A bad own-keys file is warned about and ignored.
+	var warnings []string
+	db.Warn = func(err error) { warnings = append(warnings, err.Error()) }
+	os.WriteFile(own, []byte("node.session.autoscan_en = perhaps\nnode.startup = onboot\n"), 0o600)
+	if got, _ := db.FindNodes(tgt, "10.0.0.1", 0, ""); len(got) != 1 || got[0].Get("node.session.autoscan_en") != "Yes" || got[0].Get("node.startup") != "automatic" || len(warnings) != 2 {
+		t.Errorf("bad own keys: %v, warnings %q", got, warnings)
+	}
+	// Deleting takes the own keys too.
+	if err := db.DeleteNode(got[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(own); !os.IsNotExist(err) {
+		t.Errorf("own keys left after delete: %v", err)
 	}
 }
 
@@ -483,7 +577,7 @@ func TestDiscoveryAndIfaceRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	ifs, err := db.Ifaces()
-	if err != nil || len(ifs) != 2 || ifs[1].Get("iface.net_ifacename") != "eth1" {
+	if err != nil || len(ifs) != 3 || ifs[0].Get("iface.net_ifacename") != "eth1" {
 		t.Fatalf("Ifaces: %v %v", ifs, err)
 	}
 	if err := db.DeleteIface("iface0"); err != nil {
@@ -511,7 +605,7 @@ func TestConcurrentSavesNeverTear(t *testing.T) {
 	if err := db.SaveNode(base); err != nil {
 		t.Fatal(err)
 	}
-	path := db.nodePath(base.ID())
+	path := filepath.Join(db.nodesDir(), stockPath(base.ID()))
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	var readErr error

@@ -84,8 +84,8 @@ func TestSaveNodeKilledMidWrite(t *testing.T) {
 		t.Run(tc.mode, func(t *testing.T) {
 			root := t.TempDir()
 			db := &DB{Root: root}
-			path := db.nodePath(old.ID())
-			oldLayout := db.oldNodePaths(old.ID())[0]
+			path := filepath.Join(db.nodesDir(), stockPath(old.ID()))
+			oldLayout := filepath.Join(db.nodesDir(), old.ID().Target, portalDir("127.0.0.1", 3260, 1))
 			var sawOld, sawNew, leftovers int
 			if tc.mode == "update" {
 				if err := db.SaveNode(old); err != nil {

@@ -1,9 +1,11 @@
 package conf
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -32,12 +34,32 @@ func (id NodeID) Portal() string {
 }
 
 // DB is open-iscsi's node database under Root (/etc/iscsi on Debian,
-// /var/lib/iscsi on Red Hat systems).
+// /var/lib/iscsi on Red Hat systems), in stock's layout, so that stock
+// iscsiadm and goiscsiadm read and write the same records.
+//
+// goiscsi's own keys (node.session.autoscan_en) never go into a file stock
+// reads: stock 2.1.8 refuses a record holding a key it does not know, and with
+// it every record of -m node. They live beside it, under Root/goiscsi/nodes/,
+// at the record's own path, and go with it.
 type DB struct {
 	Root string
+	// Warn receives what reading skipped or ignored, naming the file: a
+	// stray entry under nodes/, a record that cannot be read whole, a line a
+	// record ignored. nil drops them. Reading is as forgiving as stock's: the
+	// other records are read.
+	Warn func(error)
+}
+
+func (db *DB) warn(err error) {
+	if db.Warn != nil {
+		db.Warn(err)
+	}
 }
 
 func (db *DB) nodesDir() string { return filepath.Join(db.Root, "nodes") }
+
+// ownDir holds goiscsi's own keys of each node record, at the record's path.
+func (db *DB) ownDir() string { return filepath.Join(db.Root, "goiscsi", "nodes") }
 
 // portalDir names a node's portal directory: "<addr>,<port>,<tpgt>".
 func portalDir(address string, port, tpgt int) string {
@@ -45,7 +67,7 @@ func portalDir(address string, port, tpgt int) string {
 }
 
 // parsePortalName splits "<addr>,<port>[,<tpgt>]"; tpgt is -1 when absent (the
-// old layout).
+// plain layout).
 func parsePortalName(name string) (address string, port, tpgt int, ok bool) {
 	parts := strings.Split(name, ",")
 	if len(parts) < 2 || len(parts) > 3 {
@@ -64,8 +86,10 @@ func parsePortalName(name string) (address string, port, tpgt int, ok bool) {
 	return parts[0], port, tpgt, true
 }
 
-// Nodes returns every node record, sorted by target, portal and iface. A record
-// that cannot be read is an error naming its file: nothing is skipped silently.
+// Nodes returns every node record that can be read, sorted by target, portal
+// and iface. What cannot be read (a stray entry, a torn record) goes to Warn,
+// naming its file, and is skipped, as stock skips it; the error is for a node
+// directory that cannot be read at all.
 func (db *DB) Nodes() ([]*Record, error) {
 	targets, err := os.ReadDir(db.nodesDir())
 	if errors.Is(err, os.ErrNotExist) {
@@ -81,48 +105,49 @@ func (db *DB) Nodes() ([]*Record, error) {
 			continue
 		}
 		if !t.IsDir() {
-			return nil, fmt.Errorf("%s: not a target directory", tdir)
+			db.warn(fmt.Errorf("%s: not a target directory (skipped)", tdir))
+			continue
 		}
 		portals, err := os.ReadDir(tdir)
 		if err != nil {
-			return nil, err
+			db.warn(fmt.Errorf("%s: %w (skipped)", tdir, err))
+			continue
 		}
 		for _, p := range portals {
 			if skipName(p.Name()) {
 				continue
 			}
+			pdir := filepath.Join(tdir, p.Name())
 			addr, port, tpgt, ok := parsePortalName(p.Name())
 			if !ok {
-				return nil, fmt.Errorf("%s: not a <address>,<port>,<tpgt> portal entry", filepath.Join(tdir, p.Name()))
+				db.warn(fmt.Errorf("%s: not an <address>,<port>[,<tpgt>] portal entry (skipped)", pdir))
+				continue
 			}
-			pdir := filepath.Join(tdir, p.Name())
 			if !p.IsDir() {
-				// Old layout: the portal entry is the record itself.
-				r, err := readRecord(pdir, NodeKind)
-				if err != nil {
-					return nil, err
+				// The plain layout: the portal entry is the record itself.
+				if r := db.readNode(path.Join(t.Name(), p.Name())); r != nil {
+					fillID(r, t.Name(), addr, port, tpgt, "default")
+					out = append(out, r)
 				}
-				fillID(r, t.Name(), addr, port, tpgt, "default")
-				out = append(out, r)
 				continue
 			}
 			ifaces, err := os.ReadDir(pdir)
 			if err != nil {
-				return nil, err
+				db.warn(fmt.Errorf("%s: %w (skipped)", pdir, err))
+				continue
 			}
 			for _, i := range ifaces {
 				if skipName(i.Name()) {
 					continue
 				}
 				if i.IsDir() {
-					return nil, fmt.Errorf("%s: a directory where a node record belongs", filepath.Join(pdir, i.Name()))
+					db.warn(fmt.Errorf("%s: a directory where a node record belongs (skipped)", filepath.Join(pdir, i.Name())))
+					continue
 				}
-				r, err := readRecord(filepath.Join(pdir, i.Name()), NodeKind)
-				if err != nil {
-					return nil, err
+				if r := db.readNode(path.Join(t.Name(), p.Name(), i.Name())); r != nil {
+					fillID(r, t.Name(), addr, port, tpgt, i.Name())
+					out = append(out, r)
 				}
-				fillID(r, t.Name(), addr, port, tpgt, i.Name())
-				out = append(out, r)
 			}
 		}
 	}
@@ -140,6 +165,47 @@ func (db *DB) Nodes() ([]*Record, error) {
 		return a.Iface < b.Iface
 	})
 	return out, nil
+}
+
+// readNode reads the node record at rel (relative to nodes/) with goiscsi's
+// own keys for it, or reports why it cannot and returns nil.
+func (db *DB) readNode(rel string) *Record {
+	file := filepath.Join(db.nodesDir(), filepath.FromSlash(rel))
+	r, err := readRecord(file, NodeKind)
+	if err != nil {
+		db.warn(fmt.Errorf("%w (record skipped)", err))
+		return nil
+	}
+	for _, w := range r.Warnings {
+		db.warn(errors.New(w))
+	}
+	r.Warnings = nil
+	r.path = rel
+	own := filepath.Join(db.ownDir(), filepath.FromSlash(rel))
+	f, err := os.Open(own)
+	if errors.Is(err, os.ErrNotExist) {
+		return r
+	}
+	if err != nil {
+		db.warn(fmt.Errorf("goiscsi's settings of %s: %w (ignored)", file, err))
+		return r
+	}
+	defer f.Close()
+	err = eachKeyValue(f, own, func(n int, k, v string) error {
+		ki, ok := r.kind.layout().info[k]
+		if !ok || !ki.own {
+			db.warn(fmt.Errorf("%s:%d: %s is not one of goiscsi's own keys (ignored)", own, n, k))
+			return nil
+		}
+		if err := r.Set(k, v); err != nil {
+			db.warn(fmt.Errorf("%s:%d: %w (ignored)", own, n, err))
+		}
+		return nil
+	})
+	if err != nil {
+		db.warn(fmt.Errorf("%w (goiscsi's settings of %s ignored)", err, file))
+	}
+	return r
 }
 
 // skipName reports whether a directory entry is not a record by design: our
@@ -196,19 +262,15 @@ func (db *DB) FindNodes(target, address string, port int, iface string) ([]*Reco
 	return out, nil
 }
 
-func (db *DB) nodePath(id NodeID) string {
-	return filepath.Join(db.nodesDir(), id.Target, portalDir(id.Address, id.Port, id.TPGT), id.Iface)
-}
-
-// oldNodePaths are where the old layouts keep id's record as a plain file:
-// nodes/<target>/<addr>,<port>,<tpgt> (one iface only) and, before svn 780,
-// nodes/<target>/<addr>,<port>.
-func (db *DB) oldNodePaths(id NodeID) []string {
-	tdir := filepath.Join(db.nodesDir(), id.Target)
-	return []string{
-		filepath.Join(tdir, portalDir(id.Address, id.Port, id.TPGT)),
-		filepath.Join(tdir, fmt.Sprintf("%s,%d", id.Address, id.Port)),
+// stockPath is where stock 2.1.8 writes a new record of id (usr/idbm.c
+// idbm_rec_write), relative to nodes/: a record without a tpgt is the plain
+// file <target>/<addr>,<port>, whatever its iface; one with a tpgt is
+// <target>/<addr>,<port>,<tpgt>/<iface>.
+func stockPath(id NodeID) string {
+	if id.TPGT == -1 {
+		return path.Join(id.Target, fmt.Sprintf("%s,%d", id.Address, id.Port))
 	}
+	return path.Join(id.Target, portalDir(id.Address, id.Port, id.TPGT), id.Iface)
 }
 
 // isFile reports whether path is a regular file (not a directory).
@@ -218,8 +280,13 @@ func isFile(path string) bool {
 }
 
 // SaveNode writes a node record atomically: a reader sees the old record or the
-// new one, never a torn file. A record still in an old layout (the portal entry
-// a file) moves to the current one, as stock converts it when it writes.
+// new one, never a torn file. A record read from the database goes back where
+// it was, in its layout; a new one goes where stock would put it. Stock's own
+// conversions are kept: a plain-layout record that has a tpgt moves into the
+// <addr>,<port>,<tpgt>/<iface> layout, as stock moves it when it writes.
+// goiscsi's own keys go beside it (see DB), first, so that a crash between
+// the two writes never leaves a record whose scan policy fell back to
+// iscsid.conf's.
 func (db *DB) SaveNode(r *Record) error {
 	if r.Kind() != NodeKind {
 		return fmt.Errorf("SaveNode: a %s record is not a node record", r.Kind())
@@ -236,19 +303,59 @@ func (db *DB) SaveNode(r *Record) error {
 	}
 	// A conversion killed midway leaves its temporary directory here.
 	removeStaleTemps(filepath.Join(db.nodesDir(), id.Target))
-	old := db.oldNodePaths(id)
-	if isFile(old[0]) {
-		return convertNode(old[0], r)
+	rel := r.path
+	plain := path.Join(id.Target, fmt.Sprintf("%s,%d", id.Address, id.Port))
+	// A plain-layout record with a tpgt, and a record new to the database,
+	// go where stock puts them.
+	if rel == "" || (rel == plain && id.TPGT != -1) {
+		rel = stockPath(id)
 	}
-	if err := writeAtomic(db.nodePath(id), r); err != nil {
+	file := filepath.Join(db.nodesDir(), filepath.FromSlash(rel))
+	if id.TPGT == -1 && rel == plain {
+		if fi, err := os.Stat(file); err == nil && fi.IsDir() {
+			return fmt.Errorf("node record %s: %s is a directory, where stock keeps a record without a tpgt", id.Target, file)
+		}
+	}
+	if err := db.saveOwn(rel, r); err != nil {
 		return err
 	}
-	if isFile(old[1]) {
-		// Stock reads the pre-780 file first, so it would shadow the record
+	// The layout before svn 780: <addr>,<port>,<tpgt> is the record itself.
+	if old := filepath.Join(db.nodesDir(), id.Target, portalDir(id.Address, id.Port, id.TPGT)); id.TPGT != -1 && isFile(old) {
+		if err := convertNode(old, r); err != nil {
+			return err
+		}
+	} else if err := writeAtomic(file, r); err != nil {
+		return err
+	}
+	r.path = rel
+	if plainFile := filepath.Join(db.nodesDir(), filepath.FromSlash(plain)); rel != plain && isFile(plainFile) {
+		// Stock reads the plain file first, so it would shadow the record
 		// just written.
-		return os.Remove(old[1])
+		if err := os.Remove(plainFile); err != nil {
+			return err
+		}
+		os.Remove(filepath.Join(db.ownDir(), filepath.FromSlash(plain)))
 	}
 	return nil
+}
+
+// saveOwn writes goiscsi's own keys of the record at rel, or removes the file
+// when it sets none.
+func (db *DB) saveOwn(rel string, r *Record) error {
+	file := filepath.Join(db.ownDir(), filepath.FromSlash(rel))
+	own := r.keys(true)
+	if len(own) == 0 {
+		if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# goiscsi's own settings of the node record %s, which stock open-iscsi\n# would refuse in the record itself.\n", filepath.Join(db.nodesDir(), filepath.FromSlash(rel)))
+	for _, k := range own {
+		fmt.Fprintf(&b, "%s = %s\n", k, r.vals[k])
+	}
+	return WriteFileAtomic(file, b.Bytes())
 }
 
 // convertNode puts r, the record of the old-layout file at path, into the
@@ -335,33 +442,30 @@ func checkPathPart(what, name string) error {
 	return nil
 }
 
-// DeleteNode removes a node record, in whichever layout it is, and the
-// directories it leaves empty. A record that does not exist is an error.
-func (db *DB) DeleteNode(id NodeID) error {
+// DeleteNode removes a node record, from where it was read (or, for a record
+// not read from the database, where stock keeps it), with goiscsi's own keys
+// for it and the directories it leaves empty. A record that does not exist is
+// an error.
+func (db *DB) DeleteNode(r *Record) error {
+	id := r.ID()
 	if err := checkPathPart("target", id.Target); err != nil {
 		return err
 	}
-	if id.Iface == "" {
-		id.Iface = "default"
+	rel := r.path
+	if rel == "" {
+		rel = stockPath(id)
 	}
-	p := db.nodePath(id)
-	err := os.Remove(p)
-	if err != nil {
-		for _, old := range db.oldNodePaths(id) {
-			if isFile(old) {
-				if err = os.Remove(old); err == nil {
-					p = filepath.Join(old, "x")
-				}
-				break
-			}
-		}
-	}
-	if err != nil {
+	file := filepath.Join(db.nodesDir(), filepath.FromSlash(rel))
+	if err := os.Remove(file); err != nil {
 		return err
 	}
-	for dir := filepath.Dir(p); dir != db.nodesDir() && strings.HasPrefix(dir, db.nodesDir()); dir = filepath.Dir(dir) {
-		if os.Remove(dir) != nil {
-			break // not empty
+	own := filepath.Join(db.ownDir(), filepath.FromSlash(rel))
+	os.Remove(own)
+	for _, top := range []struct{ dir, file string }{{db.nodesDir(), file}, {db.ownDir(), own}} {
+		for dir := filepath.Dir(top.file); dir != top.dir && strings.HasPrefix(dir, top.dir); dir = filepath.Dir(dir) {
+			if os.Remove(dir) != nil {
+				break // not empty
+			}
 		}
 	}
 	return nil
@@ -384,9 +488,11 @@ func (db *DB) SaveDiscovery(r *Record) error {
 	return writeAtomic(db.discoveryPath(addr, port), r)
 }
 
-// Discoveries returns every SendTargets discovery record.
+// Discoveries returns every SendTargets discovery record that can be read;
+// what cannot be goes to Warn and is skipped.
 func (db *DB) Discoveries() ([]*Record, error) {
-	ents, err := os.ReadDir(filepath.Join(db.Root, "send_targets"))
+	dir := filepath.Join(db.Root, "send_targets")
+	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -400,14 +506,20 @@ func (db *DB) Discoveries() ([]*Record, error) {
 		}
 		addr, port, tpgt, ok := parsePortalName(e.Name())
 		if !ok || tpgt != -1 || !e.IsDir() {
-			return nil, fmt.Errorf("%s: not an <address>,<port> discovery directory", filepath.Join(db.Root, "send_targets", e.Name()))
+			db.warn(fmt.Errorf("%s: not an <address>,<port> discovery directory (skipped)", filepath.Join(dir, e.Name())))
+			continue
 		}
 		// Besides st_config, stock keeps links to the nodes the portal gave
 		// in this directory; only st_config is the record.
 		r, err := readRecord(db.discoveryPath(addr, port), DiscoveryKind)
 		if err != nil {
-			return nil, err
+			db.warn(fmt.Errorf("%w (discovery record skipped)", err))
+			continue
 		}
+		for _, w := range r.Warnings {
+			db.warn(errors.New(w))
+		}
+		r.Warnings = nil
 		out = append(out, r)
 	}
 	return out, nil
@@ -422,14 +534,20 @@ func (db *DB) DeleteDiscovery(address string, port int) error {
 	return os.RemoveAll(dir)
 }
 
-// writeAtomic writes r to path through a temporary file in the same directory,
-// synced before the rename, so a crash leaves the old or the new record. Files
-// are 0600 and directories 0700: records hold CHAP secrets.
+// writeAtomic writes r to path (see WriteFileAtomic).
 func writeAtomic(path string, r *Record) error {
 	b, err := r.MarshalText()
 	if err != nil {
 		return err
 	}
+	return WriteFileAtomic(path, b)
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// directory, synced before the rename and the directory after it, so a crash
+// leaves the old content or the new one. Files are 0600 and directories 0700:
+// records hold CHAP secrets.
+func WriteFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -440,7 +558,7 @@ func writeAtomic(path string, r *Record) error {
 		return err
 	}
 	tmp := f.Name()
-	_, err = f.Write(b)
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -458,34 +576,67 @@ func writeAtomic(path string, r *Record) error {
 	return nil
 }
 
-// Ifaces returns the iface records: the built-in "default" (tcp) first, then
-// the files under ifaces/ sorted by name. A file that is not a valid iface
-// record is an error naming it. A file named "default" does not replace the
-// built-in one, as in stock.
-func (db *DB) Ifaces() ([]*Record, error) {
-	out := []*Record{NewIfaceRecord("default")}
-	dir := filepath.Join(db.Root, "ifaces")
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return out, nil
+// builtinIfaces are stock's default_ifaces and their transports: not files,
+// never written or deleted.
+var builtinIfaces = map[string]string{"default": "tcp", "iser": "iser"}
+
+// IsBuiltinIface reports whether name is one of stock's built-in ifaces,
+// default (tcp) and iser, which are not files.
+func IsBuiltinIface(name string) bool { return builtinIfaces[name] != "" }
+
+func (db *DB) ifacePath(name string) string { return filepath.Join(db.Root, "ifaces", name) }
+
+// Iface returns iface record name: a built-in one or ifaces/<name>. The error
+// wraps os.ErrNotExist when there is none.
+func (db *DB) Iface(name string) (*Record, error) {
+	if t, ok := builtinIfaces[name]; ok {
+		r := NewIfaceRecord(name)
+		r.set("iface.transport_name", t)
+		return r, nil
 	}
+	if checkPathPart("iface", name) != nil {
+		return nil, fmt.Errorf("iface %q: %w", name, os.ErrNotExist)
+	}
+	r, err := readRecord(db.ifacePath(name), IfaceKind)
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range r.Warnings {
+		db.warn(errors.New(w))
+	}
+	r.Warnings = nil
+	// The file name is the iface's name, as stock's iface_conf_read.
+	r.set("iface.iscsi_ifacename", name)
+	return r, nil
+}
+
+// Ifaces returns the iface records as stock lists them: the files under
+// ifaces/ in name order, then the built-in default and iser. A file that
+// cannot be read goes to Warn and is skipped; a file named after a built-in
+// iface does not replace it, as in stock.
+func (db *DB) Ifaces() ([]*Record, error) {
+	ents, err := os.ReadDir(filepath.Join(db.Root, "ifaces"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	var out []*Record
 	for _, e := range ents {
-		if skipName(e.Name()) || e.Name() == "default" {
+		if skipName(e.Name()) || IsBuiltinIface(e.Name()) {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
 		if e.IsDir() {
-			return nil, fmt.Errorf("%s: a directory where an iface record belongs", p)
+			db.warn(fmt.Errorf("%s: a directory where an iface record belongs (skipped)", db.ifacePath(e.Name())))
+			continue
 		}
-		r, err := readRecord(p, IfaceKind)
+		r, err := db.Iface(e.Name())
 		if err != nil {
-			return nil, err
+			db.warn(fmt.Errorf("%w (iface skipped)", err))
+			continue
 		}
-		// The file name is the iface's name, as stock's iface_conf_read.
-		r.set("iface.iscsi_ifacename", e.Name())
+		out = append(out, r)
+	}
+	for _, name := range []string{"default", "iser"} {
+		r, _ := db.Iface(name)
 		out = append(out, r)
 	}
 	return out, nil
@@ -500,7 +651,10 @@ func (db *DB) SaveIface(r *Record) error {
 	if err := checkPathPart("iface", name); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(db.Root, "ifaces", name), r)
+	if IsBuiltinIface(name) {
+		return fmt.Errorf("iface %s is built in and is not stored in %s", name, filepath.Dir(db.ifacePath(name)))
+	}
+	return writeAtomic(db.ifacePath(name), r)
 }
 
 // DeleteIface removes ifaces/<name>.
@@ -508,5 +662,8 @@ func (db *DB) DeleteIface(name string) error {
 	if err := checkPathPart("iface", name); err != nil {
 		return err
 	}
-	return os.Remove(filepath.Join(db.Root, "ifaces", name))
+	if IsBuiltinIface(name) {
+		return fmt.Errorf("iface %s is built in and cannot be deleted", name)
+	}
+	return os.Remove(db.ifacePath(name))
 }

@@ -259,3 +259,15 @@ func (d *nodeDecoder) key32(key string) uint32 {
 	lo, hi, _ := session.KeyRange(key[strings.LastIndexByte(key, '.')+1:])
 	return uint32(d.intIn(key, int(lo), int(hi)))
 }
+
+// BindIface gives node record r the settings of iface record iface, as stock's
+// iface_copy does when a record is made with -I or its iface changes: every
+// iface.* key a node record has, but the name, which is part of the record's
+// identity.
+func (r *Record) BindIface(iface *Record) {
+	for _, k := range iface.kind.layout().show {
+		if k != "iface.iscsi_ifacename" && r.Has(k) {
+			r.set(k, iface.vals[k])
+		}
+	}
+}

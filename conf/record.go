@@ -74,11 +74,17 @@ func (k Kind) layout() *layout {
 type Record struct {
 	kind Kind
 	vals map[string]string
-	// given holds the optional keys that were set, so written (keyInfo.optional).
+	// given holds goiscsi's own keys that were set (keyInfo.own): only those
+	// are kept, so a record stock made takes them from iscsid.conf.
 	given map[string]bool
-	// Warnings name, with file and line, each key ParseRecord ignored because
-	// no record of this kind has it (stock ignores those too, so a record of a
-	// newer release stays readable; a typo must not go unnoticed).
+	// path is where DB read the record, relative to the node directory
+	// ("iqn.x:t/10.0.0.1,3260" or "iqn.x:t/10.0.0.1,3260,1/default"); a
+	// save writes it back there, in its layout. Empty for a new record.
+	path string
+	// Warnings name, with file and line, each line ParseRecord ignored: a key
+	// no record of this kind has, a value its key cannot hold, a line that is
+	// not key = value. Stock ignores those too, so a record of a newer
+	// release stays readable; a typo must not go unnoticed.
 	Warnings []string
 }
 
@@ -160,7 +166,7 @@ func (r *Record) set(key, value string) {
 		value = ki.def
 	}
 	r.vals[key] = value
-	if ki.optional {
+	if ki.own {
 		r.given[key] = true
 	}
 }
@@ -244,35 +250,51 @@ func (r *Record) Set(key, value string) error {
 	return nil
 }
 
-// Keys returns the record's keys in the order stock writes them to a file,
-// for the record's address family, empty ones included. goiscsi's own keys
-// are listed once set (NewNodeRecord sets them), as files hold them.
-func (r *Record) Keys() []string {
+// keys returns the record's keys in the order stock writes them to a file,
+// for the record's address family, empty ones included; goiscsi's own keys
+// only when set and own says so, else none.
+func (r *Record) keys(own bool) []string {
 	keys := r.ordered(r.kind.layout().file, r.ipv6File())
 	out := keys[:0]
 	for _, k := range keys {
-		if !r.kind.layout().info[k].optional || r.given[k] {
+		if !r.kind.layout().info[k].own {
+			if !own {
+				out = append(out, k)
+			}
+		} else if own && r.given[k] {
 			out = append(out, k)
 		}
 	}
 	return out
 }
 
-// Map returns the record as key = value pairs, empty values left out; goiscsi's
-// own keys are always in it, with their defaults when unset.
+// Map returns the record as key = value pairs, empty values left out;
+// goiscsi's own keys are in it when set (a record stock made has none, and
+// takes them from iscsid.conf at login).
 func (r *Record) Map() map[string]string {
 	m := map[string]string{}
-	for _, k := range r.ordered(r.kind.layout().file, r.ipv6File()) {
-		if v := r.vals[k]; v != "" {
-			m[k] = v
+	for _, own := range []bool{false, true} {
+		for _, k := range r.keys(own) {
+			if v := r.vals[k]; v != "" {
+				m[k] = v
+			}
 		}
+	}
+	return m
+}
+
+// Own returns goiscsi's own keys the record sets, with their values.
+func (r *Record) Own() map[string]string {
+	m := map[string]string{}
+	for _, k := range r.keys(true) {
+		m[k] = r.vals[k]
 	}
 	return m
 }
 
 // Clone returns an independent copy of the record.
 func (r *Record) Clone() *Record {
-	c := &Record{kind: r.kind, vals: make(map[string]string, len(r.vals)), given: map[string]bool{}}
+	c := &Record{kind: r.kind, vals: make(map[string]string, len(r.vals)), given: map[string]bool{}, path: r.path}
 	for k, v := range r.vals {
 		c.vals[k] = v
 	}
@@ -288,7 +310,7 @@ func (r *Record) Clone() *Record {
 func (r *Record) MarshalText() ([]byte, error) {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s %s\n", beginRecord, recordVersion)
-	for _, k := range r.Keys() {
+	for _, k := range r.keys(false) {
 		if v := r.vals[k]; v != "" {
 			fmt.Fprintf(&b, "%s = %s\n", k, v)
 		}
@@ -299,7 +321,7 @@ func (r *Record) MarshalText() ([]byte, error) {
 
 // Show formats the record as `iscsiadm -o show` prints it: show order, every
 // key, "<empty>" for empty values, and "********" for set secrets unless
-// showSecrets (-S).
+// showSecrets (-S). goiscsi's own keys are shown where they are set.
 func (r *Record) Show(showSecrets bool) string {
 	l := r.kind.layout()
 	v6 := r.ipv6File()
@@ -309,6 +331,9 @@ func (r *Record) Show(showSecrets bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s\n", beginRecord, recordVersion)
 	for _, k := range r.ordered(l.show, v6) {
+		if l.info[k].own && !r.given[k] {
+			continue
+		}
 		v := r.vals[k]
 		switch {
 		case v == "":
@@ -346,7 +371,7 @@ type kvLine struct {
 // its keys (discovery.* makes a discovery record, iface.* alone an iface
 // record, anything else a node record). See ParseRecordKind.
 func ParseRecord(rd io.Reader, name string) (*Record, error) {
-	lines, err := readRecordLines(rd, name)
+	lines, warnings, err := readRecordLines(rd, name)
 	if err != nil {
 		return nil, err
 	}
@@ -365,25 +390,27 @@ func ParseRecord(rd io.Reader, name string) (*Record, error) {
 	if ifaceOnly {
 		kind = IfaceKind
 	}
-	return buildRecord(lines, name, kind)
+	return buildRecord(lines, warnings, name, kind)
 }
 
 // ParseRecordKind reads a record of a known kind, starting from the built-in
-// defaults as stock does. Keys no record of the kind has are ignored, as stock
-// ignores them, and listed in Warnings. A line that is not "key = value", a
-// value that does not suit its key, or a record cut short (a "# BEGIN RECORD"
-// without its "# END RECORD", or a last line without its newline: a torn
-// write) is an error naming name and the line.
+// defaults as stock does. As stock, it goes on past a key no record of the
+// kind has, a value that does not suit its key (the key keeps its default)
+// and a line that is not "key = value", listing each in Warnings with name and
+// line. A record cut short (a "# BEGIN RECORD" without its "# END RECORD", or
+// a last line without its newline: a torn write) is an error naming name and
+// the line: half a record would log in with half its settings.
 func ParseRecordKind(rd io.Reader, name string, kind Kind) (*Record, error) {
-	lines, err := readRecordLines(rd, name)
+	lines, warnings, err := readRecordLines(rd, name)
 	if err != nil {
 		return nil, err
 	}
-	return buildRecord(lines, name, kind)
+	return buildRecord(lines, warnings, name, kind)
 }
 
-func buildRecord(lines []kvLine, name string, kind Kind) (*Record, error) {
+func buildRecord(lines []kvLine, warnings []string, name string, kind Kind) (*Record, error) {
 	r := newRecord(kind)
+	r.Warnings = warnings
 	l := kind.layout()
 	for _, kv := range lines {
 		v := kv.value
@@ -397,7 +424,8 @@ func buildRecord(lines []kvLine, name string, kind Kind) (*Record, error) {
 		}
 		cv, err := canonicalFor(ki, v)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, kv.n, err)
+			r.Warnings = append(r.Warnings, fmt.Sprintf("%s:%d: %v (ignored)", name, kv.n, err))
+			continue
 		}
 		r.set(kv.key, cv)
 	}
@@ -406,9 +434,10 @@ func buildRecord(lines []kvLine, name string, kind Kind) (*Record, error) {
 
 // readRecordLines collects a record's key = value lines and checks that the
 // record is whole.
-func readRecordLines(rd io.Reader, name string) ([]kvLine, error) {
+func readRecordLines(rd io.Reader, name string) ([]kvLine, []string, error) {
 	var (
 		lines      []kvLine
+		warnings   []string
 		begin, end bool
 		last       int
 	)
@@ -426,19 +455,22 @@ func readRecordLines(rd io.Reader, name string) ([]kvLine, error) {
 			return nil
 		}
 		k, v, ok, err := splitKeyValue(name, n, line)
-		if err != nil || !ok {
-			return err
+		if err != nil {
+			warnings = append(warnings, err.Error()+" (ignored)")
+			return nil
 		}
-		lines = append(lines, kvLine{n, k, v})
+		if ok {
+			lines = append(lines, kvLine{n, k, v})
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if begin && !end {
-		return nil, fmt.Errorf("%s:%d: record ends without %q (torn write?)", name, last, endRecord)
+		return nil, nil, fmt.Errorf("%s:%d: record ends without %q (torn write?)", name, last, endRecord)
 	}
-	return lines, nil
+	return lines, warnings, nil
 }
 
 // eachKeyValue calls f with each "key = value" line of open-iscsi's format (both
@@ -616,4 +648,15 @@ func canonicalFor(ki *keyInfo, value string) (string, error) {
 		return strconv.FormatUint(n, 10), nil
 	}
 	return value, nil
+}
+
+// Choices returns the values a record key of a fixed set takes, spelled as
+// stock spells them (stock compares with strcmp, and reads any other
+// spelling as the key's default); nil for a key that is not such a set.
+func Choices(key string) []string {
+	ki, ok := lookupKey(key)
+	if !ok || ki.typ != tEnum {
+		return nil
+	}
+	return append([]string(nil), ki.opts...)
 }

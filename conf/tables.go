@@ -46,10 +46,11 @@ type keyInfo struct {
 	typ  valType
 	opts []string
 	sect section
-	// optional keys are goiscsi's own: written to a file only once set
-	// (by NewNodeRecord, Set or a file that has them), so a record stock
-	// wrote is written back byte for byte.
-	optional bool
+	// own keys are goiscsi's: stock 2.1.8 refuses a record file holding a
+	// key it does not know (and with it every record, in -m node), so they
+	// never go into one. DB keeps them beside the record (see
+	// DB.SaveNode), once set.
+	own bool
 }
 
 var (
@@ -169,8 +170,7 @@ var nodeHead = []keyInfo{
 }
 
 // nodeTail follows the iface part. node.session.autoscan_en is goiscsi's own,
-// next to node.session.scan; stock ignores (and drops on its next write) an
-// unknown key when it reads a record, so the file stays usable by stock.
+// shown next to node.session.scan.
 var nodeTail = []keyInfo{
 	str("node.discovery_address"),
 	num("node.discovery_port", "0"),
@@ -203,7 +203,7 @@ var nodeTail = []keyInfo{
 	num("node.session.iscsi.MaxOutstandingR2T", "1"),
 	num("node.session.iscsi.ERL", "0"),
 	enum("node.session.scan", "auto", []string{"manual", "auto"}),
-	{key: "node.session.autoscan_en", def: "Yes", typ: tEnum, opts: yesNo, optional: true},
+	{key: "node.session.autoscan_en", def: "Yes", typ: tEnum, opts: yesNo, own: true},
 	num("node.session.reopen_max", "0"),
 	// node.conn[N]: stock 2.1.8 is built with ISCSI_CONN_MAX 1, so only
 	// conn[0] exists.

@@ -112,17 +112,36 @@ func (c Code) Reported() string {
 }
 
 // Error is a failed operation with the exit code iscsiadm would give it. It is
-// also how goiscsid's management protocol carries a failure (as JSON).
+// also how goiscsid's management protocol carries a failure (as JSON, Code
+// and Message only).
 type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
+	// cause is what Errorf formatted, for the errors it wraps with %w.
+	cause error
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%s (iscsiadm error %d)", e.Message, e.Code) }
 
-// Errorf returns an *Error with a formatted message.
+// Unwrap returns the errors Errorf wrapped with %w, so that errors.Is and
+// errors.As see the cause (a login's *session.LoginError, a syscall.Errno).
+func (e *Error) Unwrap() []error {
+	switch u := e.cause.(type) {
+	case interface{ Unwrap() []error }:
+		return u.Unwrap()
+	case interface{ Unwrap() error }:
+		if w := u.Unwrap(); w != nil {
+			return []error{w}
+		}
+	}
+	return nil
+}
+
+// Errorf returns an *Error with a message formatted as fmt.Errorf formats
+// it, wrapping the errors of its %w verbs.
 func Errorf(code Code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+	f := fmt.Errorf(format, args...)
+	return &Error{Code: code, Message: f.Error(), cause: f}
 }
 
 // CodeOf returns the code of the first *Error in err's chain: Success for

@@ -3,6 +3,8 @@ package iscsierr
 import (
 	"errors"
 	"fmt"
+	"os"
+	"syscall"
 	"testing"
 )
 
@@ -49,5 +51,12 @@ func TestCodeOf(t *testing.T) {
 	}
 	if got := Errorf(Busy, "map %s in use", "mpatha").Error(); got != "map mpatha in use (iscsiadm error 28)" {
 		t.Errorf("Error() = %q", got)
+	}
+	// The cause of a %w stays reachable.
+	cause := &os.PathError{Op: "open", Path: "/x", Err: syscall.ENOENT}
+	e := Errorf(IDBM, "reading: %w", cause)
+	var pe *os.PathError
+	if !errors.As(e, &pe) || !errors.Is(e, syscall.ENOENT) || e.Message != "reading: open /x: no such file or directory" {
+		t.Errorf("wrapped cause lost: %v", e)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/initiator"
 	"github.com/goiscsi/goiscsi/iscsierr"
 )
 
@@ -75,94 +77,6 @@ func bracketIP(ip string) string {
 	return "[" + ip + "]"
 }
 
-// Iface is an iface record, or the iface a session or host runs on.
-type Iface struct {
-	Name          string // iface.iscsi_ifacename, e.g. default
-	Transport     string // iface.transport_name, e.g. tcp
-	InitiatorName string
-	IPAddress     string
-	HWAddress     string
-	Netdev        string
-}
-
-// SessionInfo is what the session listings show of one session.
-type SessionInfo struct {
-	SID uint32
-	// Transport is the transport's name, tcp or iser; empty prints <empty>.
-	Transport string
-	// Flash is set for sessions an offload HBA started from its flash
-	// rather than the daemon (sysfs creator -1).
-	Flash      bool
-	TargetName string
-	TPGT       int
-	// Address and Port are the portal the session is connected to now;
-	// PersistentAddress and PersistentPort the one it was created for,
-	// which the flat listing shows.
-	Address           string
-	Port              int
-	PersistentAddress string
-	PersistentPort    int
-	Iface             Iface
-
-	// ConnState is the daemon's connection state ("LOGGED IN", "FREE",
-	// ...), SessionState the kernel's (LOGGED_IN, FAILED, FREE) and
-	// InternalState the daemon's recovery stage ("NO CHANGE", "REOPEN",
-	// ...); empty prints Unknown.
-	ConnState, SessionState, InternalState string
-
-	Timeouts SessionTimeouts
-	CHAP     SessionCHAP
-	Params   NegotiatedParams
-
-	// Host is the SCSI host of the session; nil when it could not be found,
-	// which -P 3 prints as Unavailable.
-	Host    *SessionHost
-	Devices []SCSIDevice // in sysfs order: sorted as strings, as stock's scandir sorts them
-
-	// ScanPolicy is the scan policy in effect (auto, lun0 or manual; empty
-	// when unknown). --json and the trees from -P 1 show it (a "Scan Policy:"
-	// line after the internal state, which stock's text does not have).
-	ScanPolicy string
-}
-
-// SessionTimeouts are a session's error-handling timeouts in seconds; a
-// negative value is unknown and prints <empty> (Recovery prints as is).
-type SessionTimeouts struct {
-	Recovery, TargetReset, LUNReset, Abort int
-}
-
-// SessionCHAP are the CHAP credentials of a session. The passwords print
-// only with -S.
-type SessionCHAP struct {
-	Username, Password, UsernameIn, PasswordIn string
-}
-
-// NegotiatedParams are the values the login settled. A number of -1 and an
-// empty string are values the kernel did not report, and are left out.
-type NegotiatedParams struct {
-	HeaderDigest, DataDigest string // None or CRC32C
-	MaxRecvDataSegmentLength int
-	MaxXmitDataSegmentLength int
-	FirstBurstLength         int
-	MaxBurstLength           int
-	ImmediateData            string // Yes or No
-	InitialR2T               string // Yes or No
-	MaxOutstandingR2T        int
-}
-
-// SessionHost is the SCSI host a session runs on.
-type SessionHost struct {
-	Number int
-	State  string // e.g. running; empty prints Unknown
-}
-
-// SCSIDevice is a LUN of a session.
-type SCSIDevice struct {
-	Host, ID, LUN int
-	Disk          string // block device name, e.g. sdb; empty when the LUN has none
-	State         string // e.g. running; empty prints Unknown
-}
-
 // NodeSummary is a node record as the node and discovery listings show it.
 type NodeSummary struct {
 	Target  string
@@ -198,9 +112,9 @@ type HostSummary struct {
 	State  string // e.g. running; empty prints Unknown
 	// Iface is the host's transport, initiator name and network identity
 	// (Iface.Name is not shown).
-	Iface Iface
+	Iface conf.Iface
 	// Sessions are the host's sessions, shown from -P 2 on.
-	Sessions []SessionInfo
+	Sessions []initiator.Session
 }
 
 // sessionParts is which sections a session tree shows (stock's
@@ -227,7 +141,7 @@ const (
 // outgoing one; goiscsiadm labels it "password_in:", as stock does without -S
 // and as open-iscsi did before 2.0.876, because parsers that go by the label
 // (Dell's goiscsi) otherwise take the incoming password for the outgoing one.
-func SessionsText(sessions []SessionInfo, level int, showSecrets bool, classVersion string) (string, *Exit) {
+func SessionsText(sessions []initiator.Session, level int, showSecrets bool, classVersion string) (string, *Exit) {
 	if len(sessions) == 0 {
 		return "", Errorf(iscsierr.NoObjsFound, "No active sessions.")
 	}
@@ -273,8 +187,8 @@ func writeClassVersion(b *strings.Builder, classVersion string) {
 // same target as the one before it gets no Target line, and one that is also
 // connected to the same address and port gets an empty line instead of its
 // portals.
-func writeSessionTree(b *strings.Builder, sessions []SessionInfo, prefix string, parts sessionParts, showSecrets bool) {
-	var prev *SessionInfo
+func writeSessionTree(b *strings.Builder, sessions []initiator.Session, prefix string, parts sessionParts, showSecrets bool) {
+	var prev *initiator.Session
 	for i := range sessions {
 		s := &sessions[i]
 		if prev == nil || prev.TargetName != s.TargetName {
@@ -303,7 +217,7 @@ func writeSessionTree(b *strings.Builder, sessions []SessionInfo, prefix string,
 			line(b, p, "Iface Netdev: ", orEmpty(s.Iface.Netdev))
 		}
 		if parts&partState != 0 {
-			line(b, p, "SID: ", strconv.FormatUint(uint64(s.SID), 10))
+			line(b, p, "SID: ", strconv.Itoa(s.SID))
 			line(b, p, "iSCSI Connection State: ", orUnknown(s.ConnState))
 			line(b, p, "iSCSI Session State: ", orUnknown(s.SessionState))
 			line(b, p, "Internal iscsid Session State: ", orUnknown(s.InternalState))
@@ -351,33 +265,35 @@ func seconds(n int) string {
 	return strconv.Itoa(n)
 }
 
-// writeParams is stock's print_iscsi_params.
-func writeParams(b *strings.Builder, p string, n NegotiatedParams) {
+// writeParams is stock's print_iscsi_params; values nobody reported (n nil)
+// are left out, as stock leaves out what the kernel does not show.
+func writeParams(b *strings.Builder, p string, n *initiator.Negotiated) {
 	banner(b, p, "************************", "Negotiated iSCSI params:")
-	word := func(name, v string) {
-		if v != "" {
-			line(b, p, name, ": ", v)
-		}
+	if n == nil {
+		return
 	}
-	num := func(name string, v int) {
-		if v != -1 {
-			line(b, p, name, ": ", strconv.Itoa(v))
-		}
-	}
-	word("HeaderDigest", n.HeaderDigest)
-	word("DataDigest", n.DataDigest)
+	num := func(name string, v int) { line(b, p, name, ": ", strconv.Itoa(v)) }
+	line(b, p, "HeaderDigest: ", n.HeaderDigest)
+	line(b, p, "DataDigest: ", n.DataDigest)
 	num("MaxRecvDataSegmentLength", n.MaxRecvDataSegmentLength)
 	num("MaxXmitDataSegmentLength", n.MaxXmitDataSegmentLength)
 	num("FirstBurstLength", n.FirstBurstLength)
 	num("MaxBurstLength", n.MaxBurstLength)
-	word("ImmediateData", n.ImmediateData)
-	word("InitialR2T", n.InitialR2T)
+	line(b, p, "ImmediateData: ", yesNo(n.ImmediateData))
+	line(b, p, "InitialR2T: ", yesNo(n.InitialR2T))
 	num("MaxOutstandingR2T", n.MaxOutstandingR2T)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "Yes"
+	}
+	return "No"
 }
 
 // writeDevices is stock's print_scsi_state: the session's host and its
 // LUNs. A LUN without a block device gets only its address line.
-func writeDevices(b *strings.Builder, p string, s *SessionInfo, parts sessionParts) {
+func writeDevices(b *strings.Builder, p string, s *initiator.Session, parts sessionParts) {
 	banner(b, p, "************************", "Attached SCSI devices:")
 	if s.Host == nil {
 		line(b, p, "Unavailable")
@@ -390,9 +306,9 @@ func writeDevices(b *strings.Builder, p string, s *SessionInfo, parts sessionPar
 		return
 	}
 	for _, d := range s.Devices {
-		line(b, p, "scsi", strconv.Itoa(d.Host), " Channel 00 Id ", strconv.Itoa(d.ID), " Lun: ", strconv.Itoa(d.LUN))
-		if d.Disk != "" {
-			line(b, p, "\tAttached scsi disk ", d.Disk, "\t\tState: ", orUnknown(d.State))
+		line(b, p, "scsi", strconv.Itoa(d.Host), " Channel 00 Id ", strconv.Itoa(d.Target), " Lun: ", strconv.FormatUint(d.LUN, 10))
+		if d.Block != "" {
+			line(b, p, "\tAttached scsi disk ", d.Block, "\t\tState: ", orUnknown(d.State))
 		}
 	}
 }
@@ -527,7 +443,7 @@ func DiscoveryDBText(db DiscoveryDB, level int) (string, *Exit) {
 // IfacesText is -m iface: one "name transport,hwaddress,ipaddress,netdev,
 // initiatorname" line per iface record, <empty> for empty values; with none
 // it ends with "No interfaces found." and 21.
-func IfacesText(ifaces []Iface) (string, *Exit) {
+func IfacesText(ifaces []conf.Iface) (string, *Exit) {
 	if len(ifaces) == 0 {
 		return "", Errorf(iscsierr.NoObjsFound, "No interfaces found.")
 	}
@@ -542,7 +458,7 @@ func IfacesText(ifaces []Iface) (string, *Exit) {
 // IfaceTreeText is -m iface -P 1: each iface followed by the targets and
 // portals of its node records. Stock prints nothing at all when there are no
 // node records.
-func IfaceTreeText(ifaces []Iface, nodes []NodeSummary) string {
+func IfaceTreeText(ifaces []conf.Iface, nodes []NodeSummary) string {
 	if len(nodes) == 0 {
 		return ""
 	}

@@ -8,7 +8,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/initiator"
 	"github.com/goiscsi/goiscsi/iscsierr"
+	"github.com/goiscsi/goiscsi/scan"
 )
 
 var update = flag.Bool("update", false, "rewrite the goiscsiadm-*.txt golden files from the current output")
@@ -55,8 +58,8 @@ var (
 	nodeT2   = NodeSummary{"iqn.2003-01.org.x:t2", "fe80::1", 3260, 1, "default", ""}
 	// libopeniscsiusr's order: target, then portal directory, then iface.
 	sortedNodes  = []NodeSummary{nodeT0, nodeT1a, nodeT1aI, nodeT1b, nodeT2}
-	ifaceDefault = Iface{Name: "default", Transport: "tcp"}
-	ifaceISER    = Iface{Name: "iser", Transport: "iser"}
+	ifaceDefault = conf.Iface{Name: "default", Transport: "tcp"}
+	ifaceISER    = conf.Iface{Name: "iser", Transport: "iser"}
 )
 
 func TestNodesText(t *testing.T) {
@@ -83,17 +86,17 @@ func TestNodesText(t *testing.T) {
 }
 
 func TestIfacesText(t *testing.T) {
-	golden(t, "stock-ifaces-flat.txt", noExit(t)(IfacesText([]Iface{ifaceDefault, ifaceISER})))
-	full := Iface{"iface0", "cxgb4i", "iqn.1994-05.com.example:a", "10.1.1.1", "00:07:43:11:22:33", "eth2"}
-	golden(t, "goiscsiadm-ifaces-flat-full.txt", noExit(t)(IfacesText([]Iface{full})))
+	golden(t, "stock-ifaces-flat.txt", noExit(t)(IfacesText([]conf.Iface{ifaceDefault, ifaceISER})))
+	full := conf.Iface{Name: "iface0", Transport: "cxgb4i", InitiatorName: "iqn.1994-05.com.example:a", IPAddress: "10.1.1.1", HWAddress: "00:07:43:11:22:33", Netdev: "eth2"}
+	golden(t, "goiscsiadm-ifaces-flat-full.txt", noExit(t)(IfacesText([]conf.Iface{full})))
 	if text, e := IfacesText(nil); text != "" || e == nil || e.Stderr != "iscsiadm: No interfaces found.\n" || e.Code != iscsierr.NoObjsFound {
 		t.Errorf("IfacesText(nil) = %q, %+v", text, e)
 	}
 }
 
 func TestIfaceTreeText(t *testing.T) {
-	golden(t, "stock-iface-tree.txt", IfaceTreeText([]Iface{ifaceDefault, ifaceISER}, sortedNodes))
-	if got := IfaceTreeText([]Iface{ifaceDefault, ifaceISER}, nil); got != "" {
+	golden(t, "stock-iface-tree.txt", IfaceTreeText([]conf.Iface{ifaceDefault, ifaceISER}, sortedNodes))
+	if got := IfaceTreeText([]conf.Iface{ifaceDefault, ifaceISER}, nil); got != "" {
 		t.Errorf("no nodes: %q, stock prints nothing", got)
 	}
 }
@@ -156,26 +159,26 @@ func TestDiscoveredText(t *testing.T) {
 }
 
 // session1 is a full session with everything known.
-func session1() SessionInfo {
-	return SessionInfo{
+func session1() initiator.Session {
+	return initiator.Session{
 		SID: 1, Transport: "tcp", TargetName: "iqn.2003-01.org.x:t1", TPGT: 1,
 		Address: "10.0.0.1", Port: 3260, PersistentAddress: "10.0.0.1", PersistentPort: 3260,
-		Iface:     Iface{Name: "default", Transport: "tcp", InitiatorName: "iqn.1993-08.org.debian:01:abc", IPAddress: "10.0.0.2"},
+		Iface:     conf.Iface{Name: "default", Transport: "tcp", InitiatorName: "iqn.1993-08.org.debian:01:abc", IPAddress: "10.0.0.2"},
 		ConnState: "LOGGED IN", SessionState: "LOGGED_IN", InternalState: "NO CHANGE",
-		Timeouts: SessionTimeouts{Recovery: 120, TargetReset: 30, LUNReset: 30, Abort: 15},
-		CHAP:     SessionCHAP{Username: "out", Password: "outpass", UsernameIn: "in", PasswordIn: "inpass"},
-		Params: NegotiatedParams{
+		Timeouts: initiator.Timeouts{Recovery: 120, TargetReset: 30, LUNReset: 30, Abort: 15},
+		CHAP:     initiator.CHAP{Username: "out", Password: "outpass", UsernameIn: "in", PasswordIn: "inpass"},
+		Params: &initiator.Negotiated{
 			HeaderDigest: "None", DataDigest: "CRC32C",
 			MaxRecvDataSegmentLength: 262144, MaxXmitDataSegmentLength: 1048576,
 			FirstBurstLength: 65536, MaxBurstLength: 262144,
-			ImmediateData: "Yes", InitialR2T: "No", MaxOutstandingR2T: 1,
+			ImmediateData: true, InitialR2T: false, MaxOutstandingR2T: 1,
 		},
-		Host: &SessionHost{Number: 2, State: "running"},
-		Devices: []SCSIDevice{
-			{Host: 2, ID: 0, LUN: 0, Disk: "sdb", State: "running"},
-			{Host: 2, ID: 0, LUN: 1, Disk: "sdc", State: "offline"},
-			{Host: 2, ID: 0, LUN: 10, Disk: "sdd", State: "running"},
-			{Host: 2, ID: 0, LUN: 2},
+		Host: &initiator.Host{Number: 2, State: "running"},
+		Devices: []scan.Device{
+			{Host: 2, Target: 0, LUN: 0, Block: "sdb", State: "running"},
+			{Host: 2, Target: 0, LUN: 1, Block: "sdc", State: "offline"},
+			{Host: 2, Target: 0, LUN: 10, Block: "sdd", State: "running"},
+			{Host: 2, Target: 0, LUN: 2},
 		},
 		ScanPolicy: "manual",
 	}
@@ -184,26 +187,22 @@ func session1() SessionInfo {
 // sessions are four sessions: two to one target through the same portal
 // (two ifaces), one more to it through another portal, and one over IPv6
 // with little known.
-func sessions() []SessionInfo {
+func sessions() []initiator.Session {
 	s1 := session1()
 	s2 := session1()
 	s2.SID, s2.Address, s2.PersistentAddress, s2.TPGT = 2, "10.0.1.1", "10.0.1.1", 2
-	s2.Host = &SessionHost{Number: 3}
-	s2.Devices = []SCSIDevice{{Host: 3, ID: 0, LUN: 0, Disk: "sde", State: "running"}}
+	s2.Host = &initiator.Host{Number: 3}
+	s2.Devices = []scan.Device{{Host: 3, Target: 0, LUN: 0, Block: "sde", State: "running"}}
 	s3 := session1()
 	s3.SID, s3.Iface.Name, s3.Iface.Transport, s3.Transport = 10, "iser", "iser", "iser"
 	s3.Host = nil
-	s4 := SessionInfo{
+	s4 := initiator.Session{
 		SID: 3, Flash: true, TargetName: "iqn.2003-01.org.x:t2", TPGT: 1,
 		Address: "fd00::1", Port: 3260, PersistentAddress: "fd00::1", PersistentPort: 3260,
-		Iface:    Iface{IPAddress: "fd00::2"},
-		Timeouts: SessionTimeouts{Recovery: 120, TargetReset: -1, LUNReset: -1, Abort: -1},
-		Params: NegotiatedParams{
-			MaxRecvDataSegmentLength: -1, MaxXmitDataSegmentLength: -1,
-			FirstBurstLength: -1, MaxBurstLength: -1, MaxOutstandingR2T: -1,
-		},
+		Iface:    conf.Iface{IPAddress: "fd00::2"},
+		Timeouts: initiator.Timeouts{Recovery: 120, TargetReset: -1, LUNReset: -1, Abort: -1},
 	}
-	return []SessionInfo{s1, s3, s2, s4}
+	return []initiator.Session{s1, s3, s2, s4}
 }
 
 func TestSessionsText(t *testing.T) {
@@ -264,9 +263,9 @@ func TestSessionsTextConsumers(t *testing.T) {
 func TestHostsText(t *testing.T) {
 	ss := sessions()
 	hosts := []HostSummary{
-		{Number: 2, State: "running", Iface: Iface{Transport: "tcp", InitiatorName: "iqn.1993-08.org.debian:01:abc", IPAddress: "10.0.0.2", Netdev: "eth0"},
+		{Number: 2, State: "running", Iface: conf.Iface{Transport: "tcp", InitiatorName: "iqn.1993-08.org.debian:01:abc", IPAddress: "10.0.0.2", Netdev: "eth0"},
 			Sessions: ss[:1]},
-		{Number: 3, Iface: Iface{Transport: "tcp", IPAddress: "fd00::2"}, Sessions: ss[1:2]},
+		{Number: 3, Iface: conf.Iface{Transport: "tcp", IPAddress: "fd00::2"}, Sessions: ss[1:2]},
 		{Number: 4, State: "running"},
 	}
 	golden(t, "goiscsiadm-hosts-flat.txt", noExit(t)(HostsText(hosts, -1, "")))
@@ -286,19 +285,19 @@ func TestHostsText(t *testing.T) {
 // BenchmarkSessionsText is -m session -P 3 of 64 sessions of one LUN each, the
 // text alone: a listing's hot path once the daemon and sysfs have answered.
 func BenchmarkSessionsText(b *testing.B) {
-	sessions := make([]SessionInfo, 64)
+	sessions := make([]initiator.Session, 64)
 	for i := range sessions {
-		sessions[i] = SessionInfo{SID: uint32(i + 1), Transport: "tcp", TargetName: "iqn.2003-01.org.linux-iscsi.bench:t" + strconv.Itoa(i), TPGT: 1,
+		sessions[i] = initiator.Session{SID: i + 1, Transport: "tcp", TargetName: "iqn.2003-01.org.linux-iscsi.bench:t" + strconv.Itoa(i), TPGT: 1,
 			Address: "127.0.0.1", Port: 3260, PersistentAddress: "127.0.0.1", PersistentPort: 3260,
-			Iface: Iface{Name: "default", Transport: "tcp", InitiatorName: "iqn.1993-08.org.debian:01:bench", IPAddress: "127.0.0.1",
+			Iface: conf.Iface{Name: "default", Transport: "tcp", InitiatorName: "iqn.1993-08.org.debian:01:bench", IPAddress: "127.0.0.1",
 				HWAddress: "default", Netdev: "default"},
 			ConnState: "LOGGED IN", SessionState: "LOGGED_IN", InternalState: "NO CHANGE", ScanPolicy: "auto",
-			Timeouts: SessionTimeouts{Recovery: 120, TargetReset: 30, LUNReset: 30, Abort: 15},
-			Params: NegotiatedParams{HeaderDigest: "None", DataDigest: "None", MaxRecvDataSegmentLength: 262144,
+			Timeouts: initiator.Timeouts{Recovery: 120, TargetReset: 30, LUNReset: 30, Abort: 15},
+			Params: &initiator.Negotiated{HeaderDigest: "None", DataDigest: "None", MaxRecvDataSegmentLength: 262144,
 				MaxXmitDataSegmentLength: 262144, FirstBurstLength: 65536, MaxBurstLength: 262144,
-				ImmediateData: "Yes", InitialR2T: "Yes", MaxOutstandingR2T: 1},
-			Host:    &SessionHost{Number: i + 2, State: "running"},
-			Devices: []SCSIDevice{{Host: i + 2, LUN: 0, Disk: "sd" + string(rune('a'+i%26)), State: "running"}}}
+				ImmediateData: true, InitialR2T: true, MaxOutstandingR2T: 1},
+			Host:    &initiator.Host{Number: i + 2, State: "running"},
+			Devices: []scan.Device{{Host: i + 2, LUN: 0, Block: "sd" + string(rune('a'+i%26)), State: "running"}}}
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+
+	"github.com/goiscsi/goiscsi/initiator"
 )
 
 // --json is goiscsiadm's own option, for programs that would otherwise parse
@@ -52,7 +54,7 @@ import (
 // record's effective policy ("" when unknown).
 //
 // --scan-lun N --json prints the scanned LUN and its multipath map (see
-// scannedLUN in lun.go). --remove-lun N --json prints the removal's report,
+// initiator.ScannedLUN). --remove-lun N --json prints the removal's report,
 // scan.Report, also when the removal failed (the exit status and the stderr
 // line are those of the text form):
 //
@@ -116,13 +118,13 @@ type jsonHost struct {
 type jsonDevice struct {
 	Host  int    `json:"host"`
 	ID    int    `json:"id"`
-	LUN   int    `json:"lun"`
+	LUN   uint64 `json:"lun"`
 	Disk  string `json:"disk"`
 	State string `json:"state"`
 }
 
 type jsonSession struct {
-	SID               uint32         `json:"sid"`
+	SID               int            `json:"sid"`
 	Transport         string         `json:"transport"`
 	Flash             bool           `json:"flash"`
 	Target            string         `json:"target"`
@@ -160,25 +162,8 @@ func timeout(n int) *int {
 	return &n
 }
 
-// reported is a negotiated number for JSON: null when not reported (-1).
-func reported(n int) *int {
-	if n == -1 {
-		return nil
-	}
-	return &n
-}
-
-// yes is a negotiated Yes or No for JSON: null when not reported.
-func yes(s string) *bool {
-	if s == "" {
-		return nil
-	}
-	v := s == "Yes"
-	return &v
-}
-
 // SessionsJSON is -m session --json; see the schema above.
-func SessionsJSON(sessions []SessionInfo, showSecrets bool) string {
+func SessionsJSON(sessions []initiator.Session, showSecrets bool) string {
 	out := struct {
 		Sessions []jsonSession `json:"sessions"`
 	}{Sessions: []jsonSession{}}
@@ -187,11 +172,12 @@ func SessionsJSON(sessions []SessionInfo, showSecrets bool) string {
 		if showSecrets {
 			chap.Password, chap.PasswordIn = s.CHAP.Password, s.CHAP.PasswordIn
 		}
-		n := s.Params
+		i := s.Iface
 		js := jsonSession{
 			SID: s.SID, Transport: s.Transport, Flash: s.Flash, Target: s.TargetName, TPGT: s.TPGT,
 			Address: s.Address, Port: s.Port, PersistentAddress: s.PersistentAddress, PersistentPort: s.PersistentPort,
-			Iface:     jsonIface(s.Iface),
+			Iface: jsonIface{Name: i.Name, Transport: i.Transport, InitiatorName: i.InitiatorName, IPAddress: i.IPAddress,
+				HWAddress: i.HWAddress, Netdev: i.Netdev},
 			ConnState: s.ConnState, SessionState: s.SessionState, InternalState: s.InternalState,
 			Timeouts: jsonTimeouts{
 				Recovery:    timeout(s.Timeouts.Recovery),
@@ -199,25 +185,23 @@ func SessionsJSON(sessions []SessionInfo, showSecrets bool) string {
 				LUNReset:    timeout(s.Timeouts.LUNReset),
 				Abort:       timeout(s.Timeouts.Abort),
 			},
-			CHAP: chap,
-			Negotiated: jsonNegotiated{
-				HeaderDigest: n.HeaderDigest, DataDigest: n.DataDigest,
-				MaxRecvDataSegmentLength: reported(n.MaxRecvDataSegmentLength),
-				MaxXmitDataSegmentLength: reported(n.MaxXmitDataSegmentLength),
-				FirstBurstLength:         reported(n.FirstBurstLength),
-				MaxBurstLength:           reported(n.MaxBurstLength),
-				ImmediateData:            yes(n.ImmediateData),
-				InitialR2T:               yes(n.InitialR2T),
-				MaxOutstandingR2T:        reported(n.MaxOutstandingR2T),
-			},
+			CHAP:       chap,
 			Devices:    []jsonDevice{},
 			ScanPolicy: s.ScanPolicy,
+		}
+		if n := s.Params; n != nil {
+			js.Negotiated = jsonNegotiated{
+				HeaderDigest: n.HeaderDigest, DataDigest: n.DataDigest,
+				MaxRecvDataSegmentLength: &n.MaxRecvDataSegmentLength, MaxXmitDataSegmentLength: &n.MaxXmitDataSegmentLength,
+				FirstBurstLength: &n.FirstBurstLength, MaxBurstLength: &n.MaxBurstLength,
+				ImmediateData: &n.ImmediateData, InitialR2T: &n.InitialR2T, MaxOutstandingR2T: &n.MaxOutstandingR2T,
+			}
 		}
 		if s.Host != nil {
 			js.Host = &jsonHost{Number: s.Host.Number, State: s.Host.State}
 		}
 		for _, d := range s.Devices {
-			js.Devices = append(js.Devices, jsonDevice(d))
+			js.Devices = append(js.Devices, jsonDevice{Host: d.Host, ID: d.Target, LUN: d.LUN, Disk: d.Block, State: d.State})
 		}
 		out.Sessions = append(out.Sessions, js)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/scan/scantest"
 )
@@ -166,8 +167,10 @@ func TestDiscoveryRecordsAsStock(t *testing.T) {
 
 func TestIfaceRecordsAsStock(t *testing.T) {
 	ifaceShow := func(name, transport, netdev string) string {
-		return strings.Replace(strings.Replace(newIfaceRecord(name, transport).text(true),
-			"iface.net_ifacename = <empty>", "iface.net_ifacename = "+netdev, 1), "= \n", "= <empty>\n", 1)
+		r := conf.NewIfaceRecord(name)
+		r.Set("iface.transport_name", transport)
+		r.Set("iface.net_ifacename", netdev)
+		return r.Show(false)
 	}
 	runSteps(t, []dbStep{
 		{"-m iface", 0, "default tcp,<empty>,<empty>,<empty>,<empty>\niser iser,<empty>,<empty>,<empty>,<empty>\n", ""},

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/initiator"
 	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/scan"
@@ -130,7 +131,9 @@ func adm(t *testing.T, args ...string) *Exit {
 	if x != nil {
 		return x
 	}
-	return run(c)
+	var stdout, stderr strings.Builder
+	code := run(c, &stdout, &stderr)
+	return &Exit{Code: code, Stdout: stdout.String(), Stderr: stderr.String()}
 }
 
 func TestDiscoveryLoginAndSessions(t *testing.T) {
@@ -388,21 +391,22 @@ func TestRemoveLUNWithoutTheDaemon(t *testing.T) {
 	os.MkdirAll(filepath.Join(proc, "self"), 0o755)
 	os.WriteFile(filepath.Join(proc, "self", "mountinfo"), []byte("22 1 0:21 / /proc rw - proc proc rw\n"), 0o644)
 	k := scantest.NewBlockOps(fs)
-	e := &env{sysfs: fs.Root, proc: proc, run: t.TempDir(), block: k, client: &mgmt.Client{Path: filepath.Join(t.TempDir(), "none.sock")}}
+	var stdout, stderr strings.Builder
+	e := &env{ctx: context.Background(), stdout: &stdout, stderr: &stderr, c: &initiator.Client{
+		Sysfs: fs.Root, Proc: proc, Run: t.TempDir(), Block: k, Socket: filepath.Join(t.TempDir(), "none.sock")}}
 	c, x := Parse([]string{"iscsiadm", "-m", "node", "-T", runIQN, "-p", "127.0.0.1", "--remove-lun", "1"})
 	if x != nil {
 		t.Fatal(x)
 	}
-	x = e.removeLUN(c)
-	if x.Code != 0 || !strings.Contains(x.Stdout, "Removal of LUN 1 successful: multipath map mpatha and 2 paths removed") {
-		t.Fatalf("%d\n%s%s", x.Code, x.Stdout, x.Stderr)
+	if code := e.removeLUN(c); code != 0 || !strings.Contains(stdout.String(), "Removal of LUN 1 successful: multipath map mpatha and 2 paths removed") {
+		t.Fatalf("%d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	if got := strings.Join(k.Calls(), "|"); got != "flush dm-0|remove mpath-36001405aa|flush sdb|delete 2:0:0:1|flush sdc|delete 3:0:0:1" {
 		t.Errorf("calls %s", got)
 	}
-	e.stdout.Reset()
-	if x := e.removeLUN(c); x.Code != iscsierr.NoObjsFound || !strings.Contains(x.Stderr, "LUN 1 is not attached on session 1, 2") {
-		t.Errorf("second removal: %d %q", x.Code, x.Stderr)
+	stdout.Reset()
+	if code := e.removeLUN(c); code != iscsierr.NoObjsFound || !strings.Contains(stderr.String(), "LUN 1 is not attached on session 1, 2") {
+		t.Errorf("second removal: %d %q", code, stderr.String())
 	}
 }
 

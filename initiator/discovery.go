@@ -1,0 +1,233 @@
+package initiator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/iscsierr"
+	"github.com/goiscsi/goiscsi/session"
+)
+
+// DiscoverOptions say how Discover finds targets and what it records.
+type DiscoverOptions struct {
+	// Ifaces are the ifaces the records found are bound to, one record per
+	// portal and iface; empty means default.
+	Ifaces []string
+	// FromRecord uses the portal's stored discovery record, which must
+	// exist (iscsiadm -m discovery -p P -D); else the stored one if there is
+	// one, else one made from iscsid.conf.
+	FromRecord bool
+	// NonPersistent writes neither the discovery record nor node records.
+	NonPersistent bool
+	// DeleteStale deletes the records an earlier discovery through the
+	// portal made that this one does not find (stock's default, and -o
+	// delete); a record a session uses stays.
+	DeleteStale bool
+	// Unreachable is told of each attempt that could not reach the portal,
+	// before the next one (stock reports each).
+	Unreachable func(err error)
+}
+
+// ErrNoDiscoveryRecord is a discovery FromRecord of a portal without one.
+var ErrNoDiscoveryRecord = errors.New("no discovery record of the portal")
+
+// UnreachableError ends a discovery whose portal could not be reached
+// ReopenMax + 1 times (discovery.sendtargets.reopen_max);
+// DiscoverOptions.Unreachable was told of each attempt.
+type UnreachableError struct{ ReopenMax int }
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("portal unreachable in %d attempts (reopen_max %d)", e.ReopenMax+1, e.ReopenMax)
+}
+
+// DiscoveryRecord returns the SendTargets discovery record of address:port,
+// nil when there is none.
+func (c *Client) DiscoveryRecord(address string, port int) *conf.Record {
+	ds, _ := c.DB().Discoveries()
+	for _, d := range ds {
+		if d.Get("discovery.sendtargets.address") == address && d.Get("discovery.sendtargets.port") == strconv.Itoa(port) {
+			return d
+		}
+	}
+	return nil
+}
+
+// Discover runs a SendTargets discovery through portal and returns the node
+// records of what it found (one per target, portal and iface), stored unless
+// opts.NonPersistent. A record that exists keeps its settings. The error's
+// code is stock's: PDUTimeout for an unreachable portal (wrapping an
+// *UnreachableError), LoginAuthFailed for a refused CHAP login, FatalLogin for
+// another initiator error; the cause (a *session.LoginError) is wrapped.
+func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptions) ([]*conf.Record, error) {
+	cfg, err := c.Config()
+	if err != nil {
+		return nil, iscsierr.Errorf(iscsierr.IDBM, "%v", err)
+	}
+	db := c.DB()
+	port := portOr(portal.Port)
+	drec := c.DiscoveryRecord(portal.Address, port)
+	if drec == nil {
+		if opts.FromRecord {
+			return nil, iscsierr.Errorf(iscsierr.IDBM, "Discovery record [%s,%d] not found: %w", portal.Address, port, ErrNoDiscoveryRecord)
+		}
+		drec = conf.NewDiscoveryRecord(cfg, portal.Address, port)
+	}
+	var ifaces []*conf.Record
+	for _, n := range opts.Ifaces {
+		ir, err := c.Iface(n)
+		if err != nil {
+			return nil, err
+		}
+		ifaces = append(ifaces, ir)
+	}
+	if len(ifaces) == 0 {
+		ir, _ := c.Iface("default")
+		ifaces = append(ifaces, ir)
+	}
+	name, err := c.InitiatorName()
+	if err != nil {
+		return nil, err
+	}
+	auth := session.Auth{Method: session.AuthNone}
+	if strings.EqualFold(drec.Get("discovery.sendtargets.auth.authmethod"), "CHAP") {
+		auth = session.Auth{Method: session.AuthCHAP,
+			Username: drec.Get("discovery.sendtargets.auth.username"), Password: session.Secret(drec.Get("discovery.sendtargets.auth.password")),
+			UsernameIn: drec.Get("discovery.sendtargets.auth.username_in"), PasswordIn: session.Secret(drec.Get("discovery.sendtargets.auth.password_in"))}
+	}
+	if !opts.NonPersistent {
+		// The record is kept even when the portal cannot be reached, as
+		// stock does: the operator's settings for it are not lost, and
+		// -m discoverydb shows what was tried.
+		if err := db.SaveDiscovery(drec); err != nil {
+			return nil, iscsierr.Errorf(iscsierr.IDBM, "%v", err)
+		}
+	}
+	found, err := c.sendTargets(ctx, drec, Portal{Address: portal.Address, Port: port}, session.DiscoveryConfig{InitiatorName: name, Auth: auth}, opts.Unreachable)
+	if err != nil {
+		return nil, discoveryError(err)
+	}
+	if !opts.NonPersistent && opts.DeleteStale {
+		c.deleteStale(ctx, portal.Address, port, found, ifaces)
+	}
+	var recs []*conf.Record
+	for _, t := range found {
+		for _, p := range t.Portals {
+			for _, ir := range ifaces {
+				iface := ir.Get("iface.iscsi_ifacename")
+				if !opts.NonPersistent {
+					if existing, _ := db.FindNodes(t.Name, p.Address, p.Port, iface); len(existing) > 0 {
+						recs = append(recs, existing[0])
+						continue
+					}
+				}
+				r := conf.NewNodeRecord(cfg, t.Name, p.Address, p.Port, p.TPGT, iface)
+				r.BindIface(ir)
+				r.Set("node.discovery_address", portal.Address)
+				r.Set("node.discovery_port", strconv.Itoa(port))
+				r.Set("node.discovery_type", "send_targets")
+				if !opts.NonPersistent {
+					if err := c.SaveNode(r); err != nil {
+						return nil, err
+					}
+				}
+				recs = append(recs, r)
+			}
+		}
+	}
+	return recs, nil
+}
+
+// sendTargets runs a SendTargets discovery with the settings of the discovery
+// record drec. A portal that cannot be reached is tried again up to
+// discovery.sendtargets.reopen_max times, a second apart, each failure told to
+// unreachable; a target that answers but refuses is not tried again.
+func (c *Client) sendTargets(ctx context.Context, drec *conf.Record, portal Portal, cfg session.DiscoveryConfig, unreachable func(error)) ([]session.DiscoveredTarget, error) {
+	mrdsl, _ := strconv.Atoi(drec.Get("discovery.sendtargets.iscsi.MaxRecvDataSegmentLength"))
+	cfg.MaxRecvDataSegmentLength = uint32(mrdsl)
+	timeout, _ := strconv.Atoi(drec.Get("discovery.sendtargets.timeo.login_timeout"))
+	reopenMax, _ := strconv.Atoi(drec.Get("discovery.sendtargets.reopen_max"))
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, time.Duration(max(timeout, 5))*time.Second)
+		found, err := session.Discover(actx, portal, cfg)
+		cancel()
+		var le *session.LoginError
+		if err == nil || errors.As(err, &le) || ctx.Err() != nil {
+			return found, err
+		}
+		if unreachable != nil {
+			unreachable(err)
+		}
+		if attempt >= reopenMax {
+			return nil, &UnreachableError{ReopenMax: reopenMax}
+		}
+		if !pause(ctx, time.Second) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// discoveryError gives a failed SendTargets discovery stock 2.1.8's exit code
+// (discovery.c): PDUTimeout for a portal it cannot reach, whatever the cause;
+// LoginAuthFailed when the target refuses the credentials; FatalLogin for any
+// other initiator error.
+func discoveryError(err error) error {
+	var le *session.LoginError
+	code := iscsierr.PDUTimeout
+	switch {
+	case errors.As(err, &le) && le.AuthFailure():
+		code = iscsierr.LoginAuthFailed
+	case errors.As(err, &le) && le.Status.Class == 2:
+		code = iscsierr.FatalLogin
+	}
+	return iscsierr.Errorf(code, "Could not perform SendTargets discovery: %w", err)
+}
+
+// deleteStale deletes the node records an earlier discovery through
+// address:port made that this one did not find (stock's delete_stale_rec);
+// one a session uses stays.
+func (c *Client) deleteStale(ctx context.Context, address string, port int, found []session.DiscoveredTarget, ifaces []*conf.Record) {
+	seen := map[nodeKey]bool{}
+	bound := map[string]bool{}
+	for _, ir := range ifaces {
+		iface := ir.Get("iface.iscsi_ifacename")
+		bound[iface] = true
+		for _, t := range found {
+			for _, p := range t.Portals {
+				seen[nodeKey{t.Name, p.Address, p.Port, iface}] = true
+			}
+		}
+	}
+	var counts map[conf.NodeID]int
+	for _, r := range c.NodesDiscoveredBy(address, port) {
+		id := r.ID()
+		if !bound[id.Iface] || seen[keyOf(id)] {
+			continue
+		}
+		if counts == nil {
+			var err error
+			if counts, err = c.SessionCounts(ctx); err != nil {
+				return // deleting blind could take a live session's record
+			}
+		}
+		c.deleteNode(r, counts)
+	}
+}
+
+// NodesDiscoveredBy returns the node records a SendTargets discovery through
+// address:port made.
+func (c *Client) NodesDiscoveredBy(address string, port int) []*conf.Record {
+	recs, _ := c.DB().Nodes()
+	var by []*conf.Record
+	for _, r := range recs {
+		if r.Get("node.discovery_type") == "send_targets" && r.Get("node.discovery_address") == address &&
+			r.Get("node.discovery_port") == strconv.Itoa(port) {
+			by = append(by, r)
+		}
+	}
+	return by
+}
