@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // ne is the byte order of every integer in the IPC structs: the host's, and
@@ -107,13 +108,20 @@ const (
 	chapAlgUnused = 0xffffffff // ~0
 )
 
-// layouts are the known request layouts, largest first: the order the
-// server tries them in (see readRequest).
-var layouts = []*layout{vHead, v2_1_11, v2_1_1, v2_1_0}
+// allLayouts are the known request layouts, largest first.
+var allLayouts = []*layout{vHead, v2_1_11, v2_1_1, v2_1_0}
+
+// known holds the layouts in use: allLayouts, except while a test plays a
+// client of an unknown release.
+var known atomic.Pointer[[]*layout]
+
+func init() { known.Store(&allLayouts) }
+
+func layouts() []*layout { return *known.Load() }
 
 // layoutFor returns the layout of a request of n bytes, or nil.
 func layoutFor(n int) *layout {
-	for _, l := range layouts {
+	for _, l := range layouts() {
 		if l.reqSize == n {
 			return l
 		}
@@ -123,8 +131,9 @@ func layoutFor(n int) *layout {
 
 // KnownSizes returns the request sizes this package decodes, largest first.
 func KnownSizes() []int {
-	s := make([]int, len(layouts))
-	for i, l := range layouts {
+	ls := layouts()
+	s := make([]int, len(ls))
+	for i, l := range ls {
 		s[i] = l.reqSize
 	}
 	return s
@@ -139,8 +148,8 @@ func Versions(n int) string {
 	return ""
 }
 
-// maxReqSize is the largest known request.
-var maxReqSize = slices.Max(KnownSizes())
+// maxReqSize is the largest request of any layout.
+var maxReqSize = vHead.reqSize
 
 // defaultSize is what EncodeRequest writes when Request.Size is zero: the
 // layout of Debian 12's open-iscsi 2.1.8.
@@ -152,12 +161,12 @@ type UnknownSizeError struct {
 }
 
 func (e *UnknownSizeError) Error() string {
-	known := make([]string, len(layouts))
-	for i, l := range layouts {
-		known[i] = fmt.Sprintf("%d (%s)", l.reqSize, l.versions)
+	var sizes []string
+	for _, l := range layouts() {
+		sizes = append(sizes, fmt.Sprintf("%d (%s)", l.reqSize, l.versions))
 	}
 	return fmt.Sprintf("stockipc: request of %d bytes matches no known iscsiadm_req_t layout; known sizes: %s",
-		e.Size, strings.Join(known, ", "))
+		e.Size, strings.Join(sizes, ", "))
 }
 
 // cstring returns the NUL-terminated string in b, or ok false if b holds

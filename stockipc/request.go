@@ -3,7 +3,6 @@ package stockipc
 import (
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 )
 
@@ -120,7 +119,7 @@ func (r *Request) LogValue() slog.Value {
 // IsSecretKey says whether a record key holds a CHAP secret (IDBM_MASKED),
 // which must not be logged.
 func IsSecretKey(key string) bool {
-	for _, l := range layouts {
+	for _, l := range allLayouts {
 		if f := l.field(key); f != nil {
 			return f.secret
 		}
@@ -196,20 +195,4 @@ func EncodeRequest(r *Request) ([]byte, error) {
 		}
 	}
 	return b, nil
-}
-
-// recordKeys returns the keys of the layout of n bytes in stock's order, for
-// tests and callers that write records.
-func recordKeys(n int) []string {
-	l := layoutFor(n)
-	if l == nil {
-		return nil
-	}
-	var keys []string
-	for _, f := range l.fields {
-		if !f.hidden && !slices.Contains(keys, f.key) {
-			keys = append(keys, f.key)
-		}
-	}
-	return keys
 }

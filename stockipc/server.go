@@ -71,13 +71,17 @@ type Server struct {
 	MaxConns int
 	// peerUID returns the uid of the connected process; tests replace it.
 	peerUID func(*net.UnixConn) (uint32, error)
+	// tap, if set, sees each request's bytes as read; tests record them.
+	tap func([]byte)
+	// settle replaces settleTime in tests.
+	settle time.Duration
 }
 
-// settle is how long the server waits for more bytes once some have
+// settleTime is how long the server waits for more bytes once some have
 // arrived but no known size is complete: stock iscsiadm writes its request
 // with one write and then only reads, so a pause this long means the
 // request is all there.
-const settle = 100 * time.Millisecond
+const settleTime = 100 * time.Millisecond
 
 // Serve accepts connections on ln until ctx ends, then closes ln and waits
 // for the connections in progress, each of which ends once its handler
@@ -157,6 +161,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
 	b, rerr := s.readRequest(c)
 	stop()
+	if s.tap != nil {
+		s.tap(b)
+	}
 	reply := func(resp *Response) {
 		out, err := EncodeResponse(resp)
 		if err != nil {
@@ -242,7 +249,7 @@ func (s *Server) readRequest(c net.Conn) ([]byte, error) {
 	for n < len(buf) {
 		d := deadline
 		if n > 0 {
-			d = earliest(deadline, time.Now().Add(settle))
+			d = earliest(deadline, time.Now().Add(orDefault(s.settle, settleTime)))
 		}
 		if err := c.SetReadDeadline(d); err != nil {
 			return buf[:n], err
