@@ -2,12 +2,17 @@ package stockipc
 
 import (
 	"net"
+	"sync/atomic"
 	"time"
 )
 
-// SetPeerUID makes s see every peer as uid (the tests are not run by uid 1000).
-func (s *Server) SetPeerUID(uid uint32) {
-	s.peerUID = func(*net.UnixConn) (uint32, error) { return uid, nil }
+// FakePeerUID makes s see every peer as the uid in the returned value
+// (initially 0), which a test may change while s serves. Call it before
+// Serve.
+func (s *Server) FakePeerUID() *atomic.Uint32 {
+	uid := new(atomic.Uint32)
+	s.peerUID = func(*net.UnixConn) (uint32, error) { return uid.Load(), nil }
+	return uid
 }
 
 // SetTap makes s pass each request's bytes to f.

@@ -83,6 +83,10 @@ type Server struct {
 // request is all there.
 const settleTime = 100 * time.Millisecond
 
+// maxDrain bounds what the server reads past the largest request before it
+// closes a connection.
+const maxDrain = 64 << 10
+
 // Serve accepts connections on ln until ctx ends, then closes ln and waits
 // for the connections in progress, each of which ends once its handler
 // returns and its answer is written (or WriteTimeout passes). Running out of
@@ -156,6 +160,15 @@ func orDefault[T ~int | ~int64](v, def T) T {
 
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	// Bytes left unread when the socket closes make the client's read of
+	// the answer fail (ECONNRESET): a client that sent more than any
+	// request gets them read first, within limits.
+	defer func() {
+		if waiting(c) > 0 {
+			c.SetReadDeadline(time.Now().Add(orDefault(s.settle, settleTime)))
+			io.CopyN(io.Discard, c, maxDrain)
+		}
+	}()
 	log := s.logger()
 	// A shutdown ends a read in progress at once.
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) })
@@ -195,7 +208,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		reply(&Response{Err: errAccess})
 		return
 	}
-	if rerr != nil && len(b) == 0 {
+	if len(b) == 0 {
 		log.Debug("iscsiadm connection sent no request", "err", rerr)
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,18 +67,19 @@ func stockRoot(t *testing.T) string {
 		}
 	}
 	dl := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
 	download := func() ([]byte, error) {
-		cmd := exec.Command("apt-get", append([]string{"download"}, stockPackages...)...)
+		cmd := exec.CommandContext(ctx, "apt-get", append([]string{"download"}, stockPackages...)...)
 		cmd.Dir = dl
 		return cmd.CombinedOutput()
 	}
-	out, err := download()
-	if err != nil {
+	if _, err := download(); err != nil {
 		// A fresh machine has no package lists yet.
-		if uout, uerr := exec.Command("apt-get", "update").CombinedOutput(); uerr != nil {
+		if uout, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
 			t.Skipf("cannot fetch Debian's iscsiadm: apt-get update: %v\n%s", uerr, uout)
 		}
-		if out, err = download(); err != nil {
+		if out, err := download(); err != nil {
 			t.Skipf("cannot fetch Debian's iscsiadm: apt-get download %s: %v\n%s", strings.Join(stockPackages, " "), err, out)
 		}
 	}
@@ -159,6 +161,7 @@ type stockEnv struct {
 	t       *testing.T
 	c       *stockChild
 	srv     *stockipc.Server
+	uid     *atomic.Uint32 // the peer uid the server sees
 	mu      sync.Mutex
 	raw     [][]byte
 	reqs    []*stockipc.Request
@@ -293,7 +296,11 @@ func runStockChild(t *testing.T, c *stockChild) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := stockipc.Listen(); err == nil || !strings.Contains(err.Error(), "another iscsid or goiscsid serves this network namespace") {
+		t.Errorf("second Listen: %v", err)
+	}
 	e.srv = &stockipc.Server{Handler: e}
+	e.uid = e.srv.FakePeerUID()
 	e.srv.SetTap(func(b []byte) {
 		e.mu.Lock()
 		e.raw = append(e.raw, bytes.Clone(b))
@@ -398,8 +405,8 @@ func runStockChild(t *testing.T, c *stockChild) {
 
 	t.Run("access-denied", func(t *testing.T) {
 		e.t = t
-		e.srv.SetPeerUID(1000)
-		defer e.srv.SetPeerUID(0)
+		e.uid.Store(1000)
+		defer e.uid.Store(0)
 		_, errOut, code := e.iscsiadm("-m", "node", "-T", tgt2, "-p", "[::1]:3260", "--login")
 		if code != 13 || !strings.Contains(errOut, "(13 - daemon access denied)") {
 			t.Errorf("exit %d, stderr %q; want 13, daemon access denied", code, errOut)
