@@ -17,6 +17,35 @@
 // answer. Server accepts connections, checks that the peer is root as stock
 // iscsid does, and hands each request to a Handler, the daemon.
 //
+// What stock iscsiadm 2.1.8 sends, and what the Handler must answer
+// (from usr/iscsiadm.c, session_mgmt.c, session_info.c, discovery.c and
+// iscsid_req.c; CONFIG_FILE, SESSION_LOGIN and IMMEDIATE_STOP also seen from
+// Debian's binary, the others need a kernel session):
+//   - CONFIG_FILE, whenever iscsiadm builds a record from defaults (-o new,
+//     discovery): Config = the path of the daemon's iscsid.conf, which
+//     iscsiadm then reads for the defaults. Timeout 1 s; without an answer
+//     iscsiadm silently uses its built-in defaults instead.
+//   - SESSION_LOGIN, one connection per session to create (--login, -L,
+//     -l), all sent before the first answer is read: Err when the login is
+//     over (0, or e.g. 15 exists, 24 authorization failure, 19 fatal, 8/11
+//     timeouts); iscsiadm waits without a timeout and prints
+//     "Login to [iface: I, target: T, portal: A,P] successful." or the error.
+//     Stock answers after the LUN scan, or at once when node.session.scan is
+//     manual. Multiple means: log in even if a session to the portal exists.
+//   - SESSION_LOGOUT (sid; -u, -U, -m session -r N -u): Err when logged out
+//     (2 unknown sid, 28 busy under iscsid.safe_logout, 9 login in progress).
+//   - SESSION_INFO (sid; -m session -P 1/2/3, once per session, no timeout):
+//     SessionState (r_stage) and ConnState, printed as "Internal iscsid
+//     Session State" and "iSCSI Connection State"; Err 2 prints "Unknown".
+//   - SESSION_STATS (sid; -m session -s, timeout 60 s): Stats.
+//   - CONFIG_INAME and CONFIG_IALIAS (SendTargets and iSNS discovery when
+//     the iface names no initiator): Config = the initiator name, alias.
+//   - IMMEDIATE_STOP (-k 0, timeout 1 s): Err 0, then the daemon exits;
+//     Serve writes the answer before it returns.
+//
+// -m session (-P 0), -R and discovery itself need no daemon: iscsiadm reads
+// sysfs and talks to the target directly.
+//
 // The layouts are those of x86_64, measured from open-iscsi's headers (see
 // layout_tables.go).
 package stockipc

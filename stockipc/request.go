@@ -80,9 +80,9 @@ type Request struct {
 	// are not keys: they are checked to be the passwords' lengths.
 	Record map[string]string
 	// Multiple is the record's session.multiple (SESSION_LOGIN): iscsiadm
-	// sets it when a record asks for more than one session or for
-	// `--login -o new`; iscsid then logs in even if a session to that
-	// portal exists.
+	// sets it when node.session.nr_sessions is above 1, and for
+	// `-m session -r SID -o new` (one more session to that portal); iscsid
+	// then logs in even if a session to the portal exists.
 	Multiple bool
 	// Unsupported says why the request was not decoded further (a command
 	// stock iscsiadm does not send, or a payload); empty when it was.

@@ -204,7 +204,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		uid, perr = peer(uc)
 	}
 	if perr != nil || uid != 0 {
-		log.Warn("iscsiadm connection refused: not root", "uid", uid, "err", perr)
+		log.Warn("iscsiadm connection refused: the peer is not root (ISCSI_ERR_ACCESS)", "uid", uid, "err", perr)
 		reply(&Response{Err: errAccess})
 		return
 	}
