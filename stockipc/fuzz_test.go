@@ -126,7 +126,10 @@ func FuzzServeConn(f *testing.F) {
 			Handler: HandlerFunc(func(_ context.Context, r *Request) *Response { return &Response{} }),
 			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 			peerUID: func(*net.UnixConn) (uint32, error) { return 0, nil },
-			settle:  5 * time.Millisecond, ReadTimeout: 5 * time.Second,
+			// The client shuts its side after writing, so the read ends
+			// at EOF; a long settle keeps a loaded machine's pause
+			// between the two writes from ending it early.
+			settle: 5 * time.Second, ReadTimeout: 5 * time.Second,
 		}
 		done := make(chan struct{})
 		go func() { defer close(done); s.serveConn(context.Background(), srvSide) }()

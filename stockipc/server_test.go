@@ -121,6 +121,10 @@ func TestServerAnswers(t *testing.T) {
 		return &stockipc.Response{}
 	})}
 	s.FakePeerUID()
+	// The pieces below come in separate writes: a loaded machine must not
+	// make the server take the first ones for all there is. Only "short"
+	// waits this long.
+	s.SetSettle(time.Second)
 	addr, _ := serve(t, s)
 	login := loginRequest(t)
 
