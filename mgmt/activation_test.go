@@ -74,7 +74,7 @@ func runActivatedChild(ownPath string) {
 		os.Stdin.Read(make([]byte, 1)) // the parent closes stdin when done
 		cancel()
 	}()
-	s := &Server{Handler: echo, peerUID: func(*net.UnixConn) (uint32, error) { return 0, nil }}
+	s := &Server{Handler: echo, peerUID: func(net.Conn) (uint32, error) { return 0, nil }}
 	s.Serve(ctx, ln)
 }
 

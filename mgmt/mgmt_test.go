@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -213,8 +214,9 @@ func TestConcurrentClients(t *testing.T) {
 	}
 }
 
-// A client that is not root is refused by its peer credentials. The test binary
-// runs itself as uid 65534 to be that client.
+// A client that is not root is refused by its peer credentials, unless the
+// server's Authorize lets its uid in. The test binary runs itself as uid 65534
+// to be that client.
 func TestNonRootRefused(t *testing.T) {
 	if os.Getenv("MGMT_TEST_CLIENT") != "" {
 		resp, err := (&Client{Path: os.Getenv("MGMT_TEST_CLIENT")}).Do(context.Background(), &Request{Op: OpStatus})
@@ -244,30 +246,37 @@ func TestNonRootRefused(t *testing.T) {
 	os.Chmod(path, 0o666) // let the unprivileged client connect; the credential check must stop it
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	called := false
+	var called, allow atomic.Bool
 	go (&Server{Handler: HandlerFunc(func(ctx context.Context, req *Request) *Response {
-		called = true
+		called.Store(true)
 		return &Response{}
-	})}).Serve(ctx, ln)
+	}), Authorize: func(uid uint32) bool { return allow.Load() && uid == 65534 }}).Serve(ctx, ln)
 	// The test binary sits in a build directory only root may enter.
 	bin := filepath.Join(dir, "mgmt.test")
 	data, err := os.ReadFile(os.Args[0])
 	if err != nil || os.WriteFile(bin, data, 0o755) != nil {
 		t.Fatalf("copy test binary: %v", err)
 	}
-	cmd := exec.Command(bin, "-test.run=^TestNonRootRefused$")
-	cmd.Env = append(os.Environ(), "MGMT_TEST_CLIENT="+path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("client: %v\n%s", err, out)
+	client := func() Response {
+		cmd := exec.Command(bin, "-test.run=^TestNonRootRefused$")
+		cmd.Env = append(os.Environ(), "MGMT_TEST_CLIENT="+path)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("client: %v\n%s", err, out)
+		}
+		var resp Response
+		if err := json.Unmarshal([]byte(strings.SplitN(string(out), "\n", 2)[0]), &resp); err != nil {
+			t.Fatalf("client output %q", out)
+		}
+		return resp
 	}
-	var resp Response
-	if err := json.Unmarshal([]byte(strings.SplitN(string(out), "\n", 2)[0]), &resp); err != nil {
-		t.Fatalf("client output %q", out)
+	if resp := client(); resp.Error == nil || resp.Error.Code != iscsierr.Access || !strings.Contains(resp.Error.Message, "uid 65534") || called.Load() {
+		t.Fatalf("non-root client got %+v (handler called: %v)", resp.Error, called.Load())
 	}
-	if resp.Error == nil || resp.Error.Code != iscsierr.Access || !strings.Contains(resp.Error.Message, "uid 65534") || called {
-		t.Fatalf("non-root client got %+v (handler called: %v)", resp.Error, called)
+	allow.Store(true)
+	if resp := client(); resp.Error != nil || !called.Load() {
+		t.Fatalf("authorized non-root client got %+v (handler called: %v)", resp.Error, called.Load())
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,12 +11,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"time"
 
+	"github.com/goiscsi/goiscsi/internal/sockserve"
 	"github.com/goiscsi/goiscsi/iscsierr"
-	"golang.org/x/sys/unix"
 )
 
 // Handler answers requests. The context ends when the server shuts down; a
@@ -49,8 +46,12 @@ type Server struct {
 	// clients wait in the socket's backlog, as with iscsid, so a flood costs
 	// at most MaxConns × MaxRequestBytes of memory.
 	MaxConns int
+	// Authorize says whether a peer that is not root may use the socket;
+	// nil means none may. goiscsid leaves it nil; tests of programs that
+	// talk to a fake daemon as their own unprivileged user set it.
+	Authorize func(uid uint32) bool
 	// peerUID returns the uid of the connected process; tests replace it.
-	peerUID func(*net.UnixConn) (uint32, error)
+	peerUID func(net.Conn) (uint32, error)
 }
 
 // Listen returns the daemon's listener: the socket systemd passed (socket
@@ -117,59 +118,8 @@ func activated() (*net.UnixListener, error) {
 // Serve accepts connections on ln until ctx ends, then closes ln and waits for
 // the requests in progress. Running out of file descriptors or memory delays
 // the next accept; it does not end Serve.
-func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
-	var wg sync.WaitGroup
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	slots := make(chan struct{}, orDefault(s.MaxConns, 1024))
-	var backoff time.Duration
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return nil
-		}
-		c, err := ln.AcceptUnix()
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil {
-				wg.Wait()
-				return nil
-			}
-			if temporaryAcceptError(err) {
-				// Each connection being served holds a descriptor and
-				// gives it back when it ends: wait for that.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Warn("management socket: cannot accept; retrying", "err", err, "in", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-				}
-				continue
-			}
-			wg.Wait()
-			return err
-		}
-		backoff = 0
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			s.serveConn(ctx, c)
-		}()
-	}
-}
-
-// temporaryAcceptError reports an accept failure that passes once other
-// connections end or memory frees up.
-func temporaryAcceptError(err error) bool {
-	for _, errno := range []syscall.Errno{unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.ECONNABORTED, unix.EINTR} {
-		if errors.Is(err, errno) {
-			return true
-		}
-	}
-	return false
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	return sockserve.Serve(ctx, ln, orDefault(s.MaxConns, 1024), s.logger(), s.serveConn)
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -186,7 +136,7 @@ func orDefault[T ~int | ~int64](v, def T) T {
 	return v
 }
 
-func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	log := s.logger()
 	reply := func(resp *Response) {
@@ -202,7 +152,7 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 	}
 	peer := s.peerUID
 	if peer == nil {
-		peer = peerUID
+		peer = sockserve.PeerUID
 	}
 	uid, err := peer(c)
 	if err != nil {
@@ -210,7 +160,7 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 		reply(&Response{Error: iscsierr.Errorf(iscsierr.Access, "cannot identify the peer: %v", err)})
 		return
 	}
-	if uid != 0 {
+	if uid != 0 && (s.Authorize == nil || !s.Authorize(uid)) {
 		log.Warn("management connection refused: not root", "uid", uid)
 		reply(&Response{Error: iscsierr.Errorf(iscsierr.Access, "goiscsid access denied: uid %d is not root", uid)})
 		return
@@ -242,22 +192,4 @@ func (s *Server) serveConn(ctx context.Context, c *net.UnixConn) {
 		resp = &Response{Error: iscsierr.Errorf(iscsierr.Internal, "no response")}
 	}
 	reply(resp)
-}
-
-func peerUID(c *net.UnixConn) (uint32, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if credErr != nil {
-		return 0, credErr
-	}
-	return cred.Uid, nil
 }

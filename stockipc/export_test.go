@@ -11,7 +11,7 @@ import (
 // Serve.
 func (s *Server) FakePeerUID() *atomic.Uint32 {
 	uid := new(atomic.Uint32)
-	s.peerUID = func(*net.UnixConn) (uint32, error) { return uid.Load(), nil }
+	s.peerUID = func(net.Conn) (uint32, error) { return uid.Load(), nil }
 	return uid
 }
 

@@ -125,7 +125,7 @@ func FuzzServeConn(f *testing.F) {
 		s := &Server{
 			Handler: HandlerFunc(func(_ context.Context, r *Request) *Response { return &Response{} }),
 			Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-			peerUID: func(*net.UnixConn) (uint32, error) { return 0, nil },
+			peerUID: func(net.Conn) (uint32, error) { return 0, nil },
 			// The client shuts its side after writing, so the read ends
 			// at EOF; a long settle keeps a loaded machine's pause
 			// between the two writes from ending it early.

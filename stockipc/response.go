@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/nlink"
 )
 
@@ -75,7 +76,7 @@ const (
 // Other commands carry nothing but Err.
 type Response struct {
 	Command      Command
-	Err          int
+	Err          iscsierr.Code
 	Stats        *nlink.Stats
 	Config       string
 	SessionState int
@@ -91,7 +92,7 @@ type Response struct {
 func EncodeResponse(r *Response) ([]byte, error) {
 	b := make([]byte, ResponseSize)
 	ne.PutUint32(b[rspCommand:], uint32(r.Command))
-	if int(int32(r.Err)) != r.Err {
+	if iscsierr.Code(int32(r.Err)) != r.Err {
 		return nil, fmt.Errorf("stockipc: error code %d does not fit in an int", r.Err)
 	}
 	ne.PutUint32(b[rspErr:], uint32(int32(r.Err)))
@@ -159,7 +160,7 @@ func DecodeResponse(b []byte) (*Response, error) {
 	if len(b) != ResponseSize {
 		return nil, fmt.Errorf("stockipc: response of %d bytes, iscsiadm_rsp_t has %d", len(b), ResponseSize)
 	}
-	r := &Response{Command: Command(ne.Uint32(b[rspCommand:])), Err: int(int32(ne.Uint32(b[rspErr:])))}
+	r := &Response{Command: Command(ne.Uint32(b[rspCommand:])), Err: iscsierr.Code(int32(ne.Uint32(b[rspErr:])))}
 	switch r.Command {
 	case CmdSessionStats:
 		if ne.Uint32(b[rspEvent:]) == 0 && allZero(b[rspUnion:]) {

@@ -8,10 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/goiscsi/goiscsi/internal/sockserve"
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"golang.org/x/sys/unix"
 )
 
@@ -70,7 +71,7 @@ type Server struct {
 	// request buffer of 16 KiB while it is read.
 	MaxConns int
 	// peerUID returns the uid of the connected process; tests replace it.
-	peerUID func(*net.UnixConn) (uint32, error)
+	peerUID func(net.Conn) (uint32, error)
 	// tap, if set, sees each request's bytes as read; tests record them.
 	tap func([]byte)
 	// settle replaces settleTime in tests.
@@ -92,56 +93,7 @@ const maxDrain = 64 << 10
 // returns and its answer is written (or WriteTimeout passes). Running out of
 // file descriptors or memory delays the next accept; it does not end Serve.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	var wg sync.WaitGroup
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	slots := make(chan struct{}, orDefault(s.MaxConns, 1024))
-	var backoff time.Duration
-	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return nil
-		}
-		c, err := ln.Accept()
-		if err != nil {
-			<-slots
-			if ctx.Err() != nil {
-				wg.Wait()
-				return nil
-			}
-			if temporaryAcceptError(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.logger().Warn("iscsiadm socket: cannot accept; retrying", "err", err, "in", backoff)
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-				}
-				continue
-			}
-			wg.Wait()
-			return err
-		}
-		backoff = 0
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			s.serveConn(ctx, c)
-		}()
-	}
-}
-
-func temporaryAcceptError(err error) bool {
-	for _, errno := range []syscall.Errno{unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.ECONNABORTED, unix.EINTR} {
-		if errors.Is(err, errno) {
-			return true
-		}
-	}
-	return false
+	return sockserve.Serve(ctx, ln, orDefault(s.MaxConns, 1024), s.logger(), s.serveConn)
 }
 
 func (s *Server) logger() *slog.Logger {
@@ -181,7 +133,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		out, err := EncodeResponse(resp)
 		if err != nil {
 			log.Error("iscsiadm answer not encodable; answering internal error", "command", resp.Command, "err", err)
-			out, _ = EncodeResponse(&Response{Command: resp.Command, Err: errInternal})
+			out, _ = EncodeResponse(&Response{Command: resp.Command, Err: iscsierr.Internal})
 		}
 		c.SetWriteDeadline(time.Now().Add(orDefault(s.WriteTimeout, 10*time.Second)))
 		if _, err := c.Write(out); err != nil {
@@ -191,21 +143,14 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	// The peer is checked after the read so that an unauthorized client
 	// is not cut off while it still writes (it would get EPIPE, or
 	// ECONNRESET instead of the answer). Stock answers command 0 here.
-	uc, _ := c.(*net.UnixConn)
 	peer := s.peerUID
 	if peer == nil {
-		peer = peerUID
+		peer = sockserve.PeerUID
 	}
-	var uid uint32
-	var perr error
-	if uc == nil {
-		perr = fmt.Errorf("%s connection has no peer credentials", c.LocalAddr().Network())
-	} else {
-		uid, perr = peer(uc)
-	}
+	uid, perr := peer(c)
 	if perr != nil || uid != 0 {
 		log.Warn("iscsiadm connection refused: the peer is not root (ISCSI_ERR_ACCESS)", "uid", uid, "err", perr)
-		reply(&Response{Err: errAccess})
+		reply(&Response{Err: iscsierr.Access})
 		return
 	}
 	if len(b) == 0 {
@@ -222,17 +167,17 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		if errors.As(err, &us) {
 			log.Warn("iscsiadm request of a release goiscsid does not know; answering ISCSI_ERR_INVALID_MGMT_REQ",
 				"command", cmd, "err", err)
-			reply(&Response{Command: cmd, Err: errInvalidMgmtReq})
+			reply(&Response{Command: cmd, Err: iscsierr.InvalidMgmtReq})
 			return
 		}
 		log.Warn("iscsiadm request refused", "command", cmd, "err", err)
-		reply(&Response{Command: cmd, Err: errInval})
+		reply(&Response{Command: cmd, Err: iscsierr.Inval})
 		return
 	}
 	if req.Unsupported != "" {
-		code := errInvalidMgmtReq
+		code := iscsierr.InvalidMgmtReq
 		if req.Command == CmdConnAdd || req.Command == CmdConnRemove {
-			code = errGeneric
+			code = iscsierr.Unknown
 		}
 		log.Warn("iscsiadm request not supported", "req", req)
 		reply(&Response{Command: req.Command, Err: code})
@@ -242,7 +187,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	resp := s.Handler.ServeStock(ctx, req)
 	if resp == nil {
 		log.Error("iscsiadm request got no answer from the daemon", "req", req)
-		resp = &Response{Err: errInternal}
+		resp = &Response{Err: iscsierr.Internal}
 	}
 	r := *resp
 	r.Command = req.Command
@@ -307,22 +252,4 @@ func waiting(c net.Conn) int {
 		}
 	})
 	return n
-}
-
-func peerUID(c *net.UnixConn) (uint32, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if credErr != nil {
-		return 0, credErr
-	}
-	return cred.Uid, nil
 }

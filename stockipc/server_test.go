@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/stockipc"
 )
 
@@ -132,7 +133,7 @@ func TestServerAnswers(t *testing.T) {
 		name   string
 		pieces [][]byte
 		cmd    stockipc.Command
-		err    int
+		err    iscsierr.Code
 		conn   int
 	}{
 		{"login", [][]byte{login}, stockipc.CmdSessionLogin, 0, 0},
@@ -198,9 +199,9 @@ func TestServerPeerCredentials(t *testing.T) {
 	})}
 	addr, _ := serve(t, s)
 	r := answer(t, exchange(t, addr, request(t, &stockipc.Request{Command: stockipc.CmdImmediateStop})))
-	want := 0
+	want := iscsierr.Success
 	if os.Geteuid() != 0 {
-		want = 13
+		want = iscsierr.Access
 	}
 	if r.Err != want {
 		t.Errorf("uid %d got err %d, want %d", os.Geteuid(), r.Err, want)
