@@ -46,8 +46,9 @@ const (
 
 // Tracker follows one path: samples in a bounded ring and the events the
 // daemon reports. It has no goroutines and no clock: every call carries its
-// time, so tests replay hours in microseconds. All methods are safe for
-// concurrent use.
+// time, so tests replay hours in microseconds. The times must come from one
+// clock (time.Now in the daemon) and events must be reported as they happen.
+// All methods are safe for concurrent use.
 type Tracker struct {
 	mu  sync.Mutex
 	id  PathID
