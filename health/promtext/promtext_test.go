@@ -203,4 +203,3 @@ func FuzzLabelValue(f *testing.F) {
 		}
 	})
 }
-
