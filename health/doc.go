@@ -51,7 +51,7 @@
 //	goiscsi.health.window            300    span of the rate checks, s
 //	goiscsi.health.retrans_percent   1      retransmitted share of sent data segments, %
 //	goiscsi.health.min_segments      1000   fewer data segments in the window: not judged
-//	goiscsi.health.ooo_percent       5      out-of-order share of received data segments, %
+//	goiscsi.health.ooo_percent       2      out-of-order share of received data segments, %
 //	goiscsi.health.rtt_ms            100    smoothed TCP RTT, or average NOP round trip
 //	goiscsi.health.rto_streak        2      retransmission-timer expiries in a row now
 //	goiscsi.health.max_recoveries    1      recoveries allowed within recovery_window

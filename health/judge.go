@@ -393,7 +393,7 @@ func spanWords(d time.Duration) string {
 		}
 		return fmt.Sprintf("%d minutes", n)
 	}
-	if d < time.Minute {
+	if d >= 10*time.Second && d < time.Minute {
 		return fmt.Sprintf("%.0f seconds", math.Round(d.Seconds()))
 	}
 	return words(d)
