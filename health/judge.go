@@ -95,16 +95,13 @@ func (t *Tracker) Evaluate(now time.Time, th Thresholds) (Verdict, Transition) {
 	return v, tr
 }
 
-// figures are a window's sums: counter growth, the span it covers and the
-// samples' RTTs.
+// figures are a window's sums: counter growth and the span it covers.
 type figures struct {
-	span                  time.Duration
-	records               int
-	c                     counts
-	tcp, sentKnown, ooo   bool
-	iscsi                 bool
-	rttMin, rttMax, rttSm time.Duration
-	rttN                  int
+	span                time.Duration
+	records             int
+	c                   counts
+	tcp, sentKnown, ooo bool
+	iscsi               bool
 }
 
 // window sums the records whose sample falls within (now-w, now].
@@ -115,14 +112,6 @@ func (t *Tracker) window(now time.Time, w time.Duration) figures {
 	t.samples.each(func(r *record) {
 		if !r.end.After(from) || r.end.After(now) {
 			return
-		}
-		if r.hasTCP && r.rtt > 0 {
-			if f.rttN == 0 || r.rtt < f.rttMin {
-				f.rttMin = r.rtt
-			}
-			f.rttMax = max(f.rttMax, r.rtt)
-			f.rttSm = satDur(f.rttSm, r.rtt)
-			f.rttN++
 		}
 		if r.start.IsZero() || !(r.hasTCP || r.hasISCSI) {
 			return
