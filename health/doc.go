@@ -59,7 +59,8 @@
 //	goiscsi.health.max_digest_errors 0      digest errors allowed within the window
 //	goiscsi.health.settle            60     s of OK before a path counts as recovered
 //
-// Durations take whole seconds or a unit ("5m"); 0 turns a check off.
+// Durations take whole seconds or a unit ("5m"). 0 turns a check off
+// (interval, history, window and recovery_window must be at least 1 s).
 //
 // # Reporting
 //

@@ -15,7 +15,9 @@ const Prefix = "goiscsi.health."
 
 // Keys of iscsid.conf that ParseThresholds and ParseOptions read. A duration
 // is a whole number of seconds ("300") or a Go duration with its unit
-// ("5m", "90s", "1h"); 0 for a percentage, count or time turns that check off.
+// ("5m", "90s", "1h"); 0 for a percentage, count, RTT or settle time turns
+// that check off (interval, history, window and recovery_window must be at
+// least a second).
 const (
 	KeyInterval        = Prefix + "interval"          // sampling interval (Options.Interval)
 	KeyHistory         = Prefix + "history"           // how far back samples are kept (Options.History)
@@ -48,8 +50,9 @@ type Thresholds struct {
 	// than by fast retransmit, and 1% loss already turns a 1 GiB restore from
 	// seconds into minutes.
 	RetransPercent float64
-	// MinSegments is the number of data segments sent within Window below
-	// which RetransPercent and OOOPercent are not judged: on an idle path
+	// MinSegments is the number of data segments sent (for RetransPercent)
+	// or received (for OOOPercent) within Window below which that share is
+	// not judged: on an idle path
 	// that sends only NOP-Outs, 2 retransmissions of 60 segments are 3% and
 	// mean nothing. Default 1000 (about 1.4 MB with a 1448-byte MSS).
 	MinSegments uint64
