@@ -7,7 +7,8 @@ SBINDIR ?= $(PREFIX)/sbin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DATADIR ?= $(PREFIX)/share/goiscsi
 # ISCSIADM_ALIAS=1 also installs goiscsiadm as iscsiadm, for tools that run it
-# by that name.
+# by that name; on the host, open-iscsi's iscsiadm is diverted as the package
+# does it (dist/iscsiadm-alias).
 ISCSIADM_ALIAS ?=
 # Where make deb leaves the package.
 DEBOUT ?= bin
@@ -84,11 +85,7 @@ else
 	@echo "make install: no initiator name in DESTDIR; run goiscsi-iname -w /etc/iscsi/initiatorname.iscsi on the host"
 endif
 ifneq ($(ISCSIADM_ALIAS),)
-	@if [ -e $(DESTDIR)$(SBINDIR)/iscsiadm ] && [ "$$(readlink $(DESTDIR)$(SBINDIR)/iscsiadm)" != goiscsiadm ]; then \
-		echo "make install: $(SBINDIR)/iscsiadm exists (open-iscsi's?) and is not replaced; use a PREFIX whose sbin comes first in PATH" >&2; \
-		exit 1; \
-	fi
-	ln -sfn goiscsiadm $(DESTDIR)$(SBINDIR)/iscsiadm
+	dist/iscsiadm-alias install $(SBINDIR) $(DESTDIR)
 endif
 
 # uninstall removes what install-files put in place and the iscsiadm alias;
@@ -100,7 +97,7 @@ ifeq ($(DESTDIR),)
 endif
 	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(PROGRAMS)) $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
 	rm -rf $(DESTDIR)$(DATADIR)
-	if [ "$$(readlink $(DESTDIR)$(SBINDIR)/iscsiadm)" = goiscsiadm ]; then rm -f $(DESTDIR)$(SBINDIR)/iscsiadm; fi
+	dist/iscsiadm-alias uninstall $(SBINDIR) $(DESTDIR)
 ifeq ($(DESTDIR),)
 	-systemctl daemon-reload 2>/dev/null
 endif
@@ -110,16 +107,20 @@ endif
 # maintainer scripts do).
 deb: $(DEB)
 
-$(DEB): build dist/debian/control dist/debian/postinst dist/debian/prerm dist/debian/postrm $(addprefix dist/systemd/,$(UNITS)) iscsid.conf.example
+$(DEB): build dist/debian/control dist/debian/preinst dist/debian/postinst dist/debian/prerm dist/debian/postrm $(addprefix dist/systemd/,$(UNITS)) iscsid.conf.example
 	rm -rf $(DEBOUT)/deb-root
 	$(MAKE) --no-print-directory install-files DESTDIR=$(abspath $(DEBOUT))/deb-root PREFIX=/usr
+	# iscsiadm at the paths open-iscsi's has (preinst diverts that one).
+	install -d $(DEBOUT)/deb-root/sbin $(DEBOUT)/deb-root/usr/bin
+	ln -s /usr/sbin/goiscsiadm $(DEBOUT)/deb-root/sbin/iscsiadm
+	ln -s /usr/sbin/goiscsiadm $(DEBOUT)/deb-root/usr/bin/iscsiadm
 	install -d $(DEBOUT)/deb-root/DEBIAN $(DEBOUT)/deb-root/usr/share/doc/goiscsi
 	install -m 0644 README.md $(DEBOUT)/deb-root/usr/share/doc/goiscsi/
 	install -m 0644 LICENSE $(DEBOUT)/deb-root/usr/share/doc/goiscsi/copyright
 	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
 		-e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEBOUT)/deb-root | cut -f1)/" \
 		dist/debian/control >$(DEBOUT)/deb-root/DEBIAN/control
-	install -m 0755 dist/debian/postinst dist/debian/prerm dist/debian/postrm $(DEBOUT)/deb-root/DEBIAN/
+	install -m 0755 dist/debian/preinst dist/debian/postinst dist/debian/prerm dist/debian/postrm $(DEBOUT)/deb-root/DEBIAN/
 	dpkg-deb --root-owner-group --build $(DEBOUT)/deb-root $@
 	rm -rf $(DEBOUT)/deb-root
 

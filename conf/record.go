@@ -660,3 +660,10 @@ func Choices(key string) []string {
 	}
 	return append([]string(nil), ki.opts...)
 }
+
+// IsNodeKey reports whether key is a key of node records (of either address
+// family's iface part).
+func IsNodeKey(key string) bool {
+	_, ok := nodeLayout().info[key]
+	return ok
+}

@@ -109,3 +109,39 @@ func TestAliasKeepsStockIscsiadm(t *testing.T) {
 		t.Errorf("stock iscsiadm changed: %q", b)
 	}
 }
+
+// The package puts goiscsiadm where open-iscsi's iscsiadm is (preinst diverts
+// that one), and its maintainer scripts are the repository's.
+func TestDebContents(t *testing.T) {
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Skip("no dpkg-deb")
+	}
+	out := t.TempDir()
+	if msg, ok := runMake(t, "deb", "DEBOUT="+out); !ok {
+		t.Fatalf("make deb: %s", msg)
+	}
+	debs, _ := filepath.Glob(filepath.Join(out, "goiscsi_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("packages: %v", debs)
+	}
+	list, err := exec.Command("dpkg-deb", "-c", debs[0]).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dpkg-deb -c: %v %s", err, list)
+	}
+	for _, want := range []string{"./sbin/iscsiadm -> /usr/sbin/goiscsiadm", "./usr/bin/iscsiadm -> /usr/sbin/goiscsiadm", "./usr/sbin/goiscsid"} {
+		if !strings.Contains(string(list), want) {
+			t.Errorf("package lacks %q:\n%s", want, list)
+		}
+	}
+	ctrl := t.TempDir()
+	if msg, err := exec.Command("dpkg-deb", "-e", debs[0], ctrl).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -e: %v %s", err, msg)
+	}
+	for _, s := range []string{"preinst", "postinst", "prerm", "postrm"} {
+		got, _ := os.ReadFile(filepath.Join(ctrl, s))
+		want, _ := os.ReadFile(filepath.Join("debian", s))
+		if len(got) == 0 || string(got) != string(want) {
+			t.Errorf("%s in the package differs from dist/debian/%s", s, s)
+		}
+	}
+}

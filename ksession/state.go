@@ -47,15 +47,15 @@ func (s State) ConnState() string {
 }
 
 // InternalState is how iscsiadm -m session -P 1 names the daemon's recovery
-// stage in a session of this state ("Internal iscsid Session State").
+// stage in a session of this state ("Internal iscsid Session State"), in
+// iscsid's words: NO CHANGE, REOPEN, or CLEANUP for a session being torn
+// down.
 func (s State) InternalState() string {
 	switch s {
-	case LoggedIn:
-		return "NO CHANGE"
 	case Reopen:
 		return "REOPEN"
-	case InLogout:
-		return "LOGOUT"
+	case Failed:
+		return "CLEANUP"
 	}
-	return "FAILED"
+	return "NO CHANGE"
 }

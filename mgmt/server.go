@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/goiscsi/goiscsi/internal/sockserve"
@@ -54,13 +53,10 @@ type Server struct {
 	peerUID func(net.Conn) (uint32, error)
 }
 
-// Listen returns the daemon's listener: the socket systemd passed (socket
-// activation, LISTEN_FDS) if there is one, else a new socket at path, in a
-// directory only root can enter, with mode 0600.
+// Listen makes the daemon's socket at path, in a directory only root can
+// enter, with mode 0600. (A socket systemd passed is taken with
+// sockserve.Activated instead.)
 func Listen(path string) (*net.UnixListener, error) {
-	if ln, err := activated(); ln != nil || err != nil {
-		return ln, err
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
@@ -80,39 +76,6 @@ func Listen(path string) (*net.UnixListener, error) {
 		return nil, err
 	}
 	return ln, nil
-}
-
-// activated returns the listening socket systemd passed to this process
-// (sd_listen_fds: LISTEN_PID is this process, LISTEN_FDS counts the sockets
-// from fd 3 on), or nil when it passed none. goiscsid.socket passes exactly
-// one unix stream socket; anything else is a unit configuration error, said
-// so rather than served.
-func activated() (*net.UnixListener, error) {
-	if pid, err := strconv.Atoi(os.Getenv("LISTEN_PID")); err != nil || pid != os.Getpid() {
-		return nil, nil
-	}
-	n := os.Getenv("LISTEN_FDS")
-	// The variables describe this process only: a child (modprobe) must not
-	// take them for its own.
-	for _, v := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
-		os.Unsetenv(v)
-	}
-	if n != "1" {
-		return nil, fmt.Errorf("systemd passed %q sockets (LISTEN_FDS), goiscsid takes exactly one: its management socket (one ListenStream= in goiscsid.socket)", n)
-	}
-	f := os.NewFile(3, "systemd-socket")
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		return nil, fmt.Errorf("socket passed by systemd (fd 3): %w", err)
-	}
-	ul, ok := ln.(*net.UnixListener)
-	if !ok || ln.Addr().Network() != "unix" {
-		ln.Close()
-		return nil, fmt.Errorf("socket passed by systemd is %s %s, not a unix stream socket (ListenStream= in goiscsid.socket must be a path)",
-			ln.Addr().Network(), ln.Addr())
-	}
-	return ul, nil
 }
 
 // Serve accepts connections on ln until ctx ends, then closes ln and waits for

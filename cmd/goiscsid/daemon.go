@@ -31,8 +31,13 @@ type daemon struct {
 	sysfs         scan.Sysfs
 	initiatorName string
 	alias         string
-	// cfg is iscsid.conf, whose node.* keys fill what a record leaves out.
-	cfg *conf.Config
+	// cfg is iscsid.conf, whose node.* keys fill what a record leaves out;
+	// configPath is where it is, which stock iscsiadm asks for.
+	cfg        *conf.Config
+	configPath string
+	// db is the node database, where goiscsi's own keys of the records
+	// stock iscsiadm logs in with are; nil in tests without one.
+	db *conf.DB
 	log *slog.Logger
 	// dial opens TCP connections; nil means a net.Dialer (tests use it to
 	// count or fail connections).

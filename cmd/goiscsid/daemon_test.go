@@ -19,6 +19,7 @@ import (
 	"github.com/goiscsi/goiscsi/scan"
 	"github.com/goiscsi/goiscsi/scan/scantest"
 	"github.com/goiscsi/goiscsi/session"
+	"github.com/goiscsi/goiscsi/stockipc"
 	"github.com/goiscsi/goiscsi/test/target"
 )
 
@@ -542,5 +543,78 @@ func TestAdoptedSessionKeepsNegotiatedValues(t *testing.T) {
 		MaxOutstandingR2T: 1}
 	if s := resp.Sessions[0]; s.SID != 7 || s.HostNo != 3 || s.Params != want || s.TPGT != 1 {
 		t.Errorf("adopted session %+v\nparams %+v, want %+v", s, s.Params, want)
+	}
+}
+
+// A socket that fails ends the daemon with its error (so that systemd's
+// Restart=on-failure restarts it), and the other socket stops too.
+func TestServeAllEndsOnFailure(t *testing.T) {
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &mgmt.Server{Handler: mgmt.HandlerFunc(func(context.Context, *mgmt.Request) *mgmt.Response { return &mgmt.Response{} }),
+		Logger: slog.New(slog.DiscardHandler)}
+	otherStopped := make(chan struct{})
+	ln.Close() // the listener fails under the server, not by the context
+	err = serveAll(context.Background(),
+		func(ctx context.Context) error { return srv.Serve(ctx, ln) },
+		func(ctx context.Context) error { <-ctx.Done(); close(otherStopped); return nil })
+	if err == nil {
+		t.Fatal("serveAll returned nil after a socket failed")
+	}
+	select {
+	case <-otherStopped:
+	default:
+		t.Fatal("the other server still runs")
+	}
+	// A clean stop is no error.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := serveAll(ctx, func(ctx context.Context) error { <-ctx.Done(); return nil }); err != nil {
+		t.Fatalf("clean stop: %v", err)
+	}
+}
+
+// Stock iscsiadm's login goes through the same login as goiscsiadm's, and
+// goiscsi's own keys come from the node database, where stock's record
+// cannot carry them: a record set to autoscan_en = No scans LUN 0 alone.
+func TestStockLoginHonoursOwnKeys(t *testing.T) {
+	f := newFixture(t)
+	f.d.db = &conf.DB{Root: t.TempDir()}
+	port, _ := strconv.Atoi(f.rec["node.conn[0].port"])
+	r := conf.NewNodeRecord(nil, testIQN, f.rec["node.conn[0].address"], port, 1, "default")
+	r.Set("node.session.autoscan_en", "No")
+	if err := f.d.db.SaveNode(r); err != nil {
+		t.Fatal(err)
+	}
+	stockRec := map[string]string{"node.session.conn_reopen_log_freq": "0"} // a 2.1.11 key goiscsi does not know
+	for k, v := range r.Map() {
+		if k != "node.session.autoscan_en" {
+			stockRec[k] = v
+		}
+	}
+	stockRec["node.conn[0].timeo.login_timeout"] = "5"
+	resp := f.d.ServeStock(context.Background(), &stockipc.Request{Command: stockipc.CmdSessionLogin, Record: stockRec})
+	if resp.Err != 0 {
+		t.Fatalf("stock login: %d", resp.Err)
+	}
+	sessions := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpSessions}).Sessions
+	if len(sessions) != 1 || sessions[0].ScanPolicy != "lun0" || f.fs.ScanWritten(sessions[0].HostNo) != "0 0 0" {
+		t.Fatalf("sessions %+v, scan %q", sessions, f.fs.ScanWritten(sessions[0].HostNo))
+	}
+	sid := sessions[0].SID
+	info := f.d.ServeStock(context.Background(), &stockipc.Request{Command: stockipc.CmdSessionInfo, SID: sid})
+	if info.Err != 0 || info.SessionState != stockipc.SessionNoChange || info.ConnState != stockipc.ConnLoggedIn {
+		t.Errorf("session info %+v", info)
+	}
+	if again := f.d.ServeStock(context.Background(), &stockipc.Request{Command: stockipc.CmdSessionLogin, Record: stockRec}); again.Err != iscsierr.SessExists {
+		t.Errorf("second stock login: %d, want 15", again.Err)
+	}
+	if out := f.d.ServeStock(context.Background(), &stockipc.Request{Command: stockipc.CmdSessionLogout, SID: sid}); out.Err != 0 {
+		t.Errorf("stock logout: %d", out.Err)
+	}
+	if gone := f.d.ServeStock(context.Background(), &stockipc.Request{Command: stockipc.CmdSessionInfo, SID: sid}); gone.Err != iscsierr.SessNotFound {
+		t.Errorf("info of a logged-out session: %d", gone.Err)
 	}
 }

@@ -16,9 +16,11 @@ import (
 	"syscall"
 
 	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/internal/sockserve"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/scan"
+	"github.com/goiscsi/goiscsi/stockipc"
 	"golang.org/x/sys/unix"
 )
 
@@ -91,7 +93,11 @@ func run() error {
 		return err
 	}
 	defer k.Close()
-	ln, err := mgmt.Listen(*socket)
+	passed, err := sockserve.Activated()
+	if err != nil {
+		return err
+	}
+	ownLn, stockLn, err := listeners(*socket, passed)
 	if err != nil {
 		return err
 	}
@@ -105,13 +111,15 @@ func run() error {
 
 	d := newDaemon(k, scan.Sysfs{Root: *sysfsRoot}, name, alias, cfg, log)
 	d.stop = cancel
+	d.configPath = *configPath
 	if ul, err := scan.ListenUevents(); err != nil {
 		log.Warn("kernel uevents unavailable: unit attentions will not trigger scans", "err", err)
 	} else {
 		defer ul.Close()
 		go d.uevents(ctx, ul)
 	}
-	db := &conf.DB{Root: filepath.Dir(*configPath)}
+	db := &conf.DB{Root: filepath.Dir(*configPath), Warn: func(err error) { log.Warn("node database", "err", err) }}
+	d.db = db
 	d.adopt(func(target, address string, port int, iface string) (*conf.Record, error) {
 		recs, err := db.FindNodes(target, address, port, iface)
 		if err != nil || len(recs) == 0 {
@@ -119,15 +127,48 @@ func run() error {
 		}
 		return recs[0], nil
 	})
-	srv := &mgmt.Server{Handler: d, Logger: log}
-	log.Info("goiscsid started", "version", version, "initiator", name, "socket", *socket)
+	own := &mgmt.Server{Handler: d, Logger: log}
+	stock := &stockipc.Server{Handler: d, Logger: log}
+	log.Info("goiscsid started", "version", version, "initiator", name, "socket", *socket, "iscsiadm_socket", stockLn.Addr().String())
 	if _, err := sdNotify("READY=1\nSTATUS=Ready to process requests"); err != nil {
 		log.Warn("systemd notification", "err", err)
 	}
-	err = srv.Serve(ctx, ln)
+	err = serveAll(ctx,
+		func(ctx context.Context) error { return own.Serve(ctx, ownLn) },
+		func(ctx context.Context) error { return stock.Serve(ctx, stockLn) })
 	sdNotify("STOPPING=1")
 	// Sessions stay up when the daemon stops, as with iscsid: the kernel keeps
 	// them and I/O goes on. The next goiscsid takes them over (adopt).
-	log.Info("goiscsid stopped; sessions stay logged in", "err", err)
+	if err != nil {
+		// A socket that stopped serving is a failure systemd must see
+		// (Restart=on-failure): goiscsid exits non-zero.
+		log.Error("goiscsid stopped: a socket failed; sessions stay logged in", "err", err)
+		return err
+	}
+	log.Info("goiscsid stopped; sessions stay logged in")
 	return nil
+}
+
+// serveAll runs the servers until ctx ends or one of them fails, which ends
+// the others too; it returns the first failure.
+func serveAll(ctx context.Context, servers ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(servers))
+	for _, serve := range servers {
+		go func() {
+			err := serve(ctx)
+			if err != nil {
+				cancel()
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range servers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }

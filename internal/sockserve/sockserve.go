@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -101,4 +103,59 @@ func PeerUID(c net.Conn) (uint32, error) {
 		return 0, credErr
 	}
 	return cred.Uid, nil
+}
+
+// Activated returns the listening sockets systemd passed to this process
+// (sd_listen_fds: LISTEN_PID is this process, LISTEN_FDS counts them from fd
+// 3 on), in the order of the unit's ListenStream= lines; nil when it passed
+// none. Each must be a unix stream socket: anything else is a unit
+// configuration error, said so rather than served. The LISTEN_* variables
+// are cleared, so that children (modprobe) do not take them for their own.
+func Activated() ([]*net.UnixListener, error) {
+	if pid, err := strconv.Atoi(os.Getenv("LISTEN_PID")); err != nil || pid != os.Getpid() {
+		return nil, nil
+	}
+	fds := os.Getenv("LISTEN_FDS")
+	for _, v := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"} {
+		os.Unsetenv(v)
+	}
+	n, err := strconv.Atoi(fds)
+	if err != nil || n < 1 || n > 16 {
+		return nil, fmt.Errorf("systemd passed %q sockets (LISTEN_FDS)", fds)
+	}
+	var out []*net.UnixListener
+	fail := func(err error) ([]*net.UnixListener, error) {
+		for _, ln := range out {
+			ln.Close()
+		}
+		return nil, err
+	}
+	for fd := 3; fd < 3+n; fd++ {
+		f := os.NewFile(uintptr(fd), "systemd-socket")
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return fail(fmt.Errorf("socket passed by systemd (fd %d): %w", fd, err))
+		}
+		ul, ok := ln.(*net.UnixListener)
+		if !ok || ln.Addr().Network() != "unix" {
+			ln.Close()
+			return fail(fmt.Errorf("socket passed by systemd (fd %d) is %s %s, not a unix stream socket (ListenStream= must be a path or an @abstract name)",
+				fd, ln.Addr().Network(), ln.Addr()))
+		}
+		out = append(out, ul)
+	}
+	return out, nil
+}
+
+// Take returns the listener of passed bound to addr (a path, or "@name" for
+// an abstract socket) and the others; nil when none is.
+func Take(passed []*net.UnixListener, addr string) (*net.UnixListener, []*net.UnixListener) {
+	for i, ln := range passed {
+		if ln.Addr().String() == addr {
+			rest := append(append([]*net.UnixListener(nil), passed[:i]...), passed[i+1:]...)
+			return ln, rest
+		}
+	}
+	return nil, passed
 }
