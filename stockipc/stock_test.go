@@ -10,12 +10,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,135 +21,25 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/goiscsi/goiscsi/stockipc"
+	"github.com/goiscsi/goiscsi/test/stock"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/stock-2.1.8 from what Debian's iscsiadm sends")
 
-// childEnv carries the child's settings (JSON of stockChild) from the parent.
-const childEnv = "GOISCSI_STOCKIPC_CHILD"
-
+// stockChild is what the namespaced half works with.
 type stockChild struct {
-	Root    string // the extracted Debian packages
-	Scratch string // holds etc/ (becomes /etc/iscsi) and lock/
-	Golden  string // where to write captured requests, or ""
-}
-
-// stockPackages are what Debian's iscsiadm needs beyond a base system.
-var stockPackages = []string{"open-iscsi", "libopeniscsiusr", "libisns0"}
-
-// stockRoot returns a directory holding Debian's open-iscsi packages
-// extracted, fetched once with apt-get into $GOISCSI_CACHE/stock-iscsiadm
-// (default ~/.cache/goiscsi/stock-iscsiadm), so that reruns are offline. It
-// skips the test if they cannot be had.
-func stockRoot(t *testing.T) string {
-	t.Helper()
-	cache := os.Getenv("GOISCSI_CACHE")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Skipf("no $GOISCSI_CACHE and no home directory for the stock iscsiadm cache: %v", err)
-		}
-		cache = filepath.Join(home, ".cache", "goiscsi")
-	}
-	dir := filepath.Join(cache, "stock-iscsiadm")
-	if _, err := os.Stat(filepath.Join(dir, "sbin", "iscsiadm")); err == nil {
-		return dir
-	}
-	for _, tool := range []string{"apt-get", "dpkg-deb"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("cannot fetch Debian's iscsiadm: no %s: %v", tool, err)
-		}
-	}
-	dl := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	download := func() ([]byte, error) {
-		cmd := exec.CommandContext(ctx, "apt-get", append([]string{"download"}, stockPackages...)...)
-		cmd.Dir = dl
-		return cmd.CombinedOutput()
-	}
-	if _, err := download(); err != nil {
-		// A fresh machine has no package lists yet.
-		if uout, uerr := exec.CommandContext(ctx, "apt-get", "update").CombinedOutput(); uerr != nil {
-			t.Skipf("cannot fetch Debian's iscsiadm: apt-get update: %v\n%s", uerr, uout)
-		}
-		if out, err := download(); err != nil {
-			t.Skipf("cannot fetch Debian's iscsiadm: apt-get download %s: %v\n%s", strings.Join(stockPackages, " "), err, out)
-		}
-	}
-	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
-	tmp := dir + ".tmp"
-	os.RemoveAll(tmp)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, deb := range debs {
-		if out, err := exec.Command("dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-			t.Fatalf("dpkg-deb -x %s: %v\n%s", deb, err, out)
-		}
-	}
-	os.RemoveAll(dir)
-	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	Root   string // the extracted Debian packages
+	Golden string // where to write captured requests, or ""
 }
 
 func TestStockIscsiadm(t *testing.T) {
-	if env := os.Getenv(childEnv); env != "" {
-		var c stockChild
-		if err := json.Unmarshal([]byte(env), &c); err != nil {
-			t.Fatal(err)
-		}
-		runStockChild(t, &c)
-		return
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: runs Debian's iscsiadm in a network and mount namespace of its own (unshare --net --mount)")
-	}
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skipf("needs unshare (util-linux): %v", err)
-	}
-	root := stockRoot(t)
-	ver, err := exec.Command(filepath.Join(root, "sbin", "iscsiadm"), "--version").CombinedOutput()
-	if err != nil {
-		// Its libraries from the packages are found through LD_LIBRARY_PATH;
-		// the rest (libssl3, libkmod2, libmount1) are a Debian base system's.
-		cmd := exec.Command(filepath.Join(root, "sbin", "iscsiadm"), "--version")
-		cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+libPath(root))
-		if ver, err = cmd.CombinedOutput(); err != nil {
-			t.Skipf("Debian's iscsiadm does not run here: %v\n%s", err, ver)
-		}
-	}
-	t.Logf("stock: %s", bytes.TrimSpace(ver))
-	c := stockChild{Root: root, Scratch: t.TempDir()}
+	c := stockChild{Root: stock.Root(t)}
 	if *update {
 		wd, _ := os.Getwd()
 		c.Golden = filepath.Join(wd, "testdata", "stock-2.1.8")
 	}
-	env, _ := json.Marshal(&c)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", "--net", "--mount", "--propagation", "private", "--",
-		os.Args[0], "-test.run=^TestStockIscsiadm$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"="+string(env))
-	out, err := cmd.CombinedOutput()
-	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
-		t.Log(line)
-	}
-	if err != nil {
-		t.Fatalf("the namespaced half failed: %v", err)
-	}
-	if !bytes.Contains(out, []byte("--- PASS: TestStockIscsiadm")) {
-		t.Fatal("the namespaced half did not pass")
-	}
-}
-
-func libPath(root string) string {
-	return filepath.Join(root, "usr", "lib", "x86_64-linux-gnu") + ":" + filepath.Join(root, "lib", "x86_64-linux-gnu")
+	stock.InNamespace(t, func(t *testing.T, etc string) { runStockChild(t, &c, etc) })
 }
 
 // stockEnv is the namespaced half's view: the server, what it saw, and how
@@ -206,23 +93,7 @@ func (e *stockEnv) setAnswer(f func(*stockipc.Request) *stockipc.Response) {
 // code.
 func (e *stockEnv) iscsiadm(args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(e.c.Root, "sbin", "iscsiadm"), args...)
-	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+libPath(e.c.Root))
-	var o, s bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &s
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		e.t.Fatalf("iscsiadm %s: still running after 30 s (hung): stdout %q stderr %q", strings.Join(args, " "), o.String(), s.String())
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatalf("iscsiadm %s: %v", strings.Join(args, " "), err)
-	}
-	return o.String(), s.String(), code
+	return stock.Iscsiadm(e.t, e.c.Root, args...)
 }
 
 // must runs iscsiadm and fails the test unless it exits 0.
@@ -235,49 +106,18 @@ func (e *stockEnv) must(args ...string) string {
 	return out
 }
 
-// setupNamespace makes this (namespaced) process's /etc/iscsi and
-// /run/lock the scratch directory's.
-func setupNamespace(t *testing.T, c *stockChild) string {
-	etc := filepath.Join(c.Scratch, "etc")
-	lock := filepath.Join(c.Scratch, "lock")
-	for _, d := range []string{etc, filepath.Join(lock, "iscsi")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+// writeConfig gives the scratch /etc/iscsi stock's iscsid.conf, with a value
+// unlike the built-in default that shows new records were made from this
+// file, found through CONFIG_FILE.
+func writeConfig(t *testing.T, c *stockChild, etc string) {
 	conf, err := os.ReadFile(filepath.Join(c.Root, "etc", "iscsi", "iscsid.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A value unlike the built-in default shows that new records were made
-	// from this file, found through CONFIG_FILE.
 	conf = append(conf, "\nnode.session.cmds_max = 64\n"...)
 	if err := os.WriteFile(filepath.Join(etc, "iscsid.conf"), conf, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat("/etc/iscsi"); err != nil {
-		// No mount point: give /etc an overlay whose upper layer is
-		// scratch, so that creating one leaves the host's /etc alone.
-		up, work := filepath.Join(c.Scratch, "etc-up"), filepath.Join(c.Scratch, "etc-work")
-		os.MkdirAll(up, 0o755)
-		os.MkdirAll(work, 0o755)
-		if err := unix.Mount("overlay", "/etc", "overlay", 0, "lowerdir=/etc,upperdir="+up+",workdir="+work); err != nil {
-			t.Skipf("no /etc/iscsi to mount over, and no overlay on /etc: %v", err)
-		}
-		if err := os.Mkdir("/etc/iscsi", 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := unix.Mount(etc, "/etc/iscsi", "", unix.MS_BIND, ""); err != nil {
-		t.Fatalf("bind %s over /etc/iscsi: %v", etc, err)
-	}
-	if err := os.MkdirAll("/run/lock", 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount(lock, "/run/lock", "", unix.MS_BIND, ""); err != nil {
-		t.Fatalf("bind %s over /run/lock: %v", lock, err)
-	}
-	return etc
 }
 
 const (
@@ -286,9 +126,10 @@ const (
 	tgt3 = "iqn.2003-01.org.example:tgt3"
 )
 
-func runStockChild(t *testing.T, c *stockChild) {
+func runStockChild(t *testing.T, c *stockChild, etc string) {
 	e := &stockEnv{t: t, c: c, initiat: "iqn.1993-08.org.debian:01:stockipc-test"}
-	e.etc = setupNamespace(t, c)
+	e.etc = etc
+	writeConfig(t, c, etc)
 	if err := os.WriteFile(filepath.Join(e.etc, "initiatorname.iscsi"), []byte("InitiatorName="+e.initiat+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -605,11 +605,13 @@ func goldenCases(text string) (heads []string, bodies map[string]string) {
 // against; -update rewrites the file. A difference there means stock or the
 // harness is not deterministic, or the case list changed.
 //
-// The same lines then run with goiscsid and goiscsiadm: stdout, stderr and exit
-// status must equal stock's, but for the deliberate differences of
-// goldenDeliberate. GOISCSI_GOLDEN_INITIATOR=stock|goiscsi runs one of them.
+// The same lines then run with goiscsid and goiscsiadm, and with goiscsid and
+// stock iscsiadm (stockadm: what consumers that run open-iscsi's iscsiadm get
+// on a host running goiscsi): stdout, stderr and exit status must equal
+// stock's, but for the deliberate differences of goldenDeliberate.
+// GOISCSI_GOLDEN_INITIATOR=stock|goiscsi|stockadm runs one of them.
 func TestVMGolden(t *testing.T) {
-	initiators := []string{"stock", "goiscsi"}
+	initiators := []string{"stock", "goiscsi", "stockadm"}
 	if v := os.Getenv("GOISCSI_GOLDEN_INITIATOR"); v != "" {
 		initiators = []string{v}
 	}

@@ -414,8 +414,9 @@ run_capture() {
 	CAP_RC=$?
 }
 
-# goiscsid_ready succeeds once goiscsid listens on its management socket.
-goiscsid_ready() { [ -S /run/goiscsid/goiscsid.sock ]; }
+# goiscsid_ready succeeds once goiscsid listens on its management socket and
+# on stock iscsiadm's abstract one.
+goiscsid_ready() { [ -S /run/goiscsid/goiscsid.sock ] && stock_ready; }
 
 # need_prog PATH fails the scenario unless the program is in the initramfs.
 need_prog() { [ -x "$1" ] || fail "$1 is not in the initramfs (its package has no main yet, or did not build)"; }
@@ -438,17 +439,26 @@ goiscsid_stop() {
 	GOISCSID_PID=
 }
 
-# initiator_start starts the daemon of $INITIATOR ("stock", the default, or
-# "goiscsi") and sets ADM to the matching iscsiadm.
+# initiator_start starts the daemon of $INITIATOR and sets ADM to its
+# iscsiadm: "stock" (the default) iscsid and stock iscsiadm, "goiscsi" goiscsid
+# and goiscsiadm, "stockadm" goiscsid and stock iscsiadm (what a host running
+# goiscsi gives consumers that run open-iscsi's iscsiadm, or ship their own).
 initiator_start() {
-	if [ "${INITIATOR:-stock}" = goiscsi ]; then
+	case ${INITIATOR:-stock} in
+	goiscsi)
 		need_prog "$GOISCSIADM"
 		ADM=$GOISCSIADM
 		goiscsid_start
-	else
+		;;
+	stockadm)
+		ADM=$STOCK_ISCSIADM
+		goiscsid_start
+		;;
+	*)
 		ADM=$STOCK_ISCSIADM
 		iscsid_start
-	fi
+		;;
+	esac
 }
 
 # testtarget_start CONFIG starts the Go test target (test/target) with a JSON
