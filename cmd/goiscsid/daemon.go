@@ -37,7 +37,7 @@ type daemon struct {
 	configPath string
 	// db is the node database, where goiscsi's own keys of the records
 	// stock iscsiadm logs in with are; nil in tests without one.
-	db *conf.DB
+	db  *conf.DB
 	log *slog.Logger
 	// dial opens TCP connections; nil means a net.Dialer (tests use it to
 	// count or fail connections).
