@@ -169,7 +169,15 @@ func (c *Client) addKernelView(v *Session, s mgmt.Session, devs []scan.Device) {
 	}
 	v.Iface.HWAddress, v.Iface.Netdev = s.HWAddress, s.Netdev
 	if s.HWAddress == "" && s.Netdev == "" {
-		v.Iface.HWAddress, v.Iface.Netdev = c.HostAttr(s.HostNo, "hwaddress"), c.HostAttr(s.HostNo, "netdev")
+		// No daemon says: the host's, where an unbound iface left them
+		// empty, which stock's listing shows as "default".
+		unbound := func(v string) string {
+			if v == "" || v == "(null)" {
+				return "default"
+			}
+			return v
+		}
+		v.Iface.HWAddress, v.Iface.Netdev = unbound(c.HostAttr(s.HostNo, "hwaddress")), unbound(c.HostAttr(s.HostNo, "netdev"))
 	}
 	v.Host = &Host{Number: s.HostNo, State: c.HostState(s.HostNo)}
 	v.Devices = devices(devs)

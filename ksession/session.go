@@ -428,10 +428,9 @@ func (s *Session) setIdentity(ctx context.Context) error {
 	return s.setHostParams(ctx)
 }
 
-// HostParams are the iface's network device and hardware address as the
-// session's host shows them (/sys/class/iscsi_host/hostN/netdev and
-// hwaddress, "Iface Netdev" and "Iface HWaddress" of iscsiadm -m session -P
-// 1): "default" for an unbound iface, as open-iscsi sets them.
+// HostParams are the iface's network device and hardware address as
+// iscsiadm -m session -P 1 shows them ("Iface Netdev", "Iface HWaddress"):
+// "default" for an unbound iface.
 func (n *Node) HostParams() (netdev, hwaddress string) {
 	orDefault := func(v string) string {
 		if v == "" {
@@ -442,10 +441,12 @@ func (n *Node) HostParams() (netdev, hwaddress string) {
 	return orDefault(n.Iface.Netdev), orDefault(n.Iface.HWAddress)
 }
 
-// setHostParams tells the kernel the session's HostParams. A kernel without
-// them (ENOSYS, EINVAL) is no error.
+// setHostParams tells the kernel the iface's network device and hardware
+// address, as iscsid does: the record's values, empty for an unbound iface
+// (the host's sysfs netdev and hwaddress then are empty, which iscsiadm -m
+// host shows as <empty>). A kernel without them (ENOSYS, EINVAL) is no error.
 func (s *Session) setHostParams(ctx context.Context) error {
-	netdev, hwaddress := s.node.HostParams()
+	netdev, hwaddress := s.node.Iface.Netdev, s.node.Iface.HWAddress
 	for _, p := range []struct {
 		p nlink.HostParam
 		v string

@@ -80,11 +80,17 @@ func TestEstablishSetsKernelParamsAndLogsOut(t *testing.T) {
 			t.Errorf("%v = %q, want %q", p, got, want)
 		}
 	}
-	// An iface without netdev and hwaddress shows "default" for both, as
-	// with open-iscsi.
+	// An iface without netdev and hwaddress sets both empty, as iscsid
+	// does (stock iscsiadm -m host then shows <empty>).
+	set := map[nlink.HostParam]bool{}
+	for _, r := range k.Requests() {
+		if r.Type == nlink.SetHostParam && r.Value == "" {
+			set[r.HostParam] = true
+		}
+	}
 	for _, p := range []nlink.HostParam{nlink.HostParamNetdevName, nlink.HostParamHWAddress} {
-		if got := k.HostParam(s.Host, p); got != "default" {
-			t.Errorf("host %v = %q, want default", p, got)
+		if got := k.HostParam(s.Host, p); got != "" || !set[p] {
+			t.Errorf("host %v = %q (set empty: %v), want set empty", p, got, set[p])
 		}
 	}
 	if s.State() != ksession.LoggedIn || s.ISID != (pdu.ISID{0, 2, 0x3d, byte(s.SID >> 16), byte(s.SID >> 8), byte(s.SID)}) {

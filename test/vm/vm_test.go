@@ -232,7 +232,7 @@ func TestVMDaemon(t *testing.T) {
 				t.Errorf("targets with data verified: %v", r)
 			}
 			a := map[string]string{}
-			for _, typ := range []string{"sysfs_session", "sysfs_conn"} {
+			for _, typ := range []string{"sysfs_session", "sysfs_conn", "sysfs_host"} {
 				for _, r := range res.Find(typ) {
 					a[r["name"]] = r["value"]
 				}

@@ -55,6 +55,10 @@ done
 for f in persistent_address persistent_port address port max_recv_dlength max_xmit_dlength header_digest data_digest ping_tmo recv_tmo exp_statsn; do
 	emit sysfs_conn name "$f" value "$(cat /sys/class/iscsi_connection/connection$SID:0/$f 2>/dev/null)"
 done
+HOST=$(sessions | awk -v s="$SID" '$1 == s {print $2; exit}')
+for f in netdev hwaddress ipaddress initiatorname; do
+	emit sysfs_host name "host_$f" value "$(cat /sys/class/iscsi_host/host$HOST/$f 2>/dev/null)"
+done
 logout_all
 
 # 16 targets logged in with one command, data checked on each.
