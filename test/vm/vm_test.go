@@ -825,3 +825,51 @@ func TestVMMultipath(t *testing.T) {
 		t.Errorf("left at the end: %v", f)
 	}
 }
+
+// TestVMStockIscsiadm is stock iscsiadm 2.1.8 with goiscsid and no iscsid, as a
+// consumer that runs open-iscsi's iscsiadm (or ships its own in a container)
+// gets it on a host running goiscsi: a scan = manual login brings no disk, an
+// auto login every LUN with data read back identical, -R adds a new LUN, -U all
+// logs out, a chroot with only stock's binaries logs in through the abstract
+// socket, and -k 0 stops goiscsid.
+func TestVMStockIscsiadm(t *testing.T) {
+	res := boot(t, "stockadm", map[string]string{"INITIATOR": "stockadm"})
+	phases := map[string]Record{}
+	for _, r := range res.Find("devices") {
+		phases[r["phase"]] = r
+	}
+	for phase, want := range map[string]string{"manual": "0", "auto": "3", "rescan": "4", "container": "4"} {
+		if r, ok := phases[phase]; !ok || r["count"] != want {
+			t.Errorf("%s: %v SCSI devices, want %s", phase, r, want)
+		}
+	}
+	if r := phases["container"]; r["initiator"] != "iqn.2026-12.dev.goiscsi:container" {
+		t.Errorf("the container's session has initiator %q, want the container's own name", r["initiator"])
+	}
+	for _, r := range res.Find("dd") {
+		if r["want"] == "" || r["got"] != r["want"] || r["target"] != r["want"] {
+			t.Errorf("data written did not read back identical: %v", r)
+		}
+	}
+	if len(res.Find("dd")) != 2 {
+		t.Errorf("%d data checks, want 2", len(res.Find("dd")))
+	}
+	for _, r := range res.Find("cmd") {
+		switch r["name"] {
+		case "p3":
+			if !strings.Contains(string(r.Bytes("stdout")), "Attached scsi disk") {
+				t.Errorf("-m session -P 3 lists no disk:\n%s", r.Bytes("stdout"))
+			}
+		case "stats":
+			if r["rc"] != "0" || !strings.Contains(string(r.Bytes("stdout")), "txdata_octets") {
+				t.Errorf("-s: exit %s\n%s%s", r["rc"], r.Bytes("stdout"), r.Bytes("stderr"))
+			}
+		}
+	}
+	if r := res.First("after_logout"); r == nil || r["sessions"] != "0" {
+		t.Errorf("after -U all: %v", r)
+	}
+	if res.First("stopped") == nil {
+		t.Error("goiscsid did not stop on stock's -k 0")
+	}
+}
