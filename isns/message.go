@@ -67,7 +67,10 @@ func (m *Message) AppendPayload(b []byte) []byte {
 	for _, a := range m.Key {
 		b = AppendAttr(b, a)
 	}
-	if hasDelimiter(m.Function) || len(m.Operating) > 0 {
+	// A response without attributes is the status alone, as open-isns
+	// sends every error response.
+	delim := hasDelimiter(m.Function) && !(m.Function.IsResponse() && len(m.Key) == 0)
+	if delim || len(m.Operating) > 0 {
 		b = AppendAttr(b, Delimiter)
 		for _, a := range m.Operating {
 			b = AppendAttr(b, a)
@@ -162,7 +165,7 @@ func DecodeMessage(h Header, payload []byte) (*Message, error) {
 func (m *Message) String() string {
 	s := fmt.Sprintf("%v xid=%d", m.Function, m.XID)
 	if m.Function.IsResponse() {
-		s += fmt.Sprintf(" status=%d (%v)", uint32(m.Status), m.Status)
+		s += " status=" + m.Status.Error()
 	}
 	if m.Flags&FlagReplace != 0 {
 		s += " replace"
