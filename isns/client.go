@@ -20,6 +20,11 @@ const DefaultTimeout = 10 * time.Second
 // ErrClosed is returned by calls on a closed Client.
 var ErrClosed = errors.New("isns: client closed")
 
+// ErrNotRegistered is returned by [Client.Refresh] when the server no longer
+// has the entity: it answered No Such Entry or Source Unknown, or (what
+// isnsd does) Successful with nothing in it.
+var ErrNotRegistered = errors.New("isns: entity not registered")
+
 // Option configures a Client.
 type Option func(*clientConfig)
 
@@ -528,14 +533,23 @@ func (c *Client) Deregister(ctx context.Context, source, entityID string) error 
 // Refresh keeps a registration alive the way iscsid does between
 // registration periods: a DevAttrQry keyed by the Entity Identifier asking
 // for the Entity Protocol (any message from the entity's node resets the
-// server's timer). An error wrapping StatusNoSuchEntry or
-// StatusSourceUnknown means the registration is gone: register again.
+// server's timer). An error wrapping ErrNotRegistered means the
+// registration is gone: register again.
 func (c *Client) Refresh(ctx context.Context, source, entityID string) error {
 	m := &Message{Function: DevAttrQry, Source: StringAttr(TagISCSIName, source),
 		Key:       Attrs{StringAttr(TagEntityIdentifier, entityID)},
 		Operating: Attrs{NilAttr(TagEntityProtocol)}}
-	if _, err := c.Call(ctx, m); err != nil {
+	rsp, err := c.Call(ctx, m)
+	if errors.Is(err, StatusNoSuchEntry) || errors.Is(err, StatusSourceUnknown) {
+		return fmt.Errorf("isns: refresh %s: %w (%w)", entityID, ErrNotRegistered, err)
+	}
+	if err != nil {
 		return fmt.Errorf("isns: refresh %s: %w", entityID, err)
+	}
+	// isnsd answers a query for a deregistered entity with status 0 and
+	// no operating attributes.
+	if _, ok := rsp.Operating.Get(TagEntityProtocol); !ok {
+		return fmt.Errorf("isns: refresh %s: %w (the answer names no entity)", entityID, ErrNotRegistered)
 	}
 	return nil
 }

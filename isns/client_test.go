@@ -160,7 +160,7 @@ func TestRegisterQueryDeregister(t *testing.T) {
 			if s.Registered(initiator) {
 				t.Fatal("still registered")
 			}
-			if err := c.Refresh(context.Background(), initiator, reg.EntityID); !errors.Is(err, isns.StatusNoSuchEntry) {
+			if err := c.Refresh(context.Background(), initiator, reg.EntityID); !errors.Is(err, isns.ErrNotRegistered) || !errors.Is(err, isns.StatusNoSuchEntry) {
 				t.Fatalf("refresh after deregistration: %v", err)
 			}
 		})

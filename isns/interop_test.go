@@ -1,0 +1,341 @@
+package isns_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goiscsi/goiscsi/isns"
+)
+
+// The interop test runs Debian's open-isns isnsd and isnsadm. isnsd needs a
+// non-loopback address, a host name and a server source name; it runs in a
+// private network and UTS namespace (the test re-executes itself under
+// `unshare --net --uts`) on a veth pair holding 10.9.9.1/24, so it never
+// touches the host's network or name.
+const (
+	netnsEnv  = "GOISCSI_ISNS_INTEROP_NETNS"
+	serverIP  = "10.9.9.1"
+	target1   = "iqn.2003-01.org.example.isns:t1"
+	entityID  = "goiscsi-isns-interop"
+	hostName  = "isnstest"
+	isnsdConf = `Database = %[1]s/db
+DefaultDiscoveryDomain = 1
+Security = 0
+SLPRegister = 0
+PIDFile = %[1]s/isnsd.pid
+ControlSocket = %[1]s/isnsctl
+SourceName = iqn.2000-01.test.goiscsi:isnsd
+HostName = ` + hostName + `
+RegistrationPeriod = 600
+ESIMinInterval = 1
+ESIMaxInterval = 5
+ESIRetries = 3
+SCNTimeout = 5
+`
+	isnsadmConf = `SourceName = %[2]s
+ServerAddress = ` + serverIP + `
+Security = 0
+HostName = ` + hostName + `
+ControlSocket = %[1]s/isnsctl
+`
+)
+
+func TestInteropIsnsd(t *testing.T) {
+	if os.Getenv(netnsEnv) != "1" {
+		reexecInNetns(t)
+		return
+	}
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"link", "set", "lo", "up"},
+		{"link", "add", "isns0", "type", "veth", "peer", "name", "isns1"},
+		{"addr", "add", serverIP + "/24", "dev", "isns0"},
+		{"link", "set", "isns0", "up"},
+		{"link", "set", "isns1", "up"},
+	} {
+		run(t, "ip", args...)
+	}
+	run(t, "hostname", hostName)
+	conf := filepath.Join(dir, "isnsd.conf")
+	os.MkdirAll(filepath.Join(dir, "db"), 0o700)
+	os.WriteFile(conf, []byte(fmt.Sprintf(isnsdConf, dir)), 0o600)
+	adminConf := func(tgt string) string {
+		p := filepath.Join(dir, strings.ReplaceAll(tgt, ":", "_")+".conf")
+		os.WriteFile(p, []byte(fmt.Sprintf(isnsadmConf, dir, tgt)), 0o600)
+		return p
+	}
+
+	logPath := filepath.Join(dir, "isnsd.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isnsd := exec.Command("isnsd", "-f", "-4", "-c", conf, "-d", "all")
+	isnsd.Stdout, isnsd.Stderr = logf, logf
+	if err := isnsd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		isnsd.Process.Kill()
+		isnsd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("isnsd log:\n%s", tail(string(b), 100000))
+		}
+	})
+	waitListening(t, net.JoinHostPort(serverIP, "3205"))
+
+	// isnsadm runs as the target it names: its own source and entity.
+	isnsadm := func(tgt string, args ...string) string {
+		t.Helper()
+		out, err := exec.Command("isnsadm", append([]string{"-c", adminConf(tgt)}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("isnsadm %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	isnsadm(target1, "--register", "target="+target1, "portal="+serverIP+":3260")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// What iscsiadm -m discovery -t isns does, from an unregistered initiator.
+	var opts []isns.Option
+	if rec := os.Getenv(recordEnv); rec != "" {
+		opts = append(opts, isns.WithDialer(recordingDialer(t, rec)))
+	}
+	c, err := isns.Dial(ctx, serverIP, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	ts, err := c.DiscoverTargets(ctx, "iqn.1993-08.org.debian:01:discover-only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []isns.TargetPortal{{Addr: netip.MustParseAddr(serverIP), Port: 3260, PGT: 1}}
+	if len(ts) != 1 || ts[0].Name != target1 || fmt.Sprint(ts[0].Portals) != fmt.Sprint(want) {
+		t.Fatalf("discovered %+v", ts)
+	}
+	t.Logf("discovery without registration: %+v in %v", ts, time.Since(start))
+
+	// Without an Entity Identifier isnsd names the entity itself.
+	reg, err := c.RegisterInitiator(ctx, isns.Initiator{Name: "iqn.1993-08.org.debian:01:no-eid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("registration without entity ID: entity %q, period %v", reg.EntityID, reg.Period)
+	if !strings.HasPrefix(reg.EntityID, "isns.entity.") {
+		t.Errorf("server-assigned entity %q", reg.EntityID)
+	}
+	if err := c.Deregister(ctx, "iqn.1993-08.org.debian:01:no-eid", reg.EntityID); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, network := range []string{"tcp", "udp"} {
+		// isnsadm --deregister iscsi-name=X removes the node but leaves
+		// its entity and portal, and isnsd refuses to move a portal to
+		// another entity: each round uses its own target and port.
+		target2 := "iqn.2003-01.org.example.isns:t2-" + network
+		port2 := strconv.Itoa(3261 + i)
+		t.Run("scn-"+network, func(t *testing.T) {
+			l, err := isns.ListenSCN(ctx, network, net.JoinHostPort(serverIP, "0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			reg, err := c.RegisterInitiator(ctx, isns.Initiator{Name: initiator, Alias: "goiscsi interop", EntityID: entityID, SCN: l})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("registered: entity %q, period %v", reg.EntityID, reg.Period)
+			if reg.EntityID != entityID || reg.Period != 600*time.Second {
+				t.Fatalf("registration %+v", reg)
+			}
+			ts, err := c.QueryTargets(ctx, initiator)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ts) != 1 || ts[0].Name != target1 || fmt.Sprint(ts[0].Portals) != fmt.Sprint(want) {
+				t.Fatalf("queried %+v", ts)
+			}
+
+			start := time.Now()
+			isnsadm(target2, "--register", "target="+target2, "portal="+serverIP+":"+port2)
+			ev := waitEvent(t, l, isns.EventAdded, target2)
+			t.Logf("SCN for registration after %v: %v", time.Since(start), ev)
+			if ev.Destination != initiator {
+				t.Errorf("SCN destination %q", ev.Destination)
+			}
+			ts, err = c.QueryTargets(ctx, initiator, target2)
+			if err != nil || len(ts) != 1 || strconv.Itoa(int(ts[0].Portals[0].Port)) != port2 {
+				t.Fatalf("query by name: %+v %v", ts, err)
+			}
+
+			start = time.Now()
+			isnsadm(target2, "--deregister", "iscsi-name="+target2)
+			ev = waitEvent(t, l, isns.EventRemoved, target2)
+			t.Logf("SCN for deregistration after %v: %v", time.Since(start), ev)
+			ts, err = c.QueryTargets(ctx, initiator, target2)
+			if err != nil || len(ts) != 0 {
+				t.Fatalf("query for the removed target: %+v %v", ts, err)
+			}
+
+			if err := c.Refresh(ctx, initiator, entityID); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Deregister(ctx, initiator, entityID); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Refresh(ctx, initiator, entityID); !errors.Is(err, isns.ErrNotRegistered) {
+				t.Fatalf("refresh after deregistration: %v", err)
+			}
+		})
+	}
+
+	t.Run("esi", func(t *testing.T) {
+		l, err := isns.ListenSCN(ctx, "tcp", net.JoinHostPort(serverIP, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		reg, err := c.RegisterInitiator(ctx, isns.Initiator{Name: initiator, EntityID: entityID, SCN: l, ESIInterval: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("ESI interval granted: %v", reg.ESIInterval)
+		start := time.Now()
+		for i := 0; i < 2; i++ {
+			ev := waitEvent(t, l, isns.EventESI, "")
+			t.Logf("ESI %d after %v from %s", i+1, time.Since(start), ev.From)
+		}
+		// The entity survived the inquiries it answered.
+		if err := c.Refresh(ctx, initiator, entityID); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Deregister(ctx, initiator, entityID); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// recordEnv names a directory where the interop test saves the bytes isnsd
+// sent the client (each connection's stream in its own file), the source of
+// the isnsd-* fuzz seeds.
+const recordEnv = "GOISCSI_ISNS_RECORD"
+
+type teeConn struct {
+	net.Conn
+	f *os.File
+}
+
+func (c teeConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.f.Write(b[:n])
+	return n, err
+}
+
+func (c teeConn) Close() error { c.f.Close(); return c.Conn.Close() }
+
+func recordingDialer(t *testing.T, dir string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	n := 0
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		n++
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("isnsd-stream-%d", n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return teeConn{c, f}, nil
+	}
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// reexecInNetns runs this test again inside fresh network and UTS
+// namespaces, or skips saying why it cannot.
+func reexecInNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("interop with open-isns needs root (network namespace, veth); run as root to check against isnsd")
+	}
+	for _, bin := range []string{"isnsd", "isnsadm"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			out, err := exec.Command("apt-get", "install", "-y", "open-isns-server", "open-isns-utils").CombinedOutput()
+			if err != nil {
+				t.Skipf("isnsd/isnsadm missing and apt-get install open-isns-server open-isns-utils failed: %v\n%s", err, tail(string(out), 10))
+			}
+			break
+		}
+	}
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("unshare(1) missing: cannot isolate isnsd in a network namespace")
+	}
+	if out, err := exec.Command(unshare, "--net", "--uts", "ip", "link", "add", "probe0", "type", "veth", "peer", "name", "probe1").CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace with a veth pair: %v: %s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	args := []string{"--net", "--uts", os.Args[0], "-test.run=^TestInteropIsnsd$", "-test.count=1"}
+	if testing.Verbose() {
+		args = append(args, "-test.v")
+	}
+	cmd := exec.CommandContext(ctx, unshare, args...)
+	cmd.Env = append(os.Environ(), netnsEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		t.Log(line)
+	}
+	if err != nil {
+		t.Fatalf("interop test in the namespace failed: %v", err)
+	}
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("isnsd not listening on %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the port, not a guess at readiness
+	}
+}
+
+func tail(s string, n int) string {
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
