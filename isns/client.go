@@ -325,8 +325,7 @@ func (c *Client) Call(ctx context.Context, m *Message) (*Message, error) {
 		cc.fail(err) // a half-written PDU leaves the stream unusable
 		return nil, err
 	}
-	select {
-	case rsp := <-ch:
+	check := func(rsp *Message) (*Message, error) {
 		if rsp.Function != req.Function.Response() {
 			return rsp, errorf("call "+req.Function.String(), ErrUnexpected, "xid %d answered with %v", xid, rsp.Function)
 		}
@@ -334,14 +333,15 @@ func (c *Client) Call(ctx context.Context, m *Message) (*Message, error) {
 			return rsp, &StatusError{Function: req.Function, Status: rsp.Status}
 		}
 		return rsp, nil
+	}
+	select {
+	case rsp := <-ch:
+		return check(rsp)
 	case <-cc.done:
 		forget()
 		select {
 		case rsp := <-ch: // the answer came just before the break
-			if rsp.Status != StatusSuccess {
-				return rsp, &StatusError{Function: req.Function, Status: rsp.Status}
-			}
-			return rsp, nil
+			return check(rsp)
 		default:
 		}
 		return nil, fmt.Errorf("isns: %v xid %d: %w", req.Function, xid, cc.err)
@@ -562,10 +562,11 @@ var queryTags = []Tag{TagISCSIName, TagISCSINodeType, TagISCSIAlias, TagPortalIP
 // QueryTargets asks which targets source (an initiator's iSCSI Name) may
 // see. With no names it queries as stock iscsiadm does, message key iSCSI
 // Node Type = target; with names (what iscsid does on an SCN) one query per
-// name, keyed by iSCSI Name. A server answering No Such Entry (isnsd's
-// answer when nothing matches) yields no targets and no error; an
-// unregistered source gets an error wrapping StatusSourceUnknown (see
-// [Client.DiscoverTargets]).
+// name, keyed by iSCSI Name. Nothing matching yields no targets and no
+// error, whether the server says so with No Such Entry or, as isnsd does,
+// with Successful and no attributes; an unregistered source, on a server
+// that requires registration, gets an error wrapping StatusSourceUnknown
+// (see [Client.DiscoverTargets]).
 func (c *Client) QueryTargets(ctx context.Context, source string, names ...string) ([]Target, error) {
 	keys := []Attr{Uint32Attr(TagISCSINodeType, NodeTarget)}
 	if len(names) > 0 {

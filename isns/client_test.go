@@ -129,8 +129,8 @@ func TestRegisterQueryDeregister(t *testing.T) {
 			}
 			a := netip.MustParseAddr
 			wantTS := []isns.Target{
-				{Name: "iqn.2003-01.org.example:t1", Alias: "t one", Entity: "isns.entity.0001", Portals: []isns.TargetPortal{{Addr: a("10.0.0.1"), Port: 3260, PGT: 1}, {Addr: a("fd00::1"), Port: 3261, PGT: 1}}},
-				{Name: "iqn.2003-01.org.example:t2", Entity: "isns.entity.0002", Portals: []isns.TargetPortal{{Addr: a("10.0.0.2"), Port: 3260, PGT: 1}}},
+				{Name: "iqn.2003-01.org.example:t1", Alias: "t one", Entity: "isns.entity.0001", Portals: []isns.TargetPortal{{Address: a("10.0.0.1"), Port: 3260, PGT: 1}, {Address: a("fd00::1"), Port: 3261, PGT: 1}}},
+				{Name: "iqn.2003-01.org.example:t2", Entity: "isns.entity.0002", Portals: []isns.TargetPortal{{Address: a("10.0.0.2"), Port: 3260, PGT: 1}}},
 			}
 			if !reflect.DeepEqual(ts, wantTS) {
 				t.Fatalf("targets\n%+v\nwant\n%+v", ts, wantTS)
@@ -160,7 +160,7 @@ func TestRegisterQueryDeregister(t *testing.T) {
 			if s.Registered(initiator) {
 				t.Fatal("still registered")
 			}
-			if err := c.Refresh(context.Background(), initiator, reg.EntityID); !errors.Is(err, isns.ErrNotRegistered) || !errors.Is(err, isns.StatusNoSuchEntry) {
+			if err := c.Refresh(context.Background(), initiator, reg.EntityID); !errors.Is(err, isns.ErrNotRegistered) {
 				t.Fatalf("refresh after deregistration: %v", err)
 			}
 		})
@@ -191,6 +191,44 @@ func TestDiscoverTargetsRegistersWhenUnknown(t *testing.T) {
 	}
 	if s.Registered(initiator) {
 		t.Fatal("left registered")
+	}
+}
+
+// A server that says No Such Entry (the RFC's answer; isnsd answers
+// Successful with nothing instead) means no targets to QueryTargets and a
+// lost registration to Refresh.
+func TestNoSuchEntry(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		status isns.Status
+	}{{"no such entry", isns.StatusNoSuchEntry}, {"source unknown", isns.StatusSourceUnknown}} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t)
+			s.Intercept = func(req *isns.Message) *isns.Message {
+				return &isns.Message{Function: req.Function.Response(), Flags: isns.FlagServer, Status: tt.status}
+			}
+			c := dial(t, s.Addr())
+			ts, err := c.QueryTargets(context.Background(), initiator, "iqn.a", "iqn.b")
+			if tt.status == isns.StatusNoSuchEntry && (err != nil || len(ts) != 0) {
+				t.Fatalf("QueryTargets: %+v %v", ts, err)
+			}
+			if tt.status == isns.StatusSourceUnknown && !errors.Is(err, isns.StatusSourceUnknown) {
+				t.Fatalf("QueryTargets: %+v %v", ts, err)
+			}
+			err = c.Refresh(context.Background(), initiator, "host1")
+			if !errors.Is(err, isns.ErrNotRegistered) || !errors.Is(err, tt.status) {
+				t.Fatalf("Refresh: %v", err)
+			}
+		})
+	}
+	// isnsd's way: Successful, nothing in it.
+	s := newServer(t)
+	c := dial(t, s.Addr())
+	if ts, err := c.QueryTargets(context.Background(), initiator); err != nil || len(ts) != 0 {
+		t.Fatalf("empty server: %+v %v", ts, err)
+	}
+	if err := c.Refresh(context.Background(), initiator, "host1"); !errors.Is(err, isns.ErrNotRegistered) || errors.Is(err, isns.StatusNoSuchEntry) {
+		t.Fatalf("Refresh of an unknown entity: %v", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -385,6 +386,10 @@ func TestTargets(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("targets\n%+v\nwant\n%+v", got, want)
+	}
+	// As iscsiadm prints discovered portals.
+	if s := fmt.Sprint(got[0].Portals); s != "[10.9.9.1:3260,1 [fd00::1]:3261,2]" {
+		t.Errorf("portals print as %s", s)
 	}
 }
 

@@ -121,12 +121,20 @@ func TestInteropIsnsd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// isnsd answers a query from a source it does not know (stock
+	// iscsiadm registers only on Source Unknown, so it never does here).
+	rsp, err := query(ctx, c, "iqn.1993-08.org.debian:01:discover-only", isns.Uint32Attr(isns.TagISCSINodeType, isns.NodeTarget))
+	if err != nil {
+		t.Fatalf("query from an unregistered source: %v", err)
+	}
+	t.Logf("query from an unregistered source: status %v, %d operating attributes", rsp.Status, len(rsp.Operating))
+
 	start := time.Now()
 	ts, err := c.DiscoverTargets(ctx, "iqn.1993-08.org.debian:01:discover-only")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []isns.TargetPortal{{Addr: netip.MustParseAddr(serverIP), Port: 3260, PGT: 1}}
+	want := []isns.TargetPortal{{Address: netip.MustParseAddr(serverIP), Port: 3260, PGT: 1}}
 	if len(ts) != 1 || ts[0].Name != target1 || fmt.Sprint(ts[0].Portals) != fmt.Sprint(want) {
 		t.Fatalf("discovered %+v", ts)
 	}
@@ -193,6 +201,19 @@ func TestInteropIsnsd(t *testing.T) {
 			if err != nil || len(ts) != 0 {
 				t.Fatalf("query for the removed target: %+v %v", ts, err)
 			}
+			// What QueryTargets turned into "no targets": isnsd does
+			// not say No Such Entry, it answers Successful with no
+			// attributes.
+			rsp, err := query(ctx, c, initiator, isns.StringAttr(isns.TagISCSIName, target2))
+			t.Logf("raw query for the removed target: %v (err %v)", rsp, err)
+			if !gone(rsp, err) {
+				t.Fatalf("raw query for the removed target: %v %v", rsp, err)
+			}
+			rsp, err = query(ctx, c, initiator, isns.StringAttr(isns.TagISCSIName, "iqn.2003-01.org.example.isns:never"))
+			t.Logf("raw query for a name never registered: %v (err %v)", rsp, err)
+			if !gone(rsp, err) {
+				t.Fatalf("raw query for a name never registered: %v %v", rsp, err)
+			}
 
 			if err := c.Refresh(ctx, initiator, entityID); err != nil {
 				t.Fatal(err)
@@ -200,36 +221,87 @@ func TestInteropIsnsd(t *testing.T) {
 			if err := c.Deregister(ctx, initiator, entityID); err != nil {
 				t.Fatal(err)
 			}
+			// Seen from another node, the initiator is gone.
+			if rsp, err := query(ctx, c, target1, isns.StringAttr(isns.TagISCSIName, initiator)); !gone(rsp, err) {
+				t.Fatalf("query for the deregistered initiator: %v %v", rsp, err)
+			}
 			if err := c.Refresh(ctx, initiator, entityID); !errors.Is(err, isns.ErrNotRegistered) {
 				t.Fatalf("refresh after deregistration: %v", err)
 			}
+			rsp, err = query(ctx, c, initiator, isns.StringAttr(isns.TagEntityIdentifier, entityID))
+			t.Logf("entity query by the deregistered source: %v (err %v)", rsp, err)
 		})
 	}
 
+	// ESI: isnsd polls the ESI port every interval, on a new TCP
+	// connection each time. An entity that stops answering is dropped:
+	// after the interval isnsd retries every max(1, interval/ESIRetries)
+	// seconds, ESIRetries times, then removes the portal and, with no ESI
+	// portal left, the entity.
 	t.Run("esi", func(t *testing.T) {
 		l, err := isns.ListenSCN(ctx, "tcp", net.JoinHostPort(serverIP, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer l.Close()
-		reg, err := c.RegisterInitiator(ctx, isns.Initiator{Name: initiator, EntityID: entityID, SCN: l, ESIInterval: 2 * time.Second})
+		reg, err := c.RegisterInitiator(ctx, isns.Initiator{Name: initiator, EntityID: entityID, SCN: l, ESIInterval: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("ESI interval granted: %v", reg.ESIInterval)
+		if reg.ESIInterval != time.Second {
+			t.Errorf("ESI interval %v, asked for 1s", reg.ESIInterval)
+		}
 		start := time.Now()
 		for i := 0; i < 2; i++ {
 			ev := waitEvent(t, l, isns.EventESI, "")
-			t.Logf("ESI %d after %v from %s", i+1, time.Since(start), ev.From)
+			t.Logf("ESI %d after %v from %s", i+1, time.Since(start).Round(time.Millisecond), ev.From)
 		}
-		// The entity survived the inquiries it answered.
-		if err := c.Refresh(ctx, initiator, entityID); err != nil {
-			t.Fatal(err)
+		// The entity survived the inquiries it answered. Asked as
+		// another node: a query from the entity's own node would count
+		// as a sign of life.
+		alive := func() bool {
+			t.Helper()
+			rsp, err := query(ctx, c, target1, isns.StringAttr(isns.TagISCSIName, initiator))
+			if err != nil && !errors.Is(err, isns.StatusNoSuchEntry) {
+				t.Fatal(err)
+			}
+			return !gone(rsp, err)
 		}
-		if err := c.Deregister(ctx, initiator, entityID); err != nil {
-			t.Fatal(err)
+		if !alive() {
+			t.Fatal("entity dropped although it answered every ESI")
 		}
+		l.Close()
+		start = time.Now()
+		deadline := start.Add(20 * time.Second)
+		for alive() {
+			if time.Now().After(deadline) {
+				t.Fatal("entity still registered 20 s after its ESI port closed")
+			}
+			time.Sleep(100 * time.Millisecond) // polling the server's state
+		}
+		t.Logf("entity dropped %v after its ESI port closed", time.Since(start).Round(100*time.Millisecond))
 	})
+}
+
+// gone reports whether a query's answer names nothing: No Such Entry, or
+// what isnsd answers for a deregistered node and for a name it never had
+// alike, Successful with no attributes.
+func gone(rsp *isns.Message, err error) bool {
+	if errors.Is(err, isns.StatusNoSuchEntry) {
+		return true
+	}
+	return err == nil && len(rsp.Operating) == 0
+}
+
+// query sends a raw DevAttrQry asking for the attributes QueryTargets asks
+// for, to see what isnsd answers before the client interprets it.
+func query(ctx context.Context, c *isns.Client, source string, key isns.Attr) (*isns.Message, error) {
+	m := &isns.Message{Function: isns.DevAttrQry, Source: isns.StringAttr(isns.TagISCSIName, source), Key: isns.Attrs{key}}
+	for _, tag := range []isns.Tag{isns.TagEntityIdentifier, isns.TagEntityProtocol, isns.TagISCSIName, isns.TagISCSINodeType, isns.TagPGTag} {
+		m.Operating = append(m.Operating, isns.NilAttr(tag))
+	}
+	return c.Call(ctx, m)
 }
 
 // recordEnv names a directory where the interop test saves the bytes isnsd

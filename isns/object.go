@@ -2,6 +2,7 @@ package isns
 
 import (
 	"net/netip"
+	"strconv"
 )
 
 // ObjectType is the kind of iSNS object a run of attributes describes.
@@ -130,9 +131,15 @@ type Target struct {
 // TargetPortal is one portal group of a target: where to connect and the
 // target portal group tag the login will report.
 type TargetPortal struct {
-	Addr netip.Addr
-	Port uint16
-	PGT  uint32
+	Address netip.Addr
+	Port    uint16
+	PGT     uint32
+}
+
+// String formats the portal as iscsiadm prints a discovered portal (before
+// the target name): "10.0.0.1:3260,1", or "[fd00::1]:3260,1" for IPv6.
+func (p TargetPortal) String() string {
+	return netip.AddrPortFrom(p.Address, p.Port).String() + "," + strconv.FormatUint(uint64(p.PGT), 10)
 }
 
 // Targets extracts the targets from a DevAttrQry response's operating
@@ -190,7 +197,7 @@ func Targets(attrs Attrs) []Target {
 				continue
 			}
 			t := get(name)
-			p := TargetPortal{Addr: ip, Port: port, PGT: pgt}
+			p := TargetPortal{Address: ip, Port: port, PGT: pgt}
 			dup := false
 			for _, q := range t.Portals {
 				dup = dup || q == p

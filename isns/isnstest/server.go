@@ -1,8 +1,8 @@
 // Package isnstest is an in-memory iSNS server for tests: it speaks iSNSP
 // over TCP on loopback, keeps entities, portals, iSCSI nodes and portal
 // groups the way open-isns's isnsd does (a default portal group with tag 1
-// between every node and portal of an entity, No Such Entry when a query
-// matches nothing), and delivers State Change Notifications by connecting
+// between every node and portal of an entity, a Successful answer without
+// attributes when a query matches nothing), and delivers State Change Notifications by connecting
 // to the registered SCN port, over TCP or UDP as the port's flag says.
 //
 // It is meant to be driven by a test: AddTarget and RemoveTarget change the
@@ -379,9 +379,9 @@ func (s *Server) query(req *isns.Message) (*isns.Message, []pendingSCN) {
 	default:
 		return status(req.Function, isns.StatusAttributeNotImplemented), nil
 	}
-	if len(rsp.Operating) == 0 {
-		return status(req.Function, isns.StatusNoSuchEntry), nil
-	}
+	// isnsd (open-isns 0.101, measured) answers a query that matches
+	// nothing, or only deregistered nodes, with status Successful and no
+	// operating attributes, not No Such Entry.
 	return rsp, nil
 }
 
