@@ -20,9 +20,12 @@ import (
 
 // The interop test runs Debian's open-isns isnsd and isnsadm. isnsd needs a
 // non-loopback address, a host name and a server source name; it runs in a
-// private network and UTS namespace (the test re-executes itself under
-// `unshare --net --uts`) on a veth pair holding 10.9.9.1/24, so it never
-// touches the host's network or name.
+// private network, UTS and mount namespace (the test re-executes itself
+// under `unshare --net --uts --mount`) on a veth pair holding 10.9.9.1/24,
+// so it never touches the host's network, name or files. HostName and
+// SourceName in the configs spare isnsd and isnsadm resolving the host name
+// (no /etc/hosts entry or nsswitch change needed); the "isns" service name
+// must resolve, see serviceIsns.
 const (
 	netnsEnv  = "GOISCSI_ISNS_INTEROP_NETNS"
 	serverIP  = "10.9.9.1"
@@ -67,6 +70,7 @@ func TestInteropIsnsd(t *testing.T) {
 		run(t, "ip", args...)
 	}
 	run(t, "hostname", hostName)
+	serviceIsns(t)
 	conf := filepath.Join(dir, "isnsd.conf")
 	os.MkdirAll(filepath.Join(dir, "db"), 0o700)
 	os.WriteFile(conf, []byte(fmt.Sprintf(isnsdConf, dir)), 0o600)
@@ -353,23 +357,22 @@ func reexecInNetns(t *testing.T) {
 	}
 	for _, bin := range []string{"isnsd", "isnsadm"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			out, err := exec.Command("apt-get", "install", "-y", "open-isns-server", "open-isns-utils").CombinedOutput()
-			if err != nil {
-				t.Skipf("isnsd/isnsadm missing and apt-get install open-isns-server open-isns-utils failed: %v\n%s", err, tail(string(out), 10))
-			}
+			installISNS(t)
 			break
 		}
 	}
+	// Root can always make namespaces here (util-linux's unshare, a
+	// veth pair): failing to is a test failure, not a reason to skip.
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
-		t.Skip("unshare(1) missing: cannot isolate isnsd in a network namespace")
+		t.Fatal("unshare(1) missing: cannot isolate isnsd in a network namespace")
 	}
 	if out, err := exec.Command(unshare, "--net", "--uts", "ip", "link", "add", "probe0", "type", "veth", "peer", "name", "probe1").CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace with a veth pair: %v: %s", err, out)
+		t.Fatalf("cannot create a network namespace with a veth pair: %v: %s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	args := []string{"--net", "--uts", os.Args[0], "-test.run=^TestInteropIsnsd$", "-test.count=1"}
+	args := []string{"--net", "--uts", "--mount", os.Args[0], "-test.run=^TestInteropIsnsd$", "-test.count=1"}
 	if testing.Verbose() {
 		args = append(args, "-test.v")
 	}
@@ -381,6 +384,45 @@ func reexecInNetns(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("interop test in the namespace failed: %v", err)
+	}
+}
+
+// serviceIsns makes sure the "isns" service name resolves, which isnsd
+// needs to bind its port: if /etc/services lacks it, a copy with the line is
+// bind-mounted over it, inside this test's private mount namespace.
+func serviceIsns(t *testing.T) {
+	b, err := os.ReadFile("/etc/services")
+	if err != nil {
+		t.Fatalf("isnsd needs /etc/services to name its port (install netbase): %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "isns" && f[1] == "3205/tcp" {
+			return
+		}
+	}
+	p := filepath.Join(t.TempDir(), "services")
+	if err := os.WriteFile(p, append(b, "isns\t\t3205/tcp\nisns\t\t3205/udp\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "mount", "--bind", p, "/etc/services")
+}
+
+// installISNS installs Debian's open-isns server and tools, refreshing the
+// package lists once if the first attempt fails, or skips.
+func installISNS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	install := func() ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "--no-install-recommends", "open-isns-server", "open-isns-utils")
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		return cmd.CombinedOutput()
+	}
+	if _, err := install(); err == nil {
+		return
+	}
+	exec.CommandContext(ctx, "apt-get", "update").Run()
+	if out, err := install(); err != nil {
+		t.Skipf("isnsd/isnsadm missing and apt-get install open-isns-server open-isns-utils failed: %v\n%s", err, tail(string(out), 10))
 	}
 }
 
