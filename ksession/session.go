@@ -442,9 +442,10 @@ func (n *Node) HostParams() (netdev, hwaddress string) {
 }
 
 // setHostParams tells the kernel the iface's network device and hardware
-// address, as iscsid does: the record's values, empty for an unbound iface
-// (the host's sysfs netdev and hwaddress then are empty, which iscsiadm -m
-// host shows as <empty>). A kernel without them (ENOSYS, EINVAL) is no error.
+// address, as iscsid does: the record's values, none for an unbound iface
+// (the host's sysfs netdev and hwaddress then show "(null)", which iscsiadm
+// -m host shows as <empty>; measured with iscsid in the VM). A kernel without
+// them (ENOSYS, EINVAL) is no error.
 func (s *Session) setHostParams(ctx context.Context) error {
 	netdev, hwaddress := s.node.Iface.Netdev, s.node.Iface.HWAddress
 	for _, p := range []struct {
@@ -454,6 +455,9 @@ func (s *Session) setHostParams(ctx context.Context) error {
 		{nlink.HostParamNetdevName, netdev},
 		{nlink.HostParamHWAddress, hwaddress},
 	} {
+		if p.v == "" {
+			continue
+		}
 		err := s.k.SetHostParam(ctx, s.Host, p.p, p.v)
 		if err != nil && !errors.Is(err, syscall.ENOSYS) && !errors.Is(err, syscall.EINVAL) {
 			return fmt.Errorf("set kernel host parameter %v: %w", p.p, err)
