@@ -25,7 +25,7 @@ import (
 
 // debianVersion names the layout of a prepared Debian root (and its cache
 // directory). Bump it when PrepareDebian starts producing something different.
-const debianVersion = "goiscsi-vm-debian-2"
+const debianVersion = "goiscsi-vm-debian-3"
 
 // debianPackages are installed besides mmdebstrap's minbase: systemd as init,
 // udev (the by-path links), kmod, and the libraries open-iscsi needs beyond
@@ -36,6 +36,13 @@ var debianPackages = []string{"systemd", "systemd-sysv", "udev", "kmod", "libisn
 // dpkg -i: goiscsi's (a run's Files put it there) and stock open-iscsi's (from
 // the harness's downloads).
 const DebianOfflineDir = "/var/cache/goiscsi-test"
+
+// debianConsumers are installed on the open-iscsi image (DebianOpenISCSI):
+// real consumers of iscsiadm from Debian's archive, which a host switching to
+// goiscsi keeps running unmodified: OpenStack's os-brick (python3-os-brick
+// depends on open-iscsi) and libvirt's iSCSI storage pool (in libvirt-daemon;
+// it runs /usr/bin/iscsiadm).
+var debianConsumers = []string{"python3-os-brick", "libvirt-daemon", "libvirt-daemon-system", "libvirt-clients"}
 
 // debianOffline are the downloaded packages copied to DebianOfflineDir.
 var debianOffline = []string{"open-iscsi"}
@@ -144,6 +151,10 @@ func PrepareDebian(ctx context.Context, a *Assets, logf func(string, ...any)) (*
 	if out, err := install.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("vm: dpkg -i open-iscsi in the Debian root: %s", lastErrLine(string(out), err))
 	}
+	logf("vm: installing %s in the open-iscsi root", strings.Join(debianConsumers, " "))
+	if err := chrootInstall(ctx, root, debianConsumers); err != nil {
+		return nil, err
+	}
 	if err := makeImage(ctx, root, filepath.Join(dir, string(DebianOpenISCSI))); err != nil {
 		return nil, err
 	}
@@ -158,6 +169,35 @@ func PrepareDebian(ctx context.Context, a *Assets, logf func(string, ...any)) (*
 	}
 	logf("vm: prepared the Debian root in %s", time.Since(start).Round(time.Millisecond))
 	return d, nil
+}
+
+// chrootInstall installs packages from Debian's archive into root with apt in
+// a chroot: the host's resolver, /proc mounted for the maintainer scripts, and
+// a policy-rc.d that keeps them from starting services on the host.
+func chrootInstall(ctx context.Context, root string, pkgs []string) error {
+	policy := filepath.Join(root, "usr/sbin/policy-rc.d")
+	if err := os.WriteFile(policy, []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
+		return err
+	}
+	defer os.Remove(policy)
+	resolv, _ := os.ReadFile("/etc/resolv.conf")
+	os.Remove(filepath.Join(root, "etc/resolv.conf"))
+	if err := os.WriteFile(filepath.Join(root, "etc/resolv.conf"), resolv, 0o644); err != nil {
+		return err
+	}
+	proc := filepath.Join(root, "proc")
+	if err := runTool(ctx, "", "mount", "-t", "proc", "proc", proc); err != nil {
+		return err
+	}
+	defer runTool(context.WithoutCancel(ctx), "", "umount", "-l", proc)
+	for _, args := range [][]string{{"update", "-qq"}, append([]string{"install", "-y", "-qq", "--no-install-recommends"}, pkgs...)} {
+		cmd := exec.CommandContext(ctx, "chroot", append([]string{root, "apt-get", "-o", "Acquire::Retries=3"}, args...)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("vm: apt-get %s in the Debian root: %s", args[0], lastErrLine(string(out), err))
+		}
+	}
+	return runTool(ctx, "", "chroot", root, "apt-get", "clean")
 }
 
 // makeImage writes the tree root as a raw ext4 image: 2 GiB, sparse; the root
@@ -324,6 +364,7 @@ var debianGuestFiles = []struct {
 }{
 	{"run", "/lib/goiscsi/debian-run", ""},
 	{"boot-target", "/lib/goiscsi/boot-target", ""},
+	{"osbrick.py", "/lib/goiscsi/osbrick.py", ""},
 	{"goiscsi-test.service", "/etc/systemd/system/goiscsi-test.service", "multi-user.target"},
 	{"goiscsi-test-target.service", "/etc/systemd/system/goiscsi-test-target.service", "sysinit.target"},
 }

@@ -162,6 +162,9 @@ func TestVMSystemdInstall(t *testing.T) {
 	}
 	rs := record(t, res, "restart")
 	expect(t, "restart during a write", rs, map[string]string{"dd_running": "yes", "dd_rc": "0", "active": "active", "session_rc": "0"})
+	if at, all := atoi(rs["rounds_at_restart"]), atoi(rs["rounds"]); at < 1 || all <= at {
+		t.Errorf("restart during a write: %d writes began by the restart's end and %d in all: want one under way and one after", at, all)
+	}
 	if rs["want"] == "" || rs["got"] != rs["want"] {
 		t.Errorf("data written across the restart read back as %s, wrote %s", rs["got"], rs["want"])
 	}
@@ -217,6 +220,42 @@ func TestVMSystemdSwitchover(t *testing.T) {
 	expectUnits(t, "boot with goiscsi", gb["units"], map[string]string{
 		"iscsid.service": "masked/inactive", "open-iscsi.service": "disabled/inactive",
 		"goiscsid.service": "*/active", "goiscsi.service": "enabled/active"})
+	// iscsiadm at every path is goiscsiadm, for os-brick, libvirt and the rest.
+	paths := record(t, res, "paths")
+	expect(t, "iscsiadm's paths with goiscsi", paths, map[string]string{"sbin": "/usr/sbin/goiscsiadm",
+		"usr_sbin": "/usr/sbin/goiscsiadm", "usr_bin": "/usr/sbin/goiscsiadm", "path": "/usr/sbin/goiscsiadm",
+		"manual_scan": "yes", "diversions": "2"})
+	// Debian's os-brick and libvirt, unmodified, attach and detach.
+	oa := record(t, res, "osbrick_attached")
+	if !strings.HasPrefix(oa["path"], "/dev/disk/by-path/ip-127.0.0.1:3260-iscsi-") || !strings.Contains(oa["devices"], ":1 ") ||
+		strings.Contains(oa["devices"], ":0 ") {
+		t.Errorf("os-brick's attach: %v (want exactly LUN 1, through its by-path link)", oa)
+	}
+	expect(t, "os-brick's detach", record(t, res, "osbrick_detached"), map[string]string{"path_left": "no", "session": ""})
+	ls := record(t, res, "libvirt_started")
+	if ls["vols"] != "2" || ls["sid"] == "" || !strings.HasSuffix(ls["path"], "-lun-1") {
+		t.Errorf("libvirt's pool: %v (want its two LUNs)", ls)
+	}
+	expect(t, "libvirt's pool-destroy", record(t, res, "libvirt_stopped"), map[string]string{"session": ""})
+	var dds int
+	for _, r := range res.Find("dd") {
+		dds++
+		if r["want"] == "" || r["got"] != r["want"] || r["target"] != r["want"] {
+			t.Errorf("data written through a consumer's device did not read back identical: %v", r)
+		}
+	}
+	if dds != 2 {
+		t.Errorf("%d data checks, want os-brick's and libvirt's", dds)
+	}
+	// goiscsi removed: stock's iscsiadm, and every record goiscsi wrote.
+	back := record(t, res, "stock_back")
+	expect(t, "after dpkg -r goiscsi", back, map[string]string{"sbin": "/usr/sbin/iscsiadm", "usr_bin": "/usr/sbin/iscsiadm",
+		"nodes_rc": "0", "logged_in": "2", "diversions": "0"})
+	for _, tgt := range []string{"-osbrick", "-libvirt", ""} {
+		if !strings.Contains(string(back.Bytes("nodes")), bootTarget+tgt+"\n") {
+			t.Errorf("stock iscsiadm -m node does not list %s:\n%s", bootTarget+tgt, back.Bytes("nodes"))
+		}
+	}
 	sb := record(t, res, "switch_back")
 	expect(t, "after dpkg -r goiscsi", sb, map[string]string{"name": name, "sessions": "1", "got": want,
 		"session_rc": "0", "goiscsid_program": "none", "startup": "automatic"})
@@ -229,4 +268,9 @@ func TestVMSystemdSwitchover(t *testing.T) {
 	expect(t, "boot with stock again", sbt, map[string]string{"name": name, "sessions": "1", "got": want, "session_rc": "0"})
 	expectUnits(t, "boot with stock again", sbt["units"], map[string]string{
 		"iscsid.service": "*/active", "open-iscsi.service": "enabled/active", "goiscsid.service": "*/inactive"})
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

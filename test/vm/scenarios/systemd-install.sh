@@ -52,18 +52,33 @@ case ${STAGE:-} in
 	dd if=/dev/urandom of=/var/tmp/pattern bs=1M count=16 2>/dev/null
 	want=$(sha256sum </var/tmp/pattern | cut -d' ' -f1)
 	pid0=$(systemctl show -p MainPID --value goiscsid.service)
-	dd if=/var/tmp/pattern of="$LINK" bs=64k oflag=direct conv=fsync 2>/tmp/dd.err &
+	# The writer writes the pattern again and again until the restart is
+	# over, so a write is under way while goiscsid restarts however fast the
+	# machine is; rounds counts the writes that began.
+	rm -f /tmp/restart.done /tmp/dd.rounds
+	(
+		while [ ! -e /tmp/restart.done ]; do
+			echo >>/tmp/dd.rounds
+			dd if=/var/tmp/pattern of="$LINK" bs=64k oflag=direct conv=fsync 2>>/tmp/dd.err || exit 1
+		done
+	) &
 	ddpid=$!
-	sleep 1
+	wait_until 30 test -s /tmp/dd.rounds || fail "the writer did not start"
 	running=no
 	kill -0 "$ddpid" 2>/dev/null && running=yes
 	systemctl restart goiscsid.service || fail "systemctl restart goiscsid"
+	before=$(wc -l </tmp/dd.rounds)
+	# One more write that begins after the restart, through the new daemon's
+	# session.
+	wait_until 60 sh -c "[ \$(wc -l </tmp/dd.rounds) -gt $before ] || ! kill -0 $ddpid 2>/dev/null"
+	touch /tmp/restart.done
 	wait "$ddpid"
 	ddrc=$?
+	rounds=$(wc -l </tmp/dd.rounds)
 	pid1=$(systemctl show -p MainPID --value goiscsid.service)
 	got=$(dd if="$LINK" bs=1M count=16 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
 	run_capture session goiscsiadm -m session
-	emit restart dd_running "$running" dd_rc "$ddrc" dd_err "$(cat /tmp/dd.err)" want "$want" got "$got" \
+	emit restart dd_running "$running" dd_rc "$ddrc" rounds_at_restart "$before" rounds "$rounds" dd_err "$(cat /tmp/dd.err)" want "$want" got "$got" \
 		pid_before "$pid0" pid_after "$pid1" active "$(systemctl is-active goiscsid.service)" \
 		took_over "$(journalctl -b -u goiscsid.service --no-pager -o cat | grep -c 'took over running session')" \
 		session_rc "$CAP_RC" session_b64 "$(b64 "$CAP_OUT")"

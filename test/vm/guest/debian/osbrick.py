@@ -1,0 +1,23 @@
+"""Attach and detach one LUN with Debian's os-brick, unmodified, as Cinder's
+volume and compute services do: os-brick runs `iscsiadm` from PATH itself.
+
+    osbrick.py connect IQN LUN PORTAL      prints the device path
+    osbrick.py disconnect IQN LUN PORTAL PATH
+
+The privileged calls run in this process (it is root) instead of through a
+privsep daemon, which a test host does not set up."""
+import sys
+
+from os_brick import privileged
+from os_brick.initiator import connector
+
+privileged.default.set_client_mode(False)
+
+op, iqn, lun, portal = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+c = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=False)
+props = {"target_portal": portal, "target_iqn": iqn, "target_lun": lun,
+         "target_discovered": False, "volume_id": "goiscsi-test"}
+if op == "connect":
+    print(c.connect_volume(props)["path"])
+else:
+    c.disconnect_volume(props, {"path": sys.argv[5], "type": "block"})
