@@ -152,14 +152,16 @@ func checkLogin(t *testing.T, res *Result) {
 
 // TestVMDemo runs the README's demo with both initiators: every LUN with
 // autoscan on and 16 MiB read back identical; with goiscsi also LUN 0 alone with
-// node.session.autoscan_en = No, then exactly the LUN asked for.
+// node.session.autoscan_en = No, then exactly the LUN asked for, then the
+// initiator package's example program attaching LUN 1 alone (data read back
+// identical) and detaching it.
 func TestVMDemo(t *testing.T) {
 	for _, tc := range []struct {
 		initiator string
 		want      map[string]string
 	}{
 		{"stock", map[string]string{"autoscan_on": "3"}},
-		{"goiscsi", map[string]string{"autoscan_on": "3", "autoscan_off": "1", "scan_lun_2": "2"}},
+		{"goiscsi", map[string]string{"autoscan_on": "3", "autoscan_off": "1", "scan_lun_2": "2", "example_attach": "1"}},
 	} {
 		t.Run(tc.initiator, func(t *testing.T) {
 			res := boot(t, "demo", map[string]string{"INITIATOR": tc.initiator})
@@ -175,8 +177,16 @@ func TestVMDemo(t *testing.T) {
 			if len(want) > 0 {
 				t.Errorf("phases never reached: %v", want)
 			}
-			if d := res.First("dd"); d == nil || d["want"] == "" || d["got"] != d["want"] {
-				t.Errorf("data did not read back identical: %v", d)
+			for _, d := range res.Find("dd") {
+				if d["want"] == "" || d["got"] != d["want"] {
+					t.Errorf("data did not read back identical: %v", d)
+				}
+			}
+			if tc.initiator == "goiscsi" {
+				// initiator/example/attachlun: exactly LUN 1, then nothing left.
+				if r := res.First("example_detached"); r == nil || r["sessions"] != "0" || r["disk_left"] != "no" {
+					t.Errorf("after attachlun detach: %v", r)
+				}
 			}
 		})
 	}

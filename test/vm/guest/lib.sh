@@ -15,6 +15,7 @@ TC=/sbin/tc # iproute2's tc: busybox tc has no netem
 export GOISCSID=${GOISCSID:-/usr/local/sbin/goiscsid}
 export GOISCSIADM=${GOISCSIADM:-/usr/local/sbin/goiscsiadm}
 export TESTTARGET=${TESTTARGET:-/usr/local/sbin/testtarget}
+export ATTACHLUN=${ATTACHLUN:-/usr/local/sbin/attachlun}
 export STOCK_ISCSID STOCK_ISCSIADM
 
 # emit TYPE [KEY VALUE]... writes one JSON object {"type":TYPE,KEY:VALUE,...} to the

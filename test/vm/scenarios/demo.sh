@@ -45,7 +45,6 @@ if [ "$INITIATOR" = goiscsi ]; then
 	SID=$(session_sid $IQN)
 	lun0() { [ -n "$(lun_block "$SID" 0)" ]; }
 	wait_until 20 lun0 || fail "LUN 0 did not appear"
-	sleep 1
 	devices autoscan_off
 	[ "$(session_devices "$SID" | wc -l)" = 1 ] || fail "autoscan_en = No: more than LUN 0 appeared: $(session_devices "$SID")"
 
@@ -57,6 +56,22 @@ if [ "$INITIATOR" = goiscsi ]; then
 	say "logout"
 	show -m node -T $IQN -p $P --logout || fail "logout"
 	wait_until 10 gone || fail "session still there after logout"
+
+	say "the same from Go: initiator/example/attachlun attaches LUN 1 alone, detaches it"
+	need_prog "$ATTACHLUN"
+	echo "\$ attachlun -portal 127.0.0.1 -target $IQN -lun 1 attach"
+	"$ATTACHLUN" -portal 127.0.0.1 -target "$IQN" -lun 1 attach >/tmp/attach.json || fail "attachlun attach"
+	cat /tmp/attach.json
+	DISK=$(sed -n 's/.*"disk":"\([^"]*\)".*/\1/p' /tmp/attach.json)
+	SID=$(session_sid $IQN)
+	devices example_attach
+	[ -n "$DISK" ] && [ "$(lun_block "$SID" 1)" = "$DISK" ] && [ "$(session_devices "$SID" | wc -l)" = 1 ] ||
+		fail "attachlun: disk $DISK, devices $(session_devices "$SID")"
+	dd_verify "$DISK" 8 "$(lio_lun_file $IQN 1)"
+	echo "\$ attachlun -target $IQN -lun 1 detach"
+	"$ATTACHLUN" -target "$IQN" -lun 1 detach || fail "attachlun detach"
+	wait_until 10 gone || fail "session still there after attachlun detach"
+	emit example_detached sessions "$(session_count)" disk_left "$([ -e /sys/block/$DISK ] && echo yes || echo no)"
 fi
 daemon_stop
 say "demo finished"
