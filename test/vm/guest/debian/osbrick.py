@@ -5,13 +5,19 @@ volume and compute services do: os-brick runs `iscsiadm` from PATH itself.
     osbrick.py disconnect IQN LUN PORTAL PATH
 
 The privileged calls run in this process (it is root) instead of through a
-privsep daemon, which a test host does not set up."""
+privsep daemon, which a test host does not set up. os-brick serialises its
+portal logins with oslo.concurrency's external locks; Cinder and Nova set their
+directory in their configuration, this script sets one of its own."""
+import os
 import sys
 
+from oslo_concurrency import lockutils
 from os_brick import privileged
 from os_brick.initiator import connector
 
 privileged.default.set_client_mode(False)
+os.makedirs("/run/osbrick-locks", exist_ok=True)
+lockutils.set_defaults("/run/osbrick-locks")
 
 op, iqn, lun, portal = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 c = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=False)
