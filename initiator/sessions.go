@@ -50,6 +50,9 @@ type Session struct {
 	// ScanPolicy is the scan policy in effect: auto, lun0 or manual; empty
 	// when no daemon knows it.
 	ScanPolicy string
+	// HeldLUNs are the LUNs the host removed while the target still
+	// reports them: no broad scan adds them back (an explicit ScanLUN does).
+	HeldLUNs []scan.HeldLUN
 }
 
 // Timeouts are a session's error-handling timeouts in seconds; -1 is unknown.
@@ -150,6 +153,7 @@ func sessionOf(s mgmt.Session) Session {
 			LUNReset: s.Timeouts.LUNReset, Abort: s.Timeouts.Abort},
 		CHAP:       CHAP{Username: s.CHAP.Username, Password: s.CHAP.Password, UsernameIn: s.CHAP.UsernameIn, PasswordIn: s.CHAP.PasswordIn},
 		ScanPolicy: s.ScanPolicy,
+		HeldLUNs:   s.HeldLUNs,
 	}
 	if p := s.Params; p.HeaderDigest != "" {
 		v.Params = &Negotiated{HeaderDigest: p.HeaderDigest, DataDigest: p.DataDigest,

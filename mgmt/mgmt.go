@@ -166,10 +166,13 @@ type Session struct {
 	// InternalState is the recovery stage: "NO CHANGE", "REOPEN", ...
 	InternalState string `json:"internal_state,omitempty"`
 	// ScanPolicy is the effective scan policy: "auto", "lun0" or "manual".
-	ScanPolicy string     `json:"scan_policy,omitempty"`
-	Timeouts   Timeouts   `json:"timeouts,omitzero"`
-	CHAP       CHAP       `json:"chap,omitzero"`
-	Params     Negotiated `json:"params,omitzero"`
+	ScanPolicy string `json:"scan_policy,omitempty"`
+	// HeldLUNs are the LUNs the host removed while the target still
+	// reports them, which no broad scan adds back.
+	HeldLUNs []scan.HeldLUN `json:"held_luns,omitempty"`
+	Timeouts Timeouts       `json:"timeouts,omitzero"`
+	CHAP     CHAP           `json:"chap,omitzero"`
+	Params   Negotiated     `json:"params,omitzero"`
 }
 
 // Brief is the part of s that names it: SID, host, target, portals, iface

@@ -78,7 +78,7 @@ func TestApplyWritesWhatThePolicySays(t *testing.T) {
 		{scan.Auto, scan.Relogin, ""},
 	} {
 		fs.ResetScan(3)
-		if _, err := s.Apply(ctx, nil, 1, 3, tc.p, tc.t); err != nil {
+		if _, err := s.Apply(ctx, nil, 1, 3, tc.p, tc.t, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got := fs.ScanWritten(3); got != tc.scan {
@@ -86,7 +86,7 @@ func TestApplyWritesWhatThePolicySays(t *testing.T) {
 		}
 	}
 	fs.ResetScan(3)
-	if _, err := s.Apply(ctx, nil, 1, 3, scan.Auto, scan.AEN); err != nil {
+	if _, err := s.Apply(ctx, nil, 1, 3, scan.Auto, scan.AEN, nil); err != nil {
 		t.Fatal(err)
 	}
 	if fs.ScanWritten(3) != "- - -" || fs.DeviceWritten(3, 0, 0, 0, "rescan") != "1" ||
@@ -135,32 +135,57 @@ func TestScanHonoursContext(t *testing.T) {
 }
 
 func TestParseUevent(t *testing.T) {
-	msg := "change@/devices/platform/host2/session1/target2:0:0/2:0:0:0\x00ACTION=change\x00" +
-		"DEVPATH=/devices/platform/host2/session1/target2:0:0/2:0:0:0\x00SUBSYSTEM=scsi\x00" +
-		"SDEV_UA=REPORTED_LUNS_DATA_HAS_CHANGED\x00DEVTYPE=scsi_device\x00SEQNUM=1234\x00"
-	ev, ok, err := scan.ParseUevent([]byte(msg))
-	if err != nil || !ok || ev.Host != 2 || ev.Session != 1 || !ev.LUNsChanged() {
-		t.Fatalf("ParseUevent = %+v, %v, %v", ev, ok, err)
+	const dev = "/devices/platform/host2/session1/target2:0:0/2:0:0:3"
+	for _, tc := range []struct {
+		name, msg string
+		ok        bool
+		want      scan.Event
+	}{
+		{"unit attention", "change@" + dev + "\x00ACTION=change\x00DEVPATH=" + dev + "\x00SUBSYSTEM=scsi\x00" +
+			"SDEV_UA=REPORTED_LUNS_DATA_HAS_CHANGED\x00DEVTYPE=scsi_device\x00SEQNUM=1234\x00", true,
+			scan.Event{Action: "change", UA: "REPORTED_LUNS_DATA_HAS_CHANGED", DevPath: dev, Session: 1,
+				Device: scan.Device{Host: 2, LUN: 3}}},
+		{"removal", "remove@" + dev + "\x00ACTION=remove\x00DEVPATH=" + dev + "\x00SUBSYSTEM=scsi\x00DEVTYPE=scsi_device\x00", true,
+			scan.Event{Action: "remove", DevPath: dev, Session: 1, Device: scan.Device{Host: 2, LUN: 3}}},
+		{"addition", "add@" + dev + "\x00ACTION=add\x00DEVPATH=" + dev + "\x00SUBSYSTEM=scsi\x00DEVTYPE=scsi_device\x00", true,
+			scan.Event{Action: "add", DevPath: dev, Session: 1, Device: scan.Device{Host: 2, LUN: 3}}},
+		{"change without a unit attention", "change@" + dev + "\x00ACTION=change\x00DEVPATH=" + dev + "\x00SUBSYSTEM=scsi\x00DEVTYPE=scsi_device\x00", false, scan.Event{}},
+		{"SCSI target", "remove@/devices/platform/host2/session1/target2:0:0\x00ACTION=remove\x00SUBSYSTEM=scsi\x00DEVTYPE=scsi_target\x00", false, scan.Event{}},
+		{"block device", "add@/devices/virtual/block/loop0\x00ACTION=add\x00SUBSYSTEM=block\x00", false, scan.Event{}},
+		{"udev's", "libudev\x00\x00", false, scan.Event{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, ok, err := scan.ParseUevent([]byte(tc.msg))
+			if err != nil || ok != tc.ok || ev != tc.want {
+				t.Errorf("ParseUevent = %+v, %v, %v; want %+v, %v", ev, ok, err, tc.want, tc.ok)
+			}
+		})
 	}
-	other := "add@/devices/virtual/block/loop0\x00ACTION=add\x00SUBSYSTEM=block\x00"
-	if _, ok, err := scan.ParseUevent([]byte(other)); ok || err != nil {
-		t.Errorf("block add event: ok %v err %v", ok, err)
+	if !(scan.Event{Action: "change", UA: "REPORTED_LUNS_DATA_HAS_CHANGED"}).LUNsChanged() {
+		t.Error("3F/0E change not LUNsChanged")
 	}
 	if _, _, err := scan.ParseUevent([]byte("garbage")); err == nil {
 		t.Error("garbage accepted")
+	}
+	if _, ok, err := scan.ParseUevent([]byte("add@/x\x00ACTION=add\x00DEVPATH=/devices/x/notanaddress\x00SUBSYSTEM=scsi\x00DEVTYPE=scsi_device\x00")); ok || err == nil {
+		t.Errorf("a SCSI device path without H:C:T:L: ok %v, err %v", ok, err)
 	}
 }
 
 func FuzzParseUevent(f *testing.F) {
 	f.Add([]byte("change@/devices/platform/host2/session1/target2:0:0/2:0:0:0\x00ACTION=change\x00SUBSYSTEM=scsi\x00DEVTYPE=scsi_device\x00SDEV_UA=X\x00DEVPATH=/devices/platform/host2/session1/target2:0:0/2:0:0:0"))
+	f.Add([]byte("remove@/devices/platform/host2/session1/target2:0:0/2:0:0:7\x00ACTION=remove\x00SUBSYSTEM=scsi\x00DEVTYPE=scsi_device\x00DEVPATH=/devices/platform/host2/session1/target2:0:0/2:0:0:7"))
 	f.Add([]byte("libudev\x00\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, ok, err := scan.ParseUevent(b)
 		if err != nil && ok {
 			t.Fatal("ok with an error")
 		}
-		if ok && ev.UA == "" {
-			t.Fatalf("ok without SDEV_UA: %+v", ev)
+		if ok && ev.Action != "add" && ev.Action != "remove" && ev.UA == "" {
+			t.Fatalf("ok for a change without SDEV_UA: %+v", ev)
+		}
+		if ok && ev.DevPath == "" {
+			t.Fatalf("ok without a device path: %+v", ev)
 		}
 	})
 }

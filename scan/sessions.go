@@ -170,3 +170,17 @@ func (s Sysfs) Negotiated(sid int) (Negotiated, error) {
 	}
 	return n, firstErr
 }
+
+// SessionScanned reports whether iSCSI session sid is in the kernel with its
+// SCSI target bound: false once its teardown began (target_state UNBINDING or
+// UNBOUND), when its devices go with it, and when it is gone. A kernel without
+// target_state (before 5.16) has the session's presence only.
+func (s Sysfs) SessionScanned(sid int) bool {
+	dir := filepath.Join(s.root(), "class", "iscsi_session", fmt.Sprintf("session%d", sid))
+	b, err := os.ReadFile(filepath.Join(dir, "target_state"))
+	if errors.Is(err, os.ErrNotExist) {
+		_, err := os.Stat(dir)
+		return err == nil
+	}
+	return err == nil && strings.TrimSpace(string(b)) == "SCANNED"
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,9 @@ import (
 // temporary tree in tests, see scantest).
 type Sysfs struct {
 	Root string
+	// LUNs learns a target's LUNs for scans that go LUN by LUN; nil means
+	// BSG on /dev.
+	LUNs LUNReporter
 }
 
 func (s Sysfs) root() string {
@@ -215,32 +219,66 @@ func firstEntry(dir string) string {
 	return names[0]
 }
 
+// Outcome is what one scan decision did.
+type Outcome struct {
+	Action Action
+	// LUNByLUN is set when the scan went LUN by LUN because LUNs were held
+	// back: Reported is then the target's REPORT LUNS list, Added the LUNs
+	// scanned, Skipped the held-back ones it reports.
+	LUNByLUN bool
+	Reported []uint64
+	Added    []uint64
+	Skipped  []uint64
+}
+
 // Apply decides what trigger t does under policy p for session sid on host,
 // does it, and logs the decision at info level: every scan goiscsid makes, or
 // declines to make, can be traced.
-func (s Sysfs) Apply(ctx context.Context, log *slog.Logger, sid, host int, p Policy, t Trigger) (Action, error) {
-	a := Decide(p, t)
+//
+// held are the LUNs no scan may bring back. With none, a broad scan is the
+// kernel's wildcard ("- - -"), as open-iscsi's. With some, it asks the target
+// for its LUNs (REPORT LUNS through s.LUNs) and adds the others one by one:
+// the wildcard would add the held ones too.
+func (s Sysfs) Apply(ctx context.Context, log *slog.Logger, sid, host int, p Policy, t Trigger, held []uint64) (Outcome, error) {
+	out := Outcome{Action: Decide(p, t)}
 	start := time.Now()
 	var err error
 	wrote := ""
-	switch a.Kind {
-	case LUNZero:
+	switch a := out.Action; {
+	case a.Kind == LUNZero && slices.Contains(held, 0):
+		wrote = "nothing: LUN 0 is held back"
+		out.Skipped = []uint64{0}
+	case a.Kind == LUNZero:
 		wrote = "0 0 0"
 		err = s.ScanLUN(ctx, host, 0)
-	case Full:
+	case (a.Kind == Full || a.Kind == NewAndRescan) && len(held) > 0:
+		out.LUNByLUN = true
+		wrote = "one \"0 0 L\" per reported LUN but the held-back ones"
+		err = s.scanReported(ctx, host, held, &out)
+		if a.Kind == NewAndRescan {
+			wrote += " and rescan of each device"
+			err = errors.Join(err, s.RescanDevices(ctx, host))
+		}
+	case a.Kind == Full:
 		wrote = "- - -"
 		err = s.ScanHost(ctx, host, "-", "-", "-")
-	case NewAndRescan:
+	case a.Kind == NewAndRescan:
 		wrote = "- - - and rescan of each device"
 		err = errors.Join(s.ScanHost(ctx, host, "-", "-", "-"), s.RescanDevices(ctx, host))
-	case OneLUN:
+	case a.Kind == OneLUN:
 		wrote = fmt.Sprintf("0 0 %d", a.LUN)
 		err = s.ScanLUN(ctx, host, a.LUN)
 	}
 	if log != nil {
-		attrs := []any{"sid", sid, "host", host, "trigger", t.String(), "policy", p.String(), "action", a.String()}
+		attrs := []any{"sid", sid, "host", host, "trigger", t.String(), "policy", p.String(), "action", out.Action.String()}
 		if wrote != "" {
 			attrs = append(attrs, "wrote", wrote, "file", s.scanFile(host), "took_ms", float64(time.Since(start).Microseconds())/1000)
+		}
+		if len(held) > 0 {
+			attrs = append(attrs, "held_back", held)
+		}
+		if out.LUNByLUN {
+			attrs = append(attrs, "reported", out.Reported, "added", out.Added, "skipped", out.Skipped)
 		}
 		if err != nil {
 			log.Error("scan", append(attrs, "err", err)...)
@@ -248,5 +286,58 @@ func (s Sysfs) Apply(ctx context.Context, log *slog.Logger, sid, host int, p Pol
 			log.Info("scan", attrs...)
 		}
 	}
-	return a, err
+	return out, err
+}
+
+// scanReported asks the target of host for its LUNs and adds each one that
+// is not held and has no device yet. When the host has no device to ask
+// through, LUN 0 is added first (a broad scan would add it too) unless it is
+// held; if there is still none, nothing is added: the scan fails closed.
+func (s Sysfs) scanReported(ctx context.Context, host int, held []uint64, out *Outcome) error {
+	devs, err := s.Devices(host)
+	if err != nil {
+		return err
+	}
+	reported, err := s.ReportLUNs(ctx, host, devs)
+	if errors.Is(err, ErrNoDeviceToAsk) && !slices.Contains(held, 0) {
+		if err := s.ScanLUN(ctx, host, 0); err != nil {
+			return err
+		}
+		if devs, err = s.Devices(host); err != nil {
+			return err
+		}
+		reported, err = s.ReportLUNs(ctx, host, devs)
+	}
+	if err != nil {
+		return fmt.Errorf("learning the target's LUNs (nothing added, LUNs %v held back): %w", held, err)
+	}
+	out.Reported = reported
+	have := map[uint64]bool{}
+	for _, d := range devs {
+		have[d.LUN] = true
+	}
+	var errs []error
+	for _, l := range reported {
+		switch {
+		case slices.Contains(held, l):
+			out.Skipped = append(out.Skipped, l)
+		case have[l]:
+		default:
+			if err := s.ScanLUN(ctx, host, l); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out.Added = append(out.Added, l)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ReportLUNs asks the target of host for its LUNs through s.LUNs (BSG when
+// nil), sending the command to one of devs, host's devices.
+func (s Sysfs) ReportLUNs(ctx context.Context, host int, devs []Device) ([]uint64, error) {
+	if s.LUNs == nil {
+		return BSG{}.ReportLUNs(ctx, host, devs)
+	}
+	return s.LUNs.ReportLUNs(ctx, host, devs)
 }

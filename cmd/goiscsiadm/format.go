@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/initiator"
@@ -225,6 +226,11 @@ func writeSessionTree(b *strings.Builder, sessions []initiator.Session, prefix s
 			// policy, on a line of its own that line-based parsers skip.
 			if s.ScanPolicy != "" {
 				line(b, p, "Scan Policy: ", s.ScanPolicy)
+			}
+			// And the LUNs that policy holds back, one line each.
+			for _, h := range s.HeldLUNs {
+				line(b, p, "Held Back LUN: ", fmt.Sprintf("%d (%s at %s; rescans leave it out while the target reports it)",
+					h.LUN, h.Reason, h.Since.UTC().Format(time.RFC3339)))
 			}
 		}
 		if parts&partTimeouts != 0 {

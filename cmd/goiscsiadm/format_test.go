@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/initiator"
@@ -193,6 +194,7 @@ func sessions() []initiator.Session {
 	s2.SID, s2.Address, s2.PersistentAddress, s2.TPGT = 2, "10.0.1.1", "10.0.1.1", 2
 	s2.Host = &initiator.Host{Number: 3}
 	s2.Devices = []scan.Device{{Host: 3, Target: 0, LUN: 0, Block: "sde", State: "running"}}
+	s2.HeldLUNs = []scan.HeldLUN{{LUN: 1, Reason: "removed by the host", Since: time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}}
 	s3 := session1()
 	s3.SID, s3.Iface.Name, s3.Iface.Transport, s3.Transport = 10, "iser", "iser", "iser"
 	s3.Host = nil

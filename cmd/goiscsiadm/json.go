@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/goiscsi/goiscsi/initiator"
+	"github.com/goiscsi/goiscsi/scan"
 )
 
 // --json is goiscsiadm's own option, for programs that would otherwise parse
@@ -38,8 +39,12 @@ import (
 //	                 "immediate_data": true, "initial_r2t": true, "max_outstanding_r2t": 1},
 //	  "host": {"number": 2, "state": "running"},   // null when the SCSI host is not known
 //	  "devices": [{"host": 2, "id": 0, "lun": 0, "disk": "sdb", "state": "running"}],
-//	  "scan_policy": "auto"              // "auto", "lun0" or "manual"; "" when unknown
+//	  "scan_policy": "auto",             // "auto", "lun0" or "manual"; "" when unknown
+//	  "held_luns": [{"lun": 1, "reason": "removed by the host", "since": "2026-12-03T12:00:00Z"}]
 //	}]}
+//
+// held_luns are the LUNs the host removed while the target still reports
+// them, which no rescan adds back ([] when none).
 //
 // Timeouts and negotiated values the kernel does not report are null;
 // unknown strings are "". Passwords are "********" unless -S is given, as in
@@ -143,6 +148,7 @@ type jsonSession struct {
 	Host              *jsonHost      `json:"host"`
 	Devices           []jsonDevice   `json:"devices"`
 	ScanPolicy        string         `json:"scan_policy"`
+	HeldLUNs          []scan.HeldLUN `json:"held_luns"`
 }
 
 type jsonNode struct {
@@ -188,6 +194,7 @@ func SessionsJSON(sessions []initiator.Session, showSecrets bool) string {
 			CHAP:       chap,
 			Devices:    []jsonDevice{},
 			ScanPolicy: s.ScanPolicy,
+			HeldLUNs:   append([]scan.HeldLUN{}, s.HeldLUNs...),
 		}
 		if n := s.Params; n != nil {
 			js.Negotiated = jsonNegotiated{

@@ -86,6 +86,7 @@ func (d *daemon) adopt(find func(target, address string, port int, iface string)
 		d.sessions[sid] = ds
 		d.mu.Unlock()
 		d.log.Info("took over running session", "sid", sid, "host", host, "target", cn.Target, "scan_policy", policy.String())
+		d.reconcileSession(ds, "removed while goiscsid was not running")
 		d.scanHost(ds.k, policy, scan.Start)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,12 @@ type daemon struct {
 	proc string
 	// targets serializes the sysfs work on each target.
 	targets targetLocks
+	// holds remembers the LUNs the host removed, which broad scans do not
+	// add back (held.go).
+	holds *scan.Holds
+	// events are the kernel's SCSI device events; nil when they could not
+	// be received.
+	events *scan.UeventListener
 	// stop ends the daemon (mgmt.OpStop); nil when it cannot be asked to.
 	stop func()
 
@@ -113,6 +120,10 @@ type daemonSession struct {
 	k  *ksession.Session
 	id string
 
+	// leaving is set when goiscsid starts to log the session out: the
+	// devices the kernel removes with it are not held back.
+	leaving atomic.Bool
+
 	mu     sync.Mutex
 	rec    *conf.Record
 	policy scan.Policy
@@ -146,8 +157,8 @@ func (d *daemon) end() { <-d.inFlight }
 
 func newDaemon(nl *nlink.Conn, sysfs scan.Sysfs, initiatorName, alias string, cfg *conf.Config, log *slog.Logger) *daemon {
 	return &daemon{nl: nl, sysfs: sysfs, initiatorName: initiatorName, alias: alias, cfg: cfg,
-		inFlight: make(chan struct{}, maxInFlight),
-		log:      log, sessions: map[uint32]*daemonSession{}, logins: map[string]bool{}}
+		inFlight: make(chan struct{}, maxInFlight), holds: &scan.Holds{},
+		log: log, sessions: map[uint32]*daemonSession{}, logins: map[string]bool{}}
 }
 
 // ServeMgmt answers one goiscsiadm request.
@@ -238,6 +249,11 @@ func (d *daemon) login(ctx context.Context, keys map[string]string) *mgmt.Respon
 		return &mgmt.Response{Error: loginError(err)}
 	}
 	ds.k = k
+	// Devices recorded for the node belonged to an earlier session,
+	// which took them with it when it ended.
+	if err := d.holds.Detached(nodeKey(cn)); err != nil {
+		log.Error("held-back LUNs", "err", err)
+	}
 	d.mu.Lock()
 	d.sessions[k.SID] = ds
 	d.mu.Unlock()
@@ -348,35 +364,34 @@ func (d *daemon) scanHost(k *ksession.Session, policy scan.Policy, t scan.Trigge
 	if scan.Decide(policy, t).Kind == scan.None {
 		// Nothing to write: log the decision without waiting for a
 		// removal on the target.
-		d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t)
+		d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t, nil)
 		return
 	}
 	defer d.targets.lock(k.Node().Target)()
-	if _, err := d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t); err != nil {
+	if err := d.broadScan(ctx, k, policy, t); err != nil {
 		d.log.Error("scan failed", "sid", k.SID, "trigger", t.String(), "err", err)
 	}
 }
 
-// uevents scans after the kernel's REPORTED LUNS DATA HAS CHANGED unit
-// attentions, which it reports as uevents and never acts on itself.
-func (d *daemon) uevents(ctx context.Context, l *scan.UeventListener) {
-	for {
-		ev, err := l.Next(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Error("kernel uevents", "err", err)
-			}
-			return
-		}
-		d.mu.Lock()
-		ds := d.sessions[uint32(ev.Session)]
-		d.mu.Unlock()
-		if ds == nil {
-			d.log.Info("unit attention for a session goiscsid does not own", "session", ev.Session, "ua", ev.UA)
-			continue
-		}
-		go d.scanHost(ds.k, ds.scanPolicy(), scan.UA)
+// broadScan scans k's host as policy decides for t, adding no LUN held back
+// for its node, and forgets the held LUNs the target no longer reports. The
+// caller holds the target's lock. A memory that cannot be read fails closed:
+// nothing is scanned.
+func (d *daemon) broadScan(ctx context.Context, k *ksession.Session, policy scan.Policy, t scan.Trigger) error {
+	d.syncEvents()
+	held, err := d.holds.Held(nodeKey(k.Node().Node))
+	if err != nil {
+		return fmt.Errorf("not scanning: %w", err)
 	}
+	luns := make([]uint64, len(held))
+	for i, h := range held {
+		luns[i] = h.LUN
+	}
+	out, err := d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t, luns)
+	if out.Reported != nil {
+		err = errors.Join(err, d.forget(k, out.Reported))
+	}
+	return err
 }
 
 func (d *daemon) session(sid uint32) (*daemonSession, *iscsierr.Error) {
@@ -398,10 +413,18 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 	if err := d.begin(ctx); err != nil {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Logout, "%v", err)}
 	}
+	ds.leaving.Store(true)
 	err := ds.k.Logout(ctx)
 	d.end()
 	if err != nil && ds.k.InKernel() {
+		ds.leaving.Store(false)
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Logout, "%v", err)}
+	}
+	// The kernel's device events of the logout come before its reply:
+	// handle them while leaving is set, then forget the devices.
+	d.syncEvents()
+	if err := d.holds.Detached(nodeKey(ds.k.Node().Node)); err != nil {
+		d.log.Error("held-back LUNs", "sid", sid, "err", err)
 	}
 	d.mu.Lock()
 	delete(d.sessions, sid)
@@ -449,11 +472,16 @@ func (d *daemon) scanRequest(ctx context.Context, req *mgmt.Request) *mgmt.Respo
 	}
 	defer d.targets.lock(ds.k.Node().Target)()
 	if req.LUN == nil {
-		if _, err := d.sysfs.Apply(ctx, d.log, req.SID, int(ds.k.Host), scan.Auto, scan.Request); err != nil {
+		if err := d.broadScan(ctx, ds.k, ds.scanPolicy(), scan.Request); err != nil {
 			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SysfsLookup, "%v", err)}
 		}
 	} else {
-		d.log.Info("scan", "sid", req.SID, "trigger", scan.Request.String(), "lun", *req.LUN)
+		// An explicit scan of one LUN is the one way back for a held LUN.
+		released, err := d.holds.Release(nodeKey(ds.k.Node().Node), *req.LUN)
+		if err != nil {
+			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SysfsLookup, "%v", err)}
+		}
+		d.log.Info("scan", "sid", req.SID, "trigger", scan.Request.String(), "lun", *req.LUN, "was_held_back", released)
 		if err := d.sysfs.ScanLUN(ctx, int(ds.k.Host), *req.LUN); err != nil {
 			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SysfsLookup, "%v", err)}
 		}
@@ -522,6 +550,7 @@ func (d *daemon) removeLUN(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		r := &scan.Remover{Sysfs: d.sysfs, Block: d.block, Proc: d.proc, Tries: req.Tries, Force: req.Force,
 			Log: d.log.With("op", "remove-lun")}
 		rep := r.Remove(ctx, plan)
+		d.holdRemoved(rep)
 		unlock()
 		return &mgmt.Response{Removal: rep, Error: mgmt.RemovalError(rep)}
 	}
@@ -573,6 +602,7 @@ func (d *daemon) info(ds *daemonSession, showSecrets bool) mgmt.Session {
 		TPGT: n.TPGT, Address: n.Address, Port: n.Port, PersistentAddress: n.Address, PersistentPort: n.Port,
 		Iface: n.Iface.Name, Transport: "tcp", InitiatorName: n.InitiatorName,
 		ConnState: state.ConnState(), InternalState: state.InternalState(), ScanPolicy: ds.scanPolicy().String(),
+		HeldLUNs: d.heldLUNs(ds),
 		Timeouts: mgmt.Timeouts{Recovery: n.Timeouts.Replacement, TargetReset: n.Timeouts.TgtReset,
 			LUNReset: n.Timeouts.LUReset, Abort: n.Timeouts.Abort},
 		CHAP: mgmt.CHAP{Username: n.Auth.Username, UsernameIn: n.Auth.UsernameIn},

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,7 +186,7 @@ func TestLoginErrors(t *testing.T) {
 	}
 	// A brief list names the sessions and leaves the rest out.
 	brief := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpSessions, Brief: true})
-	if len(brief.Sessions) != 1 || brief.Sessions[0] != list.Sessions[0].Brief() ||
+	if len(brief.Sessions) != 1 || !reflect.DeepEqual(brief.Sessions[0], list.Sessions[0].Brief()) ||
 		brief.Sessions[0].TargetName != testIQN || brief.Sessions[0].Params != (mgmt.Negotiated{}) {
 		t.Errorf("brief sessions %+v", brief.Sessions)
 	}

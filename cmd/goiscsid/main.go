@@ -112,12 +112,19 @@ func run() error {
 	d := newDaemon(k, scan.Sysfs{Root: *sysfsRoot}, name, alias, cfg, log)
 	d.stop = cancel
 	d.configPath = *configPath
-	if ul, err := scan.ListenUevents(); err != nil {
-		log.Warn("kernel uevents unavailable: unit attentions will not trigger scans", "err", err)
+	d.holds = &scan.Holds{Dir: heldDir}
+	if ul, err := scan.ListenUevents(d.deviceEvent, d.eventsLost); err != nil {
+		log.Warn("kernel uevents unavailable: unit attentions will not trigger scans, and LUNs the host removes are not held back", "err", err)
 	} else {
 		defer ul.Close()
-		go d.uevents(ctx, ul)
+		d.events = ul
+		go func() {
+			if err := ul.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("kernel uevents", "err", err)
+			}
+		}()
 	}
+	go d.watchHeld(ctx)
 	db := &conf.DB{Root: filepath.Dir(*configPath), Warn: func(err error) { log.Warn("node database", "err", err) }}
 	d.db = db
 	d.adopt(func(target, address string, port int, iface string) (*conf.Record, error) {
