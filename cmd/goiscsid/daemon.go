@@ -434,6 +434,8 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 }
 
 func (d *daemon) list(showSecrets, brief bool) *mgmt.Response {
+	// Held-back LUNs as of every device event before the request.
+	d.syncEvents()
 	d.mu.Lock()
 	all := make([]*daemonSession, 0, len(d.sessions))
 	for _, ds := range d.sessions {

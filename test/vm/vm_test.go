@@ -83,7 +83,9 @@ func guestBinaries(t testing.TB, scenario string, env map[string]string) map[str
 var longScenarios = map[string]time.Duration{"drops": 2 * time.Hour, "seed": time.Hour,
 	// 7 minutes on a 2-core machine shared at a load average of 10 (130 s
 	// of CPU).
-	"multipath": 15 * time.Minute}
+	"multipath": 15 * time.Minute,
+	// 9 rounds, the variants and two logins to 128 LUNs.
+	"rescan": 20 * time.Minute}
 
 // boot runs one scenario with the guest's goiscsi binaries, logs its records and
 // fails the test with the console's tail if it did not pass.

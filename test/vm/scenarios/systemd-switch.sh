@@ -87,6 +87,7 @@ case ${STAGE:-} in
 	python3 /lib/goiscsi/osbrick.py disconnect "$OSB" 1 "$P" "$OPATH" >/tmp/osbrick.out 2>/tmp/osbrick.err ||
 		fail "os-brick disconnect_volume: $(tail -n 5 /tmp/osbrick.err)"
 	emit osbrick_detached path_left "$([ -e "$OPATH" ] && echo yes || echo no)" session "$(session_sid "$OSB")"
+	emit_file osbrick-disconnect.log /tmp/osbrick.err
 
 	log "libvirt: an iSCSI pool of $LV"
 	virsh -q pool-define-as lv iscsi --source-host 127.0.0.1 --source-dev "$LV" --target /dev/disk/by-path >/tmp/virsh.log 2>&1 ||

@@ -8,6 +8,7 @@ The privileged calls run in this process (it is root) instead of through a
 privsep daemon, which a test host does not set up. os-brick serialises its
 portal logins with oslo.concurrency's external locks; Cinder and Nova set their
 directory in their configuration, this script sets one of its own."""
+import logging
 import os
 import sys
 
@@ -15,6 +16,7 @@ from oslo_concurrency import lockutils
 from os_brick import privileged
 from os_brick.initiator import connector
 
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
 privileged.default.set_client_mode(False)
 os.makedirs("/run/osbrick-locks", exist_ok=True)
 lockutils.set_defaults("/run/osbrick-locks")
