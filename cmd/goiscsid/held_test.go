@@ -164,3 +164,27 @@ func writeTorn(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestScanByOthersReleases: a held LUN that a scan goiscsid did not make adds
+// (an attach tool's own narrow scan) is the host's again.
+func TestScanByOthersReleases(t *testing.T) {
+	f := newFixture(t)
+	f.d.holds = &scan.Holds{Dir: t.TempDir()}
+	s := f.login(t, nil)
+	f.fs.AddSession(s.SID, s.HostNo, testIQN, "127.0.0.1", 3260)
+	dev := scan.Device{Host: s.HostNo, LUN: 4}
+	f.d.deviceEvent(scan.Event{Action: "remove", Session: s.SID, Device: dev})
+	if got := heldOf(t, f, s.SID); !slices.Equal(got, []uint64{4}) {
+		t.Fatalf("held %v, want [4]", got)
+	}
+	f.d.deviceEvent(scan.Event{Action: "add", Session: s.SID, Device: dev})
+	if got := heldOf(t, f, s.SID); got != nil {
+		t.Errorf("held %v after another tool added LUN 4, want nothing", got)
+	}
+	// An event of another host's device with the same session number is
+	// not this session's.
+	f.d.deviceEvent(scan.Event{Action: "remove", Session: s.SID, Device: scan.Device{Host: s.HostNo + 1, LUN: 5}})
+	if got := heldOf(t, f, s.SID); got != nil {
+		t.Errorf("held %v from another host's event", got)
+	}
+}

@@ -421,13 +421,16 @@ func TestVMScanMatrix(t *testing.T) {
 			"aen": "0,1,2,3", "ua": "0,1,2,3",
 		},
 		"auto": {
-			"login": "0,1,2", "attach": "0,1,2", "detach": "0,2", "relogin": "0,1,2",
+			// The detached LUN 1 is held back: the login's scan, LUN by
+			// LUN, leaves it out.
+			"login": "0,1,2", "attach": "0,1,2", "detach": "0,2", "relogin": "0,2",
 			// A relogin after recovery adds nothing, in every policy.
 			"recovery": "0,2",
-			// auto scans on an AEN and on a unit attention like stock on an AEN.
-			"aen": "0,1,2,3", "ua": "0,1,2,3,4",
+			// auto scans on an AEN and on a unit attention (stock only on
+			// an AEN), never bringing LUN 1 back.
+			"aen": "0,2,3", "ua": "0,2,3,4",
 			// ... and on daemon start.
-			"restart": "0,1,2,3,4", "scanlun": "0,1,2,3,4", "scanlun300": "0,1,2,3,4,300",
+			"restart": "0,2,3,4", "scanlun": "0,2,3,4", "scanlun300": "0,2,3,4,300",
 		},
 		"off": {
 			// LUN 0 only at login, nothing after: LUN 1 never comes back.
