@@ -97,10 +97,14 @@ variant relogin
 # consumer rescans.
 errs=$(dmesg | grep -c 'detected conn error')
 ss -K dst 127.0.0.1 dport = :3260 >/dev/null || fail "ss -K"
+# A read on the dead connection makes the kernel notice it.
+dd if="/dev/$(lun_block "$SID" 0)" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null &
+ddpid=$!
 conn_error_seen() { [ "$(dmesg | grep -c 'detected conn error')" -gt "$errs" ]; }
 logged_in() { [ "$(cat /sys/class/iscsi_session/session$SID/state 2>/dev/null)" = LOGGED_IN ]; }
 wait_until 30 conn_error_seen || fail "no connection error after ss -K"
 wait_until 30 logged_in || fail "session not back after the drop"
+wait $ddpid
 rescan libvirt
 variant conn_drop
 # An AEN under auto: LIO reports the new LUN 3 as a unit attention on the next

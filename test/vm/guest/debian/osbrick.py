@@ -23,7 +23,12 @@ lockutils.set_defaults("/run/osbrick-locks")
 
 op, iqn, lun, portal = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 c = connector.InitiatorConnector.factory("ISCSI", None, use_multipath=False)
+# What Cinder's iSCSI targets hand Nova: the portal lists too. Without them
+# os-brick's disconnect looks the target up in the SendTargets discovery records
+# of the portal and takes the first target found there (another one on a host
+# with discovery records for that portal).
 props = {"target_portal": portal, "target_iqn": iqn, "target_lun": lun,
+         "target_portals": [portal], "target_iqns": [iqn], "target_luns": [lun],
          "target_discovered": False, "volume_id": "goiscsi-test"}
 if op == "connect":
     print(c.connect_volume(props)["path"])
