@@ -116,7 +116,8 @@ func ListenUevents(handle func(Event), lost func()) (*UeventListener, error) {
 // pollInterval bounds how long Run takes to notice that ctx ended.
 const pollInterval = 500 * time.Millisecond
 
-// Run handles events as they arrive until ctx ends or the socket fails.
+// Run handles events as they arrive until ctx ends or the socket fails, and
+// returns why.
 func (l *UeventListener) Run(ctx context.Context) error {
 	for {
 		if err := ctx.Err(); err != nil {

@@ -119,7 +119,7 @@ func run() error {
 		defer ul.Close()
 		d.events = ul
 		go func() {
-			if err := ul.Run(ctx); err != nil && ctx.Err() == nil {
+			if err := ul.Run(ctx); ctx.Err() == nil {
 				log.Error("kernel uevents", "err", err)
 			}
 		}()
