@@ -96,10 +96,14 @@ variant relogin
 # A connection drop: the kernel reports it, the daemon logs in again, the
 # consumer rescans.
 errs=$(dmesg | grep -c 'detected conn error')
-ss -K dst 127.0.0.1 dport = :3260 >/dev/null || fail "ss -K"
-# A read on the dead connection makes the kernel notice it.
-dd if="/dev/$(lun_block "$SID" 0)" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null &
+# Killed during a read, as the drops scenario does (the kernel notices at once).
+reads() { awk '{print $1}' "/sys/block/$(lun_block "$SID" 0)/stat"; }
+reads0=$(reads)
+dd if="/dev/$(lun_block "$SID" 0)" of=/dev/null bs=4k iflag=direct 2>/dev/null &
 ddpid=$!
+reading() { [ "$(reads)" -gt $((reads0 + 16)) ]; }
+wait_until 10 reading
+ss -K dst 127.0.0.1 dport = :3260 >/dev/null || fail "ss -K"
 conn_error_seen() { [ "$(dmesg | grep -c 'detected conn error')" -gt "$errs" ]; }
 logged_in() { [ "$(cat /sys/class/iscsi_session/session$SID/state 2>/dev/null)" = LOGGED_IN ]; }
 wait_until 30 conn_error_seen || fail "no connection error after ss -K"
