@@ -96,19 +96,14 @@ variant relogin
 # A connection drop: the kernel reports it, the daemon logs in again, the
 # consumer rescans.
 errs=$(dmesg | grep -c 'detected conn error')
-# Killed during a read, as the drops scenario does (the kernel notices at once).
-reads() { awk '{print $1}' "/sys/block/$(lun_block "$SID" 0)/stat"; }
-reads0=$(reads)
-dd if="/dev/$(lun_block "$SID" 0)" of=/dev/null bs=4k iflag=direct 2>/dev/null &
-ddpid=$!
-reading() { [ "$(reads)" -gt $((reads0 + 16)) ]; }
-wait_until 10 reading
-ss -K dst 127.0.0.1 dport = :3260 >/dev/null || fail "ss -K"
+# The network drops until the NOP-Outs time out (5 s + 5 s by default), as
+# the recovery scenario drops it.
+netem loss 100%
 conn_error_seen() { [ "$(dmesg | grep -c 'detected conn error')" -gt "$errs" ]; }
 logged_in() { [ "$(cat /sys/class/iscsi_session/session$SID/state 2>/dev/null)" = LOGGED_IN ]; }
-wait_until 30 conn_error_seen || fail "no connection error after ss -K"
-wait_until 30 logged_in || fail "session not back after the drop"
-wait $ddpid
+wait_until 60 conn_error_seen || fail "no connection error with the network down"
+netem_clear
+wait_until 60 logged_in || fail "session not back after the drop"
 rescan libvirt
 variant conn_drop
 # An AEN under auto: LIO reports the new LUN 3 as a unit attention on the next
