@@ -394,6 +394,17 @@ func (d *daemon) broadScan(ctx context.Context, k *ksession.Session, policy scan
 	return err
 }
 
+// allSessions returns the sessions goiscsid owns now, in no order.
+func (d *daemon) allSessions() []*daemonSession {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	all := make([]*daemonSession, 0, len(d.sessions))
+	for _, ds := range d.sessions {
+		all = append(all, ds)
+	}
+	return all
+}
+
 func (d *daemon) session(sid uint32) (*daemonSession, *iscsierr.Error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -436,12 +447,7 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 func (d *daemon) list(showSecrets, brief bool) *mgmt.Response {
 	// Held-back LUNs as of every device event before the request.
 	d.syncEvents()
-	d.mu.Lock()
-	all := make([]*daemonSession, 0, len(d.sessions))
-	for _, ds := range d.sessions {
-		all = append(all, ds)
-	}
-	d.mu.Unlock()
+	all := d.allSessions()
 	sort.Slice(all, func(i, j int) bool { return all[i].k.SID < all[j].k.SID })
 	out := make([]mgmt.Session, 0, len(all))
 	for _, ds := range all {

@@ -88,13 +88,7 @@ func (d *daemon) eventsLost() {
 // reconcile holds back, for every session, the LUNs recorded as attached that
 // have no device now.
 func (d *daemon) reconcile(reason string) {
-	d.mu.Lock()
-	all := make([]*daemonSession, 0, len(d.sessions))
-	for _, ds := range d.sessions {
-		all = append(all, ds)
-	}
-	d.mu.Unlock()
-	for _, ds := range all {
+	for _, ds := range d.allSessions() {
 		d.reconcileSession(ds, reason)
 	}
 }
@@ -165,13 +159,7 @@ func (d *daemon) watchHeld(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		d.mu.Lock()
-		all := make([]*daemonSession, 0, len(d.sessions))
-		for _, ds := range d.sessions {
-			all = append(all, ds)
-		}
-		d.mu.Unlock()
-		for _, ds := range all {
+		for _, ds := range d.allSessions() {
 			d.forgetUnreported(ctx, ds)
 		}
 	}
