@@ -563,7 +563,7 @@ func TestDiscoveryAndIfaceRecords(t *testing.T) {
 	if !strings.Contains(ds[0].Show(false), "discovery.sendtargets.auth.password = ********\n") {
 		t.Error("secret not masked")
 	}
-	if err := db.DeleteDiscovery("127.0.0.1", 3260); err != nil {
+	if err := db.DeleteDiscovery(d); err != nil {
 		t.Fatal(err)
 	}
 	if ds, err := db.Discoveries(); err != nil || len(ds) != 0 {

@@ -471,13 +471,21 @@ func (db *DB) DeleteNode(r *Record) error {
 	return nil
 }
 
-func (db *DB) discoveryPath(address string, port int) string {
-	return filepath.Join(db.Root, "send_targets", fmt.Sprintf("%s,%d", address, port), "st_config")
+// discoveryDirs are where each kind of discovery record lives, and its file
+// name in its server's directory (usr/idbm.c disc_type_to_config_vals).
+var discoveryDirs = map[Kind]struct{ dir, file string }{
+	DiscoveryKind:     {"send_targets", "st_config"},
+	ISNSDiscoveryKind: {"isns", "isns_config"},
 }
 
-// SaveDiscovery writes a SendTargets discovery record atomically.
+func (db *DB) discoveryPath(kind Kind, address string, port int) string {
+	d := discoveryDirs[kind]
+	return filepath.Join(db.Root, d.dir, fmt.Sprintf("%s,%d", address, port), d.file)
+}
+
+// SaveDiscovery writes a SendTargets or iSNS discovery record atomically.
 func (db *DB) SaveDiscovery(r *Record) error {
-	if r.Kind() != DiscoveryKind {
+	if _, ok := discoveryDirs[r.Kind()]; !ok {
 		return fmt.Errorf("SaveDiscovery: a %s record is not a discovery record", r.Kind())
 	}
 	port, _ := strconv.Atoi(r.Get("discovery.sendtargets.port"))
@@ -485,13 +493,26 @@ func (db *DB) SaveDiscovery(r *Record) error {
 	if addr == "" || strings.ContainsAny(addr, "/\x00") {
 		return fmt.Errorf("discovery record with an unusable address %q", addr)
 	}
-	return writeAtomic(db.discoveryPath(addr, port), r)
+	return writeAtomic(db.discoveryPath(r.Kind(), addr, port), r)
 }
 
-// Discoveries returns every SendTargets discovery record that can be read;
-// what cannot be goes to Warn and is skipped.
+// Discoveries returns every discovery record that can be read: the
+// SendTargets ones, then the iSNS ones; what cannot be read goes to Warn and
+// is skipped.
 func (db *DB) Discoveries() ([]*Record, error) {
-	dir := filepath.Join(db.Root, "send_targets")
+	var out []*Record
+	for _, kind := range []Kind{DiscoveryKind, ISNSDiscoveryKind} {
+		rs, err := db.discoveries(kind)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}
+
+func (db *DB) discoveries(kind Kind) ([]*Record, error) {
+	dir := filepath.Join(db.Root, discoveryDirs[kind].dir)
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -504,14 +525,21 @@ func (db *DB) Discoveries() ([]*Record, error) {
 		if skipName(e.Name()) {
 			continue
 		}
+		// Before 2.0-872, stock linked the nodes an iSNS server gave
+		// straight from isns/ (<target>,<addr>,<port>,<tpgt>,<iface>), and
+		// still does when the server has no directory there; like stock,
+		// skip the names whose part after the first comma is an address.
+		if _, after, _ := strings.Cut(e.Name(), ","); kind == ISNSDiscoveryKind && strings.ContainsAny(after, ":.") {
+			continue
+		}
 		addr, port, tpgt, ok := parsePortalName(e.Name())
 		if !ok || tpgt != -1 || !e.IsDir() {
 			db.warn(fmt.Errorf("%s: not an <address>,<port> discovery directory (skipped)", filepath.Join(dir, e.Name())))
 			continue
 		}
-		// Besides st_config, stock keeps links to the nodes the portal gave
-		// in this directory; only st_config is the record.
-		r, err := readRecord(db.discoveryPath(addr, port), DiscoveryKind)
+		// Besides the record, stock keeps links to the nodes the portal
+		// gave in this directory; only the record file is the record.
+		r, err := readRecord(db.discoveryPath(kind, addr, port), kind)
 		if err != nil {
 			db.warn(fmt.Errorf("%w (discovery record skipped)", err))
 			continue
@@ -525,9 +553,13 @@ func (db *DB) Discoveries() ([]*Record, error) {
 	return out, nil
 }
 
-// DeleteDiscovery removes a discovery record and its directory.
-func (db *DB) DeleteDiscovery(address string, port int) error {
-	dir := filepath.Dir(db.discoveryPath(address, port))
+// DeleteDiscovery removes discovery record r and its directory.
+func (db *DB) DeleteDiscovery(r *Record) error {
+	if _, ok := discoveryDirs[r.Kind()]; !ok {
+		return fmt.Errorf("DeleteDiscovery: a %s record is not a discovery record", r.Kind())
+	}
+	port, _ := strconv.Atoi(r.Get("discovery.sendtargets.port"))
+	dir := filepath.Dir(db.discoveryPath(r.Kind(), r.Get("discovery.sendtargets.address"), port))
 	if _, err := os.Stat(dir); err != nil {
 		return err
 	}

@@ -1,6 +1,6 @@
 // Package conf reads and writes open-iscsi's configuration: iscsid.conf, the
-// initiator name file, and the node database (node records, SendTargets
-// discovery records, iface records) in open-iscsi's own layout and format, so
+// initiator name file, and the node database (node records, SendTargets and
+// iSNS discovery records, iface records) in open-iscsi's own layout and format, so
 // that switching between open-iscsi and goiscsi keeps every record.
 package conf
 
@@ -45,12 +45,15 @@ const (
 	DiscoveryKind
 	// IfaceKind is an iface record (ifaces/<name>).
 	IfaceKind
+	// ISNSDiscoveryKind is an iSNS discovery record
+	// (isns/<server>,<port>/isns_config).
+	ISNSDiscoveryKind
 )
 
 // String names the kind as messages say it.
 func (k Kind) String() string {
 	switch k {
-	case DiscoveryKind:
+	case DiscoveryKind, ISNSDiscoveryKind:
 		return "discovery"
 	case IfaceKind:
 		return "iface"
@@ -62,6 +65,8 @@ func (k Kind) layout() *layout {
 	switch k {
 	case DiscoveryKind:
 		return discoveryLayout()
+	case ISNSDiscoveryKind:
+		return isnsLayout()
 	case IfaceKind:
 		return ifaceLayout()
 	}
@@ -121,6 +126,27 @@ func NewNodeRecord(cfg *Config, target, address string, port, tpgt int, iface st
 func NewDiscoveryRecord(cfg *Config, address string, port int) *Record {
 	r := newRecord(DiscoveryKind)
 	r.applyConfig(cfg)
+	r.set("discovery.sendtargets.address", address)
+	r.set("discovery.sendtargets.port", strconv.Itoa(port))
+	return r
+}
+
+// NewISNSDiscoveryRecord returns an iSNS discovery record for the server at
+// address:port. Only iscsid.conf's discovery.isns.* keys apply, as stock
+// (usr/iscsiadm.c setup_drec_defaults copies only the iSNS part of its
+// defaults).
+func NewISNSDiscoveryRecord(cfg *Config, address string, port int) *Record {
+	r := newRecord(ISNSDiscoveryKind)
+	if cfg != nil {
+		for _, k := range cfg.Keys() {
+			if strings.HasPrefix(k, "discovery.isns.") {
+				v, _ := cfg.Get(k)
+				if cv, err := canonicalFor(r.kind.layout().info[k], v); err == nil && r.Has(k) {
+					r.set(k, cv)
+				}
+			}
+		}
+	}
 	r.set("discovery.sendtargets.address", address)
 	r.set("discovery.sendtargets.port", strconv.Itoa(port))
 	return r
@@ -325,7 +351,7 @@ func (r *Record) MarshalText() ([]byte, error) {
 func (r *Record) Show(showSecrets bool) string {
 	l := r.kind.layout()
 	v6 := r.ipv6File()
-	if r.kind != DiscoveryKind {
+	if r.kind != DiscoveryKind && r.kind != ISNSDiscoveryKind {
 		v6 = r.ipv6Show()
 	}
 	var b strings.Builder
@@ -368,8 +394,9 @@ type kvLine struct {
 }
 
 // ParseRecord reads a record file or `-o show` output; the kind is told by
-// its keys (discovery.* makes a discovery record, iface.* alone an iface
-// record, anything else a node record). See ParseRecordKind.
+// its keys (discovery.* makes a discovery record, an iSNS one when
+// discovery.type is isns, iface.* alone an iface record, anything else a node
+// record). See ParseRecordKind.
 func ParseRecord(rd io.Reader, name string) (*Record, error) {
 	lines, warnings, err := readRecordLines(rd, name)
 	if err != nil {
@@ -378,10 +405,14 @@ func ParseRecord(rd io.Reader, name string) (*Record, error) {
 	kind := NodeKind
 	ifaceOnly := len(lines) > 0
 	for _, l := range lines {
+		if l.key == "discovery.type" && l.value == "isns" {
+			kind = ISNSDiscoveryKind
+			ifaceOnly = false
+			break
+		}
 		if strings.HasPrefix(l.key, "discovery.") {
 			kind = DiscoveryKind
 			ifaceOnly = false
-			break
 		}
 		if !strings.HasPrefix(l.key, "iface.") {
 			ifaceOnly = false
@@ -571,7 +602,7 @@ func IsLookupKey(key string) bool {
 
 // lookupKey finds the description of a record key of any kind.
 func lookupKey(key string) (*keyInfo, bool) {
-	for _, l := range []*layout{nodeLayout(), discoveryLayout(), ifaceLayout()} {
+	for _, l := range []*layout{nodeLayout(), discoveryLayout(), isnsLayout(), ifaceLayout()} {
 		if ki, ok := l.info[key]; ok {
 			return ki, true
 		}

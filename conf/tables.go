@@ -257,6 +257,20 @@ var discoveryTable = []keyInfo{
 	num("discovery.sendtargets.iscsi.MaxRecvDataSegmentLength", "32768"),
 }
 
+// isnsDiscoveryTable is the iSNS discovery record (isns/<server>/isns_config)
+// in stock 2.1.8's order. Stock names the server's address and port with the
+// SendTargets keys (usr/idbm_fields.h DISC_ISNS_ADDR and DISC_ISNS_PORT), and
+// a record made without iscsid.conf's discovery.isns.* keys polls never (-1):
+// iscsid rediscovers on State Change Notifications only.
+var isnsDiscoveryTable = []keyInfo{
+	enum("discovery.startup", "manual", []string{"manual", "automatic"}),
+	enum("discovery.type", "isns", discTypes),
+	str("discovery.sendtargets.address"),
+	num("discovery.sendtargets.port", "3205"),
+	enum("discovery.isns.use_discoveryd", "No", yesNo),
+	num("discovery.isns.discoveryd_poll_inval", "-1"),
+}
+
 // layout is one record kind's keys: what they are, and the orders in which
 // files and `-o show` list them.
 type layout struct {
@@ -298,6 +312,7 @@ func newLayout(show []keyInfo, file []string) *layout {
 var (
 	ifaceLayout     = sync.OnceValue(func() *layout { return newLayout(cat(ifaceHead, ifaceV4, ifaceV6, ifaceTail), nil) })
 	discoveryLayout = sync.OnceValue(func() *layout { return newLayout(discoveryTable, nil) })
+	isnsLayout      = sync.OnceValue(func() *layout { return newLayout(isnsDiscoveryTable, nil) })
 	nodeLayout      = sync.OnceValue(func() *layout {
 		show := cat(nodeHead, ifaceHead, ifaceV4, ifaceV6, ifaceTail, nodeTail)
 		var file []string

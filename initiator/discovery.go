@@ -48,9 +48,19 @@ func (e *UnreachableError) Error() string {
 // DiscoveryRecord returns the SendTargets discovery record of address:port,
 // nil when there is none.
 func (c *Client) DiscoveryRecord(address string, port int) *conf.Record {
+	return c.discoveryRecord(conf.DiscoveryKind, address, port)
+}
+
+// ISNSDiscoveryRecord returns the discovery record of the iSNS server at
+// address:port, nil when there is none.
+func (c *Client) ISNSDiscoveryRecord(address string, port int) *conf.Record {
+	return c.discoveryRecord(conf.ISNSDiscoveryKind, address, port)
+}
+
+func (c *Client) discoveryRecord(kind conf.Kind, address string, port int) *conf.Record {
 	ds, _ := c.DB().Discoveries()
 	for _, d := range ds {
-		if d.Get("discovery.sendtargets.address") == address && d.Get("discovery.sendtargets.port") == strconv.Itoa(port) {
+		if d.Kind() == kind && d.Get("discovery.sendtargets.address") == address && d.Get("discovery.sendtargets.port") == strconv.Itoa(port) {
 			return d
 		}
 	}
@@ -77,17 +87,9 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 		}
 		drec = conf.NewDiscoveryRecord(cfg, portal.Address, port)
 	}
-	var ifaces []*conf.Record
-	for _, n := range opts.Ifaces {
-		ir, err := c.Iface(n)
-		if err != nil {
-			return nil, err
-		}
-		ifaces = append(ifaces, ir)
-	}
-	if len(ifaces) == 0 {
-		ir, _ := c.Iface("default")
-		ifaces = append(ifaces, ir)
+	ifaces, err := c.discoveryIfaces(opts.Ifaces)
+	if err != nil {
+		return nil, err
 	}
 	name, err := c.InitiatorName()
 	if err != nil {
@@ -111,15 +113,32 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 	if err != nil {
 		return nil, discoveryError(err)
 	}
-	if !opts.NonPersistent && opts.DeleteStale {
-		c.deleteStale(ctx, portal.Address, port, found, ifaces)
+	return c.discovered(ctx, cfg, found, ifaces, discoverySource{"send_targets", portal.Address, port}, opts.NonPersistent, opts.DeleteStale)
+}
+
+// discoverySource is where node records came from: node.discovery_type,
+// node.discovery_address and node.discovery_port.
+type discoverySource struct {
+	typ     string // send_targets or isns
+	address string
+	port    int
+}
+
+// discovered turns what a discovery through src found into node records, one
+// per target, portal and iface, as stock's exec_disc_op_on_recs does: unless
+// nonPersistent, the stale records of src go (deleteStale), and the
+// new ones are stored, a record that exists keeping its settings.
+func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []session.DiscoveredTarget, ifaces []*conf.Record, src discoverySource, nonPersistent, deleteStale bool) ([]*conf.Record, error) {
+	db := c.DB()
+	if !nonPersistent && deleteStale {
+		c.deleteStale(ctx, src, found, ifaces)
 	}
 	var recs []*conf.Record
 	for _, t := range found {
 		for _, p := range t.Portals {
 			for _, ir := range ifaces {
 				iface := ir.Get("iface.iscsi_ifacename")
-				if !opts.NonPersistent {
+				if !nonPersistent {
 					if existing, _ := db.FindNodes(t.Name, p.Address, p.Port, iface); len(existing) > 0 {
 						recs = append(recs, existing[0])
 						continue
@@ -127,10 +146,10 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 				}
 				r := conf.NewNodeRecord(cfg, t.Name, p.Address, p.Port, p.TPGT, iface)
 				r.BindIface(ir)
-				r.Set("node.discovery_address", portal.Address)
-				r.Set("node.discovery_port", strconv.Itoa(port))
-				r.Set("node.discovery_type", "send_targets")
-				if !opts.NonPersistent {
+				r.Set("node.discovery_address", src.address)
+				r.Set("node.discovery_port", strconv.Itoa(src.port))
+				r.Set("node.discovery_type", src.typ)
+				if !nonPersistent {
 					if err := c.SaveNode(r); err != nil {
 						return nil, err
 					}
@@ -140,6 +159,23 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 		}
 	}
 	return recs, nil
+}
+
+// discoveryIfaces returns the iface records named (default when none are).
+func (c *Client) discoveryIfaces(names []string) ([]*conf.Record, error) {
+	var ifaces []*conf.Record
+	for _, n := range names {
+		ir, err := c.Iface(n)
+		if err != nil {
+			return nil, err
+		}
+		ifaces = append(ifaces, ir)
+	}
+	if len(ifaces) == 0 {
+		ir, _ := c.Iface("default")
+		ifaces = append(ifaces, ir)
+	}
+	return ifaces, nil
 }
 
 // sendTargets runs a SendTargets discovery with the settings of the discovery
@@ -187,10 +223,10 @@ func discoveryError(err error) error {
 	return iscsierr.Errorf(code, "Could not perform SendTargets discovery: %w", err)
 }
 
-// deleteStale deletes the node records an earlier discovery through
-// address:port made that this one did not find (stock's delete_stale_rec);
-// one a session uses stays.
-func (c *Client) deleteStale(ctx context.Context, address string, port int, found []session.DiscoveredTarget, ifaces []*conf.Record) {
+// deleteStale deletes the node records an earlier discovery through src
+// made that this one did not find (stock's delete_stale_rec); one a session
+// uses stays.
+func (c *Client) deleteStale(ctx context.Context, src discoverySource, found []session.DiscoveredTarget, ifaces []*conf.Record) {
 	seen := map[nodeKey]bool{}
 	bound := map[string]bool{}
 	for _, ir := range ifaces {
@@ -203,7 +239,7 @@ func (c *Client) deleteStale(ctx context.Context, address string, port int, foun
 		}
 	}
 	var counts map[conf.NodeID]int
-	for _, r := range c.NodesDiscoveredBy(address, port) {
+	for _, r := range c.NodesDiscoveredBy(src.typ, src.address, src.port) {
 		id := r.ID()
 		if !bound[id.Iface] || seen[keyOf(id)] {
 			continue
@@ -218,13 +254,13 @@ func (c *Client) deleteStale(ctx context.Context, address string, port int, foun
 	}
 }
 
-// NodesDiscoveredBy returns the node records a SendTargets discovery through
-// address:port made.
-func (c *Client) NodesDiscoveredBy(address string, port int) []*conf.Record {
+// NodesDiscoveredBy returns the node records a discovery of type typ
+// (node.discovery_type: send_targets or isns) through address:port made.
+func (c *Client) NodesDiscoveredBy(typ, address string, port int) []*conf.Record {
 	recs, _ := c.DB().Nodes()
 	var by []*conf.Record
 	for _, r := range recs {
-		if r.Get("node.discovery_type") == "send_targets" && r.Get("node.discovery_address") == address &&
+		if r.Get("node.discovery_type") == typ && r.Get("node.discovery_address") == address &&
 			r.Get("node.discovery_port") == strconv.Itoa(port) {
 			by = append(by, r)
 		}

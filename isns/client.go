@@ -25,6 +25,11 @@ var ErrClosed = errors.New("isns: client closed")
 // isnsd does) Successful with nothing in it.
 var ErrNotRegistered = errors.New("isns: entity not registered")
 
+// ErrRegistration is wrapped by [Client.DiscoverTargets]'s error when the
+// server wanted the initiator registered before answering its query and the
+// registration failed, or did not make the server answer.
+var ErrRegistration = errors.New("isns: registration to query failed")
+
 // Option configures a Client.
 type Option func(*clientConfig)
 
@@ -321,6 +326,12 @@ func (c *Client) Call(ctx context.Context, m *Message) (*Message, error) {
 	}
 	if err := cc.write(ctx, b); err != nil {
 		forget()
+		if errors.Is(err, net.ErrClosed) {
+			// The reader closed the connection first (the server closed
+			// it or sent garbage), and is about to say why.
+			<-cc.done
+			return nil, fmt.Errorf("isns: %v xid %d: %w", req.Function, xid, cc.err)
+		}
 		err = fmt.Errorf("isns: send %v to %s: %w", req.Function, c.addr, err)
 		cc.fail(err) // a half-written PDU leaves the stream unusable
 		return nil, err
@@ -596,7 +607,9 @@ func (c *Client) QueryTargets(ctx context.Context, source string, names ...strin
 // DiscoverTargets does what `iscsiadm -m discovery -t isns` does: query;
 // if the server does not know the source (Source Unknown), register a bare
 // initiator node (DevAttrReg with iSCSI Name and Node Type only, no message
-// key), query again and deregister the node.
+// key), query again and deregister the node. If that registration fails, or
+// the server still does not know the source, the error wraps
+// ErrRegistration (stock's "iSNS registration failed").
 func (c *Client) DiscoverTargets(ctx context.Context, initiator string) ([]Target, error) {
 	ts, err := c.QueryTargets(ctx, initiator)
 	if !errors.Is(err, StatusSourceUnknown) {
@@ -605,10 +618,13 @@ func (c *Client) DiscoverTargets(ctx context.Context, initiator string) ([]Targe
 	reg := &Message{Function: DevAttrReg, Source: StringAttr(TagISCSIName, initiator),
 		Operating: Attrs{StringAttr(TagISCSIName, initiator), Uint32Attr(TagISCSINodeType, NodeInitiator)}}
 	if _, rerr := c.Call(ctx, reg); rerr != nil {
-		return nil, fmt.Errorf("isns: register %s to query: %w", initiator, rerr)
+		return nil, fmt.Errorf("%w: register %s: %w", ErrRegistration, initiator, rerr)
 	}
 	ts, err = c.QueryTargets(ctx, initiator)
 	// Like stock, the deregistration's outcome does not change the result.
 	_ = c.Deregister(ctx, initiator, "")
+	if errors.Is(err, StatusSourceUnknown) {
+		err = fmt.Errorf("%w: %s still unknown to the server after registering: %w", ErrRegistration, initiator, err)
+	}
 	return ts, err
 }

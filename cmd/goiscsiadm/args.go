@@ -103,7 +103,9 @@ const (
 	// discovery settings, stores the discovery record unless Op has
 	// OpNonPersistent, applies Op to the node records (0 means new, delete
 	// stale and update), prints what it found (see DiscoveredText) and logs
-	// in to it when Login is set (-m discovery -t st -p P [-l]).
+	// in to it when Login is set (-m discovery -t st -p P [-l]). With ISNS
+	// it asks the iSNS server Portal instead and stores no discovery
+	// record (-m discovery -t isns -p P [-l]).
 	ActDiscover
 	// ActDiscoverFromRecord is ActDiscover with the settings of the stored
 	// discovery record of Portal, which must exist: stock says "Discovery
@@ -185,8 +187,11 @@ type Command struct {
 	Reject *Exit
 
 	Op     Op
-	Target string   // -T
-	Portal *Portal  // -p; nil when not given
+	Target string  // -T
+	Portal *Portal // -p; nil when not given
+	// ISNS is -t isns in the discovery modes: Portal is an iSNS server
+	// and the discovery actions work on its iSNS discovery record.
+	ISNS   bool
 	Ifaces []string // -I, in order; node and iface mode use the first
 	// Params are the -n/-v pairs in the order stock pairs them: a pair is
 	// complete as soon as both a name and a value have been seen, in either
@@ -307,6 +312,7 @@ var modeRules = [...]modeRule{
 // Stock's values for "not given" and defaults.
 const (
 	iscsiPort    = 3260      // ISCSI_LISTEN_PORT
+	isnsPort     = 3205      // ISNS_DEFAULT_PORT
 	maxHostNo    = 1<<32 - 1 // MAX_HOST_NO
 	maxIfaceName = 65 - 1    // ISCSI_MAX_IFACE_LEN less the NUL
 	erangeText   = "Numerical result out of range"
@@ -377,7 +383,7 @@ type parser struct {
 // getopt's diagnostics start with, as glibc's do. It returns the Command to
 // run, or the Exit that ends the program without running anything: -V, -h,
 // a bad option or value, a combination stock refuses, or something goiscsiadm
-// does not support (offload HBAs, firmware boot, iSNS), which exits 27.
+// does not support (offload HBAs, firmware boot), which exits 27.
 func Parse(argv []string) (*Command, *Exit) {
 	if len(argv) == 0 {
 		argv = []string{"iscsiadm"}
@@ -662,7 +668,11 @@ func (p *parser) discovery() (*Command, *Exit) {
 		if !p.hasIP {
 			return nil, p.fail(iscsierr.Inval, "Please specify portal as <ipaddr>:[<ipport>]")
 		}
-		return nil, p.unsupported("iSNS discovery")
+		// Whatever -o says, stock queries the server (exec_disc_op).
+		c := p.command(ActDiscover)
+		c.ISNS = true
+		c.Portal, c.Login = p.isnsPortal(), p.login
+		return c, nil
 	case discoveryFW:
 		return nil, p.unsupported("firmware (fw) discovery")
 	}
@@ -696,7 +706,8 @@ func (p *parser) discovery() (*Command, *Exit) {
 // discoveryDB is exec_disc2_op: -m discoverydb.
 func (p *parser) discoveryDB() (*Command, *Exit) {
 	switch p.typ {
-	case discoverySendTargets:
+	case discoverySendTargets, discoveryISNS:
+		// exec_discover: the same operations on either kind of record.
 		if !p.hasIP {
 			return nil, p.fail(iscsierr.Inval, "Please specify portal as <ipaddr>[:<ipport>]")
 		}
@@ -721,14 +732,13 @@ func (p *parser) discoveryDB() (*Command, *Exit) {
 			c.Reject = Errorf(iscsierr.Inval, "Operation is not supported.")
 		}
 		c.Portal = p.discoveryPortal()
+		if p.typ == discoveryISNS {
+			c.ISNS = true
+			c.Portal = p.isnsPortal()
+		}
 		return c, nil
 	case discoverySLP:
 		return nil, p.fail(iscsierr.Inval, "SLP discovery is not fully implemented yet.")
-	case discoveryISNS:
-		if !p.hasIP {
-			return nil, p.fail(iscsierr.Inval, "Please specify portal as <ipaddr>[:<ipport>]")
-		}
-		return nil, p.unsupported("iSNS discovery")
 	case discoveryFW:
 		if !p.discover {
 			return nil, p.fail(iscsierr.Inval, "Invalid command. Possibly missing --discover argument.")
@@ -753,6 +763,16 @@ func (p *parser) discoveryPortal() *Portal {
 	pt := &Portal{Address: p.ip, Port: p.port, TPGT: p.tpgt}
 	if pt.Port < 0 {
 		pt.Port = iscsiPort
+	}
+	return pt
+}
+
+// isnsPortal is the portal with the iSNS port (3205) as default, which stock
+// applies to any port below zero.
+func (p *parser) isnsPortal() *Portal {
+	pt := &Portal{Address: p.ip, Port: p.port, TPGT: p.tpgt}
+	if pt.Port < 0 {
+		pt.Port = isnsPort
 	}
 	return pt
 }

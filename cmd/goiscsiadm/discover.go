@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/initiator"
 	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/pdu"
@@ -17,6 +18,9 @@ import (
 func (e *env) discover(c *Command) iscsierr.Code {
 	if c.Portal == nil {
 		return e.fail(iscsierr.Inval, "Please specify a portal with -p")
+	}
+	if c.ISNS {
+		return e.discoverISNS(c)
 	}
 	port := c.Portal.Port
 	if port <= 0 {
@@ -37,6 +41,31 @@ func (e *env) discover(c *Command) iscsierr.Code {
 	if err != nil {
 		return e.discoveryFailed(c.Portal.Address, err)
 	}
+	return e.printDiscovered(c, recs)
+}
+
+// discoverISNS asks the iSNS server of -p, as stock's do_isns.
+func (e *env) discoverISNS(c *Command) iscsierr.Code {
+	recs, err := e.c.DiscoverISNS(e.ctx, initiator.Portal{Address: c.Portal.Address, Port: c.Portal.Port}, initiator.ISNSOptions{
+		Ifaces:        c.Ifaces,
+		UseRecord:     c.Mode == ModeDiscoveryDB,
+		NonPersistent: c.Op&OpNonPersistent != 0,
+		DeleteStale:   c.Op == 0 || c.Op&OpDelete != 0,
+	})
+	if err != nil {
+		code := iscsierr.CodeOf(err)
+		if code == iscsierr.ISNSQuery || code == iscsierr.ISNSRegFailed {
+			e.failWith(err)
+			return e.fail(code, "Could not perform iSNS discovery: %s", code)
+		}
+		return e.failWith(err)
+	}
+	return e.printDiscovered(c, recs)
+}
+
+// printDiscovered prints the records a discovery found, as stock's
+// exec_disc_op_on_recs, and logs in to them with -l.
+func (e *env) printDiscovered(c *Command, recs []*conf.Record) iscsierr.Code {
 	var nodes []NodeSummary
 	for _, r := range recs {
 		nodes = append(nodes, summary(r))

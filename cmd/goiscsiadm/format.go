@@ -96,8 +96,12 @@ type NodeSummary struct {
 type DiscoveryDB struct {
 	SendTargets []DiscoveryPortal
 	ISNS        []DiscoveryPortal
-	Static      []NodeSummary // added with -m node -o new
-	Firmware    []NodeSummary // from the iBFT
+	// ISNSNodes are every node record an iSNS server gave; stock lists them
+	// under iSNS when there is no iSNS discovery record (-m discovery -t
+	// isns stores none).
+	ISNSNodes []NodeSummary
+	Static    []NodeSummary // added with -m node -o new
+	Firmware  []NodeSummary // from the iBFT
 }
 
 // DiscoveryPortal is one discovery record.
@@ -435,7 +439,12 @@ func DiscoveryDBText(db DiscoveryDB, level int) (string, *Exit) {
 			}
 		}
 		portals("SENDTARGETS:\n", db.SendTargets)
-		portals("iSNS:\n", db.ISNS)
+		if len(db.ISNS) > 0 {
+			portals("iSNS:\n", db.ISNS)
+		} else {
+			nodes("iSNS:\n", db.ISNSNodes)
+			found += len(db.ISNSNodes)
+		}
 		nodes("STATIC:\n", db.Static)
 		nodes("FIRMWARE:\n", db.Firmware)
 		found += len(db.Static) + len(db.Firmware)

@@ -314,6 +314,15 @@ func (e *env) discoveryNotFound(c *Command) iscsierr.Code {
 	return e.fail(iscsierr.IDBM, "Discovery record [%s,%d] not found.", c.Portal.Address, c.Portal.Port)
 }
 
+// discoveryRecord is the discovery record of c's portal, of the kind -t
+// names; nil when there is none.
+func (e *env) discoveryRecord(c *Command) *conf.Record {
+	if c.ISNS {
+		return e.c.ISNSDiscoveryRecord(c.Portal.Address, c.Portal.Port)
+	}
+	return e.c.DiscoveryRecord(c.Portal.Address, c.Portal.Port)
+}
+
 func (e *env) discoveryRecords(c *Command) iscsierr.Code {
 	addr, port := c.Portal.Address, c.Portal.Port
 	db := e.c.DB()
@@ -322,14 +331,18 @@ func (e *env) discoveryRecords(c *Command) iscsierr.Code {
 		if err != nil {
 			return e.fail(iscsierr.IDBM, "%v", err)
 		}
-		if err := db.SaveDiscovery(conf.NewDiscoveryRecord(cfg, addr, port)); err != nil {
+		d := conf.NewDiscoveryRecord(cfg, addr, port)
+		if c.ISNS {
+			d = conf.NewISNSDiscoveryRecord(cfg, addr, port)
+		}
+		if err := db.SaveDiscovery(d); err != nil {
 			e.errorf("%v", err)
 			return e.fail(iscsierr.IDBM, "Could not add new discovery record.")
 		}
 		e.printf("New discovery record for [%s,%d] added.\n", addr, port)
 		return iscsierr.Success
 	}
-	d := e.c.DiscoveryRecord(addr, port)
+	d := e.discoveryRecord(c)
 	if d == nil {
 		return e.discoveryNotFound(c)
 	}
@@ -343,10 +356,14 @@ func (e *env) discoveryRecords(c *Command) iscsierr.Code {
 		// The nodes found through this portal go with it, as in stock,
 		// where they hang off the discovery record's directory; one that a
 		// session uses stays, and so does the discovery record then.
-		if code := e.deleteNodes(e.c.NodesDiscoveredBy(addr, port)); code != iscsierr.Success {
+		typ := "send_targets"
+		if c.ISNS {
+			typ = "isns"
+		}
+		if code := e.deleteNodes(e.c.NodesDiscoveredBy(typ, addr, port)); code != iscsierr.Success {
 			return code
 		}
-		if err := db.DeleteDiscovery(addr, port); err != nil {
+		if err := db.DeleteDiscovery(d); err != nil {
 			return e.fail(iscsierr.IDBM, "Unable to delete record!")
 		}
 	case ActUpdateDiscovery:
@@ -374,17 +391,28 @@ func (e *env) listDiscovery(c *Command) iscsierr.Code {
 	for _, d := range ds {
 		port, _ := strconv.Atoi(d.Get("discovery.sendtargets.port"))
 		dp := DiscoveryPortal{Address: d.Get("discovery.sendtargets.address"), Port: port}
+		typ := "send_targets"
+		if d.Kind() == conf.ISNSDiscoveryKind {
+			typ = "isns"
+		}
 		for _, n := range nodes {
-			if n.Get("node.discovery_type") == "send_targets" && n.Get("node.discovery_address") == dp.Address &&
+			if n.Get("node.discovery_type") == typ && n.Get("node.discovery_address") == dp.Address &&
 				n.Get("node.discovery_port") == strconv.Itoa(port) {
 				dp.Nodes = append(dp.Nodes, summary(n))
 			}
 		}
-		out.SendTargets = append(out.SendTargets, dp)
+		if typ == "isns" {
+			out.ISNS = append(out.ISNS, dp)
+		} else {
+			out.SendTargets = append(out.SendTargets, dp)
+		}
 	}
 	for _, n := range nodes {
-		if n.Get("node.discovery_type") == "static" {
+		switch n.Get("node.discovery_type") {
+		case "static":
 			out.Static = append(out.Static, summary(n))
+		case "isns":
+			out.ISNSNodes = append(out.ISNSNodes, summary(n))
 		}
 	}
 	return e.finish(DiscoveryDBText(out, c.PrintLevel))

@@ -101,7 +101,7 @@ func run(c *Command, stdout, stderr io.Writer) iscsierr.Code {
 		}
 	}
 	if c.Reject != nil && (c.Mode == ModeDiscovery || c.Mode == ModeDiscoveryDB) && c.Portal != nil &&
-		e.c.DiscoveryRecord(c.Portal.Address, c.Portal.Port) == nil {
+		e.discoveryRecord(c) == nil {
 		return e.discoveryNotFound(c)
 	}
 	if c.Mode == ModeNode && len(c.Ifaces) > 0 {

@@ -20,13 +20,16 @@ import (
 // starts producing something different, so old caches are rebuilt rather than misread.
 // Each version has a directory of its own: checkouts of different versions on one
 // machine share the cache without rebuilding it under each other's running VMs.
-const prepVersion = "goiscsi-vm-prep-6"
+const prepVersion = "goiscsi-vm-prep-7"
 
 // rootPackages are the Debian packages whose files the guest needs, besides the
 // kernel image and the libraries they link against (found by following Depends).
 // multipath-tools and dmsetup are the reference for dm-multipath (the multipath
 // scenario): maps built by multipath itself, and os-brick's `multipath -f`.
-var rootPackages = []string{"open-iscsi", "libopeniscsiusr", "libisns0", "iproute2", "busybox-static", "multipath-tools", "dmsetup"}
+// open-isns-server and open-isns-utils are the iSNS server (isnsd) and the tool
+// that registers targets in it (isnsadm), for the isns scenario.
+var rootPackages = []string{"open-iscsi", "libopeniscsiusr", "libisns0", "iproute2", "busybox-static", "multipath-tools", "dmsetup",
+	"open-isns-server", "open-isns-utils"}
 
 // Modules are the kernel modules the guest may load, in the order init loads them.
 // init loads every one whose Boot is true; the others (scsi_debug, multipath's) a scenario loads
@@ -48,6 +51,7 @@ var Modules = []struct {
 	{"dm_multipath", true},
 	{"tcp_diag", false}, // ss -K: drops a TCP connection as a network reset would
 	{"scsi_debug", false},
+	{"dummy", false}, // a non-loopback netdev with an address, which isnsd needs
 	// multipath's default path selector, and the ALUA handler its table names for
 	// LIO (load before the sessions' devices appear: handlers attach at scan).
 	{"dm_service_time", false},
