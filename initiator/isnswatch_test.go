@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,5 +133,35 @@ func TestISNSWatchRetries(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "connection refused") {
 		t.Errorf("log does not say why:\n%s", logs.String())
+	}
+}
+
+// A registration the server lost (the refresh within its period finds no
+// entity) is made again.
+func TestISNSWatchRegistersAgain(t *testing.T) {
+	s, srv := isnsServer(t)
+	s.RegistrationPeriod = 2 // refreshes every second
+	var lost atomic.Bool
+	s.Intercept = func(req *isns.Message) *isns.Message {
+		if req.Function == isns.DevAttrQry && req.Key.String(isns.TagEntityIdentifier) != "" && lost.CompareAndSwap(true, false) {
+			return &isns.Message{Function: req.Function.Response(), Flags: isns.FlagServer, Status: isns.StatusNoSuchEntry}
+		}
+		return nil
+	}
+	c, _ := newClient(t, nil)
+	var logs logBuffer
+	w := &ISNSWatch{Client: c, Server: srv, SCNAddress: "127.0.0.1:0", Retry: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the registration", func() bool { return strings.Count(logs.String(), "iSNS: registered") == 1 })
+	lost.Store(true)
+	waitFor(t, "the second registration", func() bool { return strings.Count(logs.String(), "iSNS: registered") == 2 })
+	if !strings.Contains(logs.String(), "entity not registered") {
+		t.Errorf("the log does not say the registration was lost:\n%s", logs.String())
+	}
+	if !s.Registered(hostIQ) {
+		t.Error("not registered after registering again")
 	}
 }
