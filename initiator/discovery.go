@@ -113,22 +113,14 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 	if err != nil {
 		return nil, discoveryError(err)
 	}
-	return c.discovered(ctx, cfg, found, ifaces, discoverySource{"send_targets", portal.Address, port}, opts.NonPersistent, opts.DeleteStale)
-}
-
-// discoverySource is where node records came from: node.discovery_type,
-// node.discovery_address and node.discovery_port.
-type discoverySource struct {
-	typ     string // send_targets or isns
-	address string
-	port    int
+	return c.discovered(ctx, cfg, found, ifaces, conf.DiscoverySource{Type: "send_targets", Address: portal.Address, Port: port}, opts.NonPersistent, opts.DeleteStale)
 }
 
 // discovered turns what a discovery through src found into node records, one
 // per target, portal and iface, as stock's exec_disc_op_on_recs does: unless
-// nonPersistent, the stale records of src go (deleteStale), and the
-// new ones are stored, a record that exists keeping its settings.
-func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []session.DiscoveredTarget, ifaces []*conf.Record, src discoverySource, nonPersistent, deleteStale bool) ([]*conf.Record, error) {
+// nonPersistent, the stale records of src go (deleteStale), and the new ones
+// are stored, a record that exists keeping its settings.
+func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []session.DiscoveredTarget, ifaces []*conf.Record, src conf.DiscoverySource, nonPersistent, deleteStale bool) ([]*conf.Record, error) {
 	db := c.DB()
 	if !nonPersistent && deleteStale {
 		c.deleteStale(ctx, src, found, ifaces)
@@ -137,18 +129,13 @@ func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []sessi
 	for _, t := range found {
 		for _, p := range t.Portals {
 			for _, ir := range ifaces {
-				iface := ir.Get("iface.iscsi_ifacename")
 				if !nonPersistent {
-					if existing, _ := db.FindNodes(t.Name, p.Address, p.Port, iface); len(existing) > 0 {
+					if existing, _ := db.FindNodes(t.Name, p.Address, p.Port, ir.Get("iface.iscsi_ifacename")); len(existing) > 0 {
 						recs = append(recs, existing[0])
 						continue
 					}
 				}
-				r := conf.NewNodeRecord(cfg, t.Name, p.Address, p.Port, p.TPGT, iface)
-				r.BindIface(ir)
-				r.Set("node.discovery_address", src.address)
-				r.Set("node.discovery_port", strconv.Itoa(src.port))
-				r.Set("node.discovery_type", src.typ)
+				r := conf.NewDiscoveredNode(cfg, t.Name, p.Address, p.Port, p.TPGT, ir, src)
 				if !nonPersistent {
 					if err := c.SaveNode(r); err != nil {
 						return nil, err
@@ -226,7 +213,7 @@ func discoveryError(err error) error {
 // deleteStale deletes the node records an earlier discovery through src
 // made that this one did not find (stock's delete_stale_rec); one a session
 // uses stays.
-func (c *Client) deleteStale(ctx context.Context, src discoverySource, found []session.DiscoveredTarget, ifaces []*conf.Record) {
+func (c *Client) deleteStale(ctx context.Context, src conf.DiscoverySource, found []session.DiscoveredTarget, ifaces []*conf.Record) {
 	seen := map[nodeKey]bool{}
 	bound := map[string]bool{}
 	for _, ir := range ifaces {
@@ -239,7 +226,7 @@ func (c *Client) deleteStale(ctx context.Context, src discoverySource, found []s
 		}
 	}
 	var counts map[conf.NodeID]int
-	for _, r := range c.NodesDiscoveredBy(src.typ, src.address, src.port) {
+	for _, r := range c.NodesDiscoveredBy(src.Type, src.Address, src.Port) {
 		id := r.ID()
 		if !bound[id.Iface] || seen[keyOf(id)] {
 			continue

@@ -96,7 +96,7 @@ func (c *Client) DiscoverISNS(ctx context.Context, server Portal, opts ISNSOptio
 	if total == 0 {
 		return nil, iscsierr.Errorf(iscsierr.NoObjsFound, "No portals found")
 	}
-	src := discoverySource{"isns", server.Address, port}
+	src := conf.DiscoverySource{Type: "isns", Address: server.Address, Port: port}
 	var recs []*conf.Record
 	for i, ir := range ifaces {
 		rs, err := c.discovered(ctx, cfg, found[names[i]], []*conf.Record{ir}, src, opts.NonPersistent, opts.DeleteStale)

@@ -3,24 +3,29 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
-	"github.com/goiscsi/goiscsi/initiator"
 	"github.com/goiscsi/goiscsi/iscsierr"
+	"github.com/goiscsi/goiscsi/isns"
 	"github.com/goiscsi/goiscsi/mgmt"
 )
 
 // isnsFollower follows the iSNS servers whose discovery record says
 // discovery.isns.use_discoveryd = Yes, as stock iscsid's discovery daemon
-// does from its start (one initiator.ISNSWatch each), and acts on what they
-// name: a node record whose node.startup is automatic is logged in to, and
-// the sessions it made to a target the server reports gone are logged out,
-// as stock's daemon logs out of what it logged in to.
+// does from its start (an isns.Watch each), and acts on what they name: the
+// node records of the targets, as `iscsiadm -m discoverydb -t isns
+// --discover` stores them (a record that exists keeps its settings); a login
+// to each record whose node.startup is automatic; a logout of the sessions
+// it made to a target the server reports gone, whose records stay. Stock's
+// daemon (measured) writes no records and logs in to every portal it is told
+// of.
 type isnsFollower struct {
 	d   *daemon
+	db  *conf.DB
 	log *slog.Logger
 
 	wg   sync.WaitGroup
@@ -31,26 +36,25 @@ type isnsFollower struct {
 	gone map[string]bool
 }
 
-// followISNS starts a watch for each such record of root's node database
-// and returns the function that stops them (they deregister) and waits for
-// them and the logins they started.
-func (d *daemon) followISNS(ctx context.Context, root, initiatorName string) (stop func()) {
+// followISNS starts a watch for each such record of db and returns the
+// function that stops them (they deregister) and waits for them and the
+// logins they started.
+func (d *daemon) followISNS(ctx context.Context, db *conf.DB, initiatorName string) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	f := &isnsFollower{d: d, log: d.log, mine: map[int]string{}, gone: map[string]bool{}}
-	c := &initiator.Client{Root: root, Warn: func(err error) { d.log.Warn("node database", "err", err) }}
-	ds, _ := c.DB().Discoveries()
+	f := &isnsFollower{d: d, db: db, log: d.log, mine: map[int]string{}, gone: map[string]bool{}}
+	ds, _ := db.Discoveries()
 	for _, r := range ds {
 		if r.Kind() != conf.ISNSDiscoveryKind || r.Get("discovery.isns.use_discoveryd") != "Yes" {
 			continue
 		}
 		port, _ := strconv.Atoi(r.Get("discovery.sendtargets.port"))
 		poll, _ := strconv.Atoi(r.Get("discovery.isns.discoveryd_poll_inval"))
-		w := &initiator.ISNSWatch{Client: c, InitiatorName: initiatorName,
-			Server:       initiator.Portal{Address: r.Get("discovery.sendtargets.address"), Port: port},
-			PollInterval: time.Duration(max(poll, 0)) * time.Second,
-			Log:          d.log, Found: f.found, Gone: f.targetGone}
-		d.log.Info("iSNS: following the server of a discovery record", "server", r.Get("discovery.sendtargets.address"),
-			"port", port, "poll_interval", w.PollInterval)
+		src := conf.DiscoverySource{Type: "isns", Address: r.Get("discovery.sendtargets.address"), Port: port}
+		w := &isns.Watch{Server: net.JoinHostPort(src.Address, strconv.Itoa(port)), Initiator: initiatorName,
+			PollInterval: time.Duration(max(poll, 0)) * time.Second, Log: d.log,
+			Found: func(ctx context.Context, ts []isns.Target, _ string) { f.found(ctx, src, ts) },
+			Gone:  f.targetGone}
+		d.log.Info("iSNS: following the server of a discovery record", "server", w.Server, "poll_interval", w.PollInterval)
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
@@ -63,9 +67,33 @@ func (d *daemon) followISNS(ctx context.Context, root, initiatorName string) (st
 	}
 }
 
-// found logs in to the records whose node.startup is automatic; a record
-// with a session already is left alone.
-func (f *isnsFollower) found(ctx context.Context, recs []*conf.Record) {
+// found stores the records of the targets a server named and logs in to
+// those whose node.startup is automatic; a record with a session is left
+// alone.
+func (f *isnsFollower) found(ctx context.Context, src conf.DiscoverySource, ts []isns.Target) {
+	iface, err := f.db.Iface("default")
+	if err != nil {
+		f.log.Error("iSNS: no default iface", "err", err)
+		return
+	}
+	var recs []*conf.Record
+	for _, t := range ts {
+		for _, p := range t.Portals {
+			addr, port, tpgt := p.Address.Unmap().String(), int(p.Port), int(p.PGT)
+			if existing, _ := f.db.FindNodes(t.Name, addr, port, "default"); len(existing) > 0 {
+				recs = append(recs, existing[0])
+				continue
+			}
+			r := conf.NewDiscoveredNode(f.d.cfg, t.Name, addr, port, tpgt, iface, src)
+			id := r.ID()
+			if err := f.db.SaveNode(r); err != nil {
+				f.log.Error("iSNS: cannot store the node record", "target", id.Target, "portal", id.Portal(), "err", err)
+				continue
+			}
+			f.log.Info("iSNS: node record written", "target", id.Target, "portal", id.Portal(), "startup", r.Get("node.startup"))
+			recs = append(recs, r)
+		}
+	}
 	f.mu.Lock()
 	for _, r := range recs {
 		delete(f.gone, r.ID().Target)
@@ -102,7 +130,7 @@ func (f *isnsFollower) found(ctx context.Context, recs []*conf.Record) {
 }
 
 // targetGone logs out of the sessions the follower made to target, and of
-// those its logins under way make.
+// those its logins under way make; the records stay.
 func (f *isnsFollower) targetGone(ctx context.Context, target string) {
 	f.mu.Lock()
 	f.gone[target] = true

@@ -45,7 +45,8 @@ func TestFollowISNS(t *testing.T) {
 	if err := db.SaveDiscovery(conf.NewISNSDiscoveryRecord(nil, "127.0.0.1", 1)); err != nil {
 		t.Fatal(err)
 	}
-	stop := f.d.followISNS(context.Background(), root, testIni)
+	f.d.cfg, _ = conf.LoadConfig(filepath.Join(root, "iscsid.conf"))
+	stop := f.d.followISNS(context.Background(), db, testIni)
 	stopped := false
 	defer func() {
 		if !stopped {

@@ -134,7 +134,7 @@ func run() error {
 		}
 		return recs[0], nil
 	})
-	defer d.followISNS(ctx, db.Root, name)()
+	defer d.followISNS(ctx, db, name)()
 	own := &mgmt.Server{Handler: d, Logger: log}
 	stock := &stockipc.Server{Handler: d, Logger: log}
 	log.Info("goiscsid started", "version", version, "initiator", name, "socket", *socket, "iscsiadm_socket", stockLn.Addr().String())
