@@ -131,11 +131,12 @@ func TestVMFirmware(t *testing.T) {
 			t.Errorf("goiscsi %q printed\n%s\nwant a line with %q", ours[c.n]["line"], out, c.want)
 		}
 	}
+	checkFirmwareStart(t, res)
 	if *update {
 		writeFirmwareTestdata(t, res, stock)
 	}
 	data := res.Find("fwdata")
-	if len(data) != 2 || data[0]["sha"] == "" || data[0]["sha"] != data[1]["sha"] {
+	if len(data) != 3 || data[0]["sha"] == "" || data[0]["sha"] != data[1]["sha"] {
 		t.Errorf("fw LUN data: %v; want what stock wrote read back identical through goiscsi", data)
 	}
 }
@@ -188,4 +189,56 @@ func writeFirmwareTestdata(t *testing.T, res *Result, stock []Record) {
 	golden := filepath.Join("..", "..", "cmd", "goiscsiadm", "testdata", "golden", "stock-fw.txt")
 	write(golden, goldenText(stock))
 	t.Logf("wrote %s and %s", tree, golden)
+}
+
+// checkFirmwareStart checks the iscsistart steps of TestVMFirmware's boot: -N
+// left the NIC as stock's does, with the same words; -b printed what stock's
+// prints, exited with the session up, its LUN 0 already there and no daemon
+// left; goiscsid took the session over with the same SID and no login, -U all
+// left it alone, and the data goiscsi wrote before reads back through it.
+func checkFirmwareStart(t *testing.T, res *Result) {
+	t.Helper()
+	nics := res.Find("fwnic")
+	if len(nics) != 2 {
+		t.Fatalf("%d fwnic records, want stock's and goiscsi's", len(nics))
+	}
+	for _, k := range []string{"rc", "addr", "up", "route", "stdout_b64"} {
+		if nics[0][k] != nics[1][k] {
+			t.Errorf("-N: %s is %q with goiscsistart, %q with stock's iscsistart", k, nics[1][k], nics[0][k])
+		}
+	}
+	if n := nics[1]; n["rc"] != "0" || n["addr"] != fwAddr+"/24" || n["route"] == "" {
+		t.Errorf("goiscsistart -N: exit %s, address %q, route %q; want 0, %s/24 and a route to the target (stderr %q)",
+			n["rc"], n["addr"], n["route"], fwAddr, n.Bytes("stderr"))
+	}
+	starts := res.Find("fwstart")
+	if len(starts) != 2 {
+		t.Fatalf("%d fwstart records, want stock's and goiscsi's", len(starts))
+	}
+	st, gs := starts[0], starts[1]
+	if gs["rc"] != st["rc"] || string(gs.Bytes("stdout")) != string(st.Bytes("stdout")) {
+		t.Errorf("-b: goiscsistart exit %s, stdout %q; stock's iscsistart exit %s, stdout %q",
+			gs["rc"], gs.Bytes("stdout"), st["rc"], st.Bytes("stdout"))
+	}
+	data := res.Find("fwdata")
+	written := ""
+	if len(data) == 3 {
+		written = data[2]["sha"]
+	}
+	if gs["rc"] != "0" || gs["disk"] == "" || gs["daemons"] != "" || gs["sha"] != written ||
+		!strings.Contains(string(gs.Bytes("stderr")), "is operational now") {
+		t.Errorf("goiscsistart -b: exit %s, LUN 0 at exit %q, daemons left %q, data %s (wrote %s), stderr %q",
+			gs["rc"], gs["disk"], gs["daemons"], gs["sha"], written, gs.Bytes("stderr"))
+	}
+	a := res.First("fwadopt")
+	if a == nil {
+		t.Fatal("no fwadopt record")
+	}
+	if a["sid_after"] != a["sid"] || a["took_over"] != "1" || a["relogins"] != "0" || a["sha"] != written {
+		t.Errorf("goiscsid after goiscsistart: SID %s -> %s, took over %s, logins %s, data %s (wrote %s); want the same SID taken over with no login",
+			a["sid"], a["sid_after"], a["took_over"], a["relogins"], a["sha"], written)
+	}
+	if a["uall_rc"] != "21" || !strings.Contains(a["session"], fwTarget) {
+		t.Errorf("-U all with the boot session: exit %s (%s), sessions after %q; want 21 and the session kept", a["uall_rc"], a["uall_err"], a["session"])
+	}
 }

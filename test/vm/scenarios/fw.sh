@@ -19,7 +19,20 @@ for n in /sys/class/net/*; do
 done
 [ -n "$nic" ] || fail "no network interface has the iBFT NIC's MAC: $(ls /sys/class/net)"
 emit ibftnetdev name "$nic" address "$(cat "/sys/class/net/$nic/address")" device "$(readlink -f "/sys/class/net/$nic")"
-ip addr add "$FW_ADDR/24" dev "$nic" && ip link set "$nic" up || fail "bring up $nic"
+
+# -N: the table's NIC up with its static address and a route to the target, by
+# stock's iscsistart, then (all undone) by goiscsistart; the host compares what
+# each printed and left.
+need_prog "$GOISCSISTART"
+for FW_PHASE in stock goiscsi; do
+	start=/sbin/iscsistart
+	[ "$FW_PHASE" = goiscsi ] && start=$GOISCSISTART
+	run_capture "N$FW_PHASE" "$start" -N
+	emit fwnic phase "$FW_PHASE" rc "$CAP_RC" stdout_b64 "$(b64 "$CAP_OUT")" stderr_b64 "$(b64 "$CAP_ERR")" \
+		addr "$(ip -o -f inet addr show dev "$nic" | awk '{print $4}')" up "$(cat "/sys/class/net/$nic/operstate")" \
+		route "$(ip route show | grep "^$FW_ADDR " | tr -s ' ')"
+	[ "$FW_PHASE" = goiscsi ] || { ip addr flush dev "$nic"; ip link set "$nic" down; }
+done
 lio_target "$FW_TARGET" "$FW_ADDR:3260" 1 16
 mkdir -p /tmp/gbin && ln -sf "$GOISCSIADM" /tmp/gbin/iscsiadm
 
@@ -83,5 +96,39 @@ fw_cases
 disk=$(fw_disk)
 emit fwdata phase goiscsi dev "$disk" sha "$(dd if="/dev/$disk" bs=1M count=4 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
 dd_verify "$disk" 4
+emit fwdata phase goiscsi-after dev "$disk" sha "$(dd if="/dev/$disk" bs=1M count=4 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
 fw_reset
 goiscsid_stop
+
+# -b: stock's iscsistart, then goiscsistart, log in from the iBFT with no daemon
+# and exit with the session up; goiscsid then takes goiscsistart's session over
+# (same SID, no new login) and -U all leaves it logged in.
+for FW_PHASE in stock goiscsi; do
+	start=/sbin/iscsistart
+	[ "$FW_PHASE" = goiscsi ] && start=$GOISCSISTART
+	run_capture "b$FW_PHASE" timeout 120 "$start" -b
+	sid=$(session_sid "$FW_TARGET")
+	# goiscsistart scans before it exits: LUN 0 is there at once.
+	disk=$(lun_block "$sid" 0)
+	emit fwstart phase "$FW_PHASE" rc "$CAP_RC" stdout_b64 "$(b64 "$CAP_OUT")" stderr_b64 "$(b64 "$CAP_ERR")" \
+		sid "$sid" disk "$disk" daemons "$(pidof iscsid goiscsid)" \
+		sha "$( [ -n "$disk" ] && dd if="/dev/$disk" bs=1M count=4 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
+	[ -n "$sid" ] || fail "$FW_PHASE: no session after $start -b: $(cat "$CAP_ERR")"
+	if [ "$FW_PHASE" = stock ]; then
+		iscsid_start
+		# iscsid first logs in again to the session it found ("operational
+		# after recovery"): only then does it log out.
+		wait_until 30 sh -c "$STOCK_ISCSIADM -m session -r $sid -u >/dev/null 2>&1" || fail "stock: logout of the iscsistart session"
+		iscsid_stop
+		continue
+	fi
+	goiscsid_start
+	wait_until 10 sh -c "grep -q 'took over running session' /tmp/goiscsid.log" || fail "goiscsid did not take over session $sid: $(tail -n 5 /tmp/goiscsid.log)"
+	run_capture Uall iscsiadm -m node -U all
+	emit fwadopt sid "$sid" sid_after "$(session_sid "$FW_TARGET")" relogins "$(grep -c 'connection is operational now' /tmp/goiscsid.log)" \
+		took_over "$(grep -c 'took over running session' /tmp/goiscsid.log)" \
+		uall_rc "$CAP_RC" uall_err "$(cat "$CAP_ERR")" session "$(iscsiadm -m session 2>&1)" \
+		sha "$(dd if="/dev/$disk" bs=1M count=4 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
+	iscsiadm -m session -r "$sid" -u >/dev/null || fail "goiscsi: logout of the adopted boot session"
+	goiscsid_stop
+done
