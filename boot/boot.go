@@ -75,8 +75,8 @@ func Login(ctx context.Context, k *nlink.Conn, rec *conf.Record, initiatorName s
 	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	// Nothing is held back yet: goiscsid's memory of removed LUNs lives on
-	// the root file system, which this login is there to bring.
+	// Nothing is held back at boot: goiscsid's memory of removed LUNs
+	// (/run/goiscsi/held) does not outlive a reboot.
 	if _, err := sysfs.Apply(sctx, log, int(s.SID), int(s.Host), policy, scan.Login, nil); err != nil {
 		return s, fmt.Errorf("boot: scan of host%d after the login: %w", s.Host, err)
 	}
