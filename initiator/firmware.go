@@ -104,20 +104,36 @@ func (c *Client) FirmwareLoginRecord(b ibft.Boot, params [][2]string) (*conf.Rec
 	return r, nil
 }
 
+// FirmwareDiscoverOptions say what DiscoverFirmware does with the node
+// database (iscsiadm's -o new, update, delete; stock does all three when
+// none is given).
+type FirmwareDiscoverOptions struct {
+	// Ifaces are the ifaces the records are bound to, one record per
+	// target and iface; empty means default.
+	Ifaces []string
+	// New stores the records that do not exist yet; they start as
+	// iscsid.conf says (node.startup).
+	New bool
+	// Update writes the records that exist anew; they start onboot from
+	// then on, so a later -L or -U leaves the boot session alone.
+	Update bool
+	// DeleteStale deletes the fw records of targets the table no longer
+	// has; one a session uses stays.
+	DeleteStale bool
+}
+
 // DiscoverFirmware makes a node record with node.discovery_type fw for each
 // boot target and iface (iscsiadm -m discovery -t fw [-I iface]...) and stores
-// it, as stock does: a new record starts as iscsid.conf says (node.startup), a
-// record that exists is written anew and starts onboot from then on, so a
-// later -L or -U does not touch the boot session. An iface that cannot be read
-// is told to warn and left out (stock's words); none left, or none given,
-// means default.
-func (c *Client) DiscoverFirmware(ctx context.Context, ifaces []string, warn func(error)) ([]*conf.Record, error) {
+// it as opts say, as stock does. An iface that cannot be read is told to
+// warn and left out (stock's words); none left, or none given, means
+// default. The records are returned stored or not.
+func (c *Client) DiscoverFirmware(ctx context.Context, opts FirmwareDiscoverOptions, warn func(error)) ([]*conf.Record, error) {
 	boots, err := c.FirmwareTargets(warn)
 	if err != nil {
 		return nil, err
 	}
 	var bound []string
-	for _, n := range ifaces {
+	for _, n := range opts.Ifaces {
 		if _, err := c.Iface(n); err != nil {
 			if warn != nil {
 				warn(iscsierr.Errorf(iscsierr.NoMem, "Could not read iface info for %s. Make sure an iface config with the file name and iface.iscsi_ifacename %s is in %s.",
@@ -131,27 +147,34 @@ func (c *Client) DiscoverFirmware(ctx context.Context, ifaces []string, warn fun
 		bound = []string{"default"}
 	}
 	var recs []*conf.Record
+	found := map[nodeKey]bool{}
 	for _, b := range boots {
 		for _, iface := range bound {
-			r, err := c.discoverFirmwareRecord(b, iface)
+			r, err := c.discoverFirmwareRecord(b, iface, opts)
 			if err != nil {
 				return nil, err
 			}
+			found[keyOf(r.ID())] = true
 			recs = append(recs, r)
 		}
+	}
+	if opts.DeleteStale {
+		c.deleteStaleFirmware(ctx, found)
 	}
 	return recs, ctx.Err()
 }
 
-// discoverFirmwareRecord stores the fw node record of b through iface.
-func (c *Client) discoverFirmwareRecord(b ibft.Boot, iface string) (*conf.Record, error) {
+// discoverFirmwareRecord makes the fw node record of b through iface and
+// stores it as opts say.
+func (c *Client) discoverFirmwareRecord(b ibft.Boot, iface string, opts FirmwareDiscoverOptions) (*conf.Record, error) {
 	r, err := c.FirmwareRecord(b, iface)
 	if err != nil {
 		return nil, err
 	}
 	id := r.ID()
+	existing, _ := c.DB().FindNodes(id.Target, id.Address, id.Port, id.Iface)
 	kv := [][2]string{{"node.discovery_type", "fw"}, {"node.discovery_address", ""}, {"node.discovery_port", "0"}}
-	if existing, _ := c.DB().FindNodes(id.Target, id.Address, id.Port, id.Iface); len(existing) > 0 {
+	if len(existing) > 0 {
 		kv = append(kv, [2]string{"node.startup", "onboot"}, [2]string{"node.conn[0].startup", "onboot"})
 	}
 	for _, k := range kv {
@@ -159,10 +182,32 @@ func (c *Client) discoverFirmwareRecord(b ibft.Boot, iface string) (*conf.Record
 			return nil, iscsierr.Errorf(iscsierr.IDBM, "%v", err)
 		}
 	}
+	if len(existing) > 0 && !opts.Update || len(existing) == 0 && !opts.New {
+		return r, nil
+	}
 	if err := c.SaveNode(r); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// deleteStaleFirmware deletes the fw node records not in found (stock's
+// delete_stale_rec for firmware discovery); one a session uses stays.
+func (c *Client) deleteStaleFirmware(ctx context.Context, found map[nodeKey]bool) {
+	recs, _ := c.DB().Nodes()
+	var counts map[conf.NodeID]int
+	for _, r := range recs {
+		if r.Get("node.discovery_type") != "fw" || found[keyOf(r.ID())] {
+			continue
+		}
+		if counts == nil {
+			var err error
+			if counts, err = c.SessionCounts(ctx); err != nil {
+				return // deleting blind could take a live session's record
+			}
+		}
+		c.deleteNode(r, counts)
+	}
 }
 
 // FirmwareText is boot target b as iscsiadm -m fw and iscsistart -f print

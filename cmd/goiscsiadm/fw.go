@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/initiator"
 	"github.com/goiscsi/goiscsi/iscsierr"
 )
 
@@ -40,10 +41,16 @@ func (e *env) firmware(c *Command) iscsierr.Code {
 }
 
 // discoverFirmware is -m discovery -t fw: a node record of each boot target,
-// stored with node.discovery_type fw, printed as discovery prints what it
+// stored with node.discovery_type fw as -o says (new, update and delete
+// stale ones when it says nothing), printed as discovery prints what it
 // found, and logged in to with -l.
 func (e *env) discoverFirmware(c *Command) iscsierr.Code {
-	recs, err := e.c.DiscoverFirmware(e.ctx, c.Ifaces, e.warnFirmware)
+	op := c.Op
+	if op == 0 {
+		op = OpNew | OpUpdate | OpDelete // stock's default
+	}
+	recs, err := e.c.DiscoverFirmware(e.ctx, initiator.FirmwareDiscoverOptions{Ifaces: c.Ifaces,
+		New: op&OpNew != 0, Update: op&OpUpdate != 0, DeleteStale: op&OpDelete != 0}, e.warnFirmware)
 	if err != nil {
 		return e.failWith(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/goiscsi/goiscsi/conf"
 )
 
 // qemuSysfs is the iBFT of TestVMFirmware's guest as its kernel showed it in
@@ -109,5 +111,60 @@ func TestFirmwareBrokenTables(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFirmwareDiscoveryOps: -m discovery -t fw with stock's default ops
+// deletes the fw records of targets the table no longer has and leaves other
+// records alone; -o new leaves an existing record as it is (startup not made
+// onboot); -o nonpersistent stores nothing.
+func TestFirmwareDiscoveryOps(t *testing.T) {
+	_, root := setup(t)
+	t.Setenv("GOISCSI_SYSFS", qemuSysfs)
+	const target, other = "iqn.2003-01.org.example:fwboot", "iqn.2003-01.org.example:gone"
+	startup := func(iqn string) string {
+		x := adm(t, "-m", "node", "-T", iqn, "-p", "10.0.2.15:3260")
+		for _, l := range lines(x.Stdout) {
+			if v, ok := strings.CutPrefix(l, "node.startup = "); ok {
+				return v
+			}
+		}
+		return "(no record: " + strings.TrimSpace(x.Stderr) + ")"
+	}
+	if x := adm(t, "-m", "discovery", "-t", "fw", "-o", "nonpersistent"); x.Code != 0 || x.Stdout != "10.0.2.15:3260,1 "+target+"\n" {
+		t.Fatalf("-o nonpersistent: exit %d, %q %q", x.Code, x.Stdout, x.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(root, "nodes", target)); !os.IsNotExist(err) {
+		t.Errorf("-o nonpersistent stored a record (%v)", err)
+	}
+	adm(t, "-m", "discovery", "-t", "fw")
+	// A fw record of a target the table no longer has (an earlier table's),
+	// and a static one.
+	stale := conf.NewNodeRecord(nil, other, "10.0.2.15", 3260, 1, "default")
+	if err := stale.Set("node.discovery_type", "fw"); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&conf.DB{Root: root}).SaveNode(stale); err != nil {
+		t.Fatal(err)
+	}
+	if x := adm(t, "-m", "node", "-T", "iqn.2003-01.org.example:static", "-p", "10.0.2.15:3260", "-o", "new"); x.Code != 0 {
+		t.Fatalf("-o new: %d %q", x.Code, x.Stderr)
+	}
+	adm(t, "-m", "discovery", "-t", "fw", "-o", "new")
+	if got := startup(target); got != "manual" {
+		t.Errorf("after -o new over an existing record: startup %s, want it left manual", got)
+	}
+	if got := startup(other); got != "manual" {
+		t.Errorf("-o new deleted the stale record (startup %s)", got)
+	}
+	adm(t, "-m", "discovery", "-t", "fw")
+	if got := startup(target); got != "onboot" {
+		t.Errorf("after a second discovery: startup %s, want onboot", got)
+	}
+	if got := startup(other); !strings.HasPrefix(got, "(no record") {
+		t.Errorf("the stale fw record stayed (startup %s)", got)
+	}
+	if got := startup("iqn.2003-01.org.example:static"); got != "manual" {
+		t.Errorf("fw discovery touched a static record (startup %s)", got)
 	}
 }
