@@ -23,10 +23,20 @@ const (
 	fwMAC    = "52:54:00:12:34:56"
 )
 
-// firmwareConfig is a boot of scenario with an iBFT and its NIC: the table
-// built by ibftSpec, the virtio-net function it names (romfile= skips iPXE),
-// and the modules the scenario loads with kmod_load.
-func firmwareConfig(t *testing.T, scenario string, env map[string]string) Config {
+// fwTable is TestVMFirmware's boot table.
+func fwTable() ibftSpec {
+	mac, _ := net.ParseMAC(fwMAC)
+	return ibftSpec{
+		initiator: "iqn.1993-08.org.debian:01:fwboot", mac: mac, pciBDF: 3 << 3,
+		ip: netip.MustParseAddr(fwAddr), gateway: netip.MustParseAddr("10.0.2.2"), prefix: 24,
+		target: fwTarget, targetIP: netip.MustParseAddr(fwAddr), port: 3260,
+	}
+}
+
+// firmwareConfig is a boot of scenario with an iBFT and (withNIC) the NIC it
+// names: the table built by ibftSpec, the virtio-net function at 00:03.0
+// (romfile= skips iPXE), and the modules the scenario loads with kmod_load.
+func firmwareConfig(t *testing.T, scenario string, env map[string]string, spec ibftSpec, withNIC bool) Config {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -35,12 +45,7 @@ func firmwareConfig(t *testing.T, scenario string, env map[string]string) Config
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	mac, _ := net.ParseMAC(fwMAC)
-	table := ibftSpec{
-		initiator: "iqn.1993-08.org.debian:01:fwboot", mac: mac, pciBDF: 3 << 3,
-		ip: netip.MustParseAddr(fwAddr), gateway: netip.MustParseAddr("10.0.2.2"), prefix: 24,
-		target: fwTarget, targetIP: netip.MustParseAddr(fwAddr), port: 3260,
-	}.bytes()
+	table := spec.bytes()
 	tablePath := filepath.Join(dir, "ibft.bin")
 	if err := os.WriteFile(tablePath, table, 0o644); err != nil {
 		t.Fatal(err)
@@ -48,10 +53,11 @@ func firmwareConfig(t *testing.T, scenario string, env map[string]string) Config
 	files := extraModules(ctx, t, a, dir, "virtio_pci", "virtio_net", "iscsi_ibft")
 	files["/sbin/iscsistart"] = filepath.Join(a.Root, "sbin", "iscsistart")
 	env["FW_TARGET"], env["FW_ADDR"] = fwTarget, fwAddr
-	return Config{Scenario: scenario, Env: env, Files: files, QemuArgs: []string{
-		"-acpitable", "file=" + tablePath,
-		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=" + fwMAC + ",addr=0x3,romfile=",
-	}}
+	args := []string{"-acpitable", "file=" + tablePath}
+	if withNIC {
+		args = append(args, "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,mac="+fwMAC+",addr=0x3,romfile=")
+	}
+	return Config{Scenario: scenario, Env: env, Files: files, QemuArgs: args}
 }
 
 // extraModules returns the Files entries of modules the base initramfs does not
@@ -97,7 +103,7 @@ var sessionNumbers = regexp.MustCompile(`tcp: \[\d+\]|sid: \d+|Connection\d+:0|s
 // the same way, -U all leaves the boot session alone; the data stock wrote to
 // the fw session's LUN reads back identical through goiscsi's.
 func TestVMFirmware(t *testing.T) {
-	res := bootConfig(t, firmwareConfig(t, "fw", map[string]string{}))
+	res := bootConfig(t, firmwareConfig(t, "fw", map[string]string{}, fwTable(), true))
 	byPhase := map[string][]Record{}
 	for _, r := range res.Find("fwgolden") {
 		byPhase[r["phase"]] = append(byPhase[r["phase"]], r)
@@ -240,5 +246,50 @@ func checkFirmwareStart(t *testing.T, res *Result) {
 	}
 	if a["uall_rc"] != "21" || !strings.Contains(a["session"], fwTarget) {
 		t.Errorf("-U all with the boot session: exit %s (%s), sessions after %q; want 21 and the session kept", a["uall_rc"], a["uall_err"], a["session"])
+	}
+}
+
+// TestVMFirmwareUnknownNIC boots a table whose NIC the guest does not have
+// (no PCI function at its bus:device.function, no interface with its MAC):
+// -m fw, -m discovery -t fw and iscsistart -f print what stock's print (the
+// record without iface.net_ifacename), goiscsi adding a line that names the
+// NIC it could not find; -N fails as stock's does, with goiscsi's words
+// naming the NIC; goiscsistart -b fails within its retry budget, naming the
+// target, and leaves no session.
+func TestVMFirmwareUnknownNIC(t *testing.T) {
+	spec := fwTable()
+	spec.pciBDF = 5 << 8 // bus 5: no such bus on the q35 guest
+	spec.mac, _ = net.ParseMAC("52:54:00:99:99:99")
+	res := bootConfig(t, firmwareConfig(t, "fwbroken", map[string]string{}, spec, false))
+	byPhase := map[string][]Record{}
+	for _, r := range res.Find("fwbroken") {
+		byPhase[r["phase"]] = append(byPhase[r["phase"]], r)
+	}
+	stock, ours := byPhase["stock"], byPhase["goiscsi"]
+	if len(stock) != 4 || len(ours) != 4 {
+		t.Fatalf("%d stock and %d goiscsi cases, want 4 each", len(stock), len(ours))
+	}
+	const named = "ethernet0: no network interface has its PCI function or its MAC address 52:54:00:99:99:99"
+	for i := range stock {
+		s, g := stock[i], ours[i]
+		if g["rc"] != s["rc"] {
+			t.Errorf("%s: goiscsi exit %s, stock %s (goiscsi stderr %q, stock %q)", s["line"], g["rc"], s["rc"], g.Bytes("stderr"), s.Bytes("stderr"))
+		}
+		if !strings.Contains(string(g.Bytes("stderr")), named) {
+			t.Errorf("%s: goiscsi's stderr %q does not name the NIC it could not find", s["line"], g.Bytes("stderr"))
+		}
+		if i < 3 {
+			if string(g.Bytes("stdout")) != string(s.Bytes("stdout")) {
+				t.Errorf("%s: goiscsi printed\n%s\nstock 2.1.8\n%s", s["line"], g.Bytes("stdout"), s.Bytes("stdout"))
+			}
+			if strings.Contains(string(g.Bytes("stdout")), "net_ifacename") {
+				t.Errorf("%s: a NIC no interface has got an iface.net_ifacename", s["line"])
+			}
+		}
+	}
+	b := res.First("fwbrokenstart")
+	if b == nil || b["rc"] == "0" || b["rc"] == "124" || b["sessions"] != "0" ||
+		!strings.Contains(string(b.Bytes("stderr")), "boot: login to "+fwTarget) {
+		t.Errorf("goiscsistart -b with no NIC: %v (stderr %q); want a prompt failure naming the target and no session", b, b.Bytes("stderr"))
 	}
 }
