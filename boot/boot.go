@@ -20,17 +20,6 @@ import (
 	"github.com/goiscsi/goiscsi/scan"
 )
 
-// Defaults are what iscsistart gives a boot login unless told otherwise
-// (its apply_params): a boot waits for its target through 30 login timeouts
-// (the network may still be coming up), the kernel sends no NOP-Outs (nothing
-// would answer a failure before the daemon runs), and every LUN is scanned.
-var Defaults = [][2]string{
-	{"node.session.initial_login_retry_max", "30"},
-	{"node.conn[0].timeo.noop_out_interval", "0"},
-	{"node.conn[0].timeo.noop_out_timeout", "0"},
-	{"node.session.scan", "auto"},
-}
-
 // Login logs in to the target of node record rec through the kernel k and
 // scans the session's host as the record's scan policy says; initiatorName
 // is used when the record has no iface.initiatorname. A login that fails in a

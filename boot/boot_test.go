@@ -20,16 +20,6 @@ func TestSettingsRecord(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got, want)
 		}
 	}
-	if err := Apply(r, [][2]string{{"node.session.scan", "manual"}}); err != nil {
-		t.Fatal(err)
-	}
-	if r.Get("node.session.initial_login_retry_max") != "30" || r.Get("node.conn[0].timeo.noop_out_interval") != "0" || r.Get("node.session.scan") != "manual" {
-		t.Errorf("after Apply: retries %s, noop %s, scan %s; want 30, 0 and the parameter's manual",
-			r.Get("node.session.initial_login_retry_max"), r.Get("node.conn[0].timeo.noop_out_interval"), r.Get("node.session.scan"))
-	}
-	if err := Apply(r, [][2]string{{"node.nosuch", "1"}}); err == nil {
-		t.Error("Apply of an unknown key: no error")
-	}
 	for _, tc := range []struct {
 		change func(*Settings)
 		want   string

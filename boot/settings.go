@@ -65,14 +65,3 @@ func (s Settings) Record() (*conf.Record, error) {
 	}
 	return r, nil
 }
-
-// Apply gives rec what a boot login uses: Defaults, then params (iscsistart
-// -P NAME=VALUE), which win.
-func Apply(rec *conf.Record, params [][2]string) error {
-	for _, kv := range append(append([][2]string{}, Defaults...), params...) {
-		if err := rec.Set(kv[0], kv[1]); err != nil {
-			return fmt.Errorf("boot: %v", err)
-		}
-	}
-	return nil
-}

@@ -71,20 +71,33 @@ func (c *Client) FirmwareRecord(b ibft.Boot, iface string) (*conf.Record, error)
 	return r, nil
 }
 
-// firmwareLoginDefaults are what stock's fill_in_default_fw_values gives a
-// boot target's login: a boot waits longer for its target (30 login
-// timeouts), sends no NOP-Outs, and scans every LUN.
-var firmwareLoginDefaults = [][2]string{
+// bootLoginDefaults are what stock gives a login to a boot target unless told
+// otherwise (iscsiadm's fill_in_default_fw_values, iscsistart's
+// apply_params): a boot waits longer for its target (30 login timeouts; the
+// network may still be coming up), the kernel sends no NOP-Outs (nothing
+// would answer a failure before the daemon runs), and every LUN is scanned.
+var bootLoginDefaults = [][2]string{
 	{"node.session.initial_login_retry_max", "30"},
 	{"node.conn[0].timeo.noop_out_interval", "0"},
 	{"node.conn[0].timeo.noop_out_timeout", "0"},
 	{"node.session.scan", "auto"},
 }
 
-// FirmwareLoginRecord is FirmwareRecord with what a login from the boot table
-// uses on top (iscsiadm -m fw -l): the firmware login defaults, then params
-// (-n/-v pairs). Params may not change the iface's network device, hardware
-// address or transport: the table's are used, as stock insists.
+// ApplyBootDefaults gives r what a login to a boot target uses: the boot
+// login defaults, then params (iscsiadm -m fw -l's -n/-v, iscsistart's -P
+// NAME=VALUE), which win.
+func ApplyBootDefaults(r *conf.Record, params [][2]string) error {
+	for _, p := range append(append([][2]string{}, bootLoginDefaults...), params...) {
+		if err := r.Set(p[0], p[1]); err != nil {
+			return iscsierr.Errorf(iscsierr.Inval, "%v", err)
+		}
+	}
+	return nil
+}
+
+// FirmwareLoginRecord is FirmwareRecord with ApplyBootDefaults on top
+// (iscsiadm -m fw -l). Params may not change the iface's network device,
+// hardware address or transport: the table's are used, as stock insists.
 func (c *Client) FirmwareLoginRecord(b ibft.Boot, params [][2]string) (*conf.Record, error) {
 	for _, p := range params {
 		switch p[0] {
@@ -96,10 +109,8 @@ func (c *Client) FirmwareLoginRecord(b ibft.Boot, params [][2]string) (*conf.Rec
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range append(append([][2]string{}, firmwareLoginDefaults...), params...) {
-		if err := r.Set(p[0], p[1]); err != nil {
-			return nil, iscsierr.Errorf(iscsierr.Inval, "%v", err)
-		}
+	if err := ApplyBootDefaults(r, params); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

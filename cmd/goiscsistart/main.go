@@ -252,7 +252,7 @@ func run(args []string, stdout, stderr io.Writer) iscsierr.Code {
 	defer k.Close()
 	code := iscsierr.Success
 	for _, r := range recs {
-		if err := boot.Apply(r, o.params); err != nil {
+		if err := initiator.ApplyBootDefaults(r, o.params); err != nil {
 			warn("%v", err)
 			code = iscsierr.Unknown
 			continue
