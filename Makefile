@@ -6,6 +6,8 @@ DESTDIR ?=
 SBINDIR ?= $(PREFIX)/sbin
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DATADIR ?= $(PREFIX)/share/goiscsi
+# initramfs-tools' hooks and scripts (dist/initramfs-tools: a boot from iSCSI).
+INITRAMFSDIR ?= $(PREFIX)/share/initramfs-tools
 # ISCSIADM_ALIAS=1 also installs goiscsiadm as iscsiadm, for tools that run it
 # by that name; on the host, open-iscsi's iscsiadm is diverted as the package
 # does it (dist/iscsiadm-alias).
@@ -16,7 +18,7 @@ GO ?= go
 # make fuzz runs each fuzz target this long: a duration (10m) or a count (10000000x).
 FUZZTIME ?= 10000000x
 
-PROGRAMS := goiscsid goiscsiadm goiscsi-iname
+PROGRAMS := goiscsid goiscsiadm goiscsi-iname goiscsistart
 UNITS := goiscsid.service goiscsid.socket goiscsi.service
 VERSION := $(shell sed -n 's/^const version = "\(.*\)"$$/\1/p' cmd/goiscsid/daemon.go)
 DEB_ARCH = $(shell dpkg --print-architecture)
@@ -59,8 +61,9 @@ bench-vm:
 fuzz:
 	scripts/fuzz $(FUZZTIME)
 
-# The files the package owns: programs, systemd units (their /usr/sbin paths
-# made $(SBINDIR)), and the iscsid.conf that install copies to /etc/iscsi.
+# The files the package owns: programs, systemd units and initramfs-tools'
+# hook and script (their /usr/sbin paths made $(SBINDIR)), and the iscsid.conf
+# that install copies to /etc/iscsi.
 install-files: build
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)
 	install -m 0755 $(addprefix bin/,$(PROGRAMS)) $(DESTDIR)$(SBINDIR)/
@@ -69,6 +72,11 @@ install-files: build
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
 	done
 	install -m 0644 iscsid.conf.example $(DESTDIR)$(DATADIR)/iscsid.conf
+	for f in hooks/goiscsi scripts/local-top/goiscsi; do \
+		install -d $(DESTDIR)$(INITRAMFSDIR)/$$(dirname $$f) && \
+		sed 's|/usr/sbin/|$(SBINDIR)/|g' dist/initramfs-tools/$$f >$(DESTDIR)$(INITRAMFSDIR)/$$f && \
+		chmod 0755 $(DESTDIR)$(INITRAMFSDIR)/$$f || exit 1; \
+	done
 
 # install adds what a host needs in /etc/iscsi, never replacing what is there
 # (an open-iscsi installation's records, configuration and initiator name are
@@ -96,6 +104,7 @@ ifeq ($(DESTDIR),)
 	-systemctl disable --quiet $(UNITS) 2>/dev/null
 endif
 	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(PROGRAMS)) $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS))
+	rm -f $(DESTDIR)$(INITRAMFSDIR)/hooks/goiscsi $(DESTDIR)$(INITRAMFSDIR)/scripts/local-top/goiscsi
 	rm -rf $(DESTDIR)$(DATADIR)
 	dist/iscsiadm-alias uninstall $(SBINDIR) $(DESTDIR)
 ifeq ($(DESTDIR),)

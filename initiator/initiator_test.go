@@ -276,3 +276,19 @@ func TestLoginLogout(t *testing.T) {
 		t.Errorf("refused login: %v", err)
 	}
 }
+
+func TestApplyBootDefaults(t *testing.T) {
+	r := conf.NewNodeRecord(nil, "iqn.t", "10.0.0.1", 3260, 1, "default")
+	if err := ApplyBootDefaults(r, [][2]string{{"node.session.scan", "manual"}}); err != nil {
+		t.Fatal(err)
+	}
+	if r.Get("node.session.initial_login_retry_max") != "30" || r.Get("node.conn[0].timeo.noop_out_interval") != "0" ||
+		r.Get("node.conn[0].timeo.noop_out_timeout") != "0" || r.Get("node.session.scan") != "manual" {
+		t.Errorf("retries %s, noop %s/%s, scan %s; want 30, 0/0 and the parameter's manual",
+			r.Get("node.session.initial_login_retry_max"), r.Get("node.conn[0].timeo.noop_out_interval"),
+			r.Get("node.conn[0].timeo.noop_out_timeout"), r.Get("node.session.scan"))
+	}
+	if err := ApplyBootDefaults(r, [][2]string{{"node.nosuch", "1"}}); iscsierr.CodeOf(err) != iscsierr.Inval {
+		t.Errorf("an unknown key: %v, want an error with code Inval", err)
+	}
+}

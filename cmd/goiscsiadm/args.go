@@ -150,8 +150,12 @@ const (
 	ActRemoveLUN
 
 	// ActFirmware is -m fw: the iSCSI boot targets the firmware (iBFT)
-	// describes, shown or (Login) logged in to.
+	// describes, shown or (Login) logged in to with Params on top.
 	ActFirmware
+	// ActDiscoverFirmware stores a node record of each boot target with
+	// node.discovery_type fw, prints them as discovery does and logs in to
+	// them when Login is set (-m discovery -t fw, -m discoverydb -t fw -D).
+	ActDiscoverFirmware
 
 	// ActListHosts lists the iSCSI hosts (-m host [-P 0-4] [-H host]); see
 	// HostsText.
@@ -383,7 +387,7 @@ type parser struct {
 // getopt's diagnostics start with, as glibc's do. It returns the Command to
 // run, or the Exit that ends the program without running anything: -V, -h,
 // a bad option or value, a combination stock refuses, or something goiscsiadm
-// does not support (offload HBAs, firmware boot), which exits 27.
+// does not support (offload HBAs), which exits 27.
 func Parse(argv []string) (*Command, *Exit) {
 	if len(argv) == 0 {
 		argv = []string{"iscsiadm"}
@@ -430,8 +434,6 @@ func Parse(argv []string) (*Command, *Exit) {
 	case ModeIface:
 		c, e = p.iface()
 	default:
-		// The caller reads the firmware's boot targets (none: stock's
-		// answer) or says fw mode is not supported.
 		c = p.command(ActFirmware)
 		c.Login = p.login
 	}
@@ -674,7 +676,9 @@ func (p *parser) discovery() (*Command, *Exit) {
 		c.Portal, c.Login = p.isnsPortal(), p.login
 		return c, nil
 	case discoveryFW:
-		return nil, p.unsupported("firmware (fw) discovery")
+		c := p.command(ActDiscoverFirmware)
+		c.Login = p.login
+		return c, nil
 	}
 	if !p.hasIP {
 		if p.op != 0 && p.op != OpShow {
@@ -743,7 +747,9 @@ func (p *parser) discoveryDB() (*Command, *Exit) {
 		if !p.discover {
 			return nil, p.fail(iscsierr.Inval, "Invalid command. Possibly missing --discover argument.")
 		}
-		return nil, p.unsupported("firmware (fw) discovery")
+		c := p.command(ActDiscoverFirmware)
+		c.Login = p.login
+		return c, nil
 	}
 	switch {
 	case !p.hasIP && (p.op == 0 || p.op == OpShow):

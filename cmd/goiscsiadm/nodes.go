@@ -413,6 +413,8 @@ func (e *env) listDiscovery(c *Command) iscsierr.Code {
 			out.Static = append(out.Static, summary(n))
 		case "isns":
 			out.ISNSNodes = append(out.ISNSNodes, summary(n))
+		case "fw":
+			out.Firmware = append(out.Firmware, summary(n))
 		}
 	}
 	return e.finish(DiscoveryDBText(out, c.PrintLevel))

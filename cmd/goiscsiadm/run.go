@@ -146,14 +146,9 @@ func run(c *Command, stdout, stderr io.Writer) iscsierr.Code {
 	case ActListHosts:
 		return e.listHosts(c)
 	case ActFirmware:
-		// Stock's fw_get_targets reads the boot firmware's tables in
-		// sysfs; most machines have none, and stock says so with 21.
-		ibft, _ := filepath.Glob(filepath.Join(e.sysfs(), "firmware", "ibft"))
-		boot, _ := filepath.Glob(filepath.Join(e.sysfs(), "firmware", "iscsi_boot*"))
-		if len(ibft)+len(boot) == 0 {
-			return e.fail(iscsierr.NoObjsFound, "Could not get list of targets from firmware. (err 21)")
-		}
-		return e.fail(iscsierr.OpNotSupp, "firmware boot (fw) mode is not supported by goiscsiadm")
+		return e.firmware(c)
+	case ActDiscoverFirmware:
+		return e.discoverFirmware(c)
 	case ActKillDaemon:
 		// Stock reports a daemon it cannot stop and still exits 0.
 		if err := e.c.StopDaemon(e.ctx); err != nil {

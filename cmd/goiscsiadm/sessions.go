@@ -86,6 +86,16 @@ func loginPortal(id conf.NodeID) string {
 // as in stock; any error ends with "Could not log into all portals". -W is
 // accepted but goiscsiadm still waits for the results.
 func (e *env) loginRecords(recs []*conf.Record) iscsierr.Code {
+	code := e.loginEach(recs)
+	if code != iscsierr.Success {
+		e.errorf("Could not log into all portals")
+	}
+	return code
+}
+
+// loginEach is loginRecords without its closing line: stock's
+// iscsi_login_portal for each record.
+func (e *env) loginEach(recs []*conf.Record) iscsierr.Code {
 	counts, err := e.c.SessionCounts(e.ctx)
 	if err != nil {
 		// Not knowing the sessions, a login could make a second one.
@@ -135,9 +145,6 @@ func (e *env) loginRecords(recs []*conf.Record) iscsierr.Code {
 		if code == iscsierr.Success {
 			code = lc
 		}
-	}
-	if code != iscsierr.Success {
-		e.errorf("Could not log into all portals")
 	}
 	return code
 }

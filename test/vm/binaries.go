@@ -11,8 +11,9 @@ import (
 
 // GuestPrograms are the goiscsi commands the guest gets in /usr/local/sbin, as
 // package paths relative to the module root. The scenarios find them through the
-// GOISCSID, GOISCSIADM, TESTTARGET and ATTACHLUN variables of guest/lib.sh.
-var GuestPrograms = []string{"cmd/goiscsid", "cmd/goiscsiadm", "test/target/cmd/testtarget", "initiator/example/attachlun"}
+// GOISCSID, GOISCSIADM, GOISCSISTART, TESTTARGET and ATTACHLUN variables of
+// guest/lib.sh.
+var GuestPrograms = []string{"cmd/goiscsid", "cmd/goiscsiadm", "cmd/goiscsistart", "test/target/cmd/testtarget", "initiator/example/attachlun"}
 
 // GuestBinDir is where the guest finds the programs BuildBinaries builds.
 const GuestBinDir = "/usr/local/sbin"

@@ -52,6 +52,9 @@ type Config struct {
 	// busybox initramfs, and Files and the scenario are copied into it at
 	// every boot (see debian.go). Changes stay on the disk for the next Run.
 	Disk string
+	// QemuArgs are more qemu arguments, after the harness's own: devices a
+	// scenario needs, such as a NIC or a firmware table (-acpitable).
+	QemuArgs []string
 	// Console, if not nil, also receives the console output as it comes.
 	Console io.Writer
 	// Logf, if not nil, receives progress lines (preparation, boot).
@@ -343,7 +346,8 @@ func qemuArgs(cfg Config, a *Assets, accel, initrd, results string, interactive 
 		args = append(args, "-monitor", "none", "-serial", "stdio")
 	}
 	// Second serial port: the results, JSON lines only.
-	return append(args, "-serial", "file:"+results)
+	args = append(args, "-serial", "file:"+results)
+	return append(args, cfg.QemuArgs...)
 }
 
 // writeInitrd writes the base initramfs followed by a second archive with the per-run

@@ -95,12 +95,18 @@ func boot(t testing.TB, scenario string, env map[string]string) *Result {
 }
 
 // bootConfig is boot with more of the Config (memory, a timeout: DefaultTimeout
-// if none); it adds the goiscsi binaries and the log.
+// if none, files of its own); it adds the goiscsi binaries and the log.
 func bootConfig(t testing.TB, cfg Config) *Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), max(10*time.Minute, cfg.Timeout))
 	defer cancel()
-	cfg.Files, cfg.Logf = guestBinaries(t, cfg.Scenario, cfg.Env), t.Logf
+	files := map[string]string{}
+	for _, f := range []map[string]string{guestBinaries(t, cfg.Scenario, cfg.Env), cfg.Files} {
+		for g, h := range f {
+			files[g] = h
+		}
+	}
+	cfg.Files, cfg.Logf = files, t.Logf
 	res, err := Run(ctx, cfg)
 	if res != nil {
 		for _, r := range res.Records {

@@ -14,6 +14,7 @@ TC=/sbin/tc # iproute2's tc: busybox tc has no netem
 # of a run may point them elsewhere. Missing ones are not in the initramfs.
 export GOISCSID=${GOISCSID:-/usr/local/sbin/goiscsid}
 export GOISCSIADM=${GOISCSIADM:-/usr/local/sbin/goiscsiadm}
+export GOISCSISTART=${GOISCSISTART:-/usr/local/sbin/goiscsistart}
 export TESTTARGET=${TESTTARGET:-/usr/local/sbin/testtarget}
 export ATTACHLUN=${ATTACHLUN:-/usr/local/sbin/attachlun}
 export STOCK_ISCSID STOCK_ISCSIADM

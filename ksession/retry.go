@@ -1,0 +1,24 @@
+package ksession
+
+import (
+	"errors"
+
+	"github.com/goiscsi/goiscsi/nlink"
+	"github.com/goiscsi/goiscsi/session"
+)
+
+// Retryable reports whether a failed Establish may succeed when tried again:
+// no answer, a refused connection, a target that is busy. A kernel that
+// refused a request, a broken protocol, a failed authentication or a
+// negotiation that found no acceptable value fail the same way again.
+func Retryable(err error) bool {
+	var le *session.LoginError
+	if errors.As(err, &le) {
+		return le.Retryable()
+	}
+	var ke *nlink.KernelError
+	var pe *session.ProtocolError
+	var ae *session.AuthError
+	var ne *session.NegotiationError
+	return !errors.As(err, &ke) && !errors.As(err, &pe) && !errors.As(err, &ae) && !errors.As(err, &ne)
+}
