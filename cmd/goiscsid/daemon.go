@@ -305,7 +305,7 @@ func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.
 		}
 		k, err := ksession.Establish(ctx, d.nl, n, hooks, log)
 		d.end()
-		if err == nil || !retryable(err) || time.Now().Add(time.Second).After(deadline) {
+		if err == nil || !ksession.Retryable(err) || time.Now().Add(time.Second).After(deadline) {
 			return k, err
 		}
 		log.Warn("login attempt failed; retrying", "attempt", attempt, "err", err)
@@ -315,23 +315,6 @@ func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-func retryable(err error) bool {
-	var le *session.LoginError
-	if errors.As(err, &le) {
-		return le.Retryable()
-	}
-	var ke *nlink.KernelError
-	if errors.As(err, &ke) {
-		return false
-	}
-	// A broken protocol, a failed authentication or a negotiation that found
-	// no acceptable value fails the same way on the next attempt.
-	var pe *session.ProtocolError
-	var ae *session.AuthError
-	var ne *session.NegotiationError
-	return !errors.As(err, &pe) && !errors.As(err, &ae) && !errors.As(err, &ne)
 }
 
 // loginError maps a login failure to iscsiadm's exit code and message.
