@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -48,12 +50,13 @@ func settled(t *testing.T, goroutines, fds int) {
 // a normal client after, and its goroutines and descriptors come back to where
 // they were.
 func TestAbusiveClients(t *testing.T) {
-	clientGone := make(chan struct{})
+	inHandler, clientGone := make(chan struct{}), make(chan struct{})
 	handled := make(chan struct{}, 1)
 	h := HandlerFunc(func(ctx context.Context, req *Request) *Response {
 		if req.Op == OpSessions {
 			// The client hangs up while this runs; the answer is large
 			// enough not to fit in the socket's buffer.
+			close(inHandler)
 			<-clientGone
 			defer func() { handled <- struct{}{} }()
 			return &Response{Sessions: make([]Session, 20000)}
@@ -87,7 +90,11 @@ func TestAbusiveClients(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Write([]byte(`{"version":1,"op":"sessions"}` + "\n"))
-		time.Sleep(50 * time.Millisecond) // the request is in the handler
+		select {
+		case <-inHandler:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the request did not reach the handler")
+		}
 		c.Close()
 		close(clientGone)
 		select {
@@ -196,9 +203,26 @@ func TestSilentClientsHoldNoMoreThanMaxConns(t *testing.T) {
 	}
 }
 
+// acceptFailures counts the server's log records saying that an accept
+// failed and will be retried, and drops the rest.
+type acceptFailures struct{ n *atomic.Int32 }
+
+func (h acceptFailures) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h acceptFailures) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "cannot accept a connection; retrying" {
+		h.n.Add(1)
+	}
+	return nil
+}
+
+func (h acceptFailures) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h acceptFailures) WithGroup(string) slog.Handler      { return h }
+
 // Out of file descriptors, the server waits for some instead of stopping.
 func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
-	path := serve(t, echo, nil)
+	failures := acceptFailures{n: new(atomic.Int32)}
+	path := serve(t, echo, func(s *Server) { s.Logger = slog.New(failures) })
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
 		t.Fatal(err)
@@ -209,19 +233,16 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-	// Hold descriptors until none is left, then connect: the connection
-	// waits in the backlog because the server cannot accept it.
+	// Hold descriptors until none is left, then connect with the one given
+	// back: the connection waits in the backlog because the server cannot
+	// accept it. (Connecting first lets the server accept it before the
+	// descriptors run out.)
 	var held []*os.File
 	defer func() {
 		for _, f := range held {
 			f.Close()
 		}
 	}()
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	for {
 		f, err := os.Open("/dev/null")
 		if err != nil {
@@ -229,8 +250,25 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 		}
 		held = append(held, f)
 	}
+	if len(held) == 0 {
+		t.Fatal("no descriptor left to connect with")
+	}
+	held[len(held)-1].Close()
+	held = held[:len(held)-1]
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	c.Write([]byte(`{"version":1,"op":"status"}` + "\n"))
-	time.Sleep(100 * time.Millisecond) // the server fails to accept a few times
+	// The server fails to accept a few times (its backoff starts at 5 ms).
+	deadline := time.Now().Add(5 * time.Second)
+	for failures.n.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d failed accepts logged in 5s, want 3", failures.n.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	for _, f := range held {
 		f.Close()
 	}

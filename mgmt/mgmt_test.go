@@ -160,8 +160,16 @@ func TestClientErrors(t *testing.T) {
 	if !errors.As(err, &e) || e.Code != iscsierr.ISCSIDNotConn || !strings.Contains(e.Message, "not running") {
 		t.Fatalf("no daemon: %v", err)
 	}
+	// A daemon that answers only after the client has given up (or after
+	// 5 s, so that a client that does not give up fails the test instead of
+	// hanging it).
+	gaveUp := make(chan struct{})
+	defer close(gaveUp)
 	slow := HandlerFunc(func(ctx context.Context, req *Request) *Response {
-		time.Sleep(500 * time.Millisecond)
+		select {
+		case <-gaveUp:
+		case <-time.After(5 * time.Second):
+		}
 		return &Response{}
 	})
 	path := serve(t, slow, nil)

@@ -7,10 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
@@ -35,6 +38,9 @@ type fixture struct {
 	fs     *scantest.FS
 	kernel *nlinktest.Kernel
 	rec    map[string]string
+	// scans records the daemon's scan decisions; its other log records
+	// are dropped.
+	scans scanDecisions
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -54,12 +60,13 @@ func newFixture(t *testing.T) *fixture {
 	for h := 0; h < 8; h++ {
 		fs.AddHost(h)
 	}
-	d := newDaemon(k.Conn(), scan.Sysfs{Root: fs.Root}, testIni, "", nil, slog.New(slog.DiscardHandler))
+	scans := newScanDecisions()
+	d := newDaemon(k.Conn(), scan.Sysfs{Root: fs.Root}, testIni, "", nil, slog.New(scans))
 	rec := map[string]string{
 		"node.name": testIQN, "node.tpgt": "1", "node.conn[0].address": ps[0].Address,
 		"node.conn[0].port": strconv.Itoa(ps[0].Port), "node.conn[0].timeo.login_timeout": "5",
 	}
-	return &fixture{d: d, srv: srv, fs: fs, kernel: k, rec: rec}
+	return &fixture{d: d, srv: srv, fs: fs, kernel: k, rec: rec, scans: scans}
 }
 
 func (f *fixture) login(t *testing.T, extra map[string]string) *mgmt.Session {
@@ -135,7 +142,9 @@ func TestAENScansOnlyUnderAuto(t *testing.T) {
 	if _, err := f.srv.SendAsyncEvent(aen); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The decision is logged after what it writes, so the scan file is
+	// final once it is.
+	f.scans.wait(t, scan.AEN)
 	if got := f.fs.ScanWritten(s.HostNo); got != "" {
 		t.Fatalf("autoscan_en=No scanned %q after an AEN", got)
 	}
@@ -330,9 +339,62 @@ func TestCommandFaultRecovered(t *testing.T) {
 	if len(list.Sessions) != 1 || list.Sessions[0].SID != s.SID || list.Sessions[0].ConnState != "LOGGED IN" {
 		t.Fatalf("sessions after recovery: %+v", list.Sessions)
 	}
-	time.Sleep(100 * time.Millisecond) // the relogin's scan decision runs in the background
+	// The relogin's scan decision runs in the background and is logged
+	// after what it writes.
+	f.scans.wait(t, scan.Relogin)
 	if got := f.fs.ScanWritten(s.HostNo); got != "" {
 		t.Errorf("the relogin scanned %q", got)
+	}
+}
+
+// scanDecisions records the triggers of the scan decisions a daemon logs
+// (scan.Sysfs.Apply's "scan" records), so that a test can wait for the
+// decision of a scan that runs in the background.
+type scanDecisions struct {
+	mu       *sync.Mutex
+	triggers *[]string
+}
+
+func newScanDecisions() scanDecisions {
+	return scanDecisions{mu: &sync.Mutex{}, triggers: new([]string)}
+}
+
+func (h scanDecisions) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h scanDecisions) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "scan" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "trigger" {
+			h.mu.Lock()
+			*h.triggers = append(*h.triggers, a.Value.String())
+			h.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (h scanDecisions) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h scanDecisions) WithGroup(string) slog.Handler      { return h }
+
+// wait waits up to five seconds for a decision for trigger tr.
+func (h scanDecisions) wait(t *testing.T, tr scan.Trigger) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		h.mu.Lock()
+		seen := slices.Contains(*h.triggers, tr.String())
+		got := strings.Join(*h.triggers, ", ")
+		h.mu.Unlock()
+		if seen {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scan decision for %s logged; decisions: [%s]", tr, got)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -373,11 +435,7 @@ func TestRemoveLUNAndScansDoNotInterleave(t *testing.T) {
 	f.fs.ResetScan(s.HostNo)
 	scanned := make(chan *mgmt.Response)
 	go func() { scanned <- f.d.ServeMgmt(ctx, &mgmt.Request{Op: mgmt.OpScan, SID: s.SID, LUN: &two}) }()
-	select {
-	case <-scanned:
-		t.Fatal("a scan of the target ran in the middle of a LUN removal")
-	case <-time.After(200 * time.Millisecond):
-	}
+	waitForLock(t, scanned, "(*daemon).scanRequest")
 	if got := f.fs.ScanWritten(s.HostNo); got != "" {
 		t.Fatalf("scan file written during the removal: %q", got)
 	}
@@ -393,6 +451,32 @@ func TestRemoveLUNAndScansDoNotInterleave(t *testing.T) {
 	}
 	if got := strings.Join(k.Calls(), "|"); got != "flush sdb|delete "+strconv.Itoa(s.HostNo)+":0:0:1" {
 		t.Errorf("removal calls %s", got)
+	}
+}
+
+// waitForLock waits up to five seconds for a goroutine running fn to be
+// blocked on a target's lock, failing the test if its request is answered
+// first: the lock is a sync.Mutex, which shows who waits for it only in the
+// goroutines' stacks.
+func waitForLock(t *testing.T, answered <-chan *mgmt.Response, fn string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	buf := make([]byte, 1<<20)
+	for {
+		select {
+		case resp := <-answered:
+			t.Fatalf("%s answered without waiting for the target's lock: %+v", fn, resp)
+		default:
+		}
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "[sync.Mutex.Lock") && strings.Contains(g, "goiscsid.(*targetLocks).lock") && strings.Contains(g, "goiscsid."+fn) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is not waiting for the target's lock after 5s:\n%s", fn, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -469,54 +553,44 @@ func TestStopRequest(t *testing.T) {
 
 // TestLoginsUnderWayAreBounded starts more logins than maxInFlight at once:
 // no more than maxInFlight of them connect at the same time, and every one
-// gets its answer.
+// gets its answer. It runs in a synctest bubble, whose Wait returns once
+// every login is connecting or waiting for its turn.
 func TestLoginsUnderWayAreBounded(t *testing.T) {
-	f := newFixture(t)
-	var mu sync.Mutex
-	active, most := 0, 0
-	release := make(chan struct{})
-	f.d.dial = func(ctx context.Context, network, address string) (net.Conn, error) {
-		mu.Lock()
-		active++
-		most = max(most, active)
-		mu.Unlock()
-		<-release
-		mu.Lock()
-		active--
-		mu.Unlock()
-		return nil, &session.ProtocolError{Reason: "test: no connection"}
-	}
-	var wg sync.WaitGroup
-	for i := range maxInFlight + 8 {
-		rec := map[string]string{}
-		for k, v := range f.rec {
-			rec[k] = v
+	synctest.Test(t, func(t *testing.T) {
+		d := newDaemon(nil, scan.Sysfs{}, testIni, "", nil, slog.New(slog.DiscardHandler))
+		var mu sync.Mutex
+		active, most := 0, 0
+		release := make(chan struct{})
+		d.dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+			mu.Lock()
+			active++
+			most = max(most, active)
+			mu.Unlock()
+			<-release
+			mu.Lock()
+			active--
+			mu.Unlock()
+			return nil, &session.ProtocolError{Reason: "test: no connection"}
 		}
-		rec["node.conn[0].port"] = strconv.Itoa(20000 + i) // a node of its own
-		wg.Go(func() {
-			if resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: rec}); resp.Error == nil {
-				t.Errorf("login %d: no error from a portal that cannot be reached", i)
-			}
-		})
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		mu.Lock()
-		n := active
-		mu.Unlock()
-		if n >= maxInFlight || time.Now().After(deadline) {
-			break
+		var wg sync.WaitGroup
+		for i := range maxInFlight + 8 {
+			rec := map[string]string{"node.name": testIQN, "node.conn[0].address": "127.0.0.1",
+				"node.conn[0].port": strconv.Itoa(20000 + i)} // a node of its own
+			wg.Go(func() {
+				if resp := d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: rec}); resp.Error == nil {
+					t.Errorf("login %d: no error from a portal that cannot be reached", i)
+				}
+			})
 		}
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // time for one too many to show
-	mu.Lock()
-	if most != maxInFlight {
-		t.Errorf("%d logins connected at once, want %d", most, maxInFlight)
-	}
-	mu.Unlock()
-	close(release)
-	wg.Wait()
+		synctest.Wait()
+		mu.Lock()
+		if active != maxInFlight || most != maxInFlight {
+			t.Errorf("%d logins connecting, at most %d at once; want %d", active, most, maxInFlight)
+		}
+		mu.Unlock()
+		close(release)
+		wg.Wait()
+	})
 }
 
 // A session taken over at start shows what its login negotiated, as the
