@@ -389,10 +389,14 @@ func TestHostileServer(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
-	addr := rawServer(t, func(c net.Conn) { readReq(c); io.Copy(io.Discard, c) })
+	// The server reads the request and never answers; the call is
+	// cancelled once the request is on the server's side.
+	received := make(chan struct{})
+	onReceived := sync.OnceFunc(func() { close(received) })
+	addr := rawServer(t, func(c net.Conn) { readReq(c); onReceived(); io.Copy(io.Discard, c) })
 	c := dial(t, addr)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	go func() { <-received; cancel() }()
 	_, err := c.QueryTargets(ctx, initiator)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v", err)
@@ -446,8 +450,9 @@ func TestXIDMatchingAndRedial(t *testing.T) {
 			defer wg.Done()
 			res[i], errs[i] = c.QueryTargets(context.Background(), initiator, name)
 		}()
-		time.Sleep(20 * time.Millisecond) // order the two requests on the wire
 	}
+	// The server reads both requests before it answers either, so both are
+	// in flight, whichever went out first.
 	wg.Wait()
 	if errs[0] != nil || errs[1] != nil || res[0][0].Name != "iqn.a" || res[1][0].Name != "iqn.b" {
 		t.Fatalf("%+v %v", res, errs)

@@ -44,6 +44,8 @@ func (g *gated) Request(ctx context.Context, msgs [][]byte, replyExpected bool) 
 	if g.release != nil {
 		<-g.release
 	} else {
+		// Not synchronisation: a kernel takes time over a request, and
+		// this is the window in which a second request would overlap.
 		time.Sleep(50 * time.Microsecond)
 	}
 	g.mu.Lock()
@@ -131,7 +133,14 @@ func TestQueueClose(t *testing.T) {
 		waiting.Store(c.UnbindSession(context.Background(), 8) == nil)
 		close(second)
 	}()
-	time.Sleep(10 * time.Millisecond) // the second one is in the queue
+	// The second one is in the queue (serve is busy with the first).
+	deadline := time.Now().Add(5 * time.Second)
+	for len(c.jobs) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second request did not enter the queue in 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	closed := make(chan struct{})
 	go func() { c.Close(); close(closed) }()
 	close(g.release) // the kernel answers the first

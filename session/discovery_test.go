@@ -152,11 +152,13 @@ func TestDiscoverUnreachable(t *testing.T) {
 func TestDiscoverSilentTarget(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer ln.Close()
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
 			defer c.Close()
-			time.Sleep(3 * time.Second)
+			<-done // silent until the test ends
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)

@@ -1,10 +1,12 @@
 package target
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -707,15 +709,39 @@ func TestCloseEndsGoroutines(t *testing.T) {
 	m := pdu.SCSICommand{Final: true, Write: true, LUN: pdu.NewLUN(0), ITT: 7, ExpectedDataTransferLength: 512, CmdSN: ini.cmdSN}
 	copy(m.CDB[:], cdbWrite10(0, 1))
 	ini.send(&m, nil)
+	if p, err := ini.receive(5 * time.Second); err != nil || p.Header.Opcode() != pdu.OpR2T {
+		t.Fatalf("R2T for the write: %v %v", p, err) // then the write waits for its data
+	}
 	mustLogin(t, s, testCHAPIQN, loginOpts{auth: session.Auth{Method: session.AuthCHAP, Username: "alice", Password: "alice-secret-12"}})
-	s.SendAsyncEvent(AsyncEvent{Target: testIQN, Event: 1, Parameter3: 3600})
+	if n, err := s.SendAsyncEvent(AsyncEvent{Target: testIQN, Event: 1, Parameter3: 3600}); n != 1 || err != nil {
+		t.Fatalf("logout request sent on %d connections: %v", n, err) // its deadline timer runs once sent
+	}
+	// A control request answered: its connection waits for the next one.
+	fmt.Fprintf(ctl, `{"op":"sessions","args":{"target":%q}}`+"\n", testIQN)
+	ctl.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(ctl).ReadString('\n'); err != nil || !strings.Contains(line, "result") {
+		t.Fatalf("control answer %q: %v", line, err)
+	}
 	half, err := dialTCP(portal(t, s, testIQN)) // a connection stuck in its login
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer half.Close()
 	half.Write([]byte{0x43})
-	time.Sleep(50 * time.Millisecond)
+	// It is served, as the two logged in are, once the server lists it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		n := len(s.conns)
+		s.mu.Unlock()
+		if n == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections served after 5s, want 3", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
