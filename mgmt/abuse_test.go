@@ -261,11 +261,13 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	}
 	defer c.Close()
 	c.Write([]byte(`{"version":1,"op":"status"}` + "\n"))
-	// The server fails to accept a few times (its backoff starts at 5 ms).
+	// The server fails to accept (then retries after a backoff). Once is
+	// all a test can count on: a descriptor another goroutine lets go of
+	// ends the shortage.
 	deadline := time.Now().Add(5 * time.Second)
-	for failures.n.Load() < 3 {
+	for failures.n.Load() == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d failed accepts logged in 5s, want 3", failures.n.Load())
+			t.Fatal("no failed accept logged in 5s")
 		}
 		time.Sleep(time.Millisecond)
 	}

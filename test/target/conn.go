@@ -37,7 +37,9 @@ type conn struct {
 	ctx    context.Context // cancelled by close
 	cancel context.CancelFunc
 
-	wmu    sync.Mutex // guards w, statSN and the write side of nc
+	// wmu guards w, statSN and the write side of nc, and log where
+	// another goroutine may read it (close): the login changes log.
+	wmu    sync.Mutex
 	w      *pdu.Writer
 	statSN uint32
 
@@ -120,15 +122,22 @@ func (l *limitedConn) Write(b []byte) (int, error) {
 // close ends the connection; serve returns soon after.
 func (c *conn) close(reason string) {
 	c.closeOnce.Do(func() {
-		c.log.Info("closing connection", "reason", reason)
 		c.cancel()
 		c.nc.Close()
 		c.wmu.Lock()
+		c.log.Info("closing connection", "reason", reason)
 		if c.logoutTimer != nil {
 			c.logoutTimer.Stop()
 		}
 		c.wmu.Unlock()
 	})
+}
+
+// addLogAttrs adds attributes to the connection's log records (see wmu).
+func (c *conn) addLogAttrs(args ...any) {
+	c.wmu.Lock()
+	c.log = c.log.With(args...)
+	c.wmu.Unlock()
 }
 
 // serve runs the connection: login, then the full feature phase.

@@ -267,7 +267,7 @@ func (l *loginState) begin(req pdu.LoginRequest, kvs []pdu.KeyValue) error {
 	default:
 		return fail(pdu.LoginSessionTypeNotSupp, "SessionType %q", st)
 	}
-	c.log = c.log.With("initiator", ini, "target", key, "isid", req.ISID.String())
+	c.addLogAttrs("initiator", ini, "target", key, "isid", req.ISID.String())
 	if r := srv.refusals[key]; r != nil {
 		if r.Count > 0 {
 			r.Count--
@@ -554,7 +554,7 @@ func (c *conn) enterFullFeature(l *loginState) {
 	c.wmu.Lock()
 	c.w.Digests = c.params.digests
 	c.wmu.Unlock()
-	c.log = c.log.With("tsih", c.sess.tsih)
+	c.addLogAttrs("tsih", c.sess.tsih)
 	c.log.Info("login complete", "discovery", c.discovery, "params", fmt.Sprintf("%+v", c.params))
 	c.srv.mu.Lock()
 	c.sess.conns = append(c.sess.conns, c)
