@@ -450,7 +450,10 @@ func TestTaskManagement(t *testing.T) {
 
 func TestNOP(t *testing.T) {
 	cfg := testConfig()
-	cfg.NOPInInterval = Duration(100 * time.Millisecond)
+	// Pings every 100 ms; an answer may take a loaded machine (under -race)
+	// longer than that, so the wait for one is a second: the ignored one
+	// below drops the connection after it.
+	cfg.NOPInInterval, cfg.NOPInTimeout = Duration(100*time.Millisecond), Duration(time.Second)
 	s := startServer(t, cfg)
 	ini := mustLogin(t, s, testIQN, loginOpts{})
 	ini.send(&pdu.NOPOut{Immediate: true, ITT: 42, TTT: pdu.ReservedTag, CmdSN: ini.cmdSN, ExpStatSN: ini.expStatSN}, []byte("ping"))
