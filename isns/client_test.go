@@ -354,7 +354,9 @@ func TestHostileServer(t *testing.T) {
 			h := isns.Header{Version: 1, Function: req.Function.Response(), Length: 65535, Flags: isns.FlagServer | isns.FlagFirstPDU | isns.FlagLastPDU, XID: req.XID}
 			c.Write(h.Append(nil))
 			io.Copy(io.Discard, c) // until the cleanup closes the connection
-		}, []isns.Option{isns.WithTimeout(200 * time.Millisecond)}, "no response", context.DeadlineExceeded},
+			// A second, not less: the timeout bounds the dial too, and a
+			// loaded machine took more than 200 ms to connect on loopback.
+		}, []isns.Option{isns.WithTimeout(time.Second)}, "no response", context.DeadlineExceeded},
 		{"endless multi-PDU message", func(c net.Conn) {
 			req := readReq(c)
 			rsp := okRsp(req)
@@ -366,7 +368,9 @@ func TestHostileServer(t *testing.T) {
 		{"never answers", func(c net.Conn) {
 			readReq(c)
 			io.Copy(io.Discard, c)
-		}, []isns.Option{isns.WithTimeout(200 * time.Millisecond)}, "no response", context.DeadlineExceeded},
+			// A second, not less: the timeout bounds the dial too, and a
+			// loaded machine took more than 200 ms to connect on loopback.
+		}, []isns.Option{isns.WithTimeout(time.Second)}, "no response", context.DeadlineExceeded},
 		{"wrong function", func(c net.Conn) {
 			req := readReq(c)
 			c.Write(encode(&isns.Message{Function: isns.DevAttrReg.Response(), XID: req.XID}, 0))
