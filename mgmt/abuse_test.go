@@ -237,46 +237,52 @@ func TestServeSurvivesDescriptorExhaustion(t *testing.T) {
 	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
 	// Hold descriptors until none is left, then connect with the one given
 	// back: the connection waits in the backlog because the server cannot
-	// accept it. (Connecting first lets the server accept it before the
-	// descriptors run out.)
+	// accept it, and the server logs its failed accept (then retries after
+	// a backoff). (Connecting first lets the server accept it before the
+	// descriptors run out.) A descriptor another goroutine lets go of
+	// meanwhile ends the shortage: then the server accepts at once, and the
+	// case is tried again.
 	var held []*os.File
-	defer func() {
+	release := func() {
 		for _, f := range held {
 			f.Close()
 		}
-	}()
-	for {
-		f, err := os.Open("/dev/null")
-		if err != nil {
-			break
+		held = nil
+	}
+	defer release()
+	var c net.Conn
+	for attempt := 1; failures.n.Load() == 0; attempt++ {
+		if attempt > 5 {
+			t.Fatal("no failed accept logged in 5 tries")
 		}
-		held = append(held, f)
-	}
-	if len(held) == 0 {
-		t.Fatal("no descriptor left to connect with")
-	}
-	held[len(held)-1].Close()
-	held = held[:len(held)-1]
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte(`{"version":1,"op":"status"}` + "\n"))
-	// The server fails to accept (then retries after a backoff). Once is
-	// all a test can count on: a descriptor another goroutine lets go of
-	// ends the shortage.
-	deadline := time.Now().Add(5 * time.Second)
-	for failures.n.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no failed accept logged in 5s")
+		if c != nil {
+			c.Close()
+			release()
 		}
-		time.Sleep(time.Millisecond)
+		for {
+			f, err := os.Open("/dev/null")
+			if err != nil {
+				break
+			}
+			held = append(held, f)
+		}
+		if len(held) == 0 {
+			t.Fatal("no descriptor left to connect with")
+		}
+		held[len(held)-1].Close()
+		held = held[:len(held)-1]
+		var err error
+		if c, err = net.Dial("unix", path); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte(`{"version":1,"op":"status"}` + "\n"))
+		deadline := time.Now().Add(time.Second)
+		for failures.n.Load() == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 	}
-	for _, f := range held {
-		f.Close()
-	}
-	held = nil
+	release()
 	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	var resp Response
