@@ -75,8 +75,13 @@ func TestHooksReportRecoveryAndWithSocketFollowsRelogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := localPort(t, s)
-	if _, err := srv.DropConnections(iqn, 0, 0); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := srv.WaitSessions(wctx, iqn, 1); err != nil {
 		t.Fatal(err)
+	}
+	if n, err := srv.DropConnections(iqn, 0, 0); err != nil || n != 1 {
+		t.Fatalf("target dropped %d connections (%v), want 1", n, err)
 	}
 	var got []string
 	timeout := time.After(15 * time.Second)
