@@ -38,8 +38,9 @@ func localPort(t *testing.T, s *ksession.Session) int {
 }
 
 // The hooks a daemon needs for per-path health see a broken connection's
-// whole story in order, and WithSocket hands out the socket of the
-// connection in use: the new one after a relogin, none after a logout.
+// whole story in order, WithSocket hands out the socket of the connection in
+// use (the new one after a relogin, none after a logout), and Ping times a
+// NOP-Out the target answers.
 func TestHooksReportRecoveryAndWithSocketFollowsRelogin(t *testing.T) {
 	iqn := "iqn.2026-12.dev.goiscsi:hooks"
 	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{{Name: iqn,
@@ -75,6 +76,12 @@ func TestHooksReportRecoveryAndWithSocketFollowsRelogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := localPort(t, s)
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	rtt, err := s.Ping(pctx)
+	pcancel()
+	if err != nil || rtt <= 0 || rtt > 5*time.Second {
+		t.Errorf("Ping: %v, %v", rtt, err)
+	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := srv.WaitSessions(wctx, iqn, 1); err != nil {
@@ -113,6 +120,9 @@ func TestHooksReportRecoveryAndWithSocketFollowsRelogin(t *testing.T) {
 	}
 	if err := s.WithSocket(func(int) error { return nil }); !errors.Is(err, ksession.ErrNoSocket) {
 		t.Errorf("WithSocket after logout: %v, want ErrNoSocket", err)
+	}
+	if _, err := s.Ping(ctx); err == nil {
+		t.Error("Ping after logout succeeded")
 	}
 }
 

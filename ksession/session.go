@@ -91,6 +91,9 @@ type Session struct {
 	// leftover is the teardown a destroy that did not happen still owes
 	// the kernel; set while the session is in the kernel though Failed.
 	leftover *nlink.ConnTeardown
+	// pong receives the arrival time of the NOP-In answering Ping's
+	// NOP-Out; nil when no ping is in flight.
+	pong chan time.Time
 }
 
 // LoginTimes is where the latest login of a session spent its time, for logs:
@@ -241,6 +244,54 @@ func (s *Session) setState(st State) {
 	s.mu.Unlock()
 	if changed && s.hooks.StateChanged != nil {
 		s.hooks.StateChanged(s, st)
+	}
+}
+
+// ErrPingInFlight is Ping's error when the session's previous ping has not
+// been answered yet.
+var ErrPingInFlight = errors.New("a ping is in flight")
+
+// Ping sends a NOP-Out ping (RFC 7143 §11.18) on the logged-in connection and
+// returns the time until the target's NOP-In answering it reached this
+// process: the path's round trip plus the kernel's netlink hops, which are
+// microseconds. The kernel gives the NOP-Out a task of its own and forwards
+// the answer (libiscsi passes up a NOP-In that answers no ping of the
+// kernel's), so Ping does not disturb the kernel's own NOP-Outs. One ping is
+// in flight at a time (ErrPingInFlight). A ping that a relogin overtakes is
+// never answered: ctx bounds it.
+func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
+	pong := make(chan time.Time, 1)
+	s.mu.Lock()
+	switch {
+	case s.state != LoggedIn:
+		s.mu.Unlock()
+		return 0, fmt.Errorf("ping: session %d is %s", s.SID, s.state)
+	case s.pong != nil:
+		s.mu.Unlock()
+		return 0, ErrPingInFlight
+	}
+	s.pong = pong
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.pong == pong {
+			s.pong = nil
+		}
+		s.mu.Unlock()
+	}()
+	// The kernel writes its own ITT, CmdSN and ExpStatSN; any ITT but the
+	// reserved one asks for an answer.
+	var p pdu.PDU
+	(&pdu.NOPOut{Immediate: true, ITT: 1, TTT: pdu.ReservedTag}).Encode(&p.Header)
+	t0 := time.Now()
+	if err := s.k.SendPDU(ctx, s.SID, 0, &p); err != nil {
+		return 0, fmt.Errorf("ping: send NOP-Out: %w", err)
+	}
+	select {
+	case t1 := <-pong:
+		return t1.Sub(t0), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("ping: no NOP-In: %w", ctx.Err())
 	}
 }
 
@@ -697,6 +748,18 @@ func (s *Session) resync(ctx context.Context) bool {
 // receivedPDU handles a PDU the kernel forwarded in the full feature phase. It
 // reports whether the session has been torn down.
 func (s *Session) receivedPDU(ctx context.Context, p *pdu.PDU) bool {
+	if p.Header.Opcode() == pdu.OpNOPIn {
+		s.mu.Lock()
+		pong := s.pong
+		s.pong = nil
+		s.mu.Unlock()
+		if pong == nil {
+			s.log.Debug("NOP-In that answers no ping of ours")
+			return false
+		}
+		pong <- time.Now()
+		return false
+	}
 	if p.Header.Opcode() != pdu.OpAsyncMessage {
 		s.log.Info("ignoring unexpected PDU from the kernel", "opcode", p.Header.Opcode())
 		return false

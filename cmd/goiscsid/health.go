@@ -24,7 +24,8 @@ import (
 // Per-session health (package health): each daemonSession has a Tracker that
 // the session's hooks tell of connection errors, recoveries, relogins and
 // state changes, and that a sampler feeds every goiscsi.health.interval with
-// the socket's TCP_INFO and the kernel's GET_STATS counters. goiscsiadm -s
+// the socket's TCP_INFO, the kernel's GET_STATS counters and the round trip
+// of a NOP-Out ping. goiscsiadm -s
 // and --health ask for its snapshots (mgmt.OpHealth); the metrics endpoint
 // serves them in the Prometheus text format.
 
@@ -268,13 +269,34 @@ func (d *daemon) sampleHealth(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		for _, ds := range d.trackedSessions() {
+		all := d.trackedSessions()
+		for _, ds := range all {
+			go d.ping(ctx, ds)
+		}
+		for _, ds := range all {
 			if ctx.Err() != nil {
 				return
 			}
 			d.checkPath(ctx, ds)
 		}
 	}
+}
+
+// maxPingWait bounds a NOP round trip: longer, and the path has bigger
+// problems than its RTT (the kernel's own NOP timeout is 5 s).
+const maxPingWait = 5 * time.Second
+
+// ping times one NOP-Out round trip on ds's connection, waiting at most an
+// interval; the next interval's ping waits for none still in flight.
+func (d *daemon) ping(ctx context.Context, ds *daemonSession) {
+	ctx, cancel := context.WithTimeout(ctx, min(d.healthMon().cfg.opt.Interval, maxPingWait))
+	defer cancel()
+	rtt, err := ds.k.Ping(ctx)
+	if err != nil {
+		d.log.Debug("health: NOP ping", "sid", ds.k.SID, "err", err)
+		return
+	}
+	ds.health.PingRTT(time.Now(), rtt)
 }
 
 // checkPath samples ds and judges its path, logging once when it turns

@@ -136,13 +136,17 @@ func TestHealthFollowsSessionThroughRecoveries(t *testing.T) {
 	if first.TCP.State != "ESTABLISHED" || first.TCP.BytesAcked == 0 {
 		t.Errorf("TCP_INFO of the session's socket: state %s, %d bytes acked", first.TCP.State, first.TCP.BytesAcked)
 	}
+	ds, _ := f.d.session(uint32(s.SID))
+	f.d.ping(context.Background(), ds)
+	if p := healthOf(t, f.d, s.SID); p.NOPRTT == nil || p.NOPRTT.Count != 1 || p.NOPRTT.MaxMS <= 0 || p.Totals.NOPPings != 1 {
+		t.Errorf("after a ping: NOP RTT %+v, %d pings", p.NOPRTT, p.Totals.NOPPings)
+	}
 	for i := 1; i <= 2; i++ {
 		if err := f.kernel.DropConnection(uint32(s.SID), 0); err != nil {
 			t.Fatal(err)
 		}
 		waitRecoveries(t, f.d, s.SID, i)
 	}
-	ds, _ := f.d.session(uint32(s.SID))
 	f.d.checkPath(context.Background(), ds)
 	f.d.checkPath(context.Background(), ds)
 	snap := healthOf(t, f.d, s.SID)

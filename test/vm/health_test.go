@@ -21,7 +21,9 @@ import (
 // they are what the kernel's ss shows for the session's socket; --health
 // names the path and exits 4; the metrics endpoint serves text Prometheus's
 // parser reads, with the same counters as --json; loss removed, the path is
-// OK again and the log says each change once.
+// OK again and the log says each change once. Under 50 ms delay each way a
+// NOP round trip is about 100 ms; a connection killed twice gives two
+// recoveries with their durations.
 func TestVMHealth(t *testing.T) {
 	res := boot(t, "health", map[string]string{"INITIATOR": "goiscsi"})
 	if b := res.First("before"); b == nil || b["rc"] != "0" || !strings.HasSuffix(string(b.Bytes("out")), "]: OK\n") {
@@ -111,6 +113,16 @@ func TestVMHealth(t *testing.T) {
 	} else {
 		t.Logf("OK again %s ms after the loss ended; log:\n%s", after["ms"], after.Bytes("log"))
 	}
+	delayed := res.First("delayed")
+	var dl struct{ Health []health.Snapshot }
+	if delayed == nil || json.Unmarshal(delayed.Bytes("json"), &dl) != nil || len(dl.Health) != 1 || dl.Health[0].NOPRTT == nil {
+		t.Errorf("under 50 ms delay: %v %s", delayed, delayed.Bytes("json"))
+	} else if n := dl.Health[0].NOPRTT; n.LastMS < 90 || n.LastMS > 300 {
+		t.Errorf("NOP round trip under 50 ms delay each way: %.1f ms, want about 100", n.LastMS)
+	} else {
+		t.Logf("NOP round trip under 50 ms delay each way: %.1f ms (TCP rtt %.1f ms); verdict %q", n.LastMS, dl.Health[0].TCP.RTTms, dl.Health[0].Verdict.String())
+	}
+
 	killed := res.First("killed")
 	var k struct{ Health []health.Snapshot }
 	if killed == nil || json.Unmarshal(killed.Bytes("json"), &k) != nil || len(k.Health) != 1 {
