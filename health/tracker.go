@@ -560,8 +560,9 @@ func (t *Tracker) PingRTT(at time.Time, rtt time.Duration) {
 	t.pingSum = satDur(t.pingSum, rtt)
 }
 
-// SetHeldBackLUNs records the LUNs the scan policy left unscanned (manual, or
-// LUN 0 only): count of them, and their numbers (at most 256 are kept).
+// SetHeldBackLUNs records the LUNs held back from broad scans (the host
+// removed them, or goiscsiadm --remove-lun did): count of them, and their
+// numbers (at most 256 are kept).
 func (t *Tracker) SetHeldBackLUNs(count int, luns []uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

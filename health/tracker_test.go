@@ -388,7 +388,7 @@ func TestStatesAndHeldBack(t *testing.T) {
 	if !reflect.DeepEqual(s.State.Times, want) || s.State.Current != "LOGGED_IN" || s.State.Since != at(141) {
 		t.Errorf("states %+v", s.State)
 	}
-	if !s.Verdict.Healthy || len(s.Verdict.Notes) != 1 || s.Verdict.Notes[0] != "3 LUNs held back by the scan policy: 1, 2, 5" {
+	if !s.Verdict.Healthy || len(s.Verdict.Notes) != 1 || s.Verdict.Notes[0] != "3 LUNs held back from scans: 1, 2, 5" {
 		t.Errorf("verdict %+v", s.Verdict)
 	}
 	for i := 0; i < 100; i++ {

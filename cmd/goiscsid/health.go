@@ -158,19 +158,6 @@ func (d *daemon) healthLoggedIn(ds *daemonSession) {
 	ds.health.SetState(now, ds.k.State().String())
 }
 
-// heldBackChanged tells session sid's Tracker which LUNs the scan policy left
-// unscanned (all of them, in sorted order), for the listings' notes and the
-// held_back_luns metric.
-func (d *daemon) heldBackChanged(sid uint32, luns []uint64) {
-	d.mu.Lock()
-	ds := d.sessions[sid]
-	d.mu.Unlock()
-	if ds == nil || ds.health == nil {
-		return
-	}
-	ds.health.SetHeldBackLUNs(len(luns), luns)
-}
-
 // pathID names k's path as the metrics label it.
 func pathID(k *ksession.Session) health.PathID {
 	n := k.Node()
@@ -187,7 +174,8 @@ const sampleTimeout = 5 * time.Second
 
 // sample measures ds now: TCP_INFO of its socket (none while it is being
 // replaced, or for a session adopted from a previous daemon), GET_STATS of
-// its connection. It returns the time of the sample.
+// its connection, the LUNs held back for its node. It returns the time of
+// the sample.
 func (d *daemon) sample(ctx context.Context, ds *daemonSession) time.Time {
 	m := d.healthMon()
 	m.sampling.Lock()
@@ -217,6 +205,15 @@ func (d *daemon) sample(ctx context.Context, ds *daemonSession) time.Time {
 		s.ISCSI = &is
 	} else if ds.k.InKernel() {
 		d.log.Debug("health: GET_STATS", "sid", ds.k.SID, "err", err)
+	}
+	// The LUNs held back from broad scans (held.go), for the listings'
+	// notes and goiscsi_session_held_back_luns.
+	if held, err := d.holds.Held(nodeKey(ds.k.Node().Node)); err == nil {
+		luns := make([]uint64, len(held))
+		for i, h := range held {
+			luns[i] = h.LUN
+		}
+		t.SetHeldBackLUNs(len(luns), luns)
 	}
 	s.Time = time.Now()
 	if err := t.Sample(s); err != nil {

@@ -168,7 +168,14 @@ func TestHealthFollowsSessionThroughRecoveries(t *testing.T) {
 		t.Errorf("%d \"path unhealthy\" lines, want 1:\n%s", n, logs)
 	}
 
-	f.d.heldBackChanged(uint32(s.SID), []uint64{3, 4})
+	for _, lun := range []uint64{3, 4} {
+		if _, err := f.d.holds.Hold(nodeKey(ds.k.Node().Node), lun, "removed by the host", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := healthOf(t, f.d, s.SID).HeldBack; h.Count != 2 || len(h.LUNs) != 2 || h.LUNs[0] != 3 {
+		t.Errorf("held back %+v, want LUNs 3 and 4", h)
+	}
 	var buf bytes.Buffer
 	if err := f.d.writeMetrics(&buf); err != nil {
 		t.Fatal(err)
