@@ -181,11 +181,6 @@ func (d *daemon) sample(ctx context.Context, ds *daemonSession) time.Time {
 	m.sampling.Lock()
 	defer m.sampling.Unlock()
 	t := ds.health
-	if t.ID().SID == 0 {
-		// Adopted: no login told the Tracker its name.
-		t.SetID(pathID(ds.k))
-		t.SetState(time.Now(), ds.k.State().String())
-	}
 	var s health.Sample
 	var ti health.TCPInfo
 	err := ds.k.WithSocket(func(fd int) (err error) {
@@ -242,12 +237,26 @@ func iscsiStatsOf(st *nlink.Stats) health.ISCSIStats {
 	return is
 }
 
+// tracked reports whether ds, a session of d.sessions, has a Tracker, and
+// names the Tracker of a session adopted from a previous daemon (no login
+// told it its path), so that no two Trackers share the metrics' labels.
+func tracked(ds *daemonSession) bool {
+	if ds.health == nil {
+		return false
+	}
+	if ds.health.ID().SID == 0 {
+		ds.health.SetID(pathID(ds.k))
+		ds.health.SetState(time.Now(), ds.k.State().String())
+	}
+	return true
+}
+
 // trackedSessions returns the sessions with a Tracker, in SID order.
 func (d *daemon) trackedSessions() []*daemonSession {
 	d.mu.Lock()
 	all := make([]*daemonSession, 0, len(d.sessions))
 	for _, ds := range d.sessions {
-		if ds.health != nil {
+		if tracked(ds) {
 			all = append(all, ds)
 		}
 	}
@@ -323,7 +332,7 @@ func (d *daemon) healthRequest(ctx context.Context, req *mgmt.Request) *mgmt.Res
 		if e != nil {
 			return &mgmt.Response{Error: e}
 		}
-		if ds.health == nil {
+		if !tracked(ds) {
 			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Internal, "session %d has no health tracker", req.SID)}
 		}
 		sel = []*daemonSession{ds}

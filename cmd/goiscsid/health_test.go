@@ -49,11 +49,12 @@ func (s *syncBuffer) String() string {
 // (DefaultTime2Wait 0), with its log kept.
 func healthFixture(t *testing.T, iscsidConf string) (*fixture, *syncBuffer) {
 	t.Helper()
-	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{{
-		Name: testIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
-		LUNs:   []target.LUNConfig{{Number: 0, Size: 1 << 20}},
-		Params: map[string]string{"DefaultTime2Wait": "0"},
-	}}}, slog.New(slog.DiscardHandler))
+	tc := func(name string) target.TargetConfig {
+		return target.TargetConfig{Name: name, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
+			LUNs:   []target.LUNConfig{{Number: 0, Size: 1 << 20}},
+			Params: map[string]string{"DefaultTime2Wait": "0"}}
+	}
+	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{tc(testIQN), tc(testIQN + "-2")}}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +83,16 @@ func healthFixture(t *testing.T, iscsidConf string) (*fixture, *syncBuffer) {
 		"node.session.iscsi.DefaultTime2Wait": "0",
 	}
 	return &fixture{d: d, srv: srv, fs: fs, kernel: k, rec: rec}, logs
+}
+
+// portal is the port target name listens on.
+func (f *fixture) portal(t *testing.T, name string) int {
+	t.Helper()
+	ps, err := f.srv.Portals(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps[0].Port
 }
 
 func healthOf(t *testing.T, d *daemon, sid int) health.Snapshot {
@@ -328,16 +339,34 @@ func TestHealthConfig(t *testing.T) {
 	}
 }
 
-// An adopted session has no socket in this process: its samples carry the
-// kernel's counters and no TCP_INFO, and it is named at its first sample.
-func TestHealthOfAdoptedSession(t *testing.T) {
+// Sessions a restarted goiscsid took over have no socket in this process:
+// their samples carry the kernel's counters and no TCP_INFO. They are named
+// before their first sample, so a scrape right after the restart has each
+// under its own labels (it once found two unnamed ones and failed).
+func TestHealthOfAdoptedSessions(t *testing.T) {
 	f, _ := healthFixture(t, "")
-	s := f.login(t, nil)
-	ds, _ := f.d.session(uint32(s.SID))
-	adopted := &daemonSession{rec: ds.rec, id: ds.id, policy: ds.policy}
-	adopted.k = ksession.Adopt(f.d.nl, ds.k.Node(), ds.k.SID, ds.k.Host, ds.k.Result(), f.d.hooks(adopted), nil)
-	snapNow := adopted.health.Snapshot(f.d.sample(context.Background(), adopted), health.DefaultThresholds())
-	if snapNow.SID != uint32(s.SID) || snapNow.State.Current != "LOGGED_IN" || snapNow.TCP != nil || snapNow.ISCSI == nil {
-		t.Errorf("adopted: sid %d state %q tcp %v iscsi %v", snapNow.SID, snapNow.State.Current, snapNow.TCP, snapNow.ISCSI)
+	first := f.login(t, nil)
+	second := f.login(t, map[string]string{"node.name": testIQN + "-2", "node.conn[0].port": strconv.Itoa(f.portal(t, testIQN+"-2"))})
+	restarted := newDaemon(f.d.nl, f.d.sysfs, testIni, "", nil, slog.New(slog.DiscardHandler))
+	for _, sid := range []int{first.SID, second.SID} {
+		ds, _ := f.d.session(uint32(sid))
+		adopted := &daemonSession{rec: ds.rec, id: ds.id, policy: ds.policy}
+		adopted.k = ksession.Adopt(restarted.nl, ds.k.Node(), ds.k.SID, ds.k.Host, ds.k.Result(), restarted.hooks(adopted), nil)
+		restarted.sessions[ds.k.SID] = adopted
+	}
+	var buf bytes.Buffer
+	if err := restarted.writeMetrics(&buf); err != nil {
+		t.Fatalf("metrics before the first sample: %v", err)
+	}
+	fams := parseMetrics(t, buf.Bytes())
+	for _, s := range []*mgmt.Session{first, second} {
+		labels := map[string]string{"sid": strconv.Itoa(s.SID), "target": s.TargetName, "iface": "default"}
+		if got := metricValue(t, fams, "goiscsi_session_healthy", labels); got != 1 {
+			t.Errorf("sid %d healthy = %v", s.SID, got)
+		}
+	}
+	snap := healthOf(t, restarted, first.SID)
+	if snap.SID != uint32(first.SID) || snap.State.Current != "LOGGED_IN" || snap.TCP != nil || snap.ISCSI == nil {
+		t.Errorf("adopted: sid %d state %q tcp %v iscsi %v", snap.SID, snap.State.Current, snap.TCP, snap.ISCSI)
 	}
 }
