@@ -23,11 +23,16 @@ type Config struct {
 }
 
 // knownKey reports whether open-iscsi or goiscsi has a key of that name.
+// goiscsi's own iscsid.conf keys are goiscsid's health thresholds
+// (goiscsi.health.*, whose names and values package health checks: an
+// unknown one there stops goiscsid) and its metrics endpoint
+// (goiscsi.metrics.listen); stock iscsid ignores them.
 func knownKey(k string) bool {
 	if _, ok := lookupKey(k); ok {
 		return true
 	}
 	return strings.HasPrefix(k, "iscsid.") || strings.HasPrefix(k, "discovery.isns.") ||
+		strings.HasPrefix(k, "goiscsi.health.") || k == "goiscsi.metrics.listen" ||
 		strings.HasPrefix(k, "node.conn[0].tcp.") || k == "node.session.sess_reopen_log_freq" ||
 		k == "node.session.conn_reopen_log_freq"
 }

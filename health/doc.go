@@ -16,7 +16,7 @@
 // daemon's samples (TCP_INFO and the kernel's GET_STATS counters, as
 // [ISCSIStats]) in a bounded ring and the events the daemon reports:
 // connection errors, recoveries, logins, state changes, NOP round trips, LUNs
-// held back by the scan policy. It has no goroutines and no clock of its own.
+// held back from scans. It has no goroutines and no clock of its own.
 //
 // The daemon feeds it like this:
 //
@@ -32,7 +32,8 @@
 //     RecoveryStarted(now, "") when recovery begins;
 //     RecoveryEnded(now, 0, err) when the session is reinstated (err nil) or
 //     given up.
-//   - when the scan policy holds LUNs back: SetHeldBackLUNs(n, luns).
+//   - every sample: SetHeldBackLUNs(n, luns) with the LUNs held back from
+//     broad scans (the host removed them, or goiscsiadm --remove-lun).
 //   - NOP round trips, if the daemon measures them: PingRTT(now, rtt).
 //
 // # Judging
@@ -107,7 +108,7 @@
 //	goiscsi_session_state_seconds_total{state}          counter  time in each session state
 //	goiscsi_session_nop_rtt_seconds                     summary  NOP round trips: quantiles 0, 0.5, 0.9, 1 over
 //	                                                             the window; _sum and _count over the session's life
-//	goiscsi_session_held_back_luns                      gauge    LUNs the scan policy left unscanned
+//	goiscsi_session_held_back_luns                      gauge    LUNs held back from scans
 //
 // The counters are the Tracker's sums of counter growth, across relogins and
 // new sockets, so they only grow while goiscsid runs. TCP gauges are absent

@@ -17,7 +17,7 @@ type Verdict struct {
 	// Problems, worst first; empty when Healthy.
 	Problems []string `json:"problems,omitempty"`
 	// Notes are facts worth showing that do not make the path unhealthy
-	// (LUNs the scan policy held back).
+	// (LUNs held back from scans).
 	Notes []string `json:"notes,omitempty"`
 	// UnhealthySince is when Evaluate last saw the path turn unhealthy, while
 	// it has not yet reported it recovered; zero otherwise.
@@ -255,7 +255,7 @@ func (t *Tracker) judge(now time.Time, th Thresholds) Verdict {
 		}
 	}
 	if t.heldBackCount > 0 {
-		s := fmt.Sprintf("%d %s held back by the scan policy", t.heldBackCount, plural(t.heldBackCount, "LUN", "LUNs"))
+		s := fmt.Sprintf("%d %s held back from scans", t.heldBackCount, plural(t.heldBackCount, "LUN", "LUNs"))
 		if len(t.heldBack) > 0 {
 			nums := make([]string, len(t.heldBack))
 			for i, l := range t.heldBack {

@@ -162,7 +162,7 @@ var metricDefs = []metricDef{
 			e.addSuffix("_sum", s.Totals.NOPRTTSecondsSum)
 			e.addSuffix("_count", float64(s.Totals.NOPPings))
 		}},
-	{"goiscsi_session_held_back_luns", promtext.Gauge, "LUNs the scan policy left unscanned.",
+	{"goiscsi_session_held_back_luns", promtext.Gauge, "LUNs held back from scans (removed by the host or --remove-lun).",
 		func(s *Snapshot, e *emitter) { e.add(float64(s.HeldBack.Count)) }},
 }
 

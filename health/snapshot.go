@@ -188,7 +188,7 @@ type RTTReport struct {
 	LastMS float64 `json:"last_ms"`
 }
 
-// HeldBackReport lists LUNs the scan policy did not scan.
+// HeldBackReport lists the LUNs held back from broad scans.
 type HeldBackReport struct {
 	Count int      `json:"count"`
 	LUNs  []uint64 `json:"luns,omitempty"`
@@ -445,7 +445,7 @@ func (s *Snapshot) WriteText(w io.Writer) error {
 		for i, l := range s.HeldBack.LUNs {
 			nums[i] = fmt.Sprint(l)
 		}
-		p(1, "LUNs held back by the scan policy: %d (%s)", s.HeldBack.Count, strings.Join(nums, ", "))
+		p(1, "LUNs held back from scans: %d (%s)", s.HeldBack.Count, strings.Join(nums, ", "))
 	}
 	if i := s.ISCSI; i != nil {
 		p(1, "iSCSI counters: txdata_octets %d rxdata_octets %d scsicmd_pdus %d scsirsp_pdus %d dataout_pdus %d datain_pdus %d r2t_pdus %d digest_err %d timeout_err %d",

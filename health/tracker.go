@@ -30,10 +30,10 @@ const (
 	maxConnErrors = 256
 	maxRecoveries = 256
 	maxLogins     = 256
-	maxPings      = 1024
-	maxStates     = 32  // distinct state names; more are counted as "other"
-	maxCauses     = 64  // distinct connection-error causes; more are "other"
-	maxHeldBack   = 256 // LUN numbers listed; the count is kept whole
+	maxPings      = 1024 // at most; see pingCapacity
+	maxStates     = 32   // distinct state names; more are counted as "other"
+	maxCauses     = 64   // distinct connection-error causes; more are "other"
+	maxHeldBack   = 256  // LUN numbers listed; the count is kept whole
 )
 
 // Connection-error numbers (enum iscsi_err, include/scsi/iscsi_if.h) that are
@@ -190,6 +190,16 @@ type pingEvent struct {
 	rtt time.Duration
 }
 
+// minPings is the fewest NOP round trips a Tracker keeps.
+const minPings = 64
+
+// pingCapacity is how many NOP round trips a Tracker with a ring of samples
+// samples keeps: goiscsid pings once per sampling interval, so as many as the
+// samples cover the history, with room for pings taken more often; at most
+// maxPings. Kept for every session, 1024 of them were 32 KB of a Tracker's
+// 41 KB (measured).
+func pingCapacity(samples int) int { return min(max(2*samples, minPings), maxPings) }
+
 // NewTracker returns a Tracker for the path id. Zero Options fields take
 // DefaultOptions' values.
 func NewTracker(id PathID, opt Options) *Tracker {
@@ -212,7 +222,7 @@ func NewTracker(id PathID, opt Options) *Tracker {
 		recoveries:  newRing[recovery](maxRecoveries),
 		logins:      newRing[loginEvent](maxLogins),
 		stateTimes:  map[string]*stateAcc{},
-		pings:       newRing[pingEvent](maxPings),
+		pings:       newRing[pingEvent](pingCapacity(n)),
 	}
 }
 
@@ -560,8 +570,9 @@ func (t *Tracker) PingRTT(at time.Time, rtt time.Duration) {
 	t.pingSum = satDur(t.pingSum, rtt)
 }
 
-// SetHeldBackLUNs records the LUNs the scan policy left unscanned (manual, or
-// LUN 0 only): count of them, and their numbers (at most 256 are kept).
+// SetHeldBackLUNs records the LUNs held back from broad scans (the host
+// removed them, or goiscsiadm --remove-lun did): count of them, and their
+// numbers (at most 256 are kept).
 func (t *Tracker) SetHeldBackLUNs(count int, luns []uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

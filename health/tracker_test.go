@@ -388,7 +388,7 @@ func TestStatesAndHeldBack(t *testing.T) {
 	if !reflect.DeepEqual(s.State.Times, want) || s.State.Current != "LOGGED_IN" || s.State.Since != at(141) {
 		t.Errorf("states %+v", s.State)
 	}
-	if !s.Verdict.Healthy || len(s.Verdict.Notes) != 1 || s.Verdict.Notes[0] != "3 LUNs held back by the scan policy: 1, 2, 5" {
+	if !s.Verdict.Healthy || len(s.Verdict.Notes) != 1 || s.Verdict.Notes[0] != "3 LUNs held back from scans: 1, 2, 5" {
 		t.Errorf("verdict %+v", s.Verdict)
 	}
 	for i := 0; i < 100; i++ {
@@ -412,8 +412,8 @@ func TestSampleOrder(t *testing.T) {
 
 func TestRingBounded(t *testing.T) {
 	tr := NewTracker(testID, Options{Interval: 10 * time.Second, History: time.Minute})
-	if got := len(tr.samples.buf); got != 7 {
-		t.Errorf("ring of %d samples, want 7", got)
+	if got := tr.samples.max; got != 7 || len(tr.samples.buf) != 0 {
+		t.Errorf("ring of %d samples, %d allocated before any; want 7, 0", got, len(tr.samples.buf))
 	}
 	p := newPath()
 	for i := 0; i < 1000; i++ {
@@ -425,14 +425,17 @@ func TestRingBounded(t *testing.T) {
 	for i := 0; i < maxPings; i++ {
 		tr.PingRTT(at(10000), time.Millisecond)
 	}
-	if tr.samples.n != 7 || tr.connErrors.n != maxConnErrors || tr.pings.n != maxPings || tr.logins.n != maxLogins {
+	if tr.samples.n != 7 || tr.connErrors.n != maxConnErrors || tr.pings.n != minPings || tr.logins.n != maxLogins {
 		t.Errorf("kept %d samples, %d errors, %d pings, %d logins", tr.samples.n, tr.connErrors.n, tr.pings.n, tr.logins.n)
+	}
+	if cap(tr.samples.buf) != 7 || cap(tr.pings.buf) != minPings || cap(tr.connErrors.buf) != maxConnErrors {
+		t.Errorf("buffers grew to %d samples, %d pings, %d errors: beyond their bounds", cap(tr.samples.buf), cap(tr.pings.buf), cap(tr.connErrors.buf))
 	}
 	if len(tr.causeCounts) > maxCauses+1 {
 		t.Errorf("%d causes kept", len(tr.causeCounts))
 	}
-	if big := NewTracker(testID, Options{Interval: time.Second, History: 7 * 24 * time.Hour}); len(big.samples.buf) != MaxSamples {
-		t.Errorf("a week at 1 s: ring of %d, want %d", len(big.samples.buf), MaxSamples)
+	if big := NewTracker(testID, Options{Interval: time.Second, History: 7 * 24 * time.Hour}); big.samples.max != MaxSamples || big.pings.max != maxPings {
+		t.Errorf("a week at 1 s: ring of %d samples, %d pings; want %d, %d", big.samples.max, big.pings.max, MaxSamples, maxPings)
 	}
 	s := tr.Snapshot(at(10000), DefaultThresholds())
 	if s.Totals.DataSegmentsSent != 10000 {

@@ -48,6 +48,18 @@ type Hooks struct {
 	// Failed runs when recovery gives up (node.session.reopen_max) and the
 	// session has been torn down.
 	Failed func(s *Session, err error)
+	// ConnError receives each connection error the kernel reports
+	// (CONN_ERROR) in the full feature phase, before recovery begins.
+	ConnError func(s *Session, e nlink.ConnError)
+	// Recovering runs when recovery begins, with its cause: the connection
+	// error, or the target's request (an Async Message).
+	Recovering func(s *Session, cause string)
+	// Relogin receives each relogin attempt of a recovery: how long it took
+	// (connect to the final Login Response) and its error, nil on success.
+	Relogin func(s *Session, took time.Duration, err error)
+	// StateChanged runs after each change of the session's State once it is
+	// established (the LoggedIn that Establish returns with is not reported).
+	StateChanged func(s *Session, st State)
 }
 
 // Session is one session whose full feature phase runs in the kernel's iscsi_tcp:
@@ -79,6 +91,9 @@ type Session struct {
 	// leftover is the teardown a destroy that did not happen still owes
 	// the kernel; set while the session is in the kernel though Failed.
 	leftover *nlink.ConnTeardown
+	// pong receives the arrival time of the NOP-In answering Ping's
+	// NOP-Out; nil when no ping is in flight.
+	pong chan time.Time
 }
 
 // LoginTimes is where the latest login of a session spent its time, for logs:
@@ -224,8 +239,93 @@ func (s *Session) State() State {
 
 func (s *Session) setState(st State) {
 	s.mu.Lock()
+	changed := s.state != st
 	s.state = st
 	s.mu.Unlock()
+	if changed && s.hooks.StateChanged != nil {
+		s.hooks.StateChanged(s, st)
+	}
+}
+
+// ErrPingInFlight is Ping's error when the session's previous ping has not
+// been answered yet.
+var ErrPingInFlight = errors.New("a ping is in flight")
+
+// Ping sends a NOP-Out ping (RFC 7143 §11.18) on the logged-in connection and
+// returns the time until the target's NOP-In answering it reached this
+// process: the path's round trip plus the kernel's netlink hops, which are
+// microseconds. The kernel gives the NOP-Out a task of its own and forwards
+// the answer (libiscsi passes up a NOP-In that answers no ping of the
+// kernel's), so Ping does not disturb the kernel's own NOP-Outs. One ping is
+// in flight at a time (ErrPingInFlight). A ping that a relogin overtakes is
+// never answered: ctx bounds it.
+func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
+	pong := make(chan time.Time, 1)
+	s.mu.Lock()
+	switch {
+	case s.state != LoggedIn:
+		s.mu.Unlock()
+		return 0, fmt.Errorf("ping: session %d is %s", s.SID, s.state)
+	case s.pong != nil:
+		s.mu.Unlock()
+		return 0, ErrPingInFlight
+	}
+	s.pong = pong
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.pong == pong {
+			s.pong = nil
+		}
+		s.mu.Unlock()
+	}()
+	// The kernel writes its own ITT, CmdSN and ExpStatSN; any ITT but the
+	// reserved one asks for an answer.
+	var p pdu.PDU
+	(&pdu.NOPOut{Immediate: true, ITT: 1, TTT: pdu.ReservedTag}).Encode(&p.Header)
+	t0 := time.Now()
+	if err := s.k.SendPDU(ctx, s.SID, 0, &p); err != nil {
+		return 0, fmt.Errorf("ping: send NOP-Out: %w", err)
+	}
+	select {
+	case t1 := <-pong:
+		return t1.Sub(t0), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("ping: no NOP-In: %w", ctx.Err())
+	}
+}
+
+// ErrNoSocket is WithSocket's error when this process holds no socket of a
+// logged-in connection: it is being replaced (recovery) or logged out, the
+// session is gone, or it was adopted from a previous daemon, whose socket
+// only the kernel still holds.
+var ErrNoSocket = errors.New("the connection has no socket in this process")
+
+// WithSocket runs f with the file descriptor of the logged-in connection's
+// TCP socket, for reading its state (TCP_INFO). The socket stays open while f
+// runs: a relogin or logout that would close it waits for f, so f never sees
+// a closed or reused descriptor. After a relogin it is the new socket's, and
+// only once the session is LoggedIn again, after the Relogin hook reported
+// the login. f must be quick and must not keep or close fd.
+func (s *Session) WithSocket(f func(fd int) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sock == nil || s.state != LoggedIn {
+		return ErrNoSocket
+	}
+	sc, ok := s.sock.(syscall.Conn)
+	if !ok {
+		return fmt.Errorf("connection %T has no file descriptor", s.sock)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := raw.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
 }
 
 // portal is where the node's logins start, as host:port.
@@ -610,7 +710,10 @@ func (s *Session) run(ctx context.Context) {
 			}
 		case nlink.EventConnError:
 			s.log.Warn("kernel reported connection error", "error", ev.Error.String())
-			if failed := s.recover(ctx, 0); failed {
+			if s.hooks.ConnError != nil {
+				s.hooks.ConnError(s, ev.Error)
+			}
+			if failed := s.recover(ctx, 0, ev.Error.String()); failed {
 				return
 			}
 		case nlink.EventsLost:
@@ -636,7 +739,7 @@ func (s *Session) resync(ctx context.Context) bool {
 	}
 	if st == "failed" || st == "down" {
 		s.log.Warn("kernel events were lost and the kernel shows the connection "+st+": recovering", "state", st)
-		return s.recover(ctx, 0)
+		return s.recover(ctx, 0, "kernel events lost, connection "+st)
 	}
 	s.log.Info("kernel events were lost; the connection is still "+st, "state", st)
 	return false
@@ -645,6 +748,18 @@ func (s *Session) resync(ctx context.Context) bool {
 // receivedPDU handles a PDU the kernel forwarded in the full feature phase. It
 // reports whether the session has been torn down.
 func (s *Session) receivedPDU(ctx context.Context, p *pdu.PDU) bool {
+	if p.Header.Opcode() == pdu.OpNOPIn {
+		s.mu.Lock()
+		pong := s.pong
+		s.pong = nil
+		s.mu.Unlock()
+		if pong == nil {
+			s.log.Debug("NOP-In that answers no ping of ours")
+			return false
+		}
+		pong <- time.Now()
+		return false
+	}
 	if p.Header.Opcode() != pdu.OpAsyncMessage {
 		s.log.Info("ignoring unexpected PDU from the kernel", "opcode", p.Header.Opcode())
 		return false
@@ -670,12 +785,12 @@ func (s *Session) receivedPDU(ctx context.Context, p *pdu.PDU) bool {
 		// A logout now and a new login with the same ISID is what both ask
 		// for; the relogin reinstates the session and keeps queued I/O.
 		log.Info("target asked for a new login")
-		return s.recover(ctx, 0)
+		return s.recover(ctx, 0, "target asked for a new login ("+m.Event.String()+")")
 	case pdu.AsyncDropConnection, pdu.AsyncDropAllConnections:
 		// The kernel reports the drop itself; wait Time2Wait before the
 		// relogin, as the target asked.
 		log.Info("target will drop the connection", "time2wait", m.Parameter2)
-		return s.recover(ctx, time.Duration(m.Parameter2)*time.Second)
+		return s.recover(ctx, time.Duration(m.Parameter2)*time.Second, "target dropped the connection ("+m.Event.String()+")")
 	default:
 		log.Info("Async Message not supported")
 	}
@@ -684,9 +799,13 @@ func (s *Session) receivedPDU(ctx context.Context, p *pdu.PDU) bool {
 
 // recover replaces the broken connection: stop it keeping the session (the kernel
 // queues I/O until replacement_timeout), then reconnect and log in again with the
-// same ISID until it works, ctx ends, or node.session.reopen_max is reached. It
-// reports whether the session has been torn down.
-func (s *Session) recover(ctx context.Context, wait time.Duration) bool {
+// same ISID until it works, ctx ends, or node.session.reopen_max is reached.
+// cause says why, for the Recovering hook. It reports whether the session has
+// been torn down.
+func (s *Session) recover(ctx context.Context, wait time.Duration, cause string) bool {
+	if s.hooks.Recovering != nil {
+		s.hooks.Recovering(s, cause)
+	}
 	s.setState(Reopen)
 	s.unbind(ctx)
 	if wait == 0 {
@@ -699,7 +818,10 @@ func (s *Session) recover(ctx context.Context, wait time.Duration) bool {
 		if !sleep(ctx, delay) {
 			return false
 		}
-		err := s.relogin(ctx)
+		took, err := s.relogin(ctx)
+		if s.hooks.Relogin != nil && ctx.Err() == nil {
+			s.hooks.Relogin(s, took, err)
+		}
 		if err == nil {
 			s.setState(LoggedIn)
 			s.log.Info("connection is operational after recovery", "attempts", attempt)
@@ -742,7 +864,9 @@ func reloginDelay(prev, since, replacement time.Duration) time.Duration {
 	return min(max(2*prev, time.Second), 8*time.Second)
 }
 
-func (s *Session) relogin(ctx context.Context) error {
+// relogin connects and logs in again; it returns how long that took, from
+// the connect on (not the wait for the old connection's events).
+func (s *Session) relogin(ctx context.Context) (time.Duration, error) {
 	ctx, cancel := withTimeout(ctx, s.node.Timeouts.Login)
 	defer cancel()
 	s.dropStaleEvents(ctx)
@@ -750,6 +874,12 @@ func (s *Session) relogin(ctx context.Context) error {
 	s.times = LoginTimes{}
 	s.mu.Unlock()
 	t0 := time.Now()
+	err := s.reconnect(ctx, t0)
+	return time.Since(t0), err
+}
+
+// reconnect is a relogin's connection and login, begun at t0.
+func (s *Session) reconnect(ctx context.Context, t0 time.Time) error {
 	sock, err := s.connect(ctx, s.node.portal())
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/goiscsi/goiscsi/health"
 	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/scan"
 )
@@ -51,6 +52,13 @@ const (
 	// OpStop ends the daemon once the reply is sent; its sessions stay with
 	// the kernel for the next daemon to take over (iscsiadm -k 0).
 	OpStop Op = "stop"
+	// OpHealth returns the health of session SID's path, or of every
+	// session's when SID is 0: the daemon's measurements (TCP_INFO,
+	// GET_STATS, recoveries, logins…) taken afresh, and its verdict under
+	// the goiscsi.health.* thresholds of iscsid.conf. Added within protocol
+	// version 1: a daemon without it answers InvalidMgmtReq, "unknown
+	// request".
+	OpHealth Op = "health"
 )
 
 // Request is one request to the daemon.
@@ -61,7 +69,8 @@ type Request struct {
 	// pairs (node.name, node.conn[0].address, node.session.auth.*, ...), for
 	// OpLogin.
 	Record map[string]string `json:"record,omitempty"`
-	// SID selects a session for OpLogout, OpStats, OpScan and OpRemoveLUN.
+	// SID selects a session for OpLogout, OpStats, OpScan, OpRemoveLUN and
+	// OpHealth.
 	SID int `json:"sid,omitempty"`
 	// Target selects every session to a target for OpRemoveLUN.
 	Target string `json:"target,omitempty"`
@@ -92,6 +101,8 @@ type Response struct {
 	Stats    *Stats          `json:"stats,omitempty"`
 	// Removal is OpRemoveLUN's account of what it did.
 	Removal *scan.Report `json:"removal,omitempty"`
+	// Health is OpHealth's answer, one Snapshot per session in SID order.
+	Health []health.Snapshot `json:"health,omitempty"`
 }
 
 // RemovalError is the error of a LUN removal that did not finish, nil for one

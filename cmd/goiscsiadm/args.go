@@ -148,6 +148,9 @@ const (
 	// from every session to Target (node mode), with the multipath map
 	// above it (--remove-lun).
 	ActRemoveLUN
+	// ActHealth judges the path of session SID, or of every session
+	// (--health): OK or what is wrong; see health.go.
+	ActHealth
 
 	// ActFirmware is -m fw: the iSCSI boot targets the firmware (iBFT)
 	// describes, shown or (Login) logged in to with Params on top.
@@ -251,6 +254,11 @@ const (
 	optRemoveTries = 0x104
 )
 
+// optHealth is the getopt value of --health (session mode, with or without
+// -r SID): goiscsid's verdict on each path. It makes --he, which stock reads
+// as --help, ambiguous; --hel and --help still mean help.
+const optHealth = 0x105
+
 // shortOptions and longOptions are stock's option table.
 const shortOptions = "RlDVhm:a:b:c:C:p:P:T:H:i:I:U:k:L:d:r:n:v:o:sSt:ux:A:W"
 
@@ -291,6 +299,7 @@ var longOptions = []longOption{
 	{"remove-lun", requiredArgument, optRemoveLUN},
 	{"force", noArgument, optForce},
 	{"remove-tries", requiredArgument, optRemoveTries},
+	{"health", noArgument, optHealth},
 }
 
 // modeRule is one row of stock's mode_paras: the mode's name in messages,
@@ -378,6 +387,7 @@ type parser struct {
 	hasRemoveLUN          bool
 	force                 bool
 	removeTries           string
+	health                bool
 	debug                 int
 	packetSize, pingCount int
 	pingInterval          int
@@ -438,7 +448,7 @@ func Parse(argv []string) (*Command, *Exit) {
 		c.Login = p.login
 	}
 	if e == nil && c.JSON && !jsonListing[c.Action] {
-		return nil, p.fail(iscsierr.Inval, "--json applies only to listing sessions and nodes, to discovery, --scan-lun and --remove-lun")
+		return nil, p.fail(iscsierr.Inval, "--json applies only to listing sessions and nodes, to discovery, -s, --scan-lun, --remove-lun and --health")
 	}
 	if e == nil && (p.force || p.removeTries != "") && c.Action != ActRemoveLUN {
 		return nil, p.fail(iscsierr.Inval, "--force and --remove-tries apply only to --remove-lun")
@@ -450,7 +460,7 @@ func Parse(argv []string) (*Command, *Exit) {
 var jsonListing = map[Action]bool{
 	ActListSessions: true, ActShowSession: true, ActListNodes: true,
 	ActDiscover: true, ActDiscoverFromRecord: true, ActDiscoverDB: true,
-	ActScanLUN: true, ActRemoveLUN: true,
+	ActScanLUN: true, ActRemoveLUN: true, ActStats: true, ActHealth: true,
 }
 
 // readOptions is stock main()'s getopt loop. Most values are taken as they
@@ -562,6 +572,8 @@ func (p *parser) readOptions() *Exit {
 			p.force = true
 		case optRemoveTries:
 			p.removeTries = arg
+		case optHealth:
+			p.health = true
 		}
 		if p.hasName && p.hasValue {
 			p.params = append(p.params, Param{p.name, p.value})
@@ -597,6 +609,10 @@ func (p *parser) verifyMode() *Exit {
 		case c == optRemoveLUN || c == optForce || c == optRemoveTries:
 			if p.mode != ModeSession && p.mode != ModeNode {
 				return p.fail(iscsierr.Inval, "%s mode: option '--%s' is not allowed/supported", rule.name, removalOption(c))
+			}
+		case c == optHealth:
+			if p.mode != ModeSession {
+				return p.fail(iscsierr.Inval, "%s mode: option '--health' is not allowed/supported", rule.name)
 			}
 		case c == optJSON:
 			if !rule.json {
@@ -905,6 +921,12 @@ func renameTransport(params []Param) []Param {
 
 // session is the session-mode half of stock's main().
 func (p *parser) session() (*Command, *Exit) {
+	if p.health {
+		if p.hasScanLUN || p.hasRemoveLUN || p.logout || p.rescan || p.stats || p.op != 0 || p.printLevel >= 0 {
+			return nil, p.fail(iscsierr.Inval, "--health takes only -r sessionid and --json")
+		}
+		return p.command(ActHealth), nil
+	}
 	if p.hasScanLUN {
 		if p.sid <= 0 && p.sessionPath == "" {
 			return nil, p.fail(iscsierr.Inval, "--scan-lun needs a session: -r SID")
@@ -1117,7 +1139,10 @@ const goiscsiUsage = "" +
 	"                                                  to the target: flush and remove its multipath map (retrying\n" +
 	"                                                  while it is held open), then delete each path; --force\n" +
 	"                                                  removes it also while in use\n" +
-	"iscsiadm -m session|node|discovery ... --json     print the listing, scan or removal as JSON\n"
+	"iscsiadm -m session [-r sessionid] --health       goiscsid's verdict on each session's path: OK, or what is\n" +
+	"                                                  wrong (retransmissions, recoveries, RTT...); exit 4 when\n" +
+	"                                                  a path is unhealthy\n" +
+	"iscsiadm -m session|node|discovery ... --json     print the listing, scan, removal, -s or --health as JSON\n"
 
 func parseMode(s string) Mode {
 	switch s {

@@ -143,6 +143,8 @@ func run(c *Command, stdout, stderr io.Writer) iscsierr.Code {
 		return e.removeLUN(c)
 	case ActStats:
 		return e.stats(c)
+	case ActHealth:
+		return e.health(c)
 	case ActListHosts:
 		return e.listHosts(c)
 	case ActFirmware:

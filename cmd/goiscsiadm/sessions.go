@@ -439,10 +439,16 @@ func (e *env) stats(c *Command) iscsierr.Code {
 	if len(sessions) == 0 {
 		return e.fail(iscsierr.NoObjsFound, "No session found.")
 	}
+	var all []sessionStats
 	for _, s := range sessions {
 		st, err := e.c.Stats(e.ctx, s.SID)
 		if err != nil {
 			return e.fail(iscsierr.CodeOf(err), "Could not execute operation on all sessions: %s", iscsierr.CodeOf(err))
+		}
+		h := e.pathHealth(s.SID)
+		if c.JSON {
+			all = append(all, sessionStatsOf(s, st, h))
+			continue
 		}
 		// Stock's session_stats: the 19 kernel counters in their order,
 		// then the transport's own under "iSCSI Extended:".
@@ -467,6 +473,13 @@ func (e *env) stats(c *Command) iscsierr.Code {
 		for _, k := range extended {
 			e.printf("\t%s: %d\n", k, st.Counters[k])
 		}
+		// goiscsid's own figures come after all of stock's lines.
+		if h != nil {
+			io.WriteString(e.stdout, HealthText(h))
+		}
+	}
+	if c.JSON {
+		io.WriteString(e.stdout, marshal(map[string]any{"stats": all}))
 	}
 	return iscsierr.Success
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/health"
 	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/ksession"
 	"github.com/goiscsi/goiscsi/mgmt"
@@ -63,6 +64,8 @@ type daemon struct {
 	// inFlight holds a token for each login attempt and logout under way
 	// (see maxInFlight).
 	inFlight chan struct{}
+	// health is the per-session health settings (health.go); nil: defaults.
+	health *healthMonitor
 
 	mu       sync.Mutex
 	sessions map[uint32]*daemonSession
@@ -123,6 +126,8 @@ type daemonSession struct {
 	// leaving is set when goiscsid starts to log the session out: the
 	// devices the kernel removes with it are not held back.
 	leaving atomic.Bool
+	// health follows the session's path (health.go, set by withHealth).
+	health *health.Tracker
 
 	mu     sync.Mutex
 	rec    *conf.Record
@@ -183,6 +188,8 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		return d.update(req)
 	case mgmt.OpRemoveLUN:
 		return d.removeLUN(ctx, req)
+	case mgmt.OpHealth:
+		return d.healthRequest(ctx, req)
 	case mgmt.OpStop:
 		if d.stop == nil {
 			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "this goiscsid cannot be stopped by request")}
@@ -254,6 +261,7 @@ func (d *daemon) login(ctx context.Context, keys map[string]string) *mgmt.Respon
 	if err := d.holds.Detached(nodeKey(cn)); err != nil {
 		log.Error("held-back LUNs", "err", err)
 	}
+	d.healthLoggedIn(ds)
 	d.mu.Lock()
 	d.sessions[k.SID] = ds
 	d.mu.Unlock()
@@ -266,7 +274,7 @@ func (d *daemon) login(ctx context.Context, keys map[string]string) *mgmt.Respon
 // hooks connect a session's events to the daemon: scans after LUN-change
 // events and relogins, and forgetting a session whose recovery gave up.
 func (d *daemon) hooks(ds *daemonSession) ksession.Hooks {
-	return ksession.Hooks{
+	return d.withHealth(ds, ksession.Hooks{
 		AsyncEvent: func(k *ksession.Session, _ uint64, sense pdu.Sense) {
 			if sense.ReportedLUNsDataChanged() {
 				go d.scanHost(k, ds.scanPolicy(), scan.AEN)
@@ -285,7 +293,7 @@ func (d *daemon) hooks(ds *daemonSession) ksession.Hooks {
 			delete(d.sessions, k.SID)
 			d.mu.Unlock()
 		},
-	}
+	})
 }
 
 // establish logs in, retrying failures a later attempt may overcome (no answer,

@@ -112,6 +112,9 @@ func run() error {
 	d := newDaemon(k, scan.Sysfs{Root: *sysfsRoot}, name, alias, cfg, log)
 	d.stop = cancel
 	d.configPath = *configPath
+	if err := d.startHealth(ctx, cfg); err != nil {
+		return err
+	}
 	d.holds = &scan.Holds{Dir: heldDir}
 	if ul, err := scan.ListenUevents(d.deviceEvent, d.eventsLost); err != nil {
 		log.Warn("kernel uevents unavailable: unit attentions will not trigger scans, and LUNs the host removes are not held back", "err", err)

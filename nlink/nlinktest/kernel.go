@@ -589,6 +589,15 @@ func (k *Kernel) receive(s *session, c *conn, p *pdu.PDU) nlink.ConnError {
 		var nop pdu.NOPIn
 		nop.Decode(&p.Header)
 		if nop.ITT != pdu.ReservedTag {
+			// The answer to a NOP-Out userspace sent (it got the
+			// connection's task tag, as libiscsi gives it a task):
+			// passed up, as libiscsi's iscsi_nop_out_rsp does.
+			k.mu.Lock()
+			userPing := started && nop.ITT == c.loginITT
+			k.mu.Unlock()
+			if userPing {
+				return forward()
+			}
 			// The answer to the kernel's ping, or to nothing.
 			k.mu.Lock()
 			ours := nop.ITT == s.age<<28|pingTag && !c.pingSent.IsZero()
