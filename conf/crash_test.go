@@ -75,11 +75,12 @@ func TestSaveNodeKilledMidWrite(t *testing.T) {
 	for _, tc := range []struct {
 		mode  string
 		kills int
-		// within is how long after the writer is ready the kill may come.
+		// within is how long after the writer is ready the kill may come
+		// (for convert: measured by the first kill).
 		within time.Duration
 	}{
 		{"update", 200, 20 * time.Millisecond},
-		{"convert", 100, 3 * time.Millisecond},
+		{"convert", 100, 0},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			root := t.TempDir()
@@ -113,6 +114,18 @@ func TestSaveNodeKilledMidWrite(t *testing.T) {
 					cmd.Process.Kill()
 					cmd.Wait()
 					t.Fatalf("writer did not start: %q %s", lines.Text(), stderr.String())
+				}
+				// The first conversion runs to its end: twice its time
+				// bounds the kills, so that they land before and after
+				// its end on a fast machine and on a loaded one alike.
+				if tc.mode == "convert" && kill == 0 {
+					start := time.Now()
+					if !lines.Scan() || lines.Text() != "done" {
+						cmd.Process.Kill()
+						cmd.Wait()
+						t.Fatalf("writer did not convert: %q %s", lines.Text(), stderr.String())
+					}
+					tc.within = max(2*time.Since(start), time.Millisecond)
 				}
 				time.Sleep(rand.N(tc.within))
 				cmd.Process.Signal(syscall.SIGKILL)
