@@ -220,6 +220,10 @@ type hostileWant struct {
 	// count is how many times the fault is injected (0 means once, -1 for
 	// ever).
 	count int
+	// slowPDU marks a fault whose PDU takes long to arrive (16 MiB under
+	// the race detector on a loaded machine): the session's NOP-Outs wait 10
+	// s, so that their timeout does not end the connection first.
+	slowPDU bool
 	// stream marks a fault that sends a stream of PDUs: what is allocated
 	// grows with their number, so only what stays allocated is bounded.
 	stream bool
@@ -275,7 +279,7 @@ var hostileWants = map[string]hostileWant{
 	"bad-data-length":       {connError: nlink.ErrHdrDigest, command: `ISCSI_ERR_HDR_DGST`},
 	"unknown-opcode":        {connError: nlink.ErrBadOpcode, command: `ISCSI_ERR_BAD_OPCODE`},
 	"truncated-pdu":         {connError: nlink.ErrTCPConnClose, command: `ISCSI_ERR_TCP_CONN_CLOSE`},
-	"huge-data-segment":     {connError: nlink.ErrDataLen, command: `ISCSI_ERR_DATALEN`},
+	"huge-data-segment":     {connError: nlink.ErrDataLen, command: `ISCSI_ERR_DATALEN`, slowPDU: true},
 	"bad-header-digest":     {connError: nlink.ErrHdrDigest, command: `ISCSI_ERR_HDR_DGST`},
 	"bad-data-digest":       {connError: nlink.ErrDataDigest, command: `ISCSI_ERR_DATA_DGST`},
 	"ahs-garbage":           {connError: nlink.ErrHdrDigest, command: `ISCSI_ERR_HDR_DGST`},
@@ -547,7 +551,11 @@ func hostileCommand(t *testing.T, tp *targetProcess, k *nlinktest.Kernel, kc *nl
 		Failed:    func(_ *ksession.Session, err error) { failed <- err },
 	}
 	ctx := context.Background()
-	s, err := ksession.Establish(ctx, kc, hostileNode(tp, hostileIQN), hooks, slog.New(rec))
+	n := hostileNode(tp, hostileIQN)
+	if want.slowPDU {
+		n.Timeouts.NoopInterval, n.Timeouts.NoopTimeout = 10, 10
+	}
+	s, err := ksession.Establish(ctx, kc, n, hooks, slog.New(rec))
 	if err != nil {
 		t.Fatal(err)
 	}
