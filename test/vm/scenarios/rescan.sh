@@ -147,7 +147,10 @@ if [ "${INITIATOR:-stock}" != stock ]; then
 	wait_until 10 has_lun 1 && sl=1 || sl=0
 	emit scan_lun added "$sl" held "$(held)"
 fi
-$ADM -m node -T $IQN -p $P --logout >/dev/null || fail "logout"
+# Stock iscsid, started again above, logs the session in again and refuses a
+# logout (32) until that is done.
+logout() { $ADM -m node -T $IQN -p $P --logout >/dev/null 2>&1; }
+wait_until 30 logout || fail "logout"
 
 # 128 LUNs: the login scan's time with nothing held (the kernel's wildcard,
 # stock's scan too) and with one LUN held (LUN by LUN), until 127 devices are
