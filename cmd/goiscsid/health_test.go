@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,27 +26,9 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// syncBuffer is a log destination the daemon's goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // healthFixture is a daemon whose target lets a recovery log in at once
 // (DefaultTime2Wait 0), with its log kept.
-func healthFixture(t *testing.T, iscsidConf string) (*fixture, *syncBuffer) {
+func healthFixture(t *testing.T, iscsidConf string) (*fixture, *logBuffer) {
 	t.Helper()
 	tc := func(name string) target.TargetConfig {
 		return target.TargetConfig{Name: name, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
@@ -70,7 +51,7 @@ func healthFixture(t *testing.T, iscsidConf string) (*fixture, *syncBuffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logBuffer{}
 	d := newDaemon(k.Conn(), scan.Sysfs{Root: fs.Root}, testIni, "", cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
