@@ -45,28 +45,37 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{{
+	scans := newScanDecisions()
+	f := newFixtureWith(t, []target.TargetConfig{{
 		Name: testIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
 		LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}, {Number: 1, Size: 1 << 20}},
-	}}}, slog.New(slog.DiscardHandler))
+	}}, nil, slog.New(scans))
+	f.scans = scans
+	return f
+}
+
+// newFixtureWith is a daemon on a fake kernel and sysfs (hosts 0-7) with a Go
+// target serving targets, whose first is the one f.rec logs in to.
+func newFixtureWith(t *testing.T, targets []target.TargetConfig, cfg *conf.Config, log *slog.Logger) *fixture {
+	t.Helper()
+	srv, err := target.New(&target.Config{Targets: targets}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	ps, _ := srv.Portals(testIQN)
+	ps, _ := srv.Portals(targets[0].Name)
 	k := nlinktest.New()
 	t.Cleanup(func() { k.Close() })
 	fs := scantest.New(t)
 	for h := 0; h < 8; h++ {
 		fs.AddHost(h)
 	}
-	scans := newScanDecisions()
-	d := newDaemon(k.Conn(), scan.Sysfs{Root: fs.Root}, testIni, "", nil, slog.New(scans))
+	d := newDaemon(k.Conn(), scan.Sysfs{Root: fs.Root}, testIni, "", cfg, log)
 	rec := map[string]string{
-		"node.name": testIQN, "node.tpgt": "1", "node.conn[0].address": ps[0].Address,
+		"node.name": targets[0].Name, "node.tpgt": "1", "node.conn[0].address": ps[0].Address,
 		"node.conn[0].port": strconv.Itoa(ps[0].Port), "node.conn[0].timeo.login_timeout": "5",
 	}
-	return &fixture{d: d, srv: srv, fs: fs, kernel: k, rec: rec, scans: scans}
+	return &fixture{d: d, srv: srv, fs: fs, kernel: k, rec: rec}
 }
 
 func (f *fixture) login(t *testing.T, extra map[string]string) *mgmt.Session {

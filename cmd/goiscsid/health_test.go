@@ -17,9 +17,6 @@ import (
 	"github.com/goiscsi/goiscsi/health"
 	"github.com/goiscsi/goiscsi/ksession"
 	"github.com/goiscsi/goiscsi/mgmt"
-	"github.com/goiscsi/goiscsi/nlink/nlinktest"
-	"github.com/goiscsi/goiscsi/scan"
-	"github.com/goiscsi/goiscsi/scan/scantest"
 	"github.com/goiscsi/goiscsi/test/target"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -35,35 +32,19 @@ func healthFixture(t *testing.T, iscsidConf string) (*fixture, *logBuffer) {
 			LUNs:   []target.LUNConfig{{Number: 0, Size: 1 << 20}},
 			Params: map[string]string{"DefaultTime2Wait": "0"}}
 	}
-	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{tc(testIQN), tc(testIQN + "-2")}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	ps, _ := srv.Portals(testIQN)
-	k := nlinktest.New()
-	t.Cleanup(func() { k.Close() })
-	fs := scantest.New(t)
-	for h := 0; h < 8; h++ {
-		fs.AddHost(h)
-	}
 	cfg, err := conf.ParseConfig(strings.NewReader(iscsidConf), "iscsid.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &logBuffer{}
-	d := newDaemon(k.Conn(), scan.Sysfs{Root: fs.Root}, testIni, "", cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	f := newFixtureWith(t, []target.TargetConfig{tc(testIQN), tc(testIQN + "-2")}, cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := d.startHealth(ctx, cfg); err != nil {
+	if err := f.d.startHealth(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	rec := map[string]string{
-		"node.name": testIQN, "node.tpgt": "1", "node.conn[0].address": ps[0].Address,
-		"node.conn[0].port": strconv.Itoa(ps[0].Port), "node.conn[0].timeo.login_timeout": "5",
-		"node.session.iscsi.DefaultTime2Wait": "0",
-	}
-	return &fixture{d: d, srv: srv, fs: fs, kernel: k, rec: rec}, logs
+	f.rec["node.session.iscsi.DefaultTime2Wait"] = "0"
+	return f, logs
 }
 
 // portal is the port target name listens on.
