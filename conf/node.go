@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goiscsi/goiscsi/netif"
 	"github.com/goiscsi/goiscsi/session"
 )
 
@@ -65,6 +66,11 @@ type Iface struct {
 	IPAddress string
 	// InitiatorName is iface.initiatorname, which overrides the host's.
 	InitiatorName string
+}
+
+// Binding is where the iface's connections leave the host, for netif.Netdev.
+func (i Iface) Binding() netif.Binding {
+	return netif.Binding{Transport: i.Transport, HWAddress: i.HWAddress, Netdev: i.Netdev, IPAddress: i.IPAddress}
 }
 
 // Timeouts are node.session.timeo.*, node.session.err_timeo.*,

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/goiscsi/goiscsi/netif"
 )
 
 // Boot is one boot target with everything a login to it needs: the target,
@@ -118,13 +120,8 @@ func netdevOf(sysfs string, t *Table, n NIC) (string, error) {
 			}
 		}
 	}
-	classNet := filepath.Join(sysfs, "class", "net")
-	ents, _ := os.ReadDir(classNet)
-	for _, e := range ents {
-		b, err := readAttr(filepath.Join(classNet, e.Name(), "address"))
-		if err == nil && strings.EqualFold(strings.TrimSpace(string(b)), n.MAC.String()) {
-			return e.Name(), nil
-		}
+	if name, err := netif.ByMAC(sysfs, n.MAC.String()); err == nil {
+		return name, nil
 	}
 	return "", fmt.Errorf("ibft: table %s: %s: no network interface has its PCI function or its MAC address %s",
 		t.Name, n.Entry, n.MAC)

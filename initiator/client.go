@@ -17,7 +17,7 @@
 //
 //	c := &initiator.Client{}
 //	recs, _ := c.Discover(ctx, initiator.Portal{Address: "10.0.0.1"}, initiator.DiscoverOptions{})
-//	s, _ := c.Login(ctx, recs[0])          // under autoscan_en = No: LUN 0 only
+//	s, _ := c.Login(ctx, recs[0], initiator.LoginOptions{}) // under autoscan_en = No: LUN 0 only
 //	lun, _ := c.ScanLUN(ctx, s.SID, 3)     // exactly LUN 3, and its map
 //	...                                    // use lun.Disk or lun.Multipath
 //	rep, err := c.RemoveLUN(ctx, initiator.RemoveLUN{SID: s.SID, LUN: 3})

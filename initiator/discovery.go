@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/iscsierr"
+	"github.com/goiscsi/goiscsi/netif"
 	"github.com/goiscsi/goiscsi/session"
 )
 
@@ -91,10 +93,6 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 	if err != nil {
 		return nil, err
 	}
-	name, err := c.InitiatorName()
-	if err != nil {
-		return nil, err
-	}
 	auth := session.Auth{Method: session.AuthNone}
 	if strings.EqualFold(drec.Get("discovery.sendtargets.auth.authmethod"), "CHAP") {
 		auth = session.Auth{Method: session.AuthCHAP,
@@ -109,11 +107,47 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 			return nil, iscsierr.Errorf(iscsierr.IDBM, "%v", err)
 		}
 	}
-	found, err := c.sendTargets(ctx, drec, Portal{Address: portal.Address, Port: port}, session.DiscoveryConfig{InitiatorName: name, Auth: auth}, opts.Unreachable)
-	if err != nil {
-		return nil, discoveryError(err)
+	// Stock asks once per iface, through that iface's interface and under
+	// its initiator name; ifaces that leave the same way under the same
+	// name would hear the same answer, so they share one discovery.
+	type route struct{ netdev, name string }
+	found := map[route][]session.DiscoveredTarget{}
+	src := conf.DiscoverySource{Type: "send_targets", Address: portal.Address, Port: port}
+	var recs []*conf.Record
+	for _, ir := range ifaces {
+		netdev, err := netif.Netdev(c.sysfs(), ir.Iface().Binding())
+		if err != nil {
+			return nil, discoveryError(err)
+		}
+		name, err := c.ifaceInitiatorName(ir)
+		if err != nil {
+			return nil, err
+		}
+		r := route{netdev, name}
+		ts, done := found[r]
+		if !done {
+			dial := (&net.Dialer{Control: netif.Control(netdev)}).DialContext
+			if ts, err = c.sendTargets(ctx, drec, Portal{Address: portal.Address, Port: port}, session.DiscoveryConfig{InitiatorName: name, Auth: auth, Dial: dial}, opts.Unreachable); err != nil {
+				return nil, discoveryError(err)
+			}
+			found[r] = ts
+		}
+		rs, err := c.discovered(ctx, cfg, ts, []*conf.Record{ir}, src, opts.NonPersistent, opts.DeleteStale)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rs...)
 	}
-	return c.discovered(ctx, cfg, found, ifaces, conf.DiscoverySource{Type: "send_targets", Address: portal.Address, Port: port}, opts.NonPersistent, opts.DeleteStale)
+	return recs, nil
+}
+
+// ifaceInitiatorName is the name a discovery through iface record ir asks
+// under: its iface.initiatorname, else the host's.
+func (c *Client) ifaceInitiatorName(ir *conf.Record) (string, error) {
+	if name := ir.Get("iface.initiatorname"); name != "" {
+		return name, nil
+	}
+	return c.InitiatorName()
 }
 
 // discovered turns what a discovery through src found into node records, one
@@ -148,7 +182,10 @@ func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []sessi
 	return recs, nil
 }
 
-// discoveryIfaces returns the iface records named (default when none are).
+// discoveryIfaces returns the iface records a discovery binds its records to,
+// as stock's idbm_bind_ifaces_to_nodes chooses them: the ones named; with
+// none named, every tcp iface record of the host but default, and default
+// when there is none.
 func (c *Client) discoveryIfaces(names []string) ([]*conf.Record, error) {
 	var ifaces []*conf.Record
 	for _, n := range names {
@@ -157,6 +194,17 @@ func (c *Client) discoveryIfaces(names []string) ([]*conf.Record, error) {
 			return nil, err
 		}
 		ifaces = append(ifaces, ir)
+	}
+	if len(names) == 0 {
+		all, err := c.DB().Ifaces()
+		if err != nil {
+			return nil, iscsierr.Errorf(iscsierr.IDBM, "%v", err)
+		}
+		for _, ir := range all {
+			if i := ir.Iface(); i.Name != "default" && (i.Transport == "" || i.Transport == "tcp") {
+				ifaces = append(ifaces, ir)
+			}
+		}
 	}
 	if len(ifaces) == 0 {
 		ir, _ := c.Iface("default")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -139,7 +140,7 @@ func TestDeleteNodesFailsClosed(t *testing.T) {
 	d := &daemon{}
 	c, _ := newClient(t, d)
 	r := saveNode(t, c, tgtIQN, "10.0.0.1", 3260, 1, "default")
-	if _, err := c.Login(context.Background(), r); err != nil {
+	if _, err := c.Login(context.Background(), r, LoginOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	errs, err := c.DeleteNodes(context.Background(), []*conf.Record{r})
@@ -249,13 +250,60 @@ func TestDiscover(t *testing.T) {
 	}
 }
 
+// Without -I a discovery binds its records to every tcp iface record but
+// default, as stock does; an iface bound only by IP address fails as stock
+// fails it (11), naming the address.
+func TestDiscoverIfaces(t *testing.T) {
+	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{
+		{Name: tgtIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
+			LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}}},
+	}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ps, _ := srv.Portals(tgtIQN)
+	c, _ := newClient(t, &daemon{})
+	portal := Portal{Address: ps[0].Address, Port: ps[0].Port}
+	for name, iname := range map[string]string{"eth-a": "", "eth-b": "iqn.2026-12.dev.goiscsi:other"} {
+		ir := conf.NewIfaceRecord(name)
+		if iname != "" {
+			ir.Set("iface.initiatorname", iname)
+		}
+		if err := c.DB().SaveIface(ir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, err := c.Discover(context.Background(), portal, DiscoverOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.ID().Iface)
+	}
+	if strings.Join(got, " ") != "eth-a eth-b" {
+		t.Errorf("records through ifaces %q, want eth-a and eth-b (not default)", got)
+	}
+
+	ip := conf.NewIfaceRecord("by-ip")
+	ip.Set("iface.ipaddress", "10.1.0.1")
+	if err := c.DB().SaveIface(ip); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Discover(context.Background(), portal, DiscoverOptions{Ifaces: []string{"by-ip"}})
+	if iscsierr.CodeOf(err) != iscsierr.PDUTimeout || !strings.Contains(err.Error(), "Cannot bind 10.1.0.1 to net/scsi interface") {
+		t.Errorf("discovery through an iface bound by IP address: %v", err)
+	}
+}
+
 // Login, the session it returns, and logout go through the daemon.
 func TestLoginLogout(t *testing.T) {
 	d := &daemon{}
 	c, _ := newClient(t, d)
 	r := saveNode(t, c, tgtIQN, "10.0.0.1", 3260, 1, "default")
 	r.Set("node.session.autoscan_en", "No")
-	s, err := c.Login(context.Background(), r)
+	s, err := c.Login(context.Background(), r, LoginOptions{})
 	if err != nil || s.SID != 3 || s.ScanPolicy != "lun0" || s.Params == nil || s.Params.MaxRecvDataSegmentLength != 262144 {
 		t.Fatalf("Login: %+v %v", s, err)
 	}
@@ -272,7 +320,7 @@ func TestLoginLogout(t *testing.T) {
 	d.mu.Lock()
 	d.fail = iscsierr.Errorf(iscsierr.LoginAuthFailed, "authorization failure")
 	d.mu.Unlock()
-	if _, err := c.Login(context.Background(), r); iscsierr.CodeOf(err) != iscsierr.LoginAuthFailed {
+	if _, err := c.Login(context.Background(), r, LoginOptions{}); iscsierr.CodeOf(err) != iscsierr.LoginAuthFailed {
 		t.Errorf("refused login: %v", err)
 	}
 }

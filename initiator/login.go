@@ -10,12 +10,25 @@ import (
 	"github.com/goiscsi/goiscsi/scan"
 )
 
+// LoginOptions change what Login asks for.
+type LoginOptions struct {
+	// Another logs in one more session even when the record has sessions
+	// (open-iscsi's session.multiple: what iscsiadm asks for each session
+	// of node.session.nr_sessions above 1, and for -m session -r SID -o new).
+	Another bool
+	// NoWait returns as soon as goiscsid has taken the request, without the
+	// session (iscsiadm -W): Login then returns a nil Session, and a
+	// failure of the login itself goes to the daemon's log only.
+	NoWait bool
+}
+
 // Login logs in to the node record r through goiscsid and returns the new
 // session once it is in the full feature phase and scanned as its policy says.
-// An existing session of the record is an error with code SessExists.
-func (c *Client) Login(ctx context.Context, r *conf.Record) (*Session, error) {
-	resp, err := c.do(ctx, &mgmt.Request{Op: mgmt.OpLogin, Record: r.Map()})
-	if err != nil {
+// An existing session of the record is an error with code SessExists unless
+// opts.Another.
+func (c *Client) Login(ctx context.Context, r *conf.Record, opts LoginOptions) (*Session, error) {
+	resp, err := c.do(ctx, &mgmt.Request{Op: mgmt.OpLogin, Record: r.Map(), Another: opts.Another, NoWait: opts.NoWait})
+	if err != nil || opts.NoWait {
 		return nil, err
 	}
 	s := sessionOf(*resp.Session)

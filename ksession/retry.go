@@ -3,12 +3,14 @@ package ksession
 import (
 	"errors"
 
+	"github.com/goiscsi/goiscsi/netif"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/session"
 )
 
 // Retryable reports whether a failed Establish may succeed when tried again:
-// no answer, a refused connection, a target that is busy. A kernel that
+// no answer, a refused connection, a target that is busy. An iface binding
+// that cannot be honoured, a kernel that
 // refused a request, a broken protocol, a failed authentication or a
 // negotiation that found no acceptable value fail the same way again.
 func Retryable(err error) bool {
@@ -20,5 +22,6 @@ func Retryable(err error) bool {
 	var pe *session.ProtocolError
 	var ae *session.AuthError
 	var ne *session.NegotiationError
-	return !errors.As(err, &ke) && !errors.As(err, &pe) && !errors.As(err, &ae) && !errors.As(err, &ne)
+	var be *netif.BindError
+	return !errors.As(err, &ke) && !errors.As(err, &pe) && !errors.As(err, &ae) && !errors.As(err, &ne) && !errors.As(err, &be)
 }

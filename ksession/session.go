@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
+	"github.com/goiscsi/goiscsi/netif"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/pdu"
 	"github.com/goiscsi/goiscsi/session"
@@ -25,9 +26,12 @@ type Node struct {
 	// Alias is the initiator's alias (InitiatorAlias=, else the host name).
 	Alias string
 	// Dial opens the TCP connection; nil means a net.Dialer that binds to
-	// Iface.Netdev. The connection must be a *net.TCPConn: the kernel takes
-	// over its socket.
+	// the iface's network interface (netif.Netdev). The connection must be
+	// a *net.TCPConn: the kernel takes over its socket.
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// SysfsRoot is where sysfs is mounted, for the interface of an
+	// iface.hwaddress; empty means /sys.
+	SysfsRoot string
 }
 
 // LoginConfig is what a login of the node sends; Establish and the relogins
@@ -336,7 +340,14 @@ func (n *Node) portal() string { return session.Portal{Address: n.Address, Port:
 func (s *Session) connect(ctx context.Context, addr string) (net.Conn, error) {
 	dial := s.node.Dial
 	if dial == nil {
-		d := &net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		// Resolved at each connect, as stock does: a relogin after
+		// recovery follows the MAC to its interface again.
+		netdev, err := netif.Netdev(s.node.SysfsRoot, s.node.Iface.Binding())
+		if err != nil {
+			return nil, err
+		}
+		bind := netif.Control(netdev)
+		d := &net.Dialer{Control: func(network, address string, c syscall.RawConn) error {
 			var serr error
 			c.Control(func(fd uintptr) {
 				for _, opt := range []int{unix.SO_RCVBUF, unix.SO_SNDBUF} {
@@ -344,13 +355,11 @@ func (s *Session) connect(ctx context.Context, addr string) (net.Conn, error) {
 						serr = err
 					}
 				}
-				if s.node.Iface.Netdev != "" {
-					if err := unix.BindToDevice(int(fd), s.node.Iface.Netdev); err != nil {
-						serr = fmt.Errorf("bind to network interface %s: %w", s.node.Iface.Netdev, err)
-					}
-				}
 			})
-			return serr
+			if serr != nil {
+				return serr
+			}
+			return bind(network, address, c)
 		}}
 		dial = d.DialContext
 	}

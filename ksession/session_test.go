@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,11 +13,13 @@ import (
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/ksession"
+	"github.com/goiscsi/goiscsi/netif"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/nlink/nlinktest"
 	"github.com/goiscsi/goiscsi/pdu"
 	"github.com/goiscsi/goiscsi/session"
 	"github.com/goiscsi/goiscsi/test/target"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -292,5 +296,53 @@ func TestTeardownOwedAfterRecoveryGivesUp(t *testing.T) {
 	}
 	if s.InKernel() || len(k.Sessions()) != 0 {
 		t.Fatalf("after logout: InKernel %v, kernel sessions %v", s.InKernel(), k.Sessions())
+	}
+}
+
+// The connection leaves through the interface the iface names: by
+// iface.hwaddress (found in sysfs) before iface.net_ifacename, as stock binds
+// it; an iface bound only by IP address, or by a MAC no interface has, fails
+// at once, before the kernel has a session.
+func TestEstablishBindsIface(t *testing.T) {
+	_, portals := startTarget(t)
+	k := nlinktest.New()
+	defer k.Close()
+	sysfs := t.TempDir()
+	lo := filepath.Join(sysfs, "class", "net", "lo")
+	if err := os.MkdirAll(lo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(lo, "address"), []byte("00:00:00:00:00:00\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n := node(t, kIQN, portals[kIQN])
+	n.SysfsRoot = sysfs
+	n.Iface = conf.Iface{Name: "by-mac", Transport: "tcp", HWAddress: "00:00:00:00:00:00", Netdev: "no-such-netdev"}
+	s, err := ksession.Establish(context.Background(), k.Conn(), n, ksession.Hooks{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bound string
+	if err := s.WithSocket(func(fd int) (err error) {
+		bound, err = unix.GetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE)
+		return err
+	}); err != nil || bound != "lo" {
+		t.Errorf("socket bound to %q (%v), want lo", bound, err)
+	}
+	s.Logout(context.Background())
+
+	for _, i := range []conf.Iface{
+		{Name: "by-ip", Transport: "tcp", IPAddress: "10.1.0.1"},
+		{Name: "gone", Transport: "tcp", HWAddress: "52:54:00:00:00:09"},
+	} {
+		n.Iface = i
+		_, err := ksession.Establish(context.Background(), k.Conn(), n, ksession.Hooks{}, nil)
+		var be *netif.BindError
+		if !errorsAs(err, &be) || ksession.Retryable(err) {
+			t.Errorf("iface %s: %v, want a *netif.BindError that is not retried", i.Name, err)
+		}
+	}
+	if n := len(k.Sessions()); n != 0 {
+		t.Fatalf("%d kernel sessions left", n)
 	}
 }

@@ -81,6 +81,14 @@ type Request struct {
 	// Tries bounds an OpRemoveLUN's attempts while the LUN is held open;
 	// 0 means scan.DefaultTries.
 	Tries int `json:"tries,omitempty"`
+	// Another asks OpLogin for one more session even when the record has
+	// sessions: open-iscsi's session.multiple, which iscsiadm sets for
+	// node.session.nr_sessions above 1 and for -m session -r SID -o new.
+	Another bool `json:"another,omitempty"`
+	// NoWait has the daemon reply as soon as it has the request, then carry
+	// it out (iscsiadm -W): the reply says only that it was taken, and
+	// what becomes of it goes to the daemon's log.
+	NoWait bool `json:"no_wait,omitempty"`
 	// ShowSecrets asks for CHAP passwords in session listings (iscsiadm -S).
 	ShowSecrets bool `json:"show_secrets,omitempty"`
 	// Brief asks OpSessions for each session's Brief part only, what a flat

@@ -305,3 +305,27 @@ func TestRemovalError(t *testing.T) {
 		}
 	}
 }
+
+// A NoWait request is answered when the daemon has it, before the handler
+// has done anything; the handler still runs it to the end.
+func TestNoWait(t *testing.T) {
+	release, handled := make(chan struct{}), make(chan *Request, 1)
+	path := serve(t, HandlerFunc(func(ctx context.Context, req *Request) *Response {
+		<-release
+		handled <- req
+		return &Response{Error: iscsierr.Errorf(iscsierr.Login, "failed later")}
+	}), nil)
+	resp, err := do(t, path, &Request{Op: OpLogin, NoWait: true, Record: map[string]string{"node.name": "iqn.x"}})
+	if err != nil || resp.Error != nil {
+		t.Fatalf("NoWait request: %+v, %v; want an empty answer at once", resp, err)
+	}
+	close(release)
+	select {
+	case req := <-handled:
+		if req.Record["node.name"] != "iqn.x" {
+			t.Errorf("handler got %+v", req)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never ran the request")
+	}
+}

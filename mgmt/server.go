@@ -150,6 +150,14 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
+	if req.NoWait {
+		reply(&Response{})
+		c.Close()
+		if resp := s.Handler.ServeMgmt(ctx, &req); resp != nil && resp.Error != nil {
+			log.Info("request taken without waiting failed", "op", req.Op, "err", resp.Error)
+		}
+		return
+	}
 	resp := s.Handler.ServeMgmt(ctx, &req)
 	if resp == nil {
 		resp = &Response{Error: iscsierr.Errorf(iscsierr.Internal, "no response")}

@@ -25,6 +25,9 @@ type env struct {
 	c      *initiator.Client
 	stdout io.Writer
 	stderr io.Writer
+	// noWait is -W: logins are handed to the daemon, their results not
+	// waited for.
+	noWait bool
 }
 
 func newEnv(stdout, stderr io.Writer) *env {
@@ -80,6 +83,7 @@ func (e *env) finish(text string, x *Exit) iscsierr.Code {
 // status.
 func run(c *Command, stdout, stderr io.Writer) iscsierr.Code {
 	e := newEnv(stdout, stderr)
+	e.noWait = c.NoWait
 	io.WriteString(e.stderr, c.Warnings)
 	if c.SessionPath != "" {
 		sid, code := e.sidFromPath(c.SessionPath)
@@ -162,7 +166,7 @@ func run(c *Command, stdout, stderr io.Writer) iscsierr.Code {
 		}
 		return iscsierr.Success
 	case ActNewSession:
-		return e.fail(iscsierr.OpNotSupp, "adding another session to a logged-in target (-m session -r SID --login) is not supported by goiscsiadm yet")
+		return e.newSession(c)
 	}
 	return e.fail(iscsierr.OpNotSupp, "this operation is not supported by goiscsiadm yet")
 }

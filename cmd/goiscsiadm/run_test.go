@@ -468,3 +468,53 @@ func TestKillDaemon(t *testing.T) {
 		t.Errorf("-k 0 without a daemon: %d %q", x.Code, x.Stderr)
 	}
 }
+
+// node.session.nr_sessions 2 asks for two sessions at once, each announced
+// "(multiple)" as stock does; -W hands the requests over without waiting for
+// (or printing) their results; -m session -r SID -o new asks for one more.
+func TestSeveralSessions(t *testing.T) {
+	d, _ := setup(t)
+	adm(t, "-m", "node", "-T", runIQN, "-p", "127.0.0.1", "-o", "new")
+	adm(t, "-m", "node", "-T", runIQN, "-p", "127.0.0.1", "-o", "update", "-n", "node.session.nr_sessions", "-v", "2")
+	portal := "[iface: default, target: " + runIQN + ", portal: 127.0.0.1,3260]"
+	logins := func() (n int, another, noWait bool) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		another, noWait = true, true
+		for _, r := range d.reqs {
+			if r.Op == mgmt.OpLogin {
+				n++
+				another, noWait = another && r.Another, noWait && r.NoWait
+			}
+		}
+		d.reqs = nil
+		return n, another, noWait
+	}
+
+	x := adm(t, "-m", "node", "-T", runIQN, "-p", "127.0.0.1", "--login")
+	want := "Logging in to " + portal + " (multiple)\nLogging in to " + portal + " (multiple)\n" +
+		"Login to " + portal + " successful.\nLogin to " + portal + " successful.\n"
+	if x.Code != 0 || x.Stdout != want {
+		t.Errorf("login with nr_sessions 2: %d\n%s%s", x.Code, x.Stdout, x.Stderr)
+	}
+	if n, another, noWait := logins(); n != 2 || !another || noWait {
+		t.Errorf("%d login requests (another %v, no wait %v), want 2 asking for another", n, another, noWait)
+	}
+
+	// The fake daemon lists one session now: one is missing.
+	x = adm(t, "-m", "node", "-T", runIQN, "-p", "127.0.0.1", "--login", "-W")
+	if x.Code != 0 || x.Stdout != "Logging in to "+portal+" (multiple)\n" {
+		t.Errorf("login -W: %d\n%s%s", x.Code, x.Stdout, x.Stderr)
+	}
+	if n, _, noWait := logins(); n != 1 || !noWait {
+		t.Errorf("-W: %d login requests (no wait %v), want 1 without waiting", n, noWait)
+	}
+
+	x = adm(t, "-m", "session", "-r", "3", "-o", "new")
+	if x.Code != 0 || x.Stdout != "Logging in to "+portal+" (multiple)\nLogin to "+portal+" successful.\n" {
+		t.Errorf("-m session -r 3 -o new: %d\n%s%s", x.Code, x.Stdout, x.Stderr)
+	}
+	if n, another, _ := logins(); n != 1 || !another {
+		t.Errorf("-o new: %d login requests (another %v), want 1 asking for another", n, another)
+	}
+}

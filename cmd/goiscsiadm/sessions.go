@@ -80,17 +80,24 @@ func loginPortal(id conf.NodeID) string {
 
 // loginRecords logs in to the records as stock's iscsi_login_portals does: a
 // record that already has its sessions gets a warning and no request (exit
-// 15); the others are announced ("Logging in to ...") and asked of the daemon
-// all at once, and each result is printed as it comes, in record order. The
-// exit status is the first error, the warnings' 15 before any login failure,
-// as in stock; any error ends with "Could not log into all portals". -W is
-// accepted but goiscsiadm still waits for the results.
+// 15); the others are announced ("Logging in to ...", once per session
+// missing of node.session.nr_sessions) and asked of the daemon all at once,
+// and each result is printed as it comes, in record order. The exit status is
+// the first error, the warnings' 15 before any login failure, as in stock; any
+// error ends with "Could not log into all portals". With -W the requests are
+// only handed to the daemon: no results are printed.
 func (e *env) loginRecords(recs []*conf.Record) iscsierr.Code {
 	code := e.loginEach(recs)
 	if code != iscsierr.Success {
 		e.errorf("Could not log into all portals")
 	}
 	return code
+}
+
+// loginRequest is one session loginEach asks for.
+type loginRequest struct {
+	r    *conf.Record
+	opts initiator.LoginOptions
 }
 
 // loginEach is loginRecords without its closing line: stock's
@@ -102,37 +109,54 @@ func (e *env) loginEach(recs []*conf.Record) iscsierr.Code {
 		return e.failWith(err)
 	}
 	code := iscsierr.Success
-	var todo []*conf.Record
+	var todo []loginRequest
 	for _, r := range recs {
 		id := r.ID()
 		want, _ := strconv.Atoi(r.Get("node.session.nr_sessions"))
 		want = max(want, 1)
-		if n := counts[id]; n >= want {
-			e.errorf("%s: %d session%s requested, but %d already present.", id.Iface, want, plural(want), n)
+		have := counts[id]
+		if have >= want {
+			e.errorf("%s: %d session%s requested, but %d already present.", id.Iface, want, plural(want), have)
 			if code == iscsierr.Success {
 				code = iscsierr.SessExists
 			}
 			continue
 		}
-		e.printf("Logging in to %s\n", loginPortal(id))
-		todo = append(todo, r)
+		for range want - have {
+			todo = append(todo, loginRequest{r, initiator.LoginOptions{Another: want > 1, NoWait: e.noWait}})
+		}
+	}
+	return e.loginRequests(todo, code)
+}
+
+// loginRequests announces each request, sends them all at once and prints each
+// result in order (none with -W); code is the status so far.
+func (e *env) loginRequests(todo []loginRequest, code iscsierr.Code) iscsierr.Code {
+	for _, l := range todo {
+		multiple := ""
+		if l.opts.Another {
+			multiple = " (multiple)"
+		}
+		e.printf("Logging in to %s%s\n", loginPortal(l.r.ID()), multiple)
 	}
 	done := make([]chan error, len(todo))
-	for i, r := range todo {
+	for i, l := range todo {
 		done[i] = make(chan error, 1)
 		go func() {
-			_, err := e.c.Login(e.ctx, r)
+			_, err := e.c.Login(e.ctx, l.r, l.opts)
 			done[i] <- err
 		}()
 	}
-	for i, r := range todo {
+	for i, l := range todo {
 		err := <-done[i]
 		if err == nil {
-			e.printf("Login to %s successful.\n", loginPortal(r.ID()))
+			if !l.opts.NoWait {
+				e.printf("Login to %s successful.\n", loginPortal(l.r.ID()))
+			}
 			continue
 		}
 		lc := iscsierr.CodeOf(err)
-		e.errorf("Could not login to %s.", loginPortal(r.ID()))
+		e.errorf("Could not login to %s.", loginPortal(l.r.ID()))
 		e.errorf("%s", lc.Reported())
 		var ie *iscsierr.Error
 		switch {
@@ -147,6 +171,19 @@ func (e *env) loginEach(recs []*conf.Record) iscsierr.Code {
 		}
 	}
 	return code
+}
+
+// newSession logs in one more session to the node of the session that
+// scopeToSession put in c, as stock's -m session -r SID -o new.
+func (e *env) newSession(c *Command) iscsierr.Code {
+	recs, err := e.c.FindNodes(e.ctx, filter(c))
+	if err != nil {
+		return e.failWith(err)
+	}
+	if len(recs) == 0 {
+		return e.fail(iscsierr.NoObjsFound, "No records found")
+	}
+	return e.loginRequests([]loginRequest{{recs[0], initiator.LoginOptions{Another: true, NoWait: e.noWait}}}, iscsierr.Success)
 }
 
 func (e *env) logout(c *Command) iscsierr.Code {

@@ -73,7 +73,7 @@ func (d *daemon) adopt(find func(target, address string, port int, iface string)
 			d.log.Error("cannot take over session", "sid", sid, "err", err)
 			continue
 		}
-		n := ksession.Node{Node: cn, Alias: d.alias, Dial: d.dial}
+		n := ksession.Node{Node: cn, Alias: d.alias, Dial: d.dial, SysfsRoot: d.sysfs.Root}
 		ds := &daemonSession{rec: rec, id: nodeID(cn), policy: policy}
 		neg, err := d.sysfs.Negotiated(s.SID)
 		if err != nil {

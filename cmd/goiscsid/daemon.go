@@ -18,6 +18,7 @@ import (
 	"github.com/goiscsi/goiscsi/iscsierr"
 	"github.com/goiscsi/goiscsi/ksession"
 	"github.com/goiscsi/goiscsi/mgmt"
+	"github.com/goiscsi/goiscsi/netif"
 	"github.com/goiscsi/goiscsi/nlink"
 	"github.com/goiscsi/goiscsi/pdu"
 	"github.com/goiscsi/goiscsi/scan"
@@ -69,9 +70,10 @@ type daemon struct {
 
 	mu       sync.Mutex
 	sessions map[uint32]*daemonSession
-	// logins are the node identities with a login in progress, so a second
-	// login of the same node is refused instead of racing the first.
-	logins map[string]bool
+	// logins counts the logins in progress of each node identity, so a
+	// second login of the same node is refused instead of racing the first
+	// (unless it asks for another session).
+	logins map[string]int
 }
 
 // removalTimeout bounds a LUN removal in the daemon: under goiscsiadm's
@@ -163,7 +165,7 @@ func (d *daemon) end() { <-d.inFlight }
 func newDaemon(nl *nlink.Conn, sysfs scan.Sysfs, initiatorName, alias string, cfg *conf.Config, log *slog.Logger) *daemon {
 	return &daemon{nl: nl, sysfs: sysfs, initiatorName: initiatorName, alias: alias, cfg: cfg,
 		inFlight: make(chan struct{}, maxInFlight), holds: &scan.Holds{},
-		log: log, sessions: map[uint32]*daemonSession{}, logins: map[string]bool{}}
+		log: log, sessions: map[uint32]*daemonSession{}, logins: map[string]int{}}
 }
 
 // ServeMgmt answers one goiscsiadm request.
@@ -175,7 +177,7 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		d.mu.Unlock()
 		return &mgmt.Response{Status: &mgmt.Status{Version: version, PID: os.Getpid(), Sessions: n}}
 	case mgmt.OpLogin:
-		return d.login(ctx, req.Record)
+		return d.login(ctx, req.Record, req.Another)
 	case mgmt.OpLogout:
 		return d.logout(ctx, uint32(req.SID))
 	case mgmt.OpSessions:
@@ -216,7 +218,10 @@ func policyOf(n conf.Node) (scan.Policy, error) {
 	return scan.PolicyFor(n.Scan, autoscan)
 }
 
-func (d *daemon) login(ctx context.Context, keys map[string]string) *mgmt.Response {
+// login logs in to the node record keys. A node with a session, or a login
+// under way, is refused (15) unless another asks for one more session
+// (open-iscsi's session.multiple).
+func (d *daemon) login(ctx context.Context, keys map[string]string, another bool) *mgmt.Response {
 	rec, err := conf.NodeRecordFrom(keys, d.cfg)
 	if err != nil {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "%v", err)}
@@ -229,22 +234,20 @@ func (d *daemon) login(ctx context.Context, keys map[string]string) *mgmt.Respon
 	if err != nil {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Inval, "node record: %v", err)}
 	}
-	n := ksession.Node{Node: cn, Alias: d.alias, Dial: d.dial}
+	n := ksession.Node{Node: cn, Alias: d.alias, Dial: d.dial, SysfsRoot: d.sysfs.Root}
 	id := nodeID(cn)
 	d.mu.Lock()
-	exists := d.logins[id]
-	for _, s := range d.sessions {
-		exists = exists || s.id == id
-	}
-	if exists {
+	if !another && (d.logins[id] > 0 || d.nodeSessions(id) > 0) {
 		d.mu.Unlock()
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SessExists, "session exists")}
 	}
-	d.logins[id] = true
+	d.logins[id]++
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
-		delete(d.logins, id)
+		if d.logins[id]--; d.logins[id] == 0 {
+			delete(d.logins, id)
+		}
 		d.mu.Unlock()
 	}()
 
@@ -256,19 +259,33 @@ func (d *daemon) login(ctx context.Context, keys map[string]string) *mgmt.Respon
 		return &mgmt.Response{Error: loginError(err)}
 	}
 	ds.k = k
-	// Devices recorded for the node belonged to an earlier session,
-	// which took them with it when it ended.
-	if err := d.holds.Detached(nodeKey(cn)); err != nil {
-		log.Error("held-back LUNs", "err", err)
-	}
-	d.healthLoggedIn(ds)
 	d.mu.Lock()
+	first := d.nodeSessions(id) == 0
 	d.sessions[k.SID] = ds
 	d.mu.Unlock()
+	if first {
+		// Devices recorded for the node belonged to an earlier
+		// session, which took them with it when it ended.
+		if err := d.holds.Detached(nodeKey(cn)); err != nil {
+			log.Error("held-back LUNs", "err", err)
+		}
+	}
+	d.healthLoggedIn(ds)
 	log.Info("connection is operational now", "sid", k.SID, "host", k.Host, "scan_policy", policy.String(), "times", k.Times())
 	d.scanHost(k, policy, scan.Login)
 	info := d.info(ds, false)
 	return &mgmt.Response{Session: &info}
+}
+
+// nodeSessions counts the sessions of node identity id. d.mu must be held.
+func (d *daemon) nodeSessions(id string) int {
+	n := 0
+	for _, s := range d.sessions {
+		if s.id == id {
+			n++
+		}
+	}
+	return n
 }
 
 // hooks connect a session's events to the daemon: scans after LUN-change
@@ -329,7 +346,11 @@ func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.
 func loginError(err error) *iscsierr.Error {
 	var le *session.LoginError
 	var ae *session.AuthError
+	var be *netif.BindError
 	switch {
+	case errors.As(err, &be):
+		// Stock's code after its connect retries (8), at once.
+		return iscsierr.Errorf(iscsierr.TransTimeout, "%v", err)
 	case errors.As(err, &le) && le.AuthFailure():
 		return iscsierr.Errorf(iscsierr.LoginAuthFailed, "iSCSI login failed due to authorization failure: %v", err)
 	case errors.As(err, &ae):

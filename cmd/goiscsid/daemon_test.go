@@ -210,6 +210,37 @@ func TestLoginErrors(t *testing.T) {
 	}
 }
 
+// Another session of a logged-in node (nr_sessions above 1, -m session -r SID
+// -o new) is one more session with an ISID of its own, at the target too; a
+// login that does not ask for another is still refused; a logout ends just
+// the session named.
+func TestAnotherSession(t *testing.T) {
+	f := newFixture(t)
+	first := f.login(t, nil)
+	resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: f.rec, Another: true})
+	if resp.Error != nil {
+		t.Fatalf("another session: %v", resp.Error)
+	}
+	second := resp.Session
+	if second.SID == first.SID {
+		t.Fatalf("the second session has the first's SID %d", first.SID)
+	}
+	ss, err := f.srv.Sessions(testIQN)
+	if err != nil || len(ss) != 2 || ss[0].ISID == ss[1].ISID {
+		t.Fatalf("target sessions %+v (%v), want two with distinct ISIDs", ss, err)
+	}
+	if resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogin, Record: f.rec}); resp.Error == nil || resp.Error.Code != 15 {
+		t.Errorf("a third login without Another: %+v", resp.Error)
+	}
+	if resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogout, SID: int(first.SID)}); resp.Error != nil {
+		t.Fatal(resp.Error)
+	}
+	list := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpSessions})
+	if len(list.Sessions) != 1 || list.Sessions[0].SID != second.SID {
+		t.Errorf("sessions after logging out %d: %+v", first.SID, list.Sessions)
+	}
+}
+
 // Requests with absurd values, sent through the management socket, each get an
 // error with iscsiadm's code that names what was wrong, quickly; the daemon
 // then still logs in and answers.

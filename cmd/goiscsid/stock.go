@@ -25,7 +25,7 @@ func (d *daemon) ServeStock(ctx context.Context, req *stockipc.Request) *stockip
 	switch req.Command {
 	case stockipc.CmdSessionLogin:
 		keys := d.stockRecord(req.Record, log)
-		resp := d.login(ctx, keys)
+		resp := d.login(ctx, keys, req.Multiple)
 		return &stockipc.Response{Err: codeOf(resp.Error)}
 	case stockipc.CmdSessionLogout:
 		return &stockipc.Response{Err: codeOf(d.logout(ctx, uint32(req.SID)).Error)}

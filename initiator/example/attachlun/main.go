@@ -68,7 +68,7 @@ func attach(ctx context.Context, c *initiator.Client, portal, target string, lun
 		if err := c.SaveNode(r); err != nil {
 			return err
 		}
-		s, err := c.Login(ctx, r)
+		s, err := c.Login(ctx, r, initiator.LoginOptions{})
 		if iscsierr.CodeOf(err) == iscsierr.SessExists {
 			s, err = existing(ctx, c, target)
 		}
