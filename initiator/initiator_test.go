@@ -340,3 +340,43 @@ func TestApplyBootDefaults(t *testing.T) {
 		t.Errorf("an unknown key: %v, want an error with code Inval", err)
 	}
 }
+
+// eventDaemon is a daemon with events the test sends.
+type eventDaemon struct {
+	daemon
+	ch chan mgmt.Event
+}
+
+func (d *eventDaemon) SubscribeEvents() (<-chan mgmt.Event, func()) { return d.ch, func() {} }
+
+// Events come through the Client in order; without goiscsid the error says so.
+func TestEvents(t *testing.T) {
+	c, _ := newClient(t, nil)
+	if _, err := c.Events(context.Background()); iscsierr.CodeOf(err) != iscsierr.ISCSIDNotConn {
+		t.Errorf("events without goiscsid: %v", err)
+	}
+	ln, err := mgmt.Listen(c.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &eventDaemon{ch: make(chan mgmt.Event, 2)}
+	me := uint32(os.Geteuid())
+	srv := &mgmt.Server{Handler: d, Logger: slog.New(slog.DiscardHandler), Authorize: func(uid uint32) bool { return uid == me }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx, ln); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	st, err := c.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d.ch <- mgmt.Event{Kind: mgmt.EventLoggedIn, SID: 4}
+	d.ch <- mgmt.Event{Kind: mgmt.EventLoggedOut, SID: 4}
+	for _, want := range []mgmt.EventKind{mgmt.EventLoggedIn, mgmt.EventLoggedOut} {
+		if e, err := st.Next(); err != nil || e.Kind != want || e.SID != 4 {
+			t.Fatalf("Next = %+v, %v; want %s of session 4", e, err, want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"syscall"
@@ -26,6 +27,84 @@ type Client struct {
 // version or answers garbage. A response that reports a failed request is
 // returned as is, with its Error set.
 func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
+	conn, r, werr, err := c.send(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	return c.receive(ctx, r, werr)
+}
+
+// Events subscribes to the daemon's events (OpEvents). It returns once the
+// subscription is in place: every event from then on comes from the stream's
+// Next, in order. ctx bounds the whole subscription. It fails as Do does when
+// the daemon cannot be reached or refuses.
+func (c *Client) Events(ctx context.Context) (*EventStream, error) {
+	conn, r, werr, err := c.send(ctx, &Request{Op: OpEvents})
+	if err != nil {
+		return nil, err
+	}
+	// A stream has no deadline but ctx's end.
+	conn.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	resp, err := c.receive(ctx, r, werr)
+	if err == nil && resp.Error != nil {
+		err = resp.Error
+	}
+	if err != nil {
+		stop()
+		conn.Close()
+		return nil, err
+	}
+	return &EventStream{ctx: ctx, c: c, conn: conn, r: r, stop: stop}, nil
+}
+
+// EventStream is a subscription to the daemon's events.
+type EventStream struct {
+	ctx  context.Context
+	c    *Client
+	conn net.Conn
+	r    *bufio.Reader
+	stop func() bool
+}
+
+// Next returns the next event. It returns io.EOF when the daemon ended the
+// stream (after an EventLost when it dropped this subscriber for falling
+// behind: read the sessions again and subscribe anew), and ctx's error once
+// the subscription's ctx ended.
+func (s *EventStream) Next() (Event, error) {
+	for {
+		line, err := s.r.ReadBytes('\n')
+		if s.ctx.Err() != nil {
+			return Event{}, s.ctx.Err()
+		}
+		if errors.Is(err, io.EOF) && len(line) == 0 {
+			return Event{}, io.EOF
+		}
+		if err != nil {
+			return Event{}, s.c.ioError(s.ctx, "read event", err)
+		}
+		resp, err := decode(line)
+		if err != nil {
+			return Event{}, err
+		}
+		if resp.Event != nil {
+			return *resp.Event, nil
+		}
+	}
+}
+
+// Close ends the subscription.
+func (s *EventStream) Close() error {
+	s.stop()
+	return s.conn.Close()
+}
+
+// send connects to the daemon and writes req. A failed write is returned as
+// werr beside the connection: the daemon may have answered first.
+func (c *Client) send(ctx context.Context, req *Request) (conn net.Conn, r *bufio.Reader, werr, err error) {
 	path := c.Path
 	if path == "" {
 		path = DefaultSocket
@@ -33,37 +112,44 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Response, error) {
 	req.Version = Version
 	b, err := json.Marshal(req)
 	if err != nil {
-		return nil, iscsierr.Errorf(iscsierr.Internal, "encode request: %v", err)
+		return nil, nil, nil, iscsierr.Errorf(iscsierr.Internal, "encode request: %v", err)
 	}
-	conn, err := dial(ctx, path)
+	conn, err = dial(ctx, path)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, iscsierr.Errorf(iscsierr.ISCSIDNotConn, "goiscsid is not running (no one listens on %s)", path)
+			return nil, nil, nil, iscsierr.Errorf(iscsierr.ISCSIDNotConn, "goiscsid is not running (no one listens on %s)", path)
 		}
 		if errors.Is(err, syscall.EACCES) {
-			return nil, iscsierr.Errorf(iscsierr.Access, "cannot reach goiscsid on %s: permission denied (run as root)", path)
+			return nil, nil, nil, iscsierr.Errorf(iscsierr.Access, "cannot reach goiscsid on %s: permission denied (run as root)", path)
 		}
 		if ctx.Err() != nil {
-			return nil, iscsierr.Errorf(iscsierr.ReqTimedOut, "connecting to goiscsid: %v", ctx.Err())
+			return nil, nil, nil, iscsierr.Errorf(iscsierr.ReqTimedOut, "connecting to goiscsid: %v", ctx.Err())
 		}
-		return nil, iscsierr.Errorf(iscsierr.ISCSIDNotConn, "cannot reach goiscsid: %v", err)
+		return nil, nil, nil, iscsierr.Errorf(iscsierr.ISCSIDNotConn, "cannot reach goiscsid: %v", err)
 	}
-	defer conn.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	_, werr := conn.Write(append(b, '\n'))
-	// Even when the write fails the daemon may have answered first (it
-	// refuses a peer that is not root before reading): that answer says more.
-	line, err := bufio.NewReader(conn).ReadBytes('\n')
+	_, werr = conn.Write(append(b, '\n'))
+	return conn, bufio.NewReader(conn), werr, nil
+}
+
+// receive reads one response. Even when the request's write failed (werr) the
+// daemon may have answered first (it refuses a peer that is not root before
+// reading): that answer says more.
+func (c *Client) receive(ctx context.Context, r *bufio.Reader, werr error) (*Response, error) {
+	line, err := r.ReadBytes('\n')
 	if err != nil {
 		if werr != nil {
 			return nil, c.ioError(ctx, "send request", werr)
 		}
 		return nil, c.ioError(ctx, "read response", err)
 	}
+	return decode(line)
+}
+
+// decode parses one response line of this protocol version.
+func decode(line []byte) (*Response, error) {
 	var resp Response
 	if err := json.Unmarshal(line, &resp); err != nil {
 		return nil, iscsierr.Errorf(iscsierr.ISCSIDCommErr, "goiscsid sent a malformed response: %v", err)

@@ -12,6 +12,7 @@ package mgmt
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/goiscsi/goiscsi/health"
 	"github.com/goiscsi/goiscsi/iscsierr"
@@ -59,7 +60,60 @@ const (
 	// version 1: a daemon without it answers InvalidMgmtReq, "unknown
 	// request".
 	OpHealth Op = "health"
+	// OpEvents subscribes to the daemon's events: the reply is a stream of
+	// Responses, each with one Event, until the client closes the
+	// connection, the daemon stops, or the daemon drops the subscriber for
+	// falling behind (its last Event is then EventLost). Added within
+	// protocol version 1: a daemon without it answers InvalidMgmtReq.
+	OpEvents Op = "events"
 )
+
+// EventKind names what happened in an Event.
+type EventKind string
+
+// Event kinds.
+const (
+	// EventLoggedIn: a login made session SID (State LOGGED_IN).
+	EventLoggedIn EventKind = "logged_in"
+	// EventLoggedOut: session SID ended by a logout.
+	EventLoggedOut EventKind = "logged_out"
+	// EventConnError: the kernel reported the connection of session SID
+	// failed (Detail names the error); recovery follows.
+	EventConnError EventKind = "conn_error"
+	// EventRecovering: recovery of session SID began (Detail: its cause).
+	EventRecovering EventKind = "recovering"
+	// EventRecovered: session SID logged in again after a recovery.
+	EventRecovered EventKind = "recovered"
+	// EventFailed: recovery of session SID gave up (Detail: why).
+	EventFailed EventKind = "failed"
+	// EventLUNsChanged: the target of session SID reported REPORTED LUNS
+	// DATA HAS CHANGED; what was scanned follows the scan policy.
+	EventLUNsChanged EventKind = "luns_changed"
+	// EventLUNRemoved: LUNs were removed from session SID by a removal
+	// request (OpRemoveLUN).
+	EventLUNRemoved EventKind = "lun_removed"
+	// EventLost: the subscriber fell behind and events were dropped; the
+	// stream ends. Read the sessions again and subscribe anew.
+	EventLost EventKind = "lost"
+)
+
+// Event is something that happened to a session, as goiscsid saw it.
+type Event struct {
+	Time time.Time `json:"time"`
+	Kind EventKind `json:"kind"`
+	SID  int       `json:"sid,omitempty"`
+	// Target, Portal (ADDR:PORT,TPGT) and Iface name the session's path.
+	Target string `json:"target,omitempty"`
+	Portal string `json:"portal,omitempty"`
+	Iface  string `json:"iface,omitempty"`
+	// State is the session's state after the event (LOGGED_IN, FAILED, ...).
+	State string `json:"state,omitempty"`
+	// LUNs are the LUNs an EventLUNRemoved took.
+	LUNs []uint64 `json:"luns,omitempty"`
+	// Detail says more in words: the connection error, the recovery's
+	// cause, the error that ended it.
+	Detail string `json:"detail,omitempty"`
+}
 
 // Request is one request to the daemon.
 type Request struct {
@@ -111,6 +165,8 @@ type Response struct {
 	Removal *scan.Report `json:"removal,omitempty"`
 	// Health is OpHealth's answer, one Snapshot per session in SID order.
 	Health []health.Snapshot `json:"health,omitempty"`
+	// Event is one event of an OpEvents stream.
+	Event *Event `json:"event,omitempty"`
 }
 
 // RemovalError is the error of a LUN removal that did not finish, nil for one

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -327,5 +328,76 @@ func TestNoWait(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the handler never ran the request")
+	}
+}
+
+// eventSource is a Handler with events: each subscription gets the channel
+// the test feeds, and cancel is recorded.
+type eventSource struct {
+	Handler
+	ch       chan Event
+	subs     chan struct{}
+	canceled chan struct{}
+}
+
+func (e *eventSource) SubscribeEvents() (<-chan Event, func()) {
+	e.subs <- struct{}{}
+	return e.ch, func() { close(e.canceled) }
+}
+
+// Events arrive in order once Events has returned; a source that drops the
+// subscriber ends the stream with EventLost, then io.EOF; a client that closes
+// ends the subscription in the server.
+func TestEvents(t *testing.T) {
+	src := &eventSource{Handler: echo, ch: make(chan Event, 4), subs: make(chan struct{}, 1), canceled: make(chan struct{})}
+	path := serve(t, src, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := (&Client{Path: path}).Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-src.subs
+	src.ch <- Event{Kind: EventLoggedIn, SID: 3}
+	src.ch <- Event{Kind: EventConnError, SID: 3, Detail: "ISCSI_ERR_CONN_FAILED"}
+	close(src.ch)
+	var got []string
+	for {
+		e, err := st.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %d %s", e.Kind, e.SID, e.Detail))
+	}
+	if want := "logged_in 3 |conn_error 3 ISCSI_ERR_CONN_FAILED|lost 0 "; strings.Join(got, "|") != want {
+		t.Errorf("events %q, want %q", strings.Join(got, "|"), want)
+	}
+	st.Close()
+	select {
+	case <-src.canceled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the subscription outlived the stream")
+	}
+
+	// A client that goes away ends its subscription too.
+	src2 := &eventSource{Handler: echo, ch: make(chan Event), subs: make(chan struct{}, 1), canceled: make(chan struct{})}
+	path2 := serve(t, src2, nil)
+	st, err = (&Client{Path: path2}).Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-src2.subs
+	st.Close()
+	select {
+	case <-src2.canceled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a closed client's subscription stayed")
+	}
+	// A daemon without events says so.
+	if _, err := (&Client{Path: serve(t, echo, nil)}).Events(ctx); iscsierr.CodeOf(err) != iscsierr.InvalidMgmtReq {
+		t.Errorf("events from a handler without them: %v", err)
 	}
 }

@@ -23,6 +23,15 @@ type Handler interface {
 	ServeMgmt(ctx context.Context, req *Request) *Response
 }
 
+// EventSource is a Handler that also streams events (OpEvents).
+type EventSource interface {
+	Handler
+	// SubscribeEvents returns the events from now on and a function that
+	// ends the subscription. The source closes the channel when it drops a
+	// subscriber that fell behind, or when it stops.
+	SubscribeEvents() (events <-chan Event, cancel func())
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(ctx context.Context, req *Request) *Response
 
@@ -102,7 +111,7 @@ func orDefault[T ~int | ~int64](v, def T) T {
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	log := s.logger()
-	reply := func(resp *Response) {
+	reply := func(resp *Response) error {
 		resp.Version = Version
 		b, err := json.Marshal(resp)
 		if err != nil {
@@ -111,7 +120,9 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		c.SetWriteDeadline(time.Now().Add(orDefault(s.WriteTimeout, 10*time.Second)))
 		if _, err := c.Write(append(b, '\n')); err != nil {
 			log.Debug("management client went away before the reply", "err", err)
+			return err
 		}
+		return nil
 	}
 	peer := s.peerUID
 	if peer == nil {
@@ -150,6 +161,10 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
+	if req.Op == OpEvents {
+		s.streamEvents(ctx, c, reply)
+		return
+	}
 	if req.NoWait {
 		reply(&Response{})
 		c.Close()
@@ -163,4 +178,44 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		resp = &Response{Error: iscsierr.Errorf(iscsierr.Internal, "no response")}
 	}
 	reply(resp)
+}
+
+// streamEvents writes each event of the handler's as a Response until the
+// client closes the connection, ctx ends, or the source drops the subscriber
+// (an EventLost is written last).
+func (s *Server) streamEvents(ctx context.Context, c net.Conn, reply func(*Response) error) {
+	src, ok := s.Handler.(EventSource)
+	if !ok {
+		reply(&Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "this daemon has no events")})
+		return
+	}
+	events, cancel := src.SubscribeEvents()
+	defer cancel()
+	// The client sends nothing more: a read returns when it goes away.
+	gone := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, c)
+		close(gone)
+	}()
+	// An empty reply first: the subscription is in place once the client
+	// has it, so no event after that is missed.
+	if reply(&Response{}) != nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-gone:
+			return
+		case e, ok := <-events:
+			if !ok {
+				reply(&Response{Event: &Event{Time: time.Now(), Kind: EventLost}})
+				return
+			}
+			if reply(&Response{Event: &e}) != nil {
+				return // a client that stopped reading
+			}
+		}
+	}
 }

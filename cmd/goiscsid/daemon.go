@@ -59,6 +59,8 @@ type daemon struct {
 	// events are the kernel's SCSI device events; nil when they could not
 	// be received.
 	events *scan.UeventListener
+	// bus carries session events to OpEvents subscribers.
+	bus eventBus
 	// stop ends the daemon (mgmt.OpStop); nil when it cannot be asked to.
 	stop func()
 
@@ -272,6 +274,7 @@ func (d *daemon) login(ctx context.Context, keys map[string]string, another bool
 	}
 	d.healthLoggedIn(ds)
 	log.Info("connection is operational now", "sid", k.SID, "host", k.Host, "scan_policy", policy.String(), "times", k.Times())
+	d.event(mgmt.EventLoggedIn, k, "")
 	d.scanHost(k, policy, scan.Login)
 	info := d.info(ds, false)
 	return &mgmt.Response{Session: &info}
@@ -294,11 +297,18 @@ func (d *daemon) hooks(ds *daemonSession) ksession.Hooks {
 	return d.withHealth(ds, ksession.Hooks{
 		AsyncEvent: func(k *ksession.Session, _ uint64, sense pdu.Sense) {
 			if sense.ReportedLUNsDataChanged() {
+				d.event(mgmt.EventLUNsChanged, k, "")
 				go d.scanHost(k, ds.scanPolicy(), scan.AEN)
 			}
 		},
-		Recovered: func(k *ksession.Session, _ int) { go d.scanHost(k, ds.scanPolicy(), scan.Relogin) },
+		ConnError:  func(k *ksession.Session, e nlink.ConnError) { d.event(mgmt.EventConnError, k, e.String()) },
+		Recovering: func(k *ksession.Session, cause string) { d.event(mgmt.EventRecovering, k, cause) },
+		Recovered: func(k *ksession.Session, _ int) {
+			d.event(mgmt.EventRecovered, k, "")
+			go d.scanHost(k, ds.scanPolicy(), scan.Relogin)
+		},
 		Failed: func(k *ksession.Session, err error) {
+			d.event(mgmt.EventFailed, k, err.Error())
 			if k.InKernel() {
 				// Listed as FAILED until a logout gets the kernel to
 				// let it go: forgetting it would leave it there unowned.
@@ -453,6 +463,7 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 	delete(d.sessions, sid)
 	d.mu.Unlock()
 	d.log.Info("logged out", "sid", sid, "target", info.TargetName)
+	d.event(mgmt.EventLoggedOut, ds.k, "")
 	return &mgmt.Response{Session: &info}
 }
 
@@ -572,6 +583,11 @@ func (d *daemon) removeLUN(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		rep := r.Remove(ctx, plan)
 		d.holdRemoved(rep)
 		unlock()
+		for _, p := range rep.Paths {
+			if ds, e := d.session(uint32(p.SID)); e == nil && p.Deleted {
+				d.event(mgmt.EventLUNRemoved, ds.k, "", rep.LUN)
+			}
+		}
 		return &mgmt.Response{Removal: rep, Error: mgmt.RemovalError(rep)}
 	}
 }

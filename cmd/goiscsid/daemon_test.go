@@ -733,3 +733,73 @@ func TestStockLoginHonoursOwnKeys(t *testing.T) {
 		t.Errorf("info of a logged-out session: %d", gone.Err)
 	}
 }
+
+// A subscriber sees a session's life in order: the login, the connection
+// error, the recovery and its end, a LUN change the target announces, the
+// logout; one that falls behind is dropped (its channel closed) without ever
+// holding a session up.
+func TestEvents(t *testing.T) {
+	f := newFixture(t)
+	events, cancel := f.d.SubscribeEvents()
+	defer cancel()
+	var seen []mgmt.EventKind
+	next := func(want mgmt.EventKind) mgmt.Event {
+		t.Helper()
+		for {
+			select {
+			case e := <-events:
+				seen = append(seen, e.Kind)
+				if e.Kind == want {
+					return e
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("no %s event; saw %v", want, seen)
+			}
+		}
+	}
+	s := f.login(t, nil)
+	if e := next(mgmt.EventLoggedIn); e.SID != int(s.SID) || e.Target != testIQN || e.State != "LOGGED_IN" || e.Iface != "default" {
+		t.Errorf("login event %+v", e)
+	}
+	// The target counts a session once its login response is out, a
+	// moment after the initiator has it.
+	ctx, cancelWait := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelWait()
+	if _, err := f.srv.WaitSessions(ctx, testIQN, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.srv.DropConnections(testIQN, 0, 0); err != nil || n != 1 {
+		t.Fatalf("dropped %d connections: %v", n, err)
+	}
+	if e := next(mgmt.EventConnError); e.SID != int(s.SID) || e.Detail == "" {
+		t.Errorf("connection error event %+v", e)
+	}
+	next(mgmt.EventRecovering)
+	next(mgmt.EventRecovered)
+	if _, err := f.srv.WaitSessions(ctx, testIQN, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.srv.SendAsyncEvent(target.AsyncEvent{Target: testIQN, Sense: target.SenseCode{Key: 6, ASC: 0x3f, ASCQ: 0x0e}}); err != nil || n != 1 {
+		t.Fatalf("AEN sent on %d sessions: %v", n, err)
+	}
+	next(mgmt.EventLUNsChanged)
+	if resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpLogout, SID: int(s.SID)}); resp.Error != nil {
+		t.Fatal(resp.Error)
+	}
+	if e := next(mgmt.EventLoggedOut); e.SID != int(s.SID) {
+		t.Errorf("logout event %+v", e)
+	}
+
+	slow, cancelSlow := f.d.SubscribeEvents()
+	defer cancelSlow()
+	for range eventBufferLen + 1 {
+		f.d.bus.publish(mgmt.Event{Kind: mgmt.EventLUNsChanged})
+	}
+	n := 0
+	for range slow {
+		n++
+	}
+	if n != eventBufferLen {
+		t.Errorf("a subscriber that never read got %d events before its channel closed, want %d", n, eventBufferLen)
+	}
+}

@@ -138,8 +138,19 @@ func (d *daemon) withHealth(ds *daemonSession, h ksession.Hooks) ksession.Hooks 
 			failed(k, err)
 		}
 	}
-	h.ConnError = func(_ *ksession.Session, e nlink.ConnError) { t.ConnError(time.Now(), uint32(e), e.String()) }
-	h.Recovering = func(_ *ksession.Session, cause string) { t.RecoveryStarted(time.Now(), cause) }
+	connError, recovering := h.ConnError, h.Recovering
+	h.ConnError = func(k *ksession.Session, e nlink.ConnError) {
+		t.ConnError(time.Now(), uint32(e), e.String())
+		if connError != nil {
+			connError(k, e)
+		}
+	}
+	h.Recovering = func(k *ksession.Session, cause string) {
+		t.RecoveryStarted(time.Now(), cause)
+		if recovering != nil {
+			recovering(k, cause)
+		}
+	}
 	h.Relogin = func(_ *ksession.Session, took time.Duration, err error) { t.Login(time.Now(), took, err) }
 	h.StateChanged = func(_ *ksession.Session, st ksession.State) { t.SetState(time.Now(), st.String()) }
 	return h
