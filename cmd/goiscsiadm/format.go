@@ -214,7 +214,7 @@ func writeSessionTree(b *strings.Builder, sessions []initiator.Session, prefix s
 		p := prefix + "\t\t"
 		if parts&partIface != 0 {
 			banner(b, p, "**********", "Interface:")
-			line(b, p, "Iface Name: ", orEmpty(s.Iface.Name))
+			line(b, p, "Iface Name: ", orEmpty(sessionIfaceName(s.Iface)))
 			line(b, p, "Iface Transport: ", orEmpty(s.Iface.Transport))
 			line(b, p, "Iface Initiatorname: ", orEmpty(s.Iface.InitiatorName))
 			line(b, p, "Iface IPaddress: ", bracketIP(s.Iface.IPAddress))
@@ -547,4 +547,18 @@ func writeHostTree(b *strings.Builder, h HostSummary, parts sessionParts) {
 	}
 	b.WriteString("\t*********\n\tSessions:\n\t*********\n")
 	writeSessionTree(b, h.Sessions, "\t", parts, false)
+}
+
+// sessionIfaceName is the iface name stock's iscsiadm shows for a session:
+// libopeniscsiusr names the iface of a host bound by MAC address
+// TRANSPORT.HWADDRESS.ipv4|ipv6.0 from sysfs, whatever the record's name.
+func sessionIfaceName(i conf.Iface) string {
+	if i.HWAddress == "" || i.HWAddress == "default" {
+		return i.Name
+	}
+	family := "ipv4"
+	if strings.Contains(i.IPAddress, ":") {
+		family = "ipv6"
+	}
+	return fmt.Sprintf("%s.%s.%s.0", i.Transport, i.HWAddress, family)
 }

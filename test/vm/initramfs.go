@@ -16,8 +16,9 @@ import (
 const InitiatorName = "iqn.2026-11.dev.goiscsi:initiator"
 
 // stockBinaries are the ELF programs copied from the extracted packages, with every
-// library they need.
-var stockBinaries = []string{"/sbin/iscsid", "/sbin/iscsiadm", "/sbin/iscsi-iname", "/sbin/tc", "/bin/ss",
+// library they need. iproute2's ip makes veth pairs and network namespaces, which
+// busybox's cannot.
+var stockBinaries = []string{"/sbin/iscsid", "/sbin/iscsiadm", "/sbin/iscsi-iname", "/sbin/tc", "/bin/ss", "/bin/ip",
 	"/sbin/multipath", "/sbin/multipathd", "/sbin/dmsetup", "/usr/sbin/isnsd", "/usr/sbin/isnsadm"}
 
 // pluginGlobs are shared objects programs load with dlopen, which ELF headers do not

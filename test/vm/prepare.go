@@ -20,7 +20,7 @@ import (
 // starts producing something different, so old caches are rebuilt rather than misread.
 // Each version has a directory of its own: checkouts of different versions on one
 // machine share the cache without rebuilding it under each other's running VMs.
-const prepVersion = "goiscsi-vm-prep-7"
+const prepVersion = "goiscsi-vm-prep-10"
 
 // rootPackages are the Debian packages whose files the guest needs, besides the
 // kernel image and the libraries they link against (found by following Depends).
@@ -52,6 +52,7 @@ var Modules = []struct {
 	{"tcp_diag", false}, // ss -K: drops a TCP connection as a network reset would
 	{"scsi_debug", false},
 	{"dummy", false}, // a non-loopback netdev with an address, which isnsd needs
+	{"veth", false},  // two NICs into a target namespace (the paths scenario)
 	// multipath's default path selector, and the ALUA handler its table names for
 	// LIO (load before the sessions' devices appear: handlers attach at scan).
 	{"dm_service_time", false},

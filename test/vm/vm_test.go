@@ -85,7 +85,11 @@ var longScenarios = map[string]time.Duration{"drops": 2 * time.Hour, "seed": tim
 	// of CPU).
 	"multipath": 15 * time.Minute,
 	// 9 rounds, the variants and two logins to 128 LUNs.
-	"rescan": 20 * time.Minute}
+	"rescan": 20 * time.Minute,
+	// Both initiators through two NICs, several sessions, and stock's
+	// login through an iface bound by IP address, which it retries for
+	// its login timeout.
+	"paths": 12 * time.Minute}
 
 // boot runs one scenario with the guest's goiscsi binaries, logs its records and
 // fails the test with the console's tail if it did not pass.

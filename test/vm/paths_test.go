@@ -1,0 +1,105 @@
+//go:build vm
+
+package vm
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// sessionIDRE matches what names a session in listings and messages; the
+// two initiators' sessions of one boot have different SIDs.
+var sessionIDRE = regexp.MustCompile(`sid: \d+|SID: \d+|tcp: \[\d+\]`)
+
+func withoutSIDs(b []byte) string {
+	return sessionIDRE.ReplaceAllStringFunc(string(b), func(m string) string {
+		return strings.TrimRight(m, "0123456789]") + "N"
+	})
+}
+
+// TestVMPaths runs the paths scenario: stock and goiscsi in one boot, the same
+// commands. Over two veth NICs into a target namespace, ifaces bound by
+// net_ifacename and by hwaddress discover and log in as stock's do, each
+// session's writes leave through its own NIC only, also for an iface logging
+// in to the portal behind the other NIC (the binding beats the route);
+// nr_sessions 2 makes two sessions, -r SID -o new a third, -r SID -u ends
+// exactly that one, -W returns before the sessions exist; an iface bound only
+// by IP address is refused with stock's exit codes (11 discovery, 8 login); an
+// IPv6 portal discovers, logs in and carries data. Every listing and message
+// equals stock's but for the SIDs.
+func TestVMPaths(t *testing.T) {
+	res := boot(t, "paths", nil)
+	cmds := map[string]Record{}
+	for _, r := range res.Find("cmd") {
+		cmds[r["name"]] = r
+	}
+	cmd := func(name string) Record {
+		t.Helper()
+		r, ok := cmds[name]
+		if !ok {
+			t.Fatalf("no record of %s", name)
+		}
+		return r
+	}
+	same := []string{"iface_a", "iface_a_bind", "iface_b", "iface_b_bind", "discovery", "nodes", "discovery_all",
+		"login_aa", "login_bb", "login_ab", "p1", "logout_paths", "delete_nodes", "delete_a", "delete_b",
+		"nr_new", "nr_set", "nr_login", "nr_session", "nr_again", "nr_add", "nr_one", "nr_logout", "nowait", "nowait_logout",
+		"ip_iface", "ip_bind", "ip_new", "ip_timeout", "ip_retry",
+		"v6_discovery", "v6_login", "v6_p1", "v6_logout"}
+	for _, name := range same {
+		s, g := cmd("stock_"+name), cmd("goiscsi_"+name)
+		if s["rc"] != g["rc"] || withoutSIDs(s.Bytes("stdout")) != withoutSIDs(g.Bytes("stdout")) || withoutSIDs(s.Bytes("stderr")) != withoutSIDs(g.Bytes("stderr")) {
+			t.Errorf("%s: stock exit %s\n%s%s\ngoiscsi exit %s\n%s%s", name, s["rc"], s.Bytes("stdout"), s.Bytes("stderr"),
+				g["rc"], g.Bytes("stdout"), g.Bytes("stderr"))
+		}
+	}
+	for _, who := range []string{"stock", "goiscsi"} {
+		for name, rc := range map[string]string{"discovery": "0", "login_aa": "0", "login_bb": "0", "login_ab": "0",
+			"nr_login": "0", "nr_again": "15", "nr_add": "0", "nr_one": "0", "nowait": "0", "v6_login": "0",
+			"ip_discovery": "11", "ip_login": "8"} {
+			if r := cmd(who + "_" + name); r["rc"] != rc {
+				t.Errorf("%s %s: exit %s, want %s\n%s%s", who, name, r["rc"], rc, r.Bytes("stdout"), r.Bytes("stderr"))
+			}
+		}
+		// The same portal x iface records, four of them.
+		if out := string(cmd(who + "_nodes").Bytes("stdout")); strings.Count(out, "\n") != 4 {
+			t.Errorf("%s: -m node after discovery through eth-a and eth-b:\n%s", who, out)
+		}
+		ss := string(cmd(who + "_ss").Bytes("stdout"))
+		for _, conn := range []string{"10.1.0.1:[0-9]+ +10.1.0.2:3260", "10.2.0.1:[0-9]+ +10.2.0.2:3260", "10.1.0.1:[0-9]+ +10.2.0.2:3260"} {
+			if !regexp.MustCompile(conn).MatchString(ss) {
+				t.Errorf("%s: no connection %s in ss:\n%s", who, conn, ss)
+			}
+		}
+		t.Logf("%s ip_discovery %s ms: %s; ip_login %s ms: %s", who, cmd(who + "_ip_discovery")["ms"], cmd(who+"_ip_discovery").Bytes("stderr"),
+			cmd(who + "_ip_login")["ms"], cmd(who+"_ip_login").Bytes("stderr"))
+	}
+	for _, r := range res.Find("traffic") {
+		a, _ := strconv.Atoi(r["vethA"])
+		b, _ := strconv.Atoi(r["vethB"])
+		own, other := a, b
+		if r["path"] == "bb" {
+			own, other = b, a
+		}
+		if own < 8<<20 || other > 1<<20 {
+			t.Errorf("%s %s: 8 MiB written, vethA sent %d bytes, vethB %d", r["who"], r["path"], a, b)
+		}
+	}
+	if n := len(res.Find("traffic")); n != 6 {
+		t.Errorf("%d traffic records, want 3 per initiator", n)
+	}
+	for _, r := range res.Find("sessions") {
+		want := map[string]string{"added": "3", "one_out": "2", "node_out": "0", "by_ip": "0", "end": "0"}[r["phase"]]
+		if r["count"] != want || (r["phase"] == "one_out" && r["gone"] != "yes") {
+			t.Errorf("%s after %s: %s sessions (the one logged out gone: %s), want %s", r["who"], r["phase"], r["count"], r["gone"], want)
+		}
+	}
+	for _, r := range res.Find("nowait") {
+		t.Logf("%s: -W returned, the sessions came %s ms later; the login itself took %s ms", r["who"], r["ms"], cmd(r["who"] + "_nowait")["ms"])
+	}
+	if t.Failed() {
+		logFile(t, res, "goiscsid_log")
+	}
+}
