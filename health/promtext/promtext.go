@@ -215,27 +215,50 @@ func checkSuffix(t Type, s *Sample) error {
 
 // sortKey orders a family's samples: by the labels other than quantile and
 // le (so each summary's or histogram's lines stay together), then quantile
-// or bucket lines by their bound, then _sum, then _count.
+// or bucket lines by their bound, then _sum, then _count. Two samples with
+// equal keys are the same series twice.
 type sortKey struct {
 	labels string
 	rank   int
 	bound  float64
+	// special is the raw quantile or le value, suffix the sample's: with
+	// labels they say which series it is.
+	special, suffix string
 }
 
 func keyOf(s *Sample) sortKey {
-	var parts []string
-	k := sortKey{bound: math.Inf(-1)}
-	for _, l := range s.Labels {
+	k := sortKey{bound: math.Inf(-1), suffix: s.Suffix}
+	// Label sets are small: sort their indexes in place, then join once.
+	var small [8]int
+	idx := small[:0]
+	size := 0
+	for i, l := range s.Labels {
 		if l.Name == "quantile" || l.Name == "le" {
+			k.special = l.Value
 			if f, err := strconv.ParseFloat(l.Value, 64); err == nil {
 				k.bound = f
 			}
 			continue
 		}
-		parts = append(parts, l.Name+"\x00"+l.Value)
+		j := len(idx)
+		idx = append(idx, i)
+		for ; j > 0 && s.Labels[idx[j-1]].Name > l.Name; j-- {
+			idx[j] = idx[j-1]
+		}
+		idx[j] = i
+		size += len(l.Name) + len(l.Value) + 2
 	}
-	sort.Strings(parts)
-	k.labels = strings.Join(parts, "\x01")
+	var b strings.Builder
+	b.Grow(size)
+	for n, i := range idx {
+		if n > 0 {
+			b.WriteByte('\x01')
+		}
+		b.WriteString(s.Labels[i].Name)
+		b.WriteByte('\x00')
+		b.WriteString(s.Labels[i].Value)
+	}
+	k.labels = b.String()
 	switch s.Suffix {
 	case "_sum":
 		k.rank = 1
@@ -252,7 +275,13 @@ func less(a, b sortKey) bool {
 	if a.rank != b.rank {
 		return a.rank < b.rank
 	}
-	return a.bound < b.bound
+	if a.bound != b.bound {
+		return a.bound < b.bound
+	}
+	if a.special != b.special {
+		return a.special < b.special
+	}
+	return a.suffix < b.suffix
 }
 
 // Write writes the families in the text format, sorted by name, each
@@ -272,8 +301,7 @@ func Write(w io.Writer, fams []Family) error {
 		if i > 0 && sorted[i-1].Name == f.Name {
 			return fmt.Errorf("promtext: family %s twice", f.Name)
 		}
-		ss := make([]Sample, len(f.Samples))
-		copy(ss, f.Samples)
+		ss := f.Samples
 		keys := make([]sortKey, len(ss))
 		for j := range ss {
 			keys[j] = keyOf(&ss[j])
@@ -286,6 +314,9 @@ func Write(w io.Writer, fams []Family) error {
 		out := make([]Sample, len(ss))
 		for j, k := range idx {
 			out[j] = ss[k]
+			if j > 0 && keys[k] == keys[idx[j-1]] {
+				return fmt.Errorf("promtext: %s%s: the same labels twice (%s)", f.Name, ss[k].Suffix, labelsString(ss[k].Labels))
+			}
 		}
 		f.Samples = out
 	}
@@ -332,41 +363,26 @@ func check(f *Family) error {
 	default:
 		return fmt.Errorf("promtext: %s: unknown type %q", f.Name, f.Type)
 	}
-	seen := map[string]bool{}
 	for i := range f.Samples {
 		s := &f.Samples[i]
 		if err := checkSuffix(f.Type, s); err != nil {
 			return fmt.Errorf("promtext: %s: %w", f.Name, err)
 		}
-		names := map[string]bool{}
-		for _, l := range s.Labels {
+		for j, l := range s.Labels {
 			if !ValidLabelName(l.Name) {
 				return fmt.Errorf("promtext: %s: invalid label name %q", f.Name, l.Name)
 			}
-			if names[l.Name] {
-				return fmt.Errorf("promtext: %s: label %s twice on one line", f.Name, l.Name)
+			for _, o := range s.Labels[:j] {
+				if o.Name == l.Name {
+					return fmt.Errorf("promtext: %s: label %s twice on one line", f.Name, l.Name)
+				}
 			}
-			names[l.Name] = true
 			if !utf8.ValidString(l.Value) {
 				return fmt.Errorf("promtext: %s: label %s value %q is not UTF-8", f.Name, l.Name, l.Value)
 			}
 		}
-		id := seriesID(s)
-		if seen[id] {
-			return fmt.Errorf("promtext: %s%s: the same labels twice (%s)", f.Name, s.Suffix, labelsString(s.Labels))
-		}
-		seen[id] = true
 	}
 	return nil
-}
-
-func seriesID(s *Sample) string {
-	parts := make([]string, 0, len(s.Labels)+1)
-	for _, l := range s.Labels {
-		parts = append(parts, l.Name+"\x00"+l.Value)
-	}
-	sort.Strings(parts)
-	return s.Suffix + "\x02" + strings.Join(parts, "\x01")
 }
 
 func labelsString(ls []Label) string {

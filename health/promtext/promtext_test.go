@@ -2,6 +2,8 @@ package promtext
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"math"
 	"strings"
 	"testing"
@@ -125,12 +127,14 @@ func TestWriteRoundTrip(t *testing.T) {
 
 func TestWriteRefuses(t *testing.T) {
 	for name, f := range map[string]Family{
-		"bad name":          {Name: "9lives", Type: Gauge},
-		"dash in name":      {Name: "a-b", Type: Gauge},
-		"bad label":         {Name: "a", Type: Gauge, Samples: []Sample{{Labels: []Label{{"1x", "v"}}}}},
-		"reserved label":    {Name: "a", Type: Gauge, Samples: []Sample{{Labels: []Label{{"__name__", "v"}}}}},
-		"label twice":       {Name: "a", Type: Gauge, Samples: []Sample{{Labels: []Label{{"x", "1"}, {"x", "2"}}}}},
-		"line twice":        {Name: "a", Type: Gauge, Samples: []Sample{{Labels: []Label{{"x", "1"}, {"y", "2"}}}, {Labels: []Label{{"y", "2"}, {"x", "1"}}}}},
+		"bad name":       {Name: "9lives", Type: Gauge},
+		"dash in name":   {Name: "a-b", Type: Gauge},
+		"bad label":      {Name: "a", Type: Gauge, Samples: []Sample{{Labels: []Label{{"1x", "v"}}}}},
+		"reserved label": {Name: "a", Type: Gauge, Samples: []Sample{{Labels: []Label{{"__name__", "v"}}}}},
+		"label twice":    {Name: "a", Type: Gauge, Samples: []Sample{{Labels: []Label{{"x", "1"}, {"x", "2"}}}}},
+		"line twice":     {Name: "a", Type: Gauge, Samples: []Sample{{Labels: []Label{{"x", "1"}, {"y", "2"}}}, {Labels: []Label{{"y", "2"}, {"x", "1"}}}}},
+		"bucket twice": {Name: "h", Type: Histogram, Samples: []Sample{{Suffix: "_bucket", Labels: []Label{{"le", "1"}}},
+			{Suffix: "_bucket", Labels: []Label{{"le", "1"}}}, {Suffix: "_bucket", Labels: []Label{{"le", "+Inf"}}}, {Suffix: "_sum"}, {Suffix: "_count"}}},
 		"bad utf-8":         {Name: "a", Type: Gauge, Samples: []Sample{{Labels: []Label{{"x", "\xff"}}}}},
 		"suffix on gauge":   {Name: "a", Type: Gauge, Samples: []Sample{{Suffix: "_sum"}}},
 		"summary no q":      {Name: "a", Type: Summary, Samples: []Sample{{}}},
@@ -202,4 +206,24 @@ func FuzzLabelValue(f *testing.F) {
 			t.Fatalf("value %v came back as %v (%s)", v, gv, FormatValue(v))
 		}
 	})
+}
+
+// BenchmarkWrite is a scrape of goiscsid with 64 sessions: 40 families of 64
+// series with the target, portal, iface and sid labels.
+func BenchmarkWrite(b *testing.B) {
+	fams := make([]Family, 40)
+	for m := range fams {
+		fams[m] = Family{Name: fmt.Sprintf("goiscsi_metric_%d", m), Help: "a metric", Type: Gauge}
+		for s := range 64 {
+			fams[m].Samples = append(fams[m].Samples, Sample{Labels: []Label{
+				{"target", fmt.Sprintf("iqn.2003-01.org.example:t%d", s)}, {"portal", fmt.Sprintf("10.0.%d.1:3260,1", s)},
+				{"iface", "default"}, {"sid", fmt.Sprint(s + 1)}}, Value: float64(s*m) + 0.5})
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := Write(io.Discard, fams); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
