@@ -165,7 +165,15 @@ func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []sessi
 			for _, ir := range ifaces {
 				if !nonPersistent {
 					if existing, _ := db.FindNodes(t.Name, p.Address, p.Port, ir.Get("iface.iscsi_ifacename")); len(existing) > 0 {
-						recs = append(recs, existing[0])
+						r := existing[0]
+						if r.ID().TPGT < 0 {
+							// A record made by hand without one (-o new):
+							// what was found says which group, as stock
+							// prints it; the file keeps its layout.
+							r = r.Clone()
+							r.Set("node.tpgt", strconv.Itoa(p.TPGT))
+						}
+						recs = append(recs, r)
 						continue
 					}
 				}

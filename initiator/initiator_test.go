@@ -193,9 +193,10 @@ func TestWithoutDaemon(t *testing.T) {
 	}
 }
 
-// Discovery against a Go target records what it found, keeps a record's
-// settings when it finds it again, and drops what the portal no longer gives.
-func TestDiscover(t *testing.T) {
+// startTarget serves tgtIQN with one LUN from a Go target on loopback, in
+// portal group 1, for the test's duration; it returns its portals.
+func startTarget(t *testing.T) []session.Portal {
+	t.Helper()
 	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{
 		{Name: tgtIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
 			LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}}},
@@ -203,8 +204,15 @@ func TestDiscover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { srv.Close() })
 	ps, _ := srv.Portals(tgtIQN)
+	return ps
+}
+
+// Discovery against a Go target records what it found, keeps a record's
+// settings when it finds it again, and drops what the portal no longer gives.
+func TestDiscover(t *testing.T) {
+	ps := startTarget(t)
 	c, _ := newClient(t, &daemon{})
 	portal := Portal{Address: ps[0].Address, Port: ps[0].Port}
 	recs, err := c.Discover(context.Background(), portal, DiscoverOptions{DeleteStale: true})
@@ -254,15 +262,7 @@ func TestDiscover(t *testing.T) {
 // default, as stock does; an iface bound only by IP address fails as stock
 // fails it (11), naming the address.
 func TestDiscoverIfaces(t *testing.T) {
-	srv, err := target.New(&target.Config{Targets: []target.TargetConfig{
-		{Name: tgtIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
-			LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}}},
-	}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ps, _ := srv.Portals(tgtIQN)
+	ps := startTarget(t)
 	c, _ := newClient(t, &daemon{})
 	portal := Portal{Address: ps[0].Address, Port: ps[0].Port}
 	for name, iname := range map[string]string{"eth-a": "", "eth-b": "iqn.2026-12.dev.goiscsi:other"} {
@@ -284,6 +284,18 @@ func TestDiscoverIfaces(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "eth-a eth-b" {
 		t.Errorf("records through ifaces %q, want eth-a and eth-b (not default)", got)
+	}
+
+	// A record made by hand without a tpgt is found again with the group
+	// the target names, as stock prints it; the file keeps its layout.
+	os.RemoveAll(filepath.Join(c.Root, "nodes"))
+	saveNode(t, c, tgtIQN, ps[0].Address, ps[0].Port, -1, "eth-a")
+	recs, err = c.Discover(context.Background(), portal, DiscoverOptions{Ifaces: []string{"eth-a"}})
+	if err != nil || len(recs) != 1 || recs[0].ID().TPGT != 1 {
+		t.Fatalf("rediscovery over a record without tpgt: %v %v", recs, err)
+	}
+	if all, _ := c.Nodes(); len(all) != 1 || all[0].ID().TPGT != -1 {
+		t.Errorf("the record on disk changed: %v", all)
 	}
 
 	ip := conf.NewIfaceRecord("by-ip")

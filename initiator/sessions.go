@@ -168,6 +168,11 @@ func sessionOf(s mgmt.Session) Session {
 // iface's addresses and the devices devs of its host.
 func (c *Client) addKernelView(v *Session, s mgmt.Session, devs []scan.Device) {
 	v.SessionState = scan.ReadAttr(filepath.Join(c.sysfs(), "class", "iscsi_session", fmt.Sprintf("session%d", s.SID), "state"))
+	// The current portal as the kernel spells it, as stock shows it: an
+	// IPv6 address in all eight groups.
+	if a := scan.ReadAttr(filepath.Join(c.sysfs(), "class", "iscsi_connection", fmt.Sprintf("connection%d:0", s.SID), "address")); a != "" {
+		v.Address = a
+	}
 	if v.Iface.IPAddress == "" {
 		v.Iface.IPAddress = c.HostAttr(s.HostNo, "ipaddress")
 	}

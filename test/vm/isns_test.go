@@ -27,18 +27,7 @@ func sidless(b []byte) string { return sidRE.ReplaceAllString(string(b), "sid: N
 // within its 10 s timeout; with the target gone both find no portals (21).
 func TestVMISNS(t *testing.T) {
 	res := boot(t, "isns", nil)
-	cmds := map[string]Record{}
-	for _, r := range res.Find("cmd") {
-		cmds[r["name"]] = r
-	}
-	cmd := func(name string) Record {
-		t.Helper()
-		r, ok := cmds[name]
-		if !ok {
-			t.Fatalf("no record of %s", name)
-		}
-		return r
-	}
+	cmd := cmdOf(t, res)
 	for _, name := range []string{"discovery", "login", "logout", "list", "dbnew", "dbshow", "dbdiscover", "dblist", "dblist1"} {
 		s, g := cmd("stock_"+name), cmd("goiscsi_"+name)
 		if s["rc"] != "0" {

@@ -129,6 +129,16 @@ func (r *Result) Find(typ string) []Record {
 	return out
 }
 
+// Cmd returns the "cmd" record (lib.sh's cmd_record) named name, or nil.
+func (r *Result) Cmd(name string) Record {
+	for _, rec := range r.Find("cmd") {
+		if rec["name"] == name {
+			return rec
+		}
+	}
+	return nil
+}
+
 // First returns the first record of the given type, or nil.
 func (r *Result) First(typ string) Record {
 	for _, rec := range r.Records {

@@ -98,6 +98,19 @@ func boot(t testing.TB, scenario string, env map[string]string) *Result {
 	return bootConfig(t, Config{Scenario: scenario, Env: env, Timeout: longScenarios[scenario]})
 }
 
+// cmdOf returns a lookup of res's "cmd" records by name that fails the test
+// for a name the scenario did not record.
+func cmdOf(t *testing.T, res *Result) func(name string) Record {
+	return func(name string) Record {
+		t.Helper()
+		r := res.Cmd(name)
+		if r == nil {
+			t.Fatalf("no record of %s", name)
+		}
+		return r
+	}
+}
+
 // bootConfig is boot with more of the Config (memory, a timeout: DefaultTimeout
 // if none, files of its own); it adds the goiscsi binaries and the log.
 func bootConfig(t testing.TB, cfg Config) *Result {

@@ -351,6 +351,17 @@ dd_verify() {
 	[ -z "${3:-}" ] || [ "$_dv_tgt" = "$_dv_want" ] || fail "dd_verify: target file $3 holds $_dv_tgt, wrote $_dv_want"
 }
 
+# written_sectors DEV prints how many sectors have been written to /dev/DEV.
+written_sectors() { awk '{print $7}' "/sys/block/$1/stat"; }
+
+# wait_writing DEV BEFORE waits up to 20 s until more than BEFORE sectors (what
+# written_sectors printed before a write began) have reached /dev/DEV: the write
+# is under way.
+wait_writing() {
+	_ww_more() { [ "$(written_sectors "$1")" -gt "$2" ]; }
+	wait_until 20 _ww_more "$1" "$2" || fail "no write reached /dev/$1"
+}
+
 # ---------------------------------------------------------------------------------
 # Initiator daemons. A daemon runs in its own session (setsid): stock iscsid signals
 # its whole process group when it stops.
@@ -414,6 +425,16 @@ run_capture() {
 	shift
 	"$@" >"$CAP_OUT" 2>"$CAP_ERR" </dev/null
 	CAP_RC=$?
+}
+
+# cmd_record NAME CMD... runs CMD (run_capture) and emits a "cmd" record: its exit
+# status, time, stdout and stderr (Result.Cmd on the host).
+cmd_record() {
+	_cr_name=$1
+	shift
+	_cr_t0=$(now_us)
+	run_capture "$_cr_name" "$@"
+	emit cmd name "$_cr_name" rc "$CAP_RC" ms "$(ms_since "$_cr_t0")" stdout_b64 "$(b64 "$CAP_OUT")" stderr_b64 "$(b64 "$CAP_ERR")"
 }
 
 # goiscsid_ready succeeds once goiscsid listens on its management socket and

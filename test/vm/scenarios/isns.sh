@@ -42,13 +42,6 @@ isnsadm_as() {
 }
 isnsadm_as $T1 --register target=$T1 portal=127.0.0.1:3260
 
-step() {
-	_st_name=$1
-	shift
-	_st_t0=$(now_us)
-	run_capture "$_st_name" "$@"
-	emit cmd name "$_st_name" rc "$CAP_RC" ms "$(ms_since "$_st_t0")" stdout_b64 "$(b64 $CAP_OUT)" stderr_b64 "$(b64 $CAP_ERR)"
-}
 # records WHO emits the node database's files: each record's content, and
 # the isns/ tree (stock links nodes there).
 records() {
@@ -57,30 +50,34 @@ records() {
 	done
 	emit tree who "$1" list "$(cd /etc/iscsi && find isns 2>/dev/null | sort | tr '\n' ' ')"
 }
+# listening PORT succeeds once something listens on TCP PORT.
+listening() { grep -q ":$(printf %04X "$1") 00000000:0000 0A" /proc/net/tcp; }
 # closing_server PORT accepts one connection and closes it at once.
-closing_server() { setsid nc -l -p "$1" </dev/null >/dev/null 2>&1 & }
+closing_server() {
+	setsid nc -l -p "$1" </dev/null >/dev/null 2>&1 &
+	wait_until 5 listening "$1" || fail "nc does not listen on $1"
+}
 NCS=
 
 # run_as WHO: the same commands with the $ADM of WHO, records after.
 run_as() {
-	step "$1_discovery" $ADM -m discovery -t isns -p 127.0.0.1
-	step "$1_login" $ADM -m node -T $T1 -p 127.0.0.1:3260 --login
+	cmd_record "$1_discovery" $ADM -m discovery -t isns -p 127.0.0.1
+	cmd_record "$1_login" $ADM -m node -T $T1 -p 127.0.0.1:3260 --login
 	_ra_sid=$(session_sid $T1)
 	[ -n "$_ra_sid" ] || fail "$1: no session to $T1 after the login"
 	lun0() { [ -n "$(lun_block $_ra_sid 0)" ]; }
 	wait_until 30 lun0 || fail "$1: no disk for LUN 0 of $T1"
 	dd_verify "$(lun_block $_ra_sid 0)" 4 "$(lio_lun_file $T1 0)"
-	step "$1_logout" $ADM -m node -T $T1 -p 127.0.0.1:3260 --logout
-	step "$1_list" $ADM -m discovery -P 1
-	step "$1_dbnew" $ADM -m discoverydb -t isns -p 127.0.0.1 -o new
-	step "$1_dbshow" $ADM -m discoverydb -t isns -p 127.0.0.1
-	step "$1_dbdiscover" $ADM -m discoverydb -t isns -p 127.0.0.1 --discover
-	step "$1_dblist" $ADM -m discoverydb
-	step "$1_dblist1" $ADM -m discoverydb -P 1
-	step "$1_refused" $ADM -m discovery -t isns -p 127.0.0.1:3299
+	cmd_record "$1_logout" $ADM -m node -T $T1 -p 127.0.0.1:3260 --logout
+	cmd_record "$1_list" $ADM -m discovery -P 1
+	cmd_record "$1_dbnew" $ADM -m discoverydb -t isns -p 127.0.0.1 -o new
+	cmd_record "$1_dbshow" $ADM -m discoverydb -t isns -p 127.0.0.1
+	cmd_record "$1_dbdiscover" $ADM -m discoverydb -t isns -p 127.0.0.1 --discover
+	cmd_record "$1_dblist" $ADM -m discoverydb
+	cmd_record "$1_dblist1" $ADM -m discoverydb -P 1
+	cmd_record "$1_refused" $ADM -m discovery -t isns -p 127.0.0.1:3299
 	closing_server 3298
-	sleep 0.5
-	step "$1_closes" $ADM -m discovery -t isns -p 127.0.0.1:3298
+	cmd_record "$1_closes" $ADM -m discovery -t isns -p 127.0.0.1:3298
 	records "$1"
 }
 
@@ -97,7 +94,7 @@ run_as goiscsi
 
 # SCN: the server's record follows the server from goiscsid's start on, and
 # new records log in.
-step goiscsi_followed $ADM -m discoverydb -t isns -p 127.0.0.1 -o update -n discovery.isns.use_discoveryd -v Yes
+cmd_record goiscsi_followed $ADM -m discoverydb -t isns -p 127.0.0.1 -o update -n discovery.isns.use_discoveryd -v Yes
 echo "node.startup = automatic" >>/etc/iscsi/iscsid.conf
 goiscsid_stop
 goiscsid_start
@@ -115,22 +112,23 @@ isnsadm_as $T2 --deregister iscsi-name=$T2
 t2_gone() { [ -z "$(session_sid $T2)" ]; }
 wait_until 30 t2_gone || fail "the session to $T2 outlived its deregistration: $(grep iSNS /tmp/goiscsid.log)"
 emit scn_removed ms "$(ms_since "$_t0")" record "$(ls /etc/iscsi/nodes/$T2/127.0.0.1,3261,1/ 2>&1)"
-step goiscsi_isnsnodes isnsadm -c /tmp/isnsadm.conf --list nodes
+cmd_record goiscsi_isnsnodes isnsadm -c /tmp/isnsadm.conf --list nodes
 goiscsid_stop
-step goiscsi_isnsnodes_after isnsadm -c /tmp/isnsadm.conf --list nodes
+cmd_record goiscsi_isnsnodes_after isnsadm -c /tmp/isnsadm.conf --list nodes
 emit goiscsid_log text_b64 "$(grep -i 'isns' /tmp/goiscsid.log | base64 -w 0)"
 
 goiscsid_start
 # Garbage, and silence: bounded by goiscsi's 10 s timeout.
 (head -c 512 /dev/urandom; sleep 60) | setsid nc -l -p 3297 >/dev/null 2>&1 &
 (sleep 60) | setsid nc -l -p 3296 >/dev/null 2>&1 &
-sleep 0.5
-step goiscsi_garbage $ADM -m discovery -t isns -p 127.0.0.1:3297
-step goiscsi_silent $ADM -m discovery -t isns -p 127.0.0.1:3296
+wait_until 5 listening 3297 || fail "nc does not listen on 3297"
+wait_until 5 listening 3296 || fail "nc does not listen on 3296"
+cmd_record goiscsi_garbage $ADM -m discovery -t isns -p 127.0.0.1:3297
+cmd_record goiscsi_silent $ADM -m discovery -t isns -p 127.0.0.1:3296
 
 # The first target deregistered: no portals, and the record stays, for both.
 isnsadm_as $T1 --deregister iscsi-name=$T1
-step goiscsi_gone $ADM -m discovery -t isns -p 127.0.0.1
-step stock_gone $STOCK_ISCSIADM -m discovery -t isns -p 127.0.0.1
-step goiscsi_nodes $ADM -m node
+cmd_record goiscsi_gone $ADM -m discovery -t isns -p 127.0.0.1
+cmd_record stock_gone $STOCK_ISCSIADM -m discovery -t isns -p 127.0.0.1
+cmd_record goiscsi_nodes $ADM -m node
 goiscsid_stop

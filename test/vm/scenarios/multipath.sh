@@ -27,19 +27,10 @@ multipath_conf yes
 udev_standin_start
 multipathd_start
 
-# cap NAME CMD...: runs CMD, emits its exit status, output and time as a "cmd" record.
-cap() {
-	_cp_name=$1
-	shift
-	_cp_t0=$(now_us)
-	run_capture "$_cp_name" "$@"
-	emit cmd name "$_cp_name" rc "$CAP_RC" ms "$(ms_since "$_cp_t0")" stdout_b64 "$(b64 "$CAP_OUT")" stderr_b64 "$(b64 "$CAP_ERR")"
-}
-
 # attach LUN: --scan-lun on each session, then mapinfo while multipathd runs.
 attach() {
 	for _at_s in $SIDS; do
-		cap "scan_lun$1_s$_at_s" $ADM -m session -r "$_at_s" --scan-lun "$1"
+		cmd_record "scan_lun$1_s$_at_s" $ADM -m session -r "$_at_s" --scan-lun "$1"
 		[ "$CAP_RC" = 0 ] || fail "--scan-lun $1 on session $_at_s: $(cat "$CAP_ERR")"
 	done
 	if multipathd_ready; then mapinfo "$1"; else WWID=; fi
@@ -79,7 +70,7 @@ roundtrip() {
 	dd if=/dev/urandom of=/tmp/data bs=1M count=8 2>/dev/null
 	want=$(sha256sum </tmp/data | cut -d' ' -f1)
 	dd if=/tmp/data of=/dev/$MAP bs=1M 2>/dev/null || fail "write to /dev/$MAP"
-	cap "remove_$1" $ADM -m node -T $IQN -p 127.0.0.1 --remove-lun 1
+	cmd_record "remove_$1" $ADM -m node -T $IQN -p 127.0.0.1 --remove-lun 1
 	rc=$CAP_RC
 	if gone 1 "mpath-$WWID"; then left=no; else left=yes; fi
 	emit removed names "$1" rc "$rc" left "$left" dm "$(ls /sys/block | grep dm- | tr '\n' ' ')" \
@@ -94,7 +85,7 @@ roundtrip() {
 roundtrip yes
 
 # 2. os-brick's way beside it: multipath -f <WWID> while the map is named mpathN.
-cap obrick_flush_wwid multipath -f "$WWID"
+cmd_record obrick_flush_wwid multipath -f "$WWID"
 if [ -n "$(dm_of_uuid "mpath-$WWID")" ]; then left=yes; else left=no; fi
 emit obrick rc "$CAP_RC" map_left "$left" map_name "$MAPNAME" wwid "$WWID"
 
@@ -102,7 +93,7 @@ emit obrick rc "$CAP_RC" map_left "$left" map_name "$MAPNAME" wwid "$WWID"
 # nothing removed.
 sleep 600 <"/dev/$MAP" &
 HOLD=$!
-cap busy $ADM -m node -T $IQN --remove-lun 1 --remove-tries 3
+cmd_record busy $ADM -m node -T $IQN --remove-lun 1 --remove-tries 3
 if [ -n "$(dm_of_uuid "mpath-$WWID")" ]; then mleft=yes; else mleft=no; fi
 if present 1; then pleft=yes; else pleft=no; fi
 emit busy rc "$CAP_RC" map_left "$mleft" paths_left "$pleft" holder "$HOLD"
@@ -128,7 +119,7 @@ multipath_conf no
 multipathd reconfigure >/dev/null 2>&1
 sleep 1
 roundtrip no
-cap remove_no_again $ADM -m session -r "$(echo $SIDS | cut -d' ' -f1)" --remove-lun 1
+cmd_record remove_no_again $ADM -m session -r "$(echo $SIDS | cut -d' ' -f1)" --remove-lun 1
 [ "$CAP_RC" = 0 ] || fail "--remove-lun 1 by session: $(cat "$CAP_ERR")"
 
 # 6. Detach LUN A while LUN B is attached, ITER times, A and B taking turns; the
@@ -151,7 +142,7 @@ while [ "$i" -lt "$ITER" ]; do
 		emit concurrent_maps iterations "$MPITER" lun_back "$back" lun_missing "$missing" ms "$(ms_since "$t0")"
 		multipathd shutdown >/dev/null 2>&1
 		daemon_stop "$MULTIPATHD_PID"
-		cap remove_map_only $ADM -m node -T $IQN --remove-lun $A
+		cmd_record remove_map_only $ADM -m node -T $IQN --remove-lun $A
 		attach $A
 		t1=$(now_us)
 	fi
@@ -186,8 +177,8 @@ emit concurrent iterations "$ITER" lun_back "$back" lun_missing "$missing" ms "$
 	paths_only_ms "$(ms_since "$t1")"
 
 # 7. Nothing left: the last LUN and LUN 0, then the sessions.
-cap remove_last $ADM -m node -T $IQN --remove-lun $A
-cap remove_lun0 $ADM -m node -T $IQN --remove-lun 0
+cmd_record remove_last $ADM -m node -T $IQN --remove-lun $A
+cmd_record remove_lun0 $ADM -m node -T $IQN --remove-lun 0
 check "logout" $ADM -m node -T $IQN --logout
 emit final dm "$(ls /sys/block | grep -c dm-)" sd "$(ls /sys/block | grep -c sd)" sessions "$(session_count)" \
 	mapper "$(ls /dev/mapper | grep -vc control)"

@@ -18,6 +18,8 @@ T6=iqn.2003-01.org.example:paths-v6
 IP=/bin/ip # iproute2's: busybox's cannot make veth pairs
 
 kmod_load veth
+kmod_load dm_service_time
+kmod_load scsi_dh_alua
 $IP netns add tgt || fail "ip netns add tgt"
 for _n in A B; do
 	_net=$([ $_n = A ] && echo 1 || echo 2)
@@ -41,13 +43,6 @@ have_addr() { $IP -n tgt addr show dev vethB-t | grep -q 'inet 10.2.0.2' && ping
 wait_until 10 have_addr || fail "no route to the target namespace"
 MAC_B=$(cat /sys/class/net/vethB/address)
 
-step() {
-	_st_name=$1
-	shift
-	_st_t0=$(now_us)
-	run_capture "$_st_name" "$@"
-	emit cmd name "$_st_name" rc "$CAP_RC" ms "$(ms_since "$_st_t0")" stdout_b64 "$(b64 $CAP_OUT)" stderr_b64 "$(b64 $CAP_ERR)"
-}
 # sid_of IFACE ADDR prints the SID of the session through IFACE to portal ADDR.
 sid_of() {
 	for _so_s in /sys/class/iscsi_session/session*; do
@@ -58,23 +53,67 @@ sid_of() {
 	done
 }
 tx() { cat "/sys/class/net/$1/statistics/tx_bytes"; }
-count_is() { [ "$(session_count)" = "$1" ]; }
+
+# active_paths MAP prints how many of map MAP's paths dm-multipath uses.
+active_paths() { multipathd show paths format "%m %t" 2>/dev/null | awk -v m="$(cat /sys/block/$1/dm/name)" '$1 == m && $2 == "active"' | wc -l; }
+
+# multipath_over_nics: LUN 0 of $T through eth-a (vethA) and eth-b (vethB) as one
+# multipathd map; vethA goes down during a 64 MiB write to the map, which must
+# complete through vethB and read back identical; vethA comes back, its
+# session recovers and the map uses both paths again.
+multipath_over_nics() {
+	cmd_record "${WHO}_logout_ab" $ADM -m session -r "$(sid_of eth-a 10.2.0.2)" -u
+	_mp_a=$(sid_of eth-a 10.1.0.2)
+	multipath_conf no
+	[ -n "$UDEV_STANDIN_PID" ] || udev_standin_start
+	multipathd_start
+	_mp_two() { MAP=$(mpath_of "$(lun_block "$_mp_a" 0)") && [ -n "$MAP" ] && [ "$(active_paths "$MAP")" = 2 ]; }
+	wait_until 60 _mp_two || fail "$WHO: no map with two active paths: $(multipathd show paths format '%d %m %t %T' 2>&1)"
+	dd if=/dev/urandom of=/tmp/pattern bs=1M count=64 2>/dev/null
+	_mp_want=$(sha256sum </tmp/pattern | cut -d' ' -f1)
+	_mp_w0=$(written_sectors "$MAP")
+	_mp_t0=$(now_us)
+	dd if=/tmp/pattern of="/dev/$MAP" bs=1M oflag=direct conv=fsync 2>/tmp/mpdd.err &
+	_mp_dd=$!
+	wait_writing "$MAP" "$_mp_w0"
+	$IP link set vethA down
+	_mp_down=$(ms_since "$_mp_t0")
+	wait $_mp_dd
+	_mp_rc=$?
+	_mp_wms=$(ms_since "$_mp_t0")
+	_mp_during=$(active_paths "$MAP")
+	_mp_got=$(dd if="/dev/$MAP" bs=1M count=64 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+	_mp_t1=$(now_us)
+	$IP link set vethA up
+	_mp_back() { [ "$(cat /sys/class/iscsi_session/session$_mp_a/state)" = LOGGED_IN ] && [ "$(active_paths "$MAP")" = 2 ]; }
+	wait_until 120 _mp_back || fail "$WHO: vethA back, but the map has $(active_paths "$MAP") active paths, session $_mp_a $(cat /sys/class/iscsi_session/session$_mp_a/state)"
+	emit multipath who "$WHO" rc "$_mp_rc" err "$(cat /tmp/mpdd.err | tr '\n' ' ')" want "$_mp_want" got "$_mp_got" \
+		down_ms "$_mp_down" write_ms "$_mp_wms" active_after_write "$_mp_during" back_ms "$(ms_since "$_mp_t1")"
+	rm -f /tmp/pattern
+	multipath -F >/dev/null 2>&1
+	daemon_stop "$MULTIPATHD_PID"
+}
 
 # run_as: the same commands with $ADM, named after $WHO.
 run_as() {
-	step "${WHO}_iface_a" $ADM -m iface -I eth-a -o new
-	step "${WHO}_iface_a_bind" $ADM -m iface -I eth-a -o update -n iface.net_ifacename -v vethA
-	step "${WHO}_iface_b" $ADM -m iface -I eth-b -o new
-	step "${WHO}_iface_b_bind" $ADM -m iface -I eth-b -o update -n iface.hwaddress -v "$MAC_B"
-	step "${WHO}_discovery" $ADM -m discovery -t st -p 10.1.0.2 -I eth-a -I eth-b
-	step "${WHO}_nodes" $ADM -m node
+	cmd_record "${WHO}_iface_a" $ADM -m iface -I eth-a -o new
+	cmd_record "${WHO}_iface_a_bind" $ADM -m iface -I eth-a -o update -n iface.net_ifacename -v vethA
+	cmd_record "${WHO}_iface_b" $ADM -m iface -I eth-b -o new
+	cmd_record "${WHO}_iface_b_bind" $ADM -m iface -I eth-b -o update -n iface.hwaddress -v "$MAC_B"
+	cmd_record "${WHO}_discovery" $ADM -m discovery -t st -p 10.1.0.2 -I eth-a -I eth-b
+	cmd_record "${WHO}_nodes" $ADM -m node
 	# Under those names, with or without -I: the records bound to eth-a and
 	# eth-b, none to default (stock's idbm_bind_ifaces_to_nodes).
-	step "${WHO}_discovery_all" $ADM -m discovery -t st -p 10.2.0.2
-	step "${WHO}_login_aa" $ADM -m node -T $T -p 10.1.0.2 -I eth-a --login
-	step "${WHO}_login_bb" $ADM -m node -T $T -p 10.2.0.2 -I eth-b --login
-	step "${WHO}_login_ab" $ADM -m node -T $T -p 10.2.0.2 -I eth-a --login
-	step "${WHO}_ss" ss -tn
+	cmd_record "${WHO}_discovery_all" $ADM -m discovery -t st -p 10.2.0.2
+	# Multipath settings, as os-brick and admins set them: a path that stops
+	# answering fails its I/O over within seconds instead of two minutes.
+	cmd_record "${WHO}_rt" $ADM -m node -T $T -o update -n node.session.timeo.replacement_timeout -v 5
+	cmd_record "${WHO}_noop_int" $ADM -m node -T $T -o update -n node.conn[0].timeo.noop_out_interval -v 2
+	cmd_record "${WHO}_noop_tmo" $ADM -m node -T $T -o update -n node.conn[0].timeo.noop_out_timeout -v 2
+	cmd_record "${WHO}_login_aa" $ADM -m node -T $T -p 10.1.0.2 -I eth-a --login
+	cmd_record "${WHO}_login_bb" $ADM -m node -T $T -p 10.2.0.2 -I eth-b --login
+	cmd_record "${WHO}_login_ab" $ADM -m node -T $T -p 10.2.0.2 -I eth-a --login
+	cmd_record "${WHO}_ss" ss -tn
 	for _ra_x in "eth-a 10.1.0.2 aa" "eth-b 10.2.0.2 bb" "eth-a 10.2.0.2 ab"; do
 		set -- $_ra_x
 		_ra_sid=$(sid_of "$1" "$2")
@@ -86,58 +125,65 @@ run_as() {
 		dd_verify "$(lun_block $_ra_sid 0)" 8 "$(lio_lun_file $T 0)"
 		emit traffic who "$WHO" path "$3" sid "$_ra_sid" vethA "$(($(tx vethA) - _ra_a))" vethB "$(($(tx vethB) - _ra_b))"
 	done
-	step "${WHO}_p1" $ADM -m session -P 1
-	step "${WHO}_logout_paths" $ADM -m node -T $T --logout
+	cmd_record "${WHO}_p1" $ADM -m session -P 1
+	multipath_over_nics
+	cmd_record "${WHO}_logout_paths" $ADM -m node -T $T --logout
 	# The discoveries through eth-a and eth-b also recorded the other
 	# targets (LIO names all of them) through those NICs: none of that for
 	# what follows.
-	step "${WHO}_delete_nodes" $ADM -m node -o delete
-	step "${WHO}_delete_a" $ADM -m iface -I eth-a -o delete
-	step "${WHO}_delete_b" $ADM -m iface -I eth-b -o delete
+	cmd_record "${WHO}_delete_nodes" $ADM -m node -o delete
+	cmd_record "${WHO}_delete_a" $ADM -m iface -I eth-a -o delete
+	cmd_record "${WHO}_delete_b" $ADM -m iface -I eth-b -o delete
 
-	step "${WHO}_nr_new" $ADM -m node -T $TN -p 127.0.0.1 -o new
-	step "${WHO}_nr_set" $ADM -m node -T $TN -p 127.0.0.1 -o update -n node.session.nr_sessions -v 2
-	step "${WHO}_nr_login" $ADM -m node -T $TN -p 127.0.0.1 --login
-	step "${WHO}_nr_session" $ADM -m session
-	step "${WHO}_nr_again" $ADM -m node -T $TN -p 127.0.0.1 --login
+	cmd_record "${WHO}_nr_new" $ADM -m node -T $TN -p 127.0.0.1 -o new
+	cmd_record "${WHO}_nr_set" $ADM -m node -T $TN -p 127.0.0.1 -o update -n node.session.nr_sessions -v 2
+	cmd_record "${WHO}_nr_login" $ADM -m node -T $TN -p 127.0.0.1 --login
+	cmd_record "${WHO}_nr_session" $ADM -m session
+	cmd_record "${WHO}_nr_again" $ADM -m node -T $TN -p 127.0.0.1 --login
 	_ra_sid=$(session_sid $TN)
-	step "${WHO}_nr_add" $ADM -m session -r "$_ra_sid" -o new
+	cmd_record "${WHO}_nr_add" $ADM -m session -r "$_ra_sid" -o new
 	emit sessions who "$WHO" phase added count "$(session_count)"
-	step "${WHO}_nr_one" $ADM -m session -r "$_ra_sid" -u
+	cmd_record "${WHO}_nr_one" $ADM -m session -r "$_ra_sid" -u
 	emit sessions who "$WHO" phase one_out count "$(session_count)" gone "$([ -d /sys/class/iscsi_session/session$_ra_sid ] && echo no || echo yes)"
-	step "${WHO}_nr_logout" $ADM -m node -T $TN -p 127.0.0.1 --logout
+	cmd_record "${WHO}_nr_logout" $ADM -m node -T $TN -p 127.0.0.1 --logout
 	emit sessions who "$WHO" phase node_out count "$(session_count)"
-	step "${WHO}_nowait" $ADM -m node -T $TN -p 127.0.0.1 --login -W
+	cmd_record "${WHO}_nowait" $ADM -m node -T $TN -p 127.0.0.1 --login -W
 	_ra_t0=$(now_us)
-	wait_until 60 count_is 2 || fail "$WHO: -W: the two sessions never came: $(sessions)"
+	# Logged in as the initiator's own listing says (goiscsid lists a
+	# session once its login and scan are done; the kernel's comes earlier).
+	listed() { [ "$($ADM -m session 2>/dev/null | grep -c "$TN")" = 2 ]; }
+	wait_until 60 listed || fail "$WHO: -W: the two sessions never came: $(sessions)"
 	emit nowait who "$WHO" ms "$(ms_since "$_ra_t0")"
-	step "${WHO}_nowait_logout" $ADM -m node -T $TN -p 127.0.0.1 --logout
+	cmd_record "${WHO}_nowait_logout" $ADM -m node -T $TN -p 127.0.0.1 --logout
 
-	step "${WHO}_ip_iface" $ADM -m iface -I by-ip -o new
-	step "${WHO}_ip_bind" $ADM -m iface -I by-ip -o update -n iface.ipaddress -v 10.1.0.1
-	step "${WHO}_ip_discovery" timeout 120 $ADM -m discovery -t st -p 10.1.0.2 -I by-ip
-	step "${WHO}_ip_new" $ADM -m node -T $T -p 10.1.0.2 -I by-ip -o new
-	step "${WHO}_ip_timeout" $ADM -m node -T $T -p 10.1.0.2 -I by-ip -o update -n node.conn[0].timeo.login_timeout -v 3
-	step "${WHO}_ip_retry" $ADM -m node -T $T -p 10.1.0.2 -I by-ip -o update -n node.session.initial_login_retry_max -v 1
-	step "${WHO}_ip_login" timeout 120 $ADM -m node -T $T -p 10.1.0.2 -I by-ip --login
+	cmd_record "${WHO}_ip_iface" $ADM -m iface -I by-ip -o new
+	cmd_record "${WHO}_ip_bind" $ADM -m iface -I by-ip -o update -n iface.ipaddress -v 10.1.0.1
+	cmd_record "${WHO}_ip_discovery" timeout 120 $ADM -m discovery -t st -p 10.1.0.2 -I by-ip
+	cmd_record "${WHO}_ip_new" $ADM -m node -T $T -p 10.1.0.2 -I by-ip -o new
+	cmd_record "${WHO}_ip_timeout" $ADM -m node -T $T -p 10.1.0.2 -I by-ip -o update -n node.conn[0].timeo.login_timeout -v 3
+	cmd_record "${WHO}_ip_retry" $ADM -m node -T $T -p 10.1.0.2 -I by-ip -o update -n node.session.initial_login_retry_max -v 1
+	cmd_record "${WHO}_ip_login" timeout 120 $ADM -m node -T $T -p 10.1.0.2 -I by-ip --login
 	emit sessions who "$WHO" phase by_ip count "$(session_count)"
+	cmd_record "${WHO}_ip_delete_node" $ADM -m node -T $T -p 10.1.0.2 -I by-ip -o delete
+	cmd_record "${WHO}_ip_delete" $ADM -m iface -I by-ip -o delete
 
-	step "${WHO}_v6_discovery" $ADM -m discovery -t st -p "[::1]"
-	step "${WHO}_v6_login" $ADM -m node -T $T6 -p "[::1]" --login
+	cmd_record "${WHO}_v6_discovery" $ADM -m discovery -t st -p "[::1]"
+	cmd_record "${WHO}_v6_login" $ADM -m node -T $T6 -p "[::1]" --login
 	_ra_sid=$(session_sid $T6)
 	[ -n "$_ra_sid" ] || fail "$WHO: no session to $T6 over IPv6"
 	lun0() { [ -n "$(lun_block $_ra_sid 0)" ]; }
 	wait_until 30 lun0 || fail "$WHO: no disk for the IPv6 session"
 	dd_verify "$(lun_block $_ra_sid 0)" 4 "$(lio_lun_file $T6 0)"
-	step "${WHO}_v6_p1" $ADM -m session -r "$_ra_sid" -P 1
-	step "${WHO}_v6_logout" $ADM -m node -T $T6 -p "[::1]" --logout
+	cmd_record "${WHO}_v6_p1" $ADM -m session -r "$_ra_sid" -P 1
+	cmd_record "${WHO}_v6_logout" $ADM -m node -T $T6 -p "[::1]" --logout
 	emit sessions who "$WHO" phase end count "$(session_count)"
 }
 
 iscsid_start
+ISCSID_PID=$DAEMON_PID # multipathd_start sets DAEMON_PID to its own
 ADM=$STOCK_ISCSIADM WHO=stock
 run_as
-iscsid_stop
+daemon_stop "$ISCSID_PID"
 mkdir -p /tmp/stock-db
 mv /etc/iscsi/nodes /etc/iscsi/send_targets /etc/iscsi/ifaces /tmp/stock-db/
 

@@ -20,9 +20,10 @@ DEV=$(lun_block "$SID" 0)
 dd if=/dev/urandom of=/tmp/pattern bs=1M count=24 2>/dev/null
 want=$(sha256sum </tmp/pattern | cut -d' ' -f1)
 t0=$(now_us)
+w0=$(written_sectors $DEV)
 dd if=/tmp/pattern of=/dev/$DEV bs=1M oflag=direct conv=fsync 2>/tmp/dd.err &
 ddpid=$!
-sleep 1
+wait_writing $DEV "$w0"
 netem loss 100%
 sleep "${BLIP:-8}"
 netem_clear
@@ -38,8 +39,7 @@ wait "$DAEMON_PID" 2>/dev/null
 DAEMON_PID=
 dd if=/tmp/pattern of=/dev/$DEV bs=1M count=4 oflag=direct conv=fsync 2>/dev/null
 io_rc=$?
-initiator_start
-sleep 1
+initiator_start # goiscsid answers once it has taken the session over
 run_capture list $ADM -m session
 emit restart io_rc "$io_rc" sessions "$(session_count)" list_rc "$CAP_RC" list_b64 "$(b64 $CAP_OUT)"
 # Stock iscsid logs every session in again when it starts and refuses a logout

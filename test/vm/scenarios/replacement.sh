@@ -31,6 +31,7 @@ outage() {
 	# New logins are refused from now on; the session goes on until the drop.
 	$TT refuse -target $IQN -status 0x0301 -count -1 >/dev/null || fail "refuse"
 	t0=$(now_us)
+	w0=$(written_sectors $DEV)
 	# The write records when it ended: during the outage or after it.
 	(
 		dd if=/tmp/pattern of=/dev/$DEV bs=64k oflag=direct conv=fsync 2>/tmp/dd.err
@@ -38,7 +39,7 @@ outage() {
 		ms_since $t0 >/tmp/dd.ms
 	) &
 	ddpid=$!
-	sleep 0.2
+	wait_writing $DEV "$w0"
 	$TT drop -target $IQN >/dev/null || fail "drop"
 	mid=no
 	[ -e /tmp/dd.rc ] || mid=yes

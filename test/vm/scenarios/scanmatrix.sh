@@ -14,6 +14,7 @@ cat >/tmp/target.json <<JSON
   "lun_change_ua": false}]}
 JSON
 testtarget_start /tmp/target.json
+STOCK_ISCSID="$STOCK_ISCSID -d 4" # its host scans in the log, for settle
 initiator_start
 $ADM -m discovery -t st -p $P >/dev/null || fail "discovery"
 case "${POLICY:-auto}" in
@@ -25,8 +26,30 @@ esac
 luns() { session_devices "$SID" | awk '$2 != "-" {n = split($1, a, ":"); print a[n]}' | sort -n | tr '\n' , | sed 's/,$//'; }
 # step NAME records the LUNs after a step.
 step() { emit step name "$1" luns "$(luns)"; }
-# settle waits for any scan the policy allows (a scan of 3-5 LUNs takes < 1 s here).
-settle() { sleep 2; }
+# scans TRIGGER prints how many scan decisions the initiator has logged for
+# TRIGGER: goiscsid logs each (also "none"); stock iscsid (-d 4) logs each host
+# scan it finishes, which it makes after a login and an AEN only.
+scans() {
+	case ${INITIATOR:-stock} in
+	goiscsi) grep -c "msg=scan .*trigger=$1 " /tmp/goiscsid.log ;;
+	*) grep -c 'scanning host[0-9]* completed' /tmp/iscsid.log ;;
+	esac
+}
+# settle TRIGGER BEFORE waits until the initiator has decided on TRIGGER since
+# scans printed BEFORE, then for the disks of what it scanned. Stock makes no
+# decision for a relogin, a unit attention or its own restart: it never scans
+# for them, so there is nothing to wait for.
+settle() {
+	case ${INITIATOR:-stock}:$1 in
+	stock:relogin | stock:unit-attention | stock:daemon-start) ;;
+	*)
+		_se_more() { [ "$(scans "$1")" -gt "$2" ]; }
+		wait_until 30 _se_more "$1" "$2" || fail "no $1 scan decision logged"
+		;;
+	esac
+	_se_disks() { ! session_devices "$SID" | grep -q ' -$'; }
+	wait_until 20 _se_disks || fail "a device without its disk after $1: $(session_devices "$SID")"
+}
 host() { sessions | awk -v s="$SID" '$1 == s {print $2}'; }
 has_lun() { [ -n "$(lun_block "$SID" "$1")" ]; }
 # attach L: the attach tool's narrow scan of one LUN, when it has no device yet.
@@ -50,8 +73,9 @@ login() {
 logged_in() { [ "$(cat /sys/class/iscsi_session/session$SID/state)" = LOGGED_IN ]; }
 
 # 1. Login.
+_n=$(scans login)
 login
-settle
+settle login "$_n"
 step login
 attach 0
 attach 1
@@ -60,40 +84,44 @@ step attach
 detach 1
 step detach
 $ADM -m node -T $IQN -p $P --logout >/dev/null || fail "logout"
+_n=$(scans login)
 login
-settle
+settle login "$_n"
 step relogin
 # The attach tool brings its LUN 0 back (manual scans nothing); LUN 1 is deleted
 # again wherever the login brought it back, so recovery is judged on its own.
 attach 0
 has_lun 1 && detach 1
 # ... and the connection drops: the kernel keeps the session, the daemon logs in again.
+_n=$(scans relogin)
+_errs=$(dmesg | grep -c 'detected conn error')
 $TT drop -target $IQN >/dev/null || fail "drop"
-sleep 1
+conn_error() { [ "$(dmesg | grep -c 'detected conn error')" -gt "$_errs" ]; }
+wait_until 30 conn_error || fail "the kernel saw no connection error"
 wait_until 30 logged_in || fail "session did not recover"
 $TT wait-sessions -target $IQN -n 1 -timeout 10s >/dev/null || fail "target sees no session after recovery"
 emit recovered conn_errors "$(dmesg | grep -c 'detected conn error')"
-settle
+settle relogin "$_n"
 step recovery
 # 3. LUN 3 added; the target announces it with an AEN 3F/0E.
+_n=$(scans async-event)
 $TT add-lun -target $IQN -lun 3 -size 8MiB >/dev/null || fail "add-lun 3"
 $TT aen -target $IQN -event 0 -lun 0 -sense 6/3f/0e >/dev/null || fail "aen"
-wait_until 8 has_lun 3
-settle
+settle async-event "$_n"
 step aen
 # 4. LUN 4 added; a unit attention 3F/0E on the next command to LUN 0.
+_n=$(scans unit-attention)
 $TT add-lun -target $IQN -lun 4 -size 8MiB >/dev/null || fail "add-lun 4"
 $TT ua -target $IQN -lun 0 -sense 6/3f/0e >/dev/null || fail "ua"
 dd if="/dev/$(lun_block "$SID" 0)" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null
-wait_until 8 has_lun 4
-settle
+settle unit-attention "$_n"
 step ua
 # 5. The daemon is killed and started again; I/O on LUN 0 goes on.
 kill -KILL "$DAEMON_PID"
 wait "$DAEMON_PID" 2>/dev/null
 DAEMON_PID=
-initiator_start
-sleep 3
+initiator_start # a new log
+settle daemon-start 0
 step restart
 dd_verify "$(lun_block "$SID" 0)" 4
 # 6. The narrow scan of one LUN (goiscsi only: stock has no such command).

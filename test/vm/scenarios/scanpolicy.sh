@@ -6,6 +6,7 @@ P=127.0.0.1:3260
 lio_target $IQN $P 3 8
 initiator_start
 $ADM -m discovery -t st -p 127.0.0.1 >/dev/null || fail "discovery"
+all_disks() { ! session_devices "$1" | grep -q ' -$'; }
 try() { # NAME KEY VALUE
 	$ADM -m node -T $IQN -p $P -o update -n node.session.scan -v auto >/dev/null
 	$ADM -m node -T $IQN -p $P -o update -n node.session.autoscan_en -v Yes >/dev/null 2>&1
@@ -13,8 +14,11 @@ try() { # NAME KEY VALUE
 	t0=$(now_us)
 	run_capture "$1" $ADM -m node -T $IQN -p $P --login
 	ms=$(ms_since $t0)
-	sleep 2 # let any scan the policy allows finish
+	# Both initiators answer a login once its scan is written (stock from
+	# the child that wrote it); a scanned disk's block device comes a moment
+	# later.
 	sid=$(session_sid $IQN)
+	wait_until 20 all_disks "$sid" || fail "$1: a device without its disk: $(session_devices "$sid")"
 	emit policy name "$1" rc "$CAP_RC" login_ms "$ms" devices "$(session_devices "$sid" | tr '\n' ';')" \
 		count "$(session_devices "$sid" | wc -l)"
 	$ADM -m node -T $IQN -p $P --logout >/dev/null || fail "logout"
