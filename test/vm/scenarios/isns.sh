@@ -51,7 +51,9 @@ records() {
 	emit tree who "$1" list "$(cd /etc/iscsi && find isns 2>/dev/null | sort | tr '\n' ' ')"
 }
 # listening PORT succeeds once something listens on TCP PORT.
-listening() { grep -q ":$(printf %04X "$1") 00000000:0000 0A" /proc/net/tcp; }
+listening() {
+	awk -v p=":$(printf %04X "$1")" '$4 == "0A" && substr($2, length($2) - 4) == p {f = 1} END {exit !f}' /proc/net/tcp /proc/net/tcp6
+}
 # closing_server PORT accepts one connection and closes it at once.
 closing_server() {
 	setsid nc -l -p "$1" </dev/null >/dev/null 2>&1 &
