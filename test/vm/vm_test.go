@@ -89,7 +89,9 @@ var longScenarios = map[string]time.Duration{"drops": 2 * time.Hour, "seed": tim
 	// Both initiators through two NICs, several sessions, and stock's
 	// login through an iface bound by IP address, which it retries for
 	// its login timeout.
-	"paths": 12 * time.Minute}
+	"paths": 12 * time.Minute,
+	// 32 targets' logins four times, and the dead records' retries.
+	"storm": 10 * time.Minute}
 
 // boot runs one scenario with the guest's goiscsi binaries, logs its records and
 // fails the test with the console's tail if it did not pass.
