@@ -261,18 +261,19 @@ func (d *daemon) login(ctx context.Context, keys map[string]string, another bool
 		return &mgmt.Response{Error: loginError(err)}
 	}
 	ds.k = k
+	d.healthLoggedIn(ds)
 	d.mu.Lock()
 	first := d.nodeSessions(id) == 0
 	d.sessions[k.SID] = ds
 	d.mu.Unlock()
 	if first {
 		// Devices recorded for the node belonged to an earlier
-		// session, which took them with it when it ended.
+		// session, which took them with it when it ended; another
+		// session of the node still has its own.
 		if err := d.holds.Detached(nodeKey(cn)); err != nil {
 			log.Error("held-back LUNs", "err", err)
 		}
 	}
-	d.healthLoggedIn(ds)
 	log.Info("connection is operational now", "sid", k.SID, "host", k.Host, "scan_policy", policy.String(), "times", k.Times())
 	d.event(mgmt.EventLoggedIn, k, "")
 	d.scanHost(k, policy, scan.Login)
