@@ -91,6 +91,9 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 	if err != nil {
 		return nil, err
 	}
+	if err := tcpDiscovery(ifaces); err != nil {
+		return nil, err
+	}
 	name, err := c.InitiatorName()
 	if err != nil {
 		return nil, err
@@ -146,6 +149,23 @@ func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []sessi
 		}
 	}
 	return recs, nil
+}
+
+// tcpDiscovery refuses a SendTargets discovery through an iface whose
+// transport is not tcp. Stock runs one over iSER through the kernel (a
+// discovery session on an iSER endpoint); goiscsi does not yet, and running it
+// over TCP instead would ask another network than the iface names, so it says
+// so (exit 14) instead.
+func tcpDiscovery(ifaces []*conf.Record) error {
+	for _, ir := range ifaces {
+		if t := ir.Get("iface.transport_name"); t != "" && t != "tcp" {
+			return iscsierr.Errorf(iscsierr.TransCaps,
+				"SendTargets discovery through iface %s (transport %s) is not supported by goiscsi yet, and it does not fall back to TCP: "+
+					"discover through a tcp iface, or add the record with -m node -o new -I %s",
+				ir.Get("iface.iscsi_ifacename"), t, ir.Get("iface.iscsi_ifacename"))
+		}
+	}
+	return nil
 }
 
 // discoveryIfaces returns the iface records named (default when none are).

@@ -44,6 +44,9 @@ type daemon struct {
 	// dial opens TCP connections; nil means a net.Dialer (tests use it to
 	// count or fail connections).
 	dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// transports are the Conns of the kernel transports other than
+	// iscsi_tcp's d.nl (transport.go).
+	transports transports
 
 	// block flushes, removes maps and deletes devices for LUN
 	// removals; nil means the host's (tests use a fake).
@@ -311,7 +314,12 @@ func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.
 		if deadline.IsZero() {
 			deadline = time.Now().Add(time.Duration(max(retries, 1)) * max(n.Timeouts.Login, time.Second))
 		}
-		k, err := ksession.Establish(ctx, d.nl, n, hooks, log)
+		nl, err := d.kernelFor(n)
+		if err != nil {
+			d.end()
+			return nil, err
+		}
+		k, err := ksession.Establish(ctx, nl, n, hooks, log)
 		d.end()
 		if err == nil || !ksession.Retryable(err) || time.Now().Add(time.Second).After(deadline) {
 			return k, err
@@ -329,7 +337,10 @@ func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.
 func loginError(err error) *iscsierr.Error {
 	var le *session.LoginError
 	var ae *session.AuthError
+	var ie *iscsierr.Error
 	switch {
+	case errors.As(err, &ie):
+		return ie // the daemon's own verdict (a transport it cannot drive)
 	case errors.As(err, &le) && le.AuthFailure():
 		return iscsierr.Errorf(iscsierr.LoginAuthFailed, "iSCSI login failed due to authorization failure: %v", err)
 	case errors.As(err, &ae):
@@ -599,7 +610,7 @@ func (d *daemon) info(ds *daemonSession, showSecrets bool) mgmt.Session {
 	s := mgmt.Session{
 		SID: int(ds.k.SID), HostNo: int(ds.k.Host), TargetName: n.Target, TargetAlias: p.TargetAlias,
 		TPGT: n.TPGT, Address: n.Address, Port: n.Port, PersistentAddress: n.Address, PersistentPort: n.Port,
-		Iface: n.Iface.Name, Transport: "tcp", InitiatorName: n.InitiatorName,
+		Iface: n.Iface.Name, Transport: transportName(n.Iface.Transport), InitiatorName: n.InitiatorName,
 		ConnState: state.ConnState(), InternalState: state.InternalState(), ScanPolicy: ds.scanPolicy().String(),
 		HeldLUNs: d.heldLUNs(ds),
 		Timeouts: mgmt.Timeouts{Recovery: n.Timeouts.Replacement, TargetReset: n.Timeouts.TgtReset,
