@@ -98,12 +98,26 @@ func (s *Session) connectEndpoint(ctx context.Context, addr string) (*endpoint, 
 		if err == nil && !sleep(ctx, wait) {
 			err = ctx.Err()
 		}
+		var ke *nlink.KernelError
+		if errors.As(err, &ke) && ke.Op == nlink.EPPoll {
+			// A negative retcode: the transport gave the connection
+			// up (ib_iser: address or route resolution failed, the
+			// target refused). Measured without an RDMA device:
+			// EP_CONNECT succeeds, EP_POLL returns -1.
+			err = fmt.Errorf("%w (TRANSPORT_EP_POLL returned %d)", ErrEndpointDown, -int(ke.Errno))
+		}
 		if err != nil {
 			ep.Close()
 			return nil, fmt.Errorf("connect to %s over iSER: %w", addr, ifError(err))
 		}
 	}
 }
+
+// ErrEndpointDown is an iSER endpoint the kernel could not bring up: no RDMA
+// device on the route, an unreachable or refusing portal. Like a refused TCP
+// connect it is worth another try; open-iscsi retries it and reports a
+// connection timeout in the end.
+var ErrEndpointDown = errors.New("the iSER connection did not come up")
 
 // ifError adds open-iscsi's wording of a kernel refusal (what iscsid logs:
 // "Received iferror -101: Network is unreachable") to err, keeping it

@@ -2,9 +2,9 @@ package ksession_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -126,8 +126,8 @@ func prefix(got, want []nlink.MessageType) bool {
 	return true
 }
 
-// Without an RDMA device EP_CONNECT fails at once: the login fails with the
-// kernel's error in iscsid's words, as a retryable connection failure, and
+// Without an RDMA device the endpoint never comes up (EP_POLL -1): the login
+// fails as a retryable connection failure, the endpoint is disconnected and
 // nothing is left; no TCP connection is ever tried.
 func TestEstablishISERUnreachable(t *testing.T) {
 	_, p := startISERTarget(t, nil)
@@ -137,14 +137,14 @@ func TestEstablishISERUnreachable(t *testing.T) {
 	n := iserNode(t, p)
 	n.Dial = nil
 	_, err := ksession.Establish(context.Background(), nlinktest.ISERConn(k.Conn()), n, ksession.Hooks{}, nil)
-	if err == nil || !strings.Contains(err.Error(), "Received iferror -101: Network is unreachable") || !errorsAs(err, new(syscall.Errno)) {
+	if !errors.Is(err, ksession.ErrEndpointDown) || !strings.Contains(err.Error(), "TRANSPORT_EP_POLL returned -1") {
 		t.Fatalf("unreachable: %v", err)
 	}
 	if !ksession.Retryable(err) {
 		t.Errorf("%v is not retryable", err)
 	}
-	if got := types(k); len(got) != 1 || got[0] != nlink.EPConnect {
-		t.Errorf("requests %v, want EP_CONNECT alone", got)
+	if got, want := types(k), []nlink.MessageType{nlink.EPConnect, nlink.EPPoll, nlink.EPDisconnect}; !prefix(got, want) || len(got) != len(want) {
+		t.Errorf("requests %v, want %v", got, want)
 	}
 	if len(k.Sessions()) != 0 || k.Endpoints() != 0 {
 		t.Fatal("left something in the kernel")

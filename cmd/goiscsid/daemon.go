@@ -347,7 +347,8 @@ func loginError(err error) *iscsierr.Error {
 		return iscsierr.Errorf(iscsierr.FatalLogin, "%v", err)
 	case errors.As(err, &le):
 		return iscsierr.Errorf(iscsierr.FatalLogin, "iSCSI login failed: %v", err)
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
+		errors.Is(err, ksession.ErrEndpointDown):
 		return iscsierr.Errorf(iscsierr.TransTimeout, "connection timed out: %v", err)
 	}
 	var ke *nlink.KernelError

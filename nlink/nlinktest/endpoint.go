@@ -34,9 +34,10 @@ type endpoint struct {
 // events (c from [Kernel.Conn]).
 func ISERConn(c *nlink.Conn) *nlink.Conn { return c.ForTransport(ISERHandle) }
 
-// Unreachable makes every EP_CONNECT from now on fail as ib_iser's does
-// without an RDMA device on the route (rdma_resolve_addr: ENETUNREACH), or
-// succeed again (false).
+// Unreachable makes every endpoint from now on fail as ib_iser's does
+// without an RDMA device on the route (measured with 6.1): EP_CONNECT
+// succeeds, rdma_resolve_addr fails with -101 in the background, and
+// EP_POLL returns -1. False makes them connect again.
 func (k *Kernel) Unreachable(yes bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -66,15 +67,17 @@ func (k *Kernel) handleEndpoint(r *nlink.Request) (reply *nlink.Reply, events []
 	}
 	switch r.Type {
 	case nlink.EPConnect:
-		if k.unreachable {
-			return fail(syscall.ENETUNREACH)
-		}
 		k.nextEP++
 		ep := &endpoint{handle: 0xe000 + k.nextEP, addr: r.Addr, done: make(chan struct{})}
 		if k.eps == nil {
 			k.eps = map[uint64]*endpoint{}
 		}
 		k.eps[ep.handle] = ep
+		if k.unreachable {
+			ep.err = syscall.ENETUNREACH
+			close(ep.done)
+			return &nlink.Reply{Type: r.Type, EP: ep.handle}, nil, true
+		}
 		k.wg.Add(1)
 		go func() {
 			defer k.wg.Done()
@@ -123,7 +126,7 @@ func (k *Kernel) handleEndpoint(r *nlink.Request) (reply *nlink.Reply, events []
 			return &nlink.Reply{Type: r.Type}, nil, true
 		}
 		if ep.err != nil {
-			return &nlink.Reply{Type: r.Type, Errno: syscall.ECONNREFUSED}, nil, true
+			return &nlink.Reply{Type: r.Type, Errno: syscall.EPERM}, nil, true // retcode -1, as ib_iser
 		}
 		return &nlink.Reply{Type: r.Type, Connected: true}, nil, true
 	case nlink.EPDisconnect:
