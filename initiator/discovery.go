@@ -10,6 +10,7 @@ import (
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/iscsierr"
+	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/session"
 )
 
@@ -91,7 +92,8 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 	if err != nil {
 		return nil, err
 	}
-	if err := tcpDiscovery(ifaces); err != nil {
+	kiface, err := kernelDiscoveryIface(ifaces)
+	if err != nil {
 		return nil, err
 	}
 	name, err := c.InitiatorName()
@@ -112,7 +114,7 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 			return nil, iscsierr.Errorf(iscsierr.IDBM, "%v", err)
 		}
 	}
-	found, err := c.sendTargets(ctx, drec, Portal{Address: portal.Address, Port: port}, session.DiscoveryConfig{InitiatorName: name, Auth: auth}, opts.Unreachable)
+	found, err := c.sendTargets(ctx, drec, Portal{Address: portal.Address, Port: port}, session.DiscoveryConfig{InitiatorName: name, Auth: auth}, kiface, opts.Unreachable)
 	if err != nil {
 		return nil, discoveryError(err)
 	}
@@ -151,21 +153,58 @@ func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []sessi
 	return recs, nil
 }
 
-// tcpDiscovery refuses a SendTargets discovery through an iface whose
-// transport is not tcp. Stock runs one over iSER through the kernel (a
-// discovery session on an iSER endpoint); goiscsi does not yet, and running it
-// over TCP instead would ask another network than the iface names, so it says
-// so (exit 14) instead.
-func tcpDiscovery(ifaces []*conf.Record) error {
+// kernelDiscoveryIface returns the iface a discovery must run through the
+// kernel, nil for tcp ifaces (the discovery runs here, over a socket). Over
+// iSER there is no socket: stock's iscsiadm runs a kernel Discovery session on
+// an iSER endpoint itself, goiscsiadm has goiscsid do it (mgmt.OpDiscover).
+// One discovery through tcp and iser ifaces at once would answer for one
+// transport with what the other found, so it is refused (exit 14), and so is
+// a transport goiscsi cannot drive: none is ever run over TCP instead.
+func kernelDiscoveryIface(ifaces []*conf.Record) (*conf.Record, error) {
+	var kernel, tcp []*conf.Record
 	for _, ir := range ifaces {
-		if t := ir.Get("iface.transport_name"); t != "" && t != "tcp" {
-			return iscsierr.Errorf(iscsierr.TransCaps,
-				"SendTargets discovery through iface %s (transport %s) is not supported by goiscsi yet, and it does not fall back to TCP: "+
-					"discover through a tcp iface, or add the record with -m node -o new -I %s",
-				ir.Get("iface.iscsi_ifacename"), t, ir.Get("iface.iscsi_ifacename"))
+		switch t := ir.Get("iface.transport_name"); t {
+		case "", "tcp":
+			tcp = append(tcp, ir)
+		case "iser":
+			kernel = append(kernel, ir)
+		default:
+			return nil, iscsierr.Errorf(iscsierr.TransCaps,
+				"SendTargets discovery through iface %s: transport %s is not supported by goiscsi, and it does not fall back to TCP",
+				ir.Get("iface.iscsi_ifacename"), t)
 		}
 	}
-	return nil
+	if len(kernel) > 0 && len(tcp) > 0 {
+		return nil, iscsierr.Errorf(iscsierr.TransCaps,
+			"SendTargets discovery through tcp and iser ifaces at once is not supported by goiscsi: run one discovery per transport")
+	}
+	if len(kernel) > 0 {
+		return kernel[0], nil
+	}
+	return nil, nil
+}
+
+// kernelSendTargets is one SendTargets attempt through kiface, run by
+// goiscsid in the kernel. A portal it could not reach comes back as
+// ISCSI_ERR_TRANS (so: try again).
+func (c *Client) kernelSendTargets(ctx context.Context, drec, kiface *conf.Record) ([]session.DiscoveredTarget, error) {
+	keys := drec.Map()
+	for k, v := range kiface.Map() {
+		keys[k] = v
+	}
+	resp, err := c.do(ctx, &mgmt.Request{Op: mgmt.OpDiscover, Record: keys})
+	if err != nil {
+		return nil, err
+	}
+	var found []session.DiscoveredTarget
+	for _, t := range resp.Targets {
+		dt := session.DiscoveredTarget{Name: t.Name}
+		for _, p := range t.Portals {
+			dt.Portals = append(dt.Portals, session.Portal{Address: p.Address, Port: p.Port, TPGT: p.TPGT})
+		}
+		found = append(found, dt)
+	}
+	return found, nil
 }
 
 // discoveryIfaces returns the iface records named (default when none are).
@@ -189,17 +228,24 @@ func (c *Client) discoveryIfaces(names []string) ([]*conf.Record, error) {
 // record drec. A portal that cannot be reached is tried again up to
 // discovery.sendtargets.reopen_max times, a second apart, each failure told to
 // unreachable; a target that answers but refuses is not tried again.
-func (c *Client) sendTargets(ctx context.Context, drec *conf.Record, portal Portal, cfg session.DiscoveryConfig, unreachable func(error)) ([]session.DiscoveredTarget, error) {
+func (c *Client) sendTargets(ctx context.Context, drec *conf.Record, portal Portal, cfg session.DiscoveryConfig, kiface *conf.Record, unreachable func(error)) ([]session.DiscoveredTarget, error) {
 	mrdsl, _ := strconv.Atoi(drec.Get("discovery.sendtargets.iscsi.MaxRecvDataSegmentLength"))
 	cfg.MaxRecvDataSegmentLength = uint32(mrdsl)
 	timeout, _ := strconv.Atoi(drec.Get("discovery.sendtargets.timeo.login_timeout"))
 	reopenMax, _ := strconv.Atoi(drec.Get("discovery.sendtargets.reopen_max"))
 	for attempt := 0; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, time.Duration(max(timeout, 5))*time.Second)
-		found, err := session.Discover(actx, portal, cfg)
+		var found []session.DiscoveredTarget
+		var err error
+		if kiface != nil {
+			found, err = c.kernelSendTargets(actx, drec, kiface)
+		} else {
+			found, err = session.Discover(actx, portal, cfg)
+		}
 		cancel()
 		var le *session.LoginError
-		if err == nil || errors.As(err, &le) || ctx.Err() != nil {
+		var ie *iscsierr.Error
+		if err == nil || errors.As(err, &le) || ctx.Err() != nil || (errors.As(err, &ie) && ie.Code != iscsierr.Trans) {
 			return found, err
 		}
 		if unreachable != nil {
@@ -220,8 +266,11 @@ func (c *Client) sendTargets(ctx context.Context, drec *conf.Record, portal Port
 // other initiator error.
 func discoveryError(err error) error {
 	var le *session.LoginError
+	var ie *iscsierr.Error
 	code := iscsierr.PDUTimeout
 	switch {
+	case errors.As(err, &ie) && ie.Code != iscsierr.Trans:
+		code = ie.Code // goiscsid's verdict on a discovery through the kernel
 	case errors.As(err, &le) && le.AuthFailure():
 		code = iscsierr.LoginAuthFailed
 	case errors.As(err, &le) && le.Status.Class == 2:

@@ -8,9 +8,10 @@ import (
 	"github.com/goiscsi/goiscsi/iscsierr"
 )
 
-// A discovery through a non-tcp iface is refused (exit 14), never run over
-// TCP instead.
-func TestDiscoveryRefusesNonTCPIfaces(t *testing.T) {
+// A discovery through iser ifaces goes to goiscsid (the kernel's), one
+// through tcp ifaces stays here; a mix, or a transport goiscsi cannot drive,
+// is refused (exit 14), never run over TCP instead.
+func TestKernelDiscoveryIface(t *testing.T) {
 	iface := func(name, transport string) *conf.Record {
 		r := conf.NewIfaceRecord(name)
 		if transport != "" {
@@ -23,17 +24,28 @@ func TestDiscoveryRefusesNonTCPIfaces(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		ifaces []*conf.Record
+		kernel string // the iface the kernel runs it through
 		refuse bool
 	}{
-		{"default", []*conf.Record{iface("default", "tcp")}, false},
-		{"unset transport", []*conf.Record{iface("eth1", "")}, false},
-		{"iser", []*conf.Record{iface("iser", "iser")}, true},
-		{"tcp and iser", []*conf.Record{iface("default", "tcp"), iface("rdma0", "iser")}, true},
+		{"default", []*conf.Record{iface("default", "tcp")}, "", false},
+		{"unset transport", []*conf.Record{iface("eth1", "")}, "", false},
+		{"iser", []*conf.Record{iface("iser", "iser")}, "iser", false},
+		{"two iser", []*conf.Record{iface("rdma0", "iser"), iface("rdma1", "iser")}, "rdma0", false},
+		{"tcp and iser", []*conf.Record{iface("default", "tcp"), iface("rdma0", "iser")}, "", true},
+		{"offload", []*conf.Record{iface("bnx2i.00:11", "bnx2i")}, "", true},
 	} {
-		err := tcpDiscovery(tt.ifaces)
+		k, err := kernelDiscoveryIface(tt.ifaces)
 		var ie *iscsierr.Error
 		if tt.refuse != (err != nil) || (err != nil && (!errors.As(err, &ie) || ie.Code != iscsierr.TransCaps)) {
 			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		got := ""
+		if k != nil {
+			got = k.Get("iface.iscsi_ifacename")
+		}
+		if got != tt.kernel {
+			t.Errorf("%s: through the kernel on %q, want %q", tt.name, got, tt.kernel)
 		}
 	}
 }

@@ -193,6 +193,8 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		return d.removeLUN(ctx, req)
 	case mgmt.OpHealth:
 		return d.healthRequest(ctx, req)
+	case mgmt.OpDiscover:
+		return d.discover(ctx, req.Record)
 	case mgmt.OpStop:
 		if d.stop == nil {
 			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "this goiscsid cannot be stopped by request")}

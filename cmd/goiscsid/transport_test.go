@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -89,6 +90,53 @@ func TestLoginPicksTheIfaceTransport(t *testing.T) {
 			}
 			if n := len(f.kernel.Sessions()); n != 0 || f.kernel.Endpoints() != 0 {
 				t.Errorf("%d kernel sessions, %d endpoints after logout", n, f.kernel.Endpoints())
+			}
+		})
+	}
+}
+
+// OpDiscover runs SendTargets on a kernel session over an iSER endpoint; a
+// portal it cannot reach answers ISCSI_ERR_TRANS for goiscsiadm to retry,
+// and a tcp iface is not the kernel's to discover through.
+func TestDiscoverOverISER(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		transport string
+		unreach   bool
+		code      iscsierr.Code
+	}{
+		{"iser", "iser", false, 0},
+		{"unreachable", "iser", true, iscsierr.Trans},
+		{"tcp", "tcp", false, iscsierr.Inval},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := target.DefaultParams()
+			p["RDMAExtensions"] = "Yes"
+			f := newFixtureWith(t, []target.TargetConfig{{
+				Name: testIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
+				LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}}, Params: p,
+			}}, nil, slog.New(slog.DiscardHandler))
+			fakeISER(f, true)
+			f.kernel.Unreachable(tc.unreach)
+			keys := map[string]string{"discovery.sendtargets.address": f.rec["node.conn[0].address"],
+				"discovery.sendtargets.port": f.rec["node.conn[0].port"], "discovery.sendtargets.timeo.login_timeout": "2",
+				"iface.iscsi_ifacename": tc.transport, "iface.transport_name": tc.transport}
+			resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpDiscover, Record: keys})
+			if tc.code != 0 {
+				if resp.Error == nil || resp.Error.Code != tc.code {
+					t.Fatalf("discover: %v, want exit %d", resp.Error, tc.code)
+				}
+			} else if resp.Error != nil || len(resp.Targets) != 1 || resp.Targets[0].Name != testIQN ||
+				len(resp.Targets[0].Portals) != 1 || strconv.Itoa(resp.Targets[0].Portals[0].Port) != keys["discovery.sendtargets.port"] {
+				t.Fatalf("discover: %+v, %v", resp.Targets, resp.Error)
+			}
+			for _, r := range f.kernel.Requests() {
+				if r.Type == nlink.CreateSession {
+					t.Fatal("discovery over TCP's kernel session")
+				}
+			}
+			if len(f.kernel.Sessions()) != 0 || f.kernel.Endpoints() != 0 {
+				t.Fatalf("%d sessions, %d endpoints left", len(f.kernel.Sessions()), f.kernel.Endpoints())
 			}
 		})
 	}
