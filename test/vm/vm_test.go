@@ -85,7 +85,10 @@ var longScenarios = map[string]time.Duration{"drops": 2 * time.Hour, "seed": tim
 	// of CPU).
 	"multipath": 15 * time.Minute,
 	// 9 rounds, the variants and two logins to 128 LUNs.
-	"rescan": 20 * time.Minute}
+	"rescan": 20 * time.Minute,
+	// Two initiators, each waiting out two login timeouts without an RDMA
+	// device, and 32 MiB over soft-RoCE under TCG.
+	"iser": 20 * time.Minute}
 
 // boot runs one scenario with the guest's goiscsi binaries, logs its records and
 // fails the test with the console's tail if it did not pass.
