@@ -2,6 +2,9 @@ package initiator
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/goiscsi/goiscsi/conf"
@@ -46,6 +49,26 @@ func TestKernelDiscoveryIface(t *testing.T) {
 		}
 		if got != tt.kernel {
 			t.Errorf("%s: through the kernel on %q, want %q", tt.name, got, tt.kernel)
+		}
+	}
+}
+
+// Without goiscsid a session's transport comes from its host's driver, as
+// stock reads it (proc_name without "iscsi_").
+func TestHostTransport(t *testing.T) {
+	root := t.TempDir()
+	for host, driver := range map[int]string{1: "iscsi_tcp\n", 2: "iscsi_iser\n"} {
+		dir := filepath.Join(root, "class", "scsi_host", "host"+strconv.Itoa(host))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "proc_name"), []byte(driver), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for host, want := range map[int]string{1: "tcp", 2: "iser", 3: "tcp"} {
+		if got := hostTransport(root, host); got != want {
+			t.Errorf("host%d: %q, want %q", host, got, want)
 		}
 	}
 }
