@@ -466,10 +466,11 @@ func (d *daemon) list(showSecrets, brief bool) *mgmt.Response {
 }
 
 func (d *daemon) stats(ctx context.Context, sid uint32) *mgmt.Response {
-	if _, e := d.session(sid); e != nil {
+	ds, e := d.session(sid)
+	if e != nil {
 		return &mgmt.Response{Error: e}
 	}
-	st, err := d.nl.GetStats(ctx, sid, 0)
+	st, err := ds.k.Stats(ctx)
 	if err != nil {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Internal, "kernel statistics of session %d: %v", sid, err)}
 	}

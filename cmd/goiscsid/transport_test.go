@@ -76,6 +76,11 @@ func TestLoginPicksTheIfaceTransport(t *testing.T) {
 			if resp.Session.Transport != tc.shown {
 				t.Errorf("session transport %q, want %q", resp.Session.Transport, tc.shown)
 			}
+			// Statistics go through the session's transport too: the
+			// kernel runs the handle's get_stats on the connection.
+			if r := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpStats, SID: resp.Session.SID}); r.Error != nil || r.Stats == nil {
+				t.Fatalf("stats: %v", r.Error)
+			}
 			want := nlinktest.Handle
 			if tc.transport == "iser" {
 				want = nlinktest.ISERHandle
