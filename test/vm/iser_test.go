@@ -87,6 +87,9 @@ func TestVMISER(t *testing.T) {
 		if p1 := string(cmd(who + "_p1").Bytes("stdout")); !strings.Contains(p1, "Iface Transport: iser") {
 			t.Errorf("%s -P 1:\n%s", who, p1)
 		}
+		if r := cmd(who + "_stats"); r["rc"] != "0" || !strings.Contains(string(r.Bytes("stdout")), "iSCSI SNMP") {
+			t.Errorf("%s -m session -s: %s", who, show(r))
+		}
 		if r := cmd(who + "_logout"); r["rc"] != "0" {
 			t.Errorf("%s logout: %s", who, show(r))
 		}

@@ -94,6 +94,9 @@ for WHO in ${INITIATORS:-stock goiscsi}; do
 		hdrdgst "$(cat /sys/class/iscsi_connection/connection$SID:0/header_digest 2>/dev/null)"
 	step ${WHO}_p1 $ADM -m session -P 1
 	step ${WHO}_p2 $ADM -m session -P 2
+	# The kernel's statistics of an iSER connection (GET_STATS through
+	# ib_iser's handle: iscsi_tcp's would run its code on iser's data).
+	step ${WHO}_stats $ADM -m session -r $SID -s
 	dd_verify "$(lun_block $SID 0)" "${DD_MIB:-32}" "$(lio_lun_file $IQN 0)"
 	emit dd_who who $WHO phase login
 	# 3. Recovery: the target drops the session (its TPG disabled, which
