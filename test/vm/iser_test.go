@@ -17,7 +17,9 @@ import (
 // iscsi_iser, -P 1 "Iface Transport: iser", no TCP connection to :3260,
 // the same data segment lengths), write and read back 32 MiB identical,
 // recover after the target dropped the session (TPG disabled for 3 s) over a
-// new endpoint with 8 MiB read back identical, and log out.
+// new endpoint with 8 MiB read back identical, and log out, leaving no target
+// session and no kernel endpoint. goiscsid killed and started again takes the
+// iSER session over (listing, statistics, 4 MiB read back, the logout).
 func TestVMISER(t *testing.T) {
 	res := boot(t, "iser", nil)
 	cmds := map[string]Record{}
@@ -81,6 +83,9 @@ func TestVMISER(t *testing.T) {
 		if !ok {
 			t.Fatalf("no session record of %s", who)
 		}
+		if strings.TrimSpace(s["endpoints"]) == "" {
+			t.Errorf("%s session: no endpoint in /sys/class/iscsi_endpoint (the check after logout would prove nothing)", who)
+		}
 		if s["tcp"] != "" || s["proc_name"] != "iscsi_iser" {
 			t.Errorf("%s session: TCP %q, host driver %q (want none, iscsi_iser)", who, s["tcp"], s["proc_name"])
 		}
@@ -105,9 +110,20 @@ func TestVMISER(t *testing.T) {
 		}
 		t.Logf("%s recovery over iSER: logged in %s ms after the target came back", r["who"], r["ms"])
 	}
+	if p1 := string(cmd("goiscsi_takeover_p1").Bytes("stdout")); !strings.Contains(p1, "Iface Transport: iser") || !strings.Contains(p1, "LOGGED IN") {
+		t.Errorf("goiscsi -P 1 after goiscsid's restart:\n%s", p1)
+	}
+	if r := cmd("goiscsi_takeover_stats"); r["rc"] != "0" {
+		t.Errorf("goiscsi -s after goiscsid's restart: %s", show(r))
+	}
+	for _, r := range res.Find("after_logout") {
+		if strings.TrimSpace(r["target_sessions"]) != "" || strings.TrimSpace(r["endpoints"]) != "" {
+			t.Errorf("%s logout left target sessions %q, kernel endpoints %q", r["who"], r["target_sessions"], r["endpoints"])
+		}
+	}
 	dds, whos := res.Find("dd"), res.Find("dd_who")
-	if len(dds) != 4 || len(whos) != 4 {
-		t.Fatalf("%d dd records, want two per initiator (login, recovery)", len(dds))
+	if len(dds) != 5 || len(whos) != 5 {
+		t.Fatalf("%d dd records, want login and recovery of each initiator and goiscsi's takeover", len(dds))
 	}
 	for i, d := range dds {
 		if d["want"] != d["got"] || d["want"] != d["target"] {

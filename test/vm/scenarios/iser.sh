@@ -12,7 +12,9 @@
 #    written and read back identical;
 # 3. recovery: the target's TPG disabled (its sessions dropped) and enabled
 #    3 s later: the session logs in again over a new endpoint, 8 MiB read back
-#    identical; logout.
+#    identical; goiscsi only: goiscsid killed and started again takes the
+#    session over, 4 MiB read back; logout, after which the target has no
+#    session and the kernel no endpoint left.
 #
 # Env: INITIATORS, DD_MIB (32).
 IQN=iqn.2003-01.org.example:iser
@@ -91,7 +93,8 @@ for WHO in ${INITIATORS:-stock goiscsi}; do
 		proc_name "$(cat /sys/class/scsi_host/$HOST/proc_name 2>/dev/null)" \
 		mrdsl "$(cat /sys/class/iscsi_connection/connection$SID:0/max_recv_dlength 2>/dev/null)" \
 		mxdsl "$(cat /sys/class/iscsi_connection/connection$SID:0/max_xmit_dlength 2>/dev/null)" \
-		hdrdgst "$(cat /sys/class/iscsi_connection/connection$SID:0/header_digest 2>/dev/null)"
+		hdrdgst "$(cat /sys/class/iscsi_connection/connection$SID:0/header_digest 2>/dev/null)" \
+		endpoints "$(ls /sys/class/iscsi_endpoint 2>/dev/null | tr '\n' ' ')"
 	step ${WHO}_p1 $ADM -m session -P 1
 	step ${WHO}_p2 $ADM -m session -P 2
 	# The kernel's statistics of an iSER connection (GET_STATS through
@@ -117,9 +120,27 @@ for WHO in ${INITIATORS:-stock goiscsi}; do
 		dd_verify "$(lun_block $SID 0)" 8 "$(lio_lun_file $IQN 0)"
 		emit dd_who who $WHO phase recovery
 	fi
+	if [ $WHO = goiscsi ]; then
+		# 4. Takeover: goiscsid killed and started again takes the iSER
+		# session over (its requests then carry ib_iser's handle), I/O
+		# goes on, and the logout below is the new daemon's.
+		kill -KILL "$GOISCSID_PID"
+		wait "$GOISCSID_PID" 2>/dev/null
+		GOISCSID_PID=
+		DAEMON_PID=
+		goiscsid_start
+		step goiscsi_takeover_p1 $ADM -m session -P 1
+		step goiscsi_takeover_stats $ADM -m session -r $SID -s
+		dd_verify "$(lun_block $SID 0)" 4 "$(lio_lun_file $IQN 0)"
+		emit dd_who who $WHO phase takeover
+	fi
 	step ${WHO}_logout $ADM -m node -T $IQN -p $PORTAL -I iser --logout
 	no_session() { [ "$(session_count)" = 0 ]; }
 	wait_until 10 no_session || fail "$WHO: session still there 10 s after logout"
+	# What the logout left: the target's sessions, the kernel's endpoints.
+	sleep 1
+	emit after_logout who $WHO target_sessions "$(cat "$(lio_tpg $IQN)/dynamic_sessions" 2>/dev/null | tr '\n' ' ')" \
+		endpoints "$(ls /sys/class/iscsi_endpoint 2>/dev/null | tr '\n' ' ')"
 	stop $WHO rxe
 done
 emit done
