@@ -45,6 +45,18 @@ func Login(ctx context.Context, k *nlink.Conn, rec *conf.Record, initiatorName s
 	}
 	alias, _ := os.Hostname()
 	kn := ksession.Node{Node: n, Alias: alias}
+	switch t := n.Iface.Transport; {
+	case kn.ISER():
+		// Every request of an iSER session must carry ib_iser's handle:
+		// the kernel runs the handle's transport functions on it.
+		info, err := nlink.LoadTransport(sysfs.Root, ksession.TransportISER)
+		if err != nil {
+			return nil, fmt.Errorf("boot: %w", err)
+		}
+		k = k.ForTransport(info.Handle)
+	case t != "" && t != "tcp":
+		return nil, fmt.Errorf("boot: iface %s: iSCSI transport %q is not supported (tcp and iser are)", n.Iface.Name, t)
+	}
 	deadline := time.Now().Add(time.Duration(max(n.LoginRetries, 1)) * max(n.Timeouts.Login, time.Second))
 	var s *ksession.Session
 	for attempt := 1; ; attempt++ {

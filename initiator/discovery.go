@@ -11,6 +11,7 @@ import (
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/iscsierr"
+	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/netif"
 	"github.com/goiscsi/goiscsi/session"
 )
@@ -107,17 +108,30 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 			return nil, iscsierr.Errorf(iscsierr.IDBM, "%v", err)
 		}
 	}
-	// Stock asks once per iface, through that iface's interface and under
-	// its initiator name; ifaces that leave the same way under the same
-	// name would hear the same answer, so they share one discovery.
+	// Stock asks once per iface, through that iface's transport and
+	// interface and under its initiator name; ifaces that leave the same
+	// way under the same name would hear the same answer, so they share
+	// one discovery (an iser iface's way is its own endpoint).
 	type route struct{ netdev, name string }
 	found := map[route][]session.DiscoveredTarget{}
 	src := conf.DiscoverySource{Type: "send_targets", Address: portal.Address, Port: port}
 	var recs []*conf.Record
 	for _, ir := range ifaces {
-		netdev, err := netif.Netdev(c.sysfs(), ir.Iface().Binding())
-		if err != nil {
-			return nil, discoveryError(err)
+		// Over iSER there is no socket here: goiscsid runs the
+		// Discovery session on a kernel endpoint of the iface's.
+		var kiface *conf.Record
+		netdev := ""
+		switch t := ir.Get("iface.transport_name"); t {
+		case "", "tcp":
+			if netdev, err = netif.Netdev(c.sysfs(), ir.Iface().Binding()); err != nil {
+				return nil, discoveryError(err)
+			}
+		case "iser":
+			kiface, netdev = ir, "iser:"+ir.Get("iface.iscsi_ifacename")
+		default:
+			return nil, iscsierr.Errorf(iscsierr.TransCaps,
+				"SendTargets discovery through iface %s: transport %s is not supported by goiscsi, and it does not fall back to TCP",
+				ir.Get("iface.iscsi_ifacename"), t)
 		}
 		name, err := c.ifaceInitiatorName(ir)
 		if err != nil {
@@ -126,8 +140,11 @@ func (c *Client) Discover(ctx context.Context, portal Portal, opts DiscoverOptio
 		r := route{netdev, name}
 		ts, done := found[r]
 		if !done {
-			dial := (&net.Dialer{Control: netif.Control(netdev)}).DialContext
-			if ts, err = c.sendTargets(ctx, drec, Portal{Address: portal.Address, Port: port}, session.DiscoveryConfig{InitiatorName: name, Auth: auth, Dial: dial}, opts.Unreachable); err != nil {
+			dcfg := session.DiscoveryConfig{InitiatorName: name, Auth: auth}
+			if kiface == nil {
+				dcfg.Dial = (&net.Dialer{Control: netif.Control(netdev)}).DialContext
+			}
+			if ts, err = c.sendTargets(ctx, drec, Portal{Address: portal.Address, Port: port}, dcfg, kiface, opts.Unreachable); err != nil {
 				return nil, discoveryError(err)
 			}
 			found[r] = ts
@@ -190,6 +207,29 @@ func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []sessi
 	return recs, nil
 }
 
+// kernelSendTargets is one SendTargets attempt through kiface, run by
+// goiscsid in the kernel. A portal it could not reach comes back as
+// ISCSI_ERR_TRANS (so: try again).
+func (c *Client) kernelSendTargets(ctx context.Context, drec, kiface *conf.Record) ([]session.DiscoveredTarget, error) {
+	keys := drec.Map()
+	for k, v := range kiface.Map() {
+		keys[k] = v
+	}
+	resp, err := c.do(ctx, &mgmt.Request{Op: mgmt.OpDiscover, Record: keys})
+	if err != nil {
+		return nil, err
+	}
+	var found []session.DiscoveredTarget
+	for _, t := range resp.Targets {
+		dt := session.DiscoveredTarget{Name: t.Name}
+		for _, p := range t.Portals {
+			dt.Portals = append(dt.Portals, session.Portal{Address: p.Address, Port: p.Port, TPGT: p.TPGT})
+		}
+		found = append(found, dt)
+	}
+	return found, nil
+}
+
 // discoveryIfaces returns the iface records a discovery binds its records to,
 // as stock's idbm_bind_ifaces_to_nodes chooses them: the ones named; with
 // none named, every tcp iface record of the host but default, and default
@@ -225,17 +265,24 @@ func (c *Client) discoveryIfaces(names []string) ([]*conf.Record, error) {
 // record drec. A portal that cannot be reached is tried again up to
 // discovery.sendtargets.reopen_max times, a second apart, each failure told to
 // unreachable; a target that answers but refuses is not tried again.
-func (c *Client) sendTargets(ctx context.Context, drec *conf.Record, portal Portal, cfg session.DiscoveryConfig, unreachable func(error)) ([]session.DiscoveredTarget, error) {
+func (c *Client) sendTargets(ctx context.Context, drec *conf.Record, portal Portal, cfg session.DiscoveryConfig, kiface *conf.Record, unreachable func(error)) ([]session.DiscoveredTarget, error) {
 	mrdsl, _ := strconv.Atoi(drec.Get("discovery.sendtargets.iscsi.MaxRecvDataSegmentLength"))
 	cfg.MaxRecvDataSegmentLength = uint32(mrdsl)
 	timeout, _ := strconv.Atoi(drec.Get("discovery.sendtargets.timeo.login_timeout"))
 	reopenMax, _ := strconv.Atoi(drec.Get("discovery.sendtargets.reopen_max"))
 	for attempt := 0; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, time.Duration(max(timeout, 5))*time.Second)
-		found, err := session.Discover(actx, portal, cfg)
+		var found []session.DiscoveredTarget
+		var err error
+		if kiface != nil {
+			found, err = c.kernelSendTargets(actx, drec, kiface)
+		} else {
+			found, err = session.Discover(actx, portal, cfg)
+		}
 		cancel()
 		var le *session.LoginError
-		if err == nil || errors.As(err, &le) || ctx.Err() != nil {
+		var ie *iscsierr.Error
+		if err == nil || errors.As(err, &le) || ctx.Err() != nil || (errors.As(err, &ie) && ie.Code != iscsierr.Trans) {
 			return found, err
 		}
 		if unreachable != nil {
@@ -256,8 +303,11 @@ func (c *Client) sendTargets(ctx context.Context, drec *conf.Record, portal Port
 // other initiator error.
 func discoveryError(err error) error {
 	var le *session.LoginError
+	var ie *iscsierr.Error
 	code := iscsierr.PDUTimeout
 	switch {
+	case errors.As(err, &ie) && ie.Code != iscsierr.Trans:
+		code = ie.Code // goiscsid's verdict on a discovery through the kernel
 	case errors.As(err, &le) && le.AuthFailure():
 		code = iscsierr.LoginAuthFailed
 	case errors.As(err, &le) && le.Status.Class == 2:

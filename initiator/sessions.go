@@ -3,8 +3,11 @@ package initiator
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/iscsierr"
@@ -233,7 +236,19 @@ func (c *Client) sysfsSessions() ([]mgmt.Session, error) {
 	for _, s := range all {
 		out = append(out, mgmt.Session{SID: s.SID, HostNo: s.Host, TargetName: s.TargetName, TPGT: s.TPGT,
 			Address: s.Address, Port: s.Port, PersistentAddress: s.PersistentAddress, PersistentPort: s.PersistentPort,
-			Iface: s.Iface, Transport: "tcp", InitiatorName: s.InitiatorName})
+			Iface: s.Iface, Transport: hostTransport(c.sysfs(), s.Host), InitiatorName: s.InitiatorName})
 	}
 	return out, nil
+}
+
+// hostTransport is the iSCSI transport of SCSI host hostNo as stock finds it:
+// the host's driver (proc_name iscsi_tcp, iscsi_iser) without its "iscsi_"
+// prefix; tcp when sysfs does not say.
+func hostTransport(sysfsRoot string, hostNo int) string {
+	b, err := os.ReadFile(filepath.Join(sysfsRoot, "class", "scsi_host", "host"+strconv.Itoa(hostNo), "proc_name"))
+	name := strings.TrimPrefix(strings.TrimSpace(string(b)), "iscsi_")
+	if err != nil || name == "" {
+		return "tcp"
+	}
+	return name
 }

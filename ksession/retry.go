@@ -9,8 +9,8 @@ import (
 )
 
 // Retryable reports whether a failed Establish may succeed when tried again:
-// no answer, a refused connection, a target that is busy. An iface binding
-// that cannot be honoured, a kernel that
+// no answer, a refused connection (an iSER endpoint's included), a target
+// that is busy. An iface binding that cannot be honoured, a kernel that
 // refused a request, a broken protocol, a failed authentication or a
 // negotiation that found no acceptable value fail the same way again.
 func Retryable(err error) bool {
@@ -19,6 +19,12 @@ func Retryable(err error) bool {
 		return le.Retryable()
 	}
 	var ke *nlink.KernelError
+	if errors.As(err, &ke) && (ke.Op == nlink.EPConnect || ke.Op == nlink.EPPoll) {
+		// An endpoint that cannot connect (no RDMA device on the route
+		// yet, a portal down) is a connection failure, which open-iscsi
+		// retries, not a refusal of the kernel's state.
+		return true
+	}
 	var pe *session.ProtocolError
 	var ae *session.AuthError
 	var ne *session.NegotiationError

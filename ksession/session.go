@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -38,7 +39,7 @@ type Node struct {
 // fill in ISID, TSIH, CID, ITT and the sequence numbers.
 func (n *Node) LoginConfig() session.LoginConfig {
 	return session.LoginConfig{InitiatorName: n.InitiatorName, InitiatorAlias: n.Alias, TargetName: n.Target,
-		Auth: n.Auth, Operational: n.Operational}
+		Auth: n.Auth, Operational: n.Operational, RDMA: n.ISER()}
 }
 
 // Hooks are the daemon's callbacks for what happens to a running session. They
@@ -85,8 +86,10 @@ type Session struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu      sync.Mutex
-	sock    net.Conn
+	mu sync.Mutex
+	// sock is the connection's transport side: a TCP socket (net.Conn)
+	// or an iSER endpoint (endpoint.go).
+	sock    io.Closer
 	bound   bool
 	result  *session.LoginResult
 	state   State
@@ -158,13 +161,13 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 	loginCtx, cancel := withTimeout(ctx, n.Timeouts.Login)
 	defer cancel()
 	t0 := time.Now()
-	sock, err := s.connect(loginCtx, n.portal())
+	sock, err := s.open(loginCtx, n.portal())
 	if err != nil {
 		return nil, err
 	}
 	s.timed(&s.times.Connect, t0)
 	t0 = time.Now()
-	sid, host, err := k.CreateSession(loginCtx, 0, n.CmdsMax, n.QueueDepth)
+	sid, host, err := s.createSession(loginCtx, sock)
 	if err != nil {
 		sock.Close()
 		return nil, fmt.Errorf("create kernel session: %w", err)
@@ -302,7 +305,8 @@ func (s *Session) Ping(ctx context.Context) (time.Duration, error) {
 // ErrNoSocket is WithSocket's error when this process holds no socket of a
 // logged-in connection: it is being replaced (recovery) or logged out, the
 // session is gone, or it was adopted from a previous daemon, whose socket
-// only the kernel still holds.
+// only the kernel still holds, or it runs over iSER, whose connection is
+// the kernel's.
 var ErrNoSocket = errors.New("the connection has no socket in this process")
 
 // WithSocket runs f with the file descriptor of the logged-in connection's
@@ -316,6 +320,9 @@ func (s *Session) WithSocket(f func(fd int) error) error {
 	defer s.mu.Unlock()
 	if s.sock == nil || s.state != LoggedIn {
 		return ErrNoSocket
+	}
+	if _, ep := s.sock.(*endpoint); ep {
+		return ErrNoSocket // the kernel's RDMA connection
 	}
 	sc, ok := s.sock.(syscall.Conn)
 	if !ok {
@@ -383,7 +390,7 @@ const maxRedirects = 8
 // redirection (temporary or permanent, RFC 7143 §11.13.5) is followed on a new
 // connection to the address it names; the next login starts at the node's
 // portal again. tsih is 0 for a new session and for reinstatement.
-func (s *Session) loginConn(ctx context.Context, sock net.Conn, tsih uint16) error {
+func (s *Session) loginConn(ctx context.Context, sock io.Closer, tsih uint16) error {
 	cfg := s.node.LoginConfig()
 	cfg.ISID, cfg.TSIH, cfg.CID, cfg.ITT, cfg.CmdSN = s.ISID, tsih, 0, 0, 0
 	// The kernel writes its own CmdSN and ITT into every PDU; the ExpStatSN of
@@ -432,7 +439,7 @@ func (s *Session) loginConn(ctx context.Context, sock net.Conn, tsih uint16) err
 		s.unbind(ctx)
 		s.dropStaleEvents(ctx)
 		t0 = time.Now()
-		if sock, err = s.connect(ctx, addr); err != nil {
+		if sock, err = s.open(ctx, addr); err != nil {
 			return err
 		}
 		s.timed(&s.times.Connect, t0)
@@ -456,7 +463,10 @@ func (s *Session) start(ctx context.Context, res *session.LoginResult) error {
 // bind hands sock's file descriptor to the kernel. The kernel looks the number up
 // in this process's descriptor table, so sock stays open (and referenced) until
 // the connection is stopped.
-func (s *Session) bind(ctx context.Context, sock net.Conn) error {
+func (s *Session) bind(ctx context.Context, sock io.Closer) error {
+	if ep, ok := sock.(*endpoint); ok {
+		return s.bindEndpoint(ctx, ep)
+	}
 	sc, ok := sock.(syscall.Conn)
 	if !ok {
 		sock.Close()
@@ -485,6 +495,7 @@ func (s *Session) bind(ctx context.Context, sock net.Conn) error {
 // and its queued I/O stay) and closes the socket.
 func (s *Session) unbind(ctx context.Context) {
 	sock, bound := s.takeSocket()
+	sock = disconnectFirst(sock)
 	if bound {
 		if err := s.k.StopConn(ctx, s.SID, 0, nlink.StopRecover); err != nil {
 			s.log.Warn("stop kernel connection", "flag", nlink.StopRecover, "err", err)
@@ -497,7 +508,7 @@ func (s *Session) unbind(ctx context.Context) {
 
 // takeSocket returns the connection's socket and whether the kernel has it
 // bound, and forgets both: whoever takes them stops and closes them.
-func (s *Session) takeSocket() (sock net.Conn, bound bool) {
+func (s *Session) takeSocket() (sock io.Closer, bound bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sock, bound = s.sock, s.bound
@@ -635,6 +646,7 @@ func (s *Session) setNegotiated(ctx context.Context, r *session.LoginResult) err
 // A deadline could end the wait and leave the session in the kernel.
 func (s *Session) destroy(ctx context.Context, haveConn bool) error {
 	sock, bound := s.takeSocket()
+	sock = disconnectFirst(sock)
 	conn := nlink.NoConn
 	switch {
 	case bound:
@@ -889,7 +901,7 @@ func (s *Session) relogin(ctx context.Context) (time.Duration, error) {
 
 // reconnect is a relogin's connection and login, begun at t0.
 func (s *Session) reconnect(ctx context.Context, t0 time.Time) error {
-	sock, err := s.connect(ctx, s.node.portal())
+	sock, err := s.open(ctx, s.node.portal())
 	if err != nil {
 		return err
 	}

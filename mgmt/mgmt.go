@@ -66,7 +66,29 @@ const (
 	// falling behind (its last Event is then EventLost). Added within
 	// protocol version 1: a daemon without it answers InvalidMgmtReq.
 	OpEvents Op = "events"
+	// OpDiscover runs one SendTargets discovery attempt through an iface
+	// whose transport makes its connections in the kernel (iser): there
+	// is no socket for goiscsiadm to talk over, so the daemon runs a
+	// kernel Discovery session. Record holds the discovery record's keys
+	// (discovery.sendtargets.address, .port, .auth.*, .timeo.*, .iscsi.*)
+	// and the iface's (iface.*); the response carries Targets. A portal
+	// that could not be reached fails with code 4 (ISCSI_ERR_TRANS), which
+	// the caller may try again.
+	OpDiscover Op = "discover"
 )
+
+// DiscoveredTarget is a target an OpDiscover found, with its portals.
+type DiscoveredTarget struct {
+	Name    string             `json:"name"`
+	Portals []DiscoveredPortal `json:"portals"`
+}
+
+// DiscoveredPortal is one TargetAddress of a DiscoveredTarget.
+type DiscoveredPortal struct {
+	Address string `json:"address"`
+	Port    int    `json:"port"`
+	TPGT    int    `json:"tpgt"`
+}
 
 // EventKind names what happened in an Event.
 type EventKind string
@@ -121,7 +143,7 @@ type Request struct {
 	Op      Op  `json:"op"`
 	// Record is the node record to log in to, as open-iscsi key = value
 	// pairs (node.name, node.conn[0].address, node.session.auth.*, ...), for
-	// OpLogin.
+	// OpLogin; the discovery and iface records' pairs for OpDiscover.
 	Record map[string]string `json:"record,omitempty"`
 	// SID selects a session for OpLogout, OpStats, OpScan, OpRemoveLUN and
 	// OpHealth.
@@ -167,6 +189,8 @@ type Response struct {
 	Health []health.Snapshot `json:"health,omitempty"`
 	// Event is one event of an OpEvents stream.
 	Event *Event `json:"event,omitempty"`
+	// Targets is OpDiscover's answer.
+	Targets []DiscoveredTarget `json:"targets,omitempty"`
 }
 
 // RemovalError is the error of a LUN removal that did not finish, nil for one

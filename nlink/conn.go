@@ -60,16 +60,34 @@ func (e *KernelError) Error() string {
 	if e.Op == SetHostParam {
 		return fmt.Sprintf("kernel refused %v %v: %v", e.Op, e.HostParam, e.Errno)
 	}
+	if e.Op == EPConnect || e.Op == EPPoll || e.Op == EPDisconnect {
+		// An endpoint belongs to no session yet.
+		return fmt.Sprintf("kernel refused %v: %v", e.Op, e.Errno)
+	}
 	return fmt.Sprintf("kernel refused %v for session %d connection %d: %v", e.Op, e.SID, e.CID, e.Errno)
 }
 
 // Unwrap returns the errno, so errors.Is(err, unix.ENOSYS) works.
 func (e *KernelError) Unwrap() error { return e.Errno }
 
-// Conn is the daemon's connection to the kernel's iSCSI transport.
+// Conn is the daemon's connection to one of the kernel's iSCSI transports:
+// every request it sends carries that transport's handle. Conns of other
+// transports (iSER beside iscsi_tcp) are views of one Conn ([Conn.ForTransport]):
+// one pair of sockets, one request queue and one event reader for all of them,
+// because the kernel serialises every transport's requests behind one mutex
+// anyway and multicasts every session's events to the same group, and session
+// numbers are unique across transports.
 type Conn struct {
-	t      Transport
+	*core
+	// handle is the kernel transport's handle every request carries: the
+	// kernel calls that transport's functions for it, so an iSER session's
+	// requests must never carry iscsi_tcp's.
 	handle uint64
+}
+
+// core is what the views of one Conn share.
+type core struct {
+	t      Transport
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -94,15 +112,24 @@ func New(t Transport, handle uint64, log *slog.Logger) *Conn {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &Conn{
-		t: t, handle: handle, log: log, cancel: cancel, done: make(chan struct{}),
+	c := &Conn{core: &core{
+		t: t, log: log, cancel: cancel, done: make(chan struct{}),
 		jobs: make(chan *job, queueLength), served: make(chan struct{}),
 		subs: map[uint32][]*Subscription{}, stats: map[[2]uint32]chan *Stats{},
-	}
+	}, handle: handle}
 	go c.readEvents(ctx)
 	go c.serve(ctx)
 	return c
 }
+
+// ForTransport returns a Conn for the kernel transport whose handle is handle
+// (from [ReadTransport]) that shares c's sockets, queue and event reader:
+// requests through it carry handle, events reach its subscriptions as c's do.
+// Closing either closes both.
+func (c *Conn) ForTransport(handle uint64) *Conn { return &Conn{core: c.core, handle: handle} }
+
+// Handle is the kernel transport handle c's requests carry.
+func (c *Conn) Handle() uint64 { return c.handle }
 
 // Close stops event delivery and closes the transport.
 func (c *Conn) Close() error {

@@ -273,19 +273,11 @@ type DialOptions struct {
 }
 
 // Dial opens the kernel's iSCSI netlink interface for the software TCP
-// transport, loading iscsi_tcp if its sysfs class is missing. It needs root.
+// transport (or opts.Transport), loading its module if its sysfs class is
+// missing. It needs root. Conns of other transports are ForTransport views of
+// it, with the handle LoadTransport reads.
 func Dial(opts DialOptions) (*Conn, error) {
-	info, err := ReadTransport(opts.SysfsRoot, opts.Transport)
-	if errors.Is(err, os.ErrNotExist) {
-		module := "iscsi_tcp"
-		if opts.Transport != "" && opts.Transport != "tcp" {
-			module = opts.Transport
-		}
-		if out, merr := exec.Command("modprobe", module).CombinedOutput(); merr != nil {
-			return nil, fmt.Errorf("%w; modprobe %s: %v %s", err, module, merr, strings.TrimSpace(string(out)))
-		}
-		info, err = ReadTransport(opts.SysfsRoot, opts.Transport)
-	}
+	info, err := LoadTransport(opts.SysfsRoot, opts.Transport)
 	if err != nil {
 		return nil, err
 	}
@@ -298,6 +290,33 @@ func Dial(opts DialOptions) (*Conn, error) {
 		return nil, err
 	}
 	return New(t, info.Handle, opts.Logger), nil
+}
+
+// TransportModule is the kernel module of an iSCSI transport: the transports
+// are named tcp and iser, their modules iscsi_tcp and ib_iser.
+func TransportModule(name string) string {
+	switch name {
+	case "", "tcp":
+		return "iscsi_tcp"
+	case "iser":
+		return "ib_iser"
+	}
+	return name
+}
+
+// LoadTransport reads transport name's handle and capabilities, loading its
+// module (modprobe) first when its sysfs class is missing, as iscsid does at
+// a login through it.
+func LoadTransport(sysfsRoot, name string) (TransportInfo, error) {
+	info, err := ReadTransport(sysfsRoot, name)
+	if errors.Is(err, os.ErrNotExist) {
+		module := TransportModule(name)
+		if out, merr := exec.Command("modprobe", module).CombinedOutput(); merr != nil {
+			return info, fmt.Errorf("%w; modprobe %s: %v %s", err, module, merr, strings.TrimSpace(string(out)))
+		}
+		info, err = ReadTransport(sysfsRoot, name)
+	}
+	return info, err
 }
 
 // TransportInfo describes a kernel iSCSI transport.
@@ -324,7 +343,7 @@ func ReadTransport(sysfsRoot, name string) (TransportInfo, error) {
 			return "", fmt.Errorf("nlink: reading %s needs root (CAP_SYS_ADMIN): %w", filepath.Join(dir, file), err)
 		}
 		if err != nil {
-			return "", fmt.Errorf("nlink: iSCSI transport %q not in the kernel (is iscsi_tcp loaded?): %w", name, err)
+			return "", fmt.Errorf("nlink: iSCSI transport %q not in the kernel (is %s loaded?): %w", name, TransportModule(name), err)
 		}
 		return strings.TrimSpace(string(b)), nil
 	}

@@ -22,6 +22,16 @@ const (
 	UnbindSession  MessageType = 27
 )
 
+// Endpoint requests: transports whose connection the kernel makes itself
+// (iSER: an RDMA connection through rdma_cm) have userspace ask for an
+// endpoint and bind its handle where iscsi_tcp binds a socket.
+const (
+	EPConnect          MessageType = 22
+	EPPoll             MessageType = 23
+	EPDisconnect       MessageType = 24
+	CreateBoundSession MessageType = 28
+)
+
 // Kernel events.
 const (
 	EventRecvPDU        MessageType = 101
@@ -45,8 +55,9 @@ var messageNames = map[MessageType]string{
 	CreateSession: "CREATE_SESSION", DestroySession: "DESTROY_SESSION", CreateConn: "CREATE_CONN",
 	DestroyConn: "DESTROY_CONN", BindConn: "BIND_CONN", SetParam: "SET_PARAM", StartConn: "START_CONN",
 	StopConn: "STOP_CONN", SendPDU: "SEND_PDU", GetStats: "GET_STATS", SetHostParam: "SET_HOST_PARAM",
-	UnbindSession: "UNBIND_SESSION",
-	EventRecvPDU:  "RECV_PDU", EventConnError: "CONN_ERROR", EventIfError: "IF_ERROR",
+	UnbindSession: "UNBIND_SESSION", EPConnect: "TRANSPORT_EP_CONNECT", EPPoll: "TRANSPORT_EP_POLL",
+	EPDisconnect: "TRANSPORT_EP_DISCONNECT", CreateBoundSession: "CREATE_BOUND_SESSION",
+	EventRecvPDU: "RECV_PDU", EventConnError: "CONN_ERROR", EventIfError: "IF_ERROR",
 	EventDestroySession: "DESTROY_SESSION event", EventUnbindSession: "UNBIND_SESSION event",
 	EventCreateSession: "CREATE_SESSION event", EventConnLoginState: "CONN_LOGIN_STATE",
 	EventHostEvent: "HOST_EVENT", EventsLost: "events lost",

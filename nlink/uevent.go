@@ -3,6 +3,7 @@ package nlink
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"syscall"
 
 	"github.com/goiscsi/goiscsi/pdu"
@@ -33,9 +34,18 @@ type Request struct {
 	InitialCmdSN uint32
 	CmdsMax      uint16
 	QueueDepth   uint16
-	// BindConn: the TCP socket's file descriptor in the sender's process.
+	// BindConn: transport_eph, the TCP socket's file descriptor in the
+	// sender's process, or the handle of an endpoint (EPConnect's reply).
 	FD      uint64
 	Leading bool
+	// CreateBoundSession, EPPoll and EPDisconnect: the endpoint's handle.
+	EP uint64
+	// EPConnect: the portal, and whether the kernel may return before the
+	// connection is up (EPPoll then says when it is).
+	Addr        netip.AddrPort
+	NonBlocking bool
+	// EPPoll: how long the kernel waits for the endpoint to come up.
+	TimeoutMS uint32
 	// SetParam and SetHostParam. Value goes to the kernel as a NUL-terminated
 	// string.
 	Param Param
@@ -62,6 +72,10 @@ func (r *Request) String() string {
 		return fmt.Sprintf("%v host=%d %v=%q", r.Type, r.HostNo, r.HostParam, r.Value)
 	case SendPDU:
 		return fmt.Sprintf("%v sid=%d cid=%d %v", r.Type, r.SID, r.CID, r.PDU.Header.Opcode())
+	case EPConnect:
+		return fmt.Sprintf("%v %v non_blocking=%v", r.Type, r.Addr, r.NonBlocking)
+	case EPPoll, EPDisconnect, CreateBoundSession:
+		return fmt.Sprintf("%v ep=%#x", r.Type, r.EP)
 	}
 	return fmt.Sprintf("%v sid=%d cid=%d", r.Type, r.SID, r.CID)
 }
@@ -104,6 +118,11 @@ func (r *Request) MarshalBinary() ([]byte, error) {
 		ne.PutUint32(u[0:], r.SID)
 		ne.PutUint32(u[4:], r.CID)
 		ne.PutUint32(u[16:], uint32(r.Flag))
+	case CreateBoundSession, EPConnect, EPPoll, EPDisconnect:
+		var err error
+		if b, err = r.marshalEndpoint(b); err != nil {
+			return nil, err
+		}
 	case SendPDU:
 		if r.PDU == nil {
 			return nil, fmt.Errorf("nlink: SEND_PDU without a PDU")
@@ -168,6 +187,8 @@ func (r *Request) UnmarshalBinary(b []byte) error {
 		r.Value = v
 	case StopConn:
 		r.SID, r.CID, r.Flag = ne.Uint32(u[0:]), ne.Uint32(u[4:]), StopFlag(ne.Uint32(u[16:]))
+	case CreateBoundSession, EPConnect, EPPoll, EPDisconnect:
+		return r.unmarshalEndpoint(u, payload)
 	case SendPDU:
 		r.SID, r.CID = ne.Uint32(u[0:]), ne.Uint32(u[4:])
 		hdr, data := int(ne.Uint32(u[8:])), int(ne.Uint32(u[12:]))
@@ -200,6 +221,11 @@ type Reply struct {
 	SID    uint32
 	CID    uint32
 	HostNo uint32
+	// EP is EPConnect's endpoint handle.
+	EP uint64
+	// Connected is EPPoll's answer: the endpoint is up (retcode 1; 0 is
+	// not yet, a negative retcode an error in Errno).
+	Connected bool
 }
 
 // MarshalBinary encodes a reply as the kernel sends it.
@@ -210,12 +236,20 @@ func (r *Reply) MarshalBinary() ([]byte, error) {
 	switch r.Type {
 	case EventIfError:
 		ne.PutUint32(b[offIfError:], uint32(-int32(r.Errno)))
-	case CreateSession:
+	case CreateSession, CreateBoundSession:
 		ne.PutUint32(rr[0:], r.SID)
 		ne.PutUint32(rr[4:], r.HostNo)
 	case CreateConn:
 		ne.PutUint32(rr[0:], r.SID)
 		ne.PutUint32(rr[4:], r.CID)
+	case EPConnect:
+		ne.PutUint64(rr[0:], r.EP)
+	case EPPoll:
+		v := uint32(-int32(r.Errno))
+		if r.Errno == 0 && r.Connected {
+			v = 1
+		}
+		ne.PutUint32(rr[0:], v)
 	default:
 		ne.PutUint32(rr[0:], uint32(-int32(r.Errno)))
 	}
@@ -235,10 +269,20 @@ func (r *Reply) UnmarshalBinary(b []byte) error {
 		if r.Errno == 0 {
 			r.Errno = syscall.EIO
 		}
-	case CreateSession:
+	case CreateSession, CreateBoundSession:
 		r.SID, r.HostNo = ne.Uint32(rr[0:]), ne.Uint32(rr[4:])
 	case CreateConn:
 		r.SID, r.CID = ne.Uint32(rr[0:]), ne.Uint32(rr[4:])
+	case EPConnect:
+		r.EP = ne.Uint64(rr[0:])
+	case EPPoll:
+		// A retcode, not an errno: 1 is up, 0 not yet, below 0 failed.
+		switch rc := int32(ne.Uint32(rr[0:])); {
+		case rc > 0:
+			r.Connected = true
+		case rc < 0:
+			r.Errno = errno(uint32(rc))
+		}
 	default:
 		r.Errno = errno(ne.Uint32(rr[0:]))
 	}

@@ -59,6 +59,9 @@ type LoginConfig struct {
 	Auth      Auth
 	// Operational holds the operational values to propose.
 	Operational Operational
+	// RDMA is a login over iSER (RFC 7145): a Normal session negotiates
+	// RDMAExtensions and the iSER data segment lengths (iser.go).
+	RDMA bool
 }
 
 // MD5Only returns a copy of c that offers CHAP with MD5 alone, for the retry
@@ -128,6 +131,9 @@ func (e *ProtocolError) Error() string { return "login protocol error: " + e.Rea
 func Login(ctx context.Context, t Transport, cfg LoginConfig) (*LoginResult, error) {
 	l := &login{t: t, cfg: cfg, stage: pdu.SecurityNegotiation, expStatSN: cfg.ExpStatSN}
 	wishes := cfg.Operational.wishes()
+	if cfg.RDMA && !cfg.Discovery {
+		cfg.Operational.rdmaWishes(wishes)
+	}
 	switch {
 	case cfg.Auth.Method == AuthCHAP && cfg.Auth.mutual():
 		wishes["AuthMethod"] = "CHAP"
@@ -269,8 +275,11 @@ func (l *login) security(ctx context.Context) ([]pdu.KeyValue, error) {
 // its first request carries answers left from the security stage.
 func (l *login) operational(ctx context.Context, answers []pdu.KeyValue) error {
 	keys := operationalKeys
-	if l.cfg.Discovery {
+	switch {
+	case l.cfg.Discovery:
 		keys = discoveryKeys
+	case l.cfg.RDMA:
+		keys = rdmaKeys
 	}
 	kvs := append(answers, l.neg.Propose(keys...)...)
 	for {
@@ -418,6 +427,11 @@ func (l *login) finish() (*LoginResult, error) {
 		return nil, &ProtocolError{Reason: "final login response carries no TSIH"}
 	}
 	p := params(l.neg, l.cfg.Operational)
+	if l.cfg.RDMA && !l.cfg.Discovery {
+		if err := rdmaParams(l.neg, l.cfg.Operational, &p); err != nil {
+			return nil, err
+		}
+	}
 	if p.FirstBurstLength > p.MaxBurstLength && !p.InitialR2T {
 		return nil, &ProtocolError{Reason: fmt.Sprintf("negotiated FirstBurstLength %d exceeds MaxBurstLength %d", p.FirstBurstLength, p.MaxBurstLength)}
 	}

@@ -86,7 +86,12 @@ func (e *env) printDiscovered(c *Command, recs []*conf.Record) iscsierr.Code {
 // reportUnreachable says why a portal could not be reached, in stock's words.
 func (e *env) reportUnreachable(host string, err error) {
 	var errno syscall.Errno
+	var ie *iscsierr.Error
 	switch {
+	case errors.As(err, &ie) && ie.Code == iscsierr.Trans:
+		// An attempt goiscsid ran through the kernel (iSER): stock's
+		// iscsiadm words its own kernel attempt so.
+		e.errorf("Connection to discovery portal %s failed: %s", host, iscsierr.Trans)
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
 		e.errorf("connect to %s timed out", host)
 	case errors.As(err, &errno):

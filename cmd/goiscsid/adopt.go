@@ -81,7 +81,14 @@ func (d *daemon) adopt(find func(target, address string, port int, iface string)
 			// wrong Time2Wait: say so, and go on with the session.
 			d.log.Warn("negotiated values of a running session", "sid", sid, "err", err)
 		}
-		ds.k = ksession.Adopt(d.nl, n, sid, host, adoptedResult(neg, cn), d.hooks(ds), d.log)
+		// An iSER session's requests (recovery, logout) must carry the
+		// iser transport's handle.
+		nl, err := d.kernelFor(n)
+		if err != nil {
+			d.log.Error("cannot take over session", "sid", sid, "err", err)
+			continue
+		}
+		ds.k = ksession.Adopt(nl, n, sid, host, adoptedResult(neg, cn), d.hooks(ds), d.log)
 		d.mu.Lock()
 		d.sessions[sid] = ds
 		d.mu.Unlock()

@@ -45,6 +45,9 @@ type daemon struct {
 	// dial opens TCP connections; nil means a net.Dialer (tests use it to
 	// count or fail connections).
 	dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// transports are the Conns of the kernel transports other than
+	// iscsi_tcp's d.nl (transport.go).
+	transports transports
 
 	// block flushes, removes maps and deletes devices for LUN
 	// removals; nil means the host's (tests use a fake).
@@ -194,6 +197,8 @@ func (d *daemon) ServeMgmt(ctx context.Context, req *mgmt.Request) *mgmt.Respons
 		return d.removeLUN(ctx, req)
 	case mgmt.OpHealth:
 		return d.healthRequest(ctx, req)
+	case mgmt.OpDiscover:
+		return d.discover(ctx, req.Record)
 	case mgmt.OpStop:
 		if d.stop == nil {
 			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.InvalidMgmtReq, "this goiscsid cannot be stopped by request")}
@@ -339,7 +344,12 @@ func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.
 		if deadline.IsZero() {
 			deadline = time.Now().Add(time.Duration(max(retries, 1)) * max(n.Timeouts.Login, time.Second))
 		}
-		k, err := ksession.Establish(ctx, d.nl, n, hooks, log)
+		nl, err := d.kernelFor(n)
+		if err != nil {
+			d.end()
+			return nil, err
+		}
+		k, err := ksession.Establish(ctx, nl, n, hooks, log)
 		d.end()
 		if err == nil || !ksession.Retryable(err) || time.Now().Add(time.Second).After(deadline) {
 			return k, err
@@ -358,7 +368,10 @@ func loginError(err error) *iscsierr.Error {
 	var le *session.LoginError
 	var ae *session.AuthError
 	var be *netif.BindError
+	var ie *iscsierr.Error
 	switch {
+	case errors.As(err, &ie):
+		return ie // the daemon's own verdict (a transport it cannot drive)
 	case errors.As(err, &be):
 		// Stock's code after its connect retries (8), at once.
 		return iscsierr.Errorf(iscsierr.TransTimeout, "%v", err)
@@ -368,7 +381,8 @@ func loginError(err error) *iscsierr.Error {
 		return iscsierr.Errorf(iscsierr.FatalLogin, "%v", err)
 	case errors.As(err, &le):
 		return iscsierr.Errorf(iscsierr.FatalLogin, "iSCSI login failed: %v", err)
-	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH),
+		errors.Is(err, ksession.ErrEndpointDown):
 		return iscsierr.Errorf(iscsierr.TransTimeout, "connection timed out: %v", err)
 	}
 	var ke *nlink.KernelError
@@ -485,10 +499,11 @@ func (d *daemon) list(showSecrets, brief bool) *mgmt.Response {
 }
 
 func (d *daemon) stats(ctx context.Context, sid uint32) *mgmt.Response {
-	if _, e := d.session(sid); e != nil {
+	ds, e := d.session(sid)
+	if e != nil {
 		return &mgmt.Response{Error: e}
 	}
-	st, err := d.nl.GetStats(ctx, sid, 0)
+	st, err := ds.k.Stats(ctx)
 	if err != nil {
 		return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.Internal, "kernel statistics of session %d: %v", sid, err)}
 	}
@@ -637,7 +652,7 @@ func (d *daemon) info(ds *daemonSession, showSecrets bool) mgmt.Session {
 	s := mgmt.Session{
 		SID: int(ds.k.SID), HostNo: int(ds.k.Host), TargetName: n.Target, TargetAlias: p.TargetAlias,
 		TPGT: n.TPGT, Address: n.Address, Port: n.Port, PersistentAddress: n.Address, PersistentPort: n.Port,
-		Iface: n.Iface.Name, Transport: "tcp", InitiatorName: n.InitiatorName,
+		Iface: n.Iface.Name, Transport: transportName(n.Iface.Transport), InitiatorName: n.InitiatorName,
 		ConnState: state.ConnState(), InternalState: state.InternalState(), ScanPolicy: ds.scanPolicy().String(),
 		HeldLUNs: d.heldLUNs(ds),
 		Timeouts: mgmt.Timeouts{Recovery: n.Timeouts.Replacement, TargetReset: n.Timeouts.TgtReset,

@@ -204,7 +204,7 @@ func (d *daemon) sample(ctx context.Context, ds *daemonSession) time.Time {
 		d.log.Debug("health: TCP_INFO", "sid", ds.k.SID, "err", err)
 	}
 	gctx, cancel := context.WithTimeout(ctx, sampleTimeout)
-	st, err := d.nl.GetStats(gctx, ds.k.SID, 0)
+	st, err := ds.k.Stats(gctx)
 	cancel()
 	if err == nil {
 		is := iscsiStatsOf(st)

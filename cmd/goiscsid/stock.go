@@ -30,10 +30,11 @@ func (d *daemon) ServeStock(ctx context.Context, req *stockipc.Request) *stockip
 	case stockipc.CmdSessionLogout:
 		return &stockipc.Response{Err: codeOf(d.logout(ctx, uint32(req.SID)).Error)}
 	case stockipc.CmdSessionStats:
-		if _, e := d.session(uint32(req.SID)); e != nil {
+		ds, e := d.session(uint32(req.SID))
+		if e != nil {
 			return &stockipc.Response{Err: e.Code}
 		}
-		st, err := d.nl.GetStats(ctx, uint32(req.SID), 0)
+		st, err := ds.k.Stats(ctx)
 		if err != nil {
 			log.Warn("kernel statistics", "sid", req.SID, "err", err)
 			return &stockipc.Response{Err: iscsierr.Internal}

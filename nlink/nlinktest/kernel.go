@@ -11,7 +11,8 @@
 // kernel refuses, with the kernel's errno. [Kernel.Command] runs SCSI commands
 // on a started connection as the SCSI midlayer has iscsi_tcp do, checking the
 // target's answers as libiscsi does, and the kernel pings a quiet target when
-// recv_tmo and ping_tmo are set.
+// recv_tmo and ping_tmo are set. A second transport, iSER ([ISERHandle]),
+// connects endpoints itself (endpoint.go).
 package nlinktest
 
 import (
@@ -50,6 +51,10 @@ type Kernel struct {
 	lost     chan struct{}
 	closed   chan struct{}
 	wg       sync.WaitGroup
+	// The iSER transport's endpoints (endpoint.go).
+	eps         map[uint64]*endpoint
+	nextEP      uint64
+	unreachable bool
 }
 
 type session struct {
@@ -62,6 +67,8 @@ type session struct {
 	state      string // LOGGED_IN, FAILED, FREE
 	unbound    bool
 	loggingOut bool
+	// iser: made by CREATE_BOUND_SESSION; its requests carry ISERHandle.
+	iser bool
 }
 
 type conn struct {
@@ -82,6 +89,8 @@ type conn struct {
 	nextTask uint32
 	lastRecv time.Time // when the last PDU arrived
 	pingSent time.Time // when the outstanding ping went out; zero when none
+	// ep is the iSER endpoint bound to the connection.
+	ep *endpoint
 }
 
 // New returns a fake kernel; Close it when done.
@@ -221,6 +230,11 @@ func (k *Kernel) Close() error {
 			}
 		}
 	}
+	for _, ep := range k.eps {
+		if ep.sock != nil {
+			ep.sock.Close()
+		}
+	}
 	k.mu.Unlock()
 	k.wg.Wait()
 	return nil
@@ -287,7 +301,7 @@ func (k *Kernel) request(msg []byte) []byte {
 	if err := r.UnmarshalBinary(msg); err != nil {
 		return errReply(syscall.EINVAL)
 	}
-	if r.Handle != Handle {
+	if r.Handle != Handle && r.Handle != ISERHandle {
 		return errReply(syscall.EINVAL)
 	}
 	k.mu.Lock()
@@ -324,6 +338,12 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		return &nlink.Reply{Type: r.Type, Errno: errno}, nil
 	}
 	ok := &nlink.Reply{Type: r.Type}
+	if reply, events, handled := k.handleEndpoint(r); handled {
+		return reply, events
+	}
+	if r.Type == nlink.CreateSession && r.Handle == ISERHandle {
+		return fail(syscall.EINVAL) // ib_iser: "no ep"
+	}
 	if r.Type == nlink.CreateSession {
 		s := &session{sid: k.nextSID, host: k.nextHost, cmdSN: r.InitialCmdSN,
 			params: map[nlink.Param]string{}, conns: map[uint32]*conn{}, state: "FREE"}
@@ -351,6 +371,10 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		if r.Type == nlink.GetStats || r.Type == nlink.CreateConn {
 			return fail(syscall.EEXIST)
 		}
+		return fail(syscall.EINVAL)
+	}
+	if s.iser != (r.Handle == ISERHandle) {
+		// The kernel would run the wrong transport's code on it.
 		return fail(syscall.EINVAL)
 	}
 	c := s.conns[r.CID]
@@ -385,9 +409,17 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		if c.sock != nil && !c.stopped {
 			return retcode(syscall.EEXIST)
 		}
-		sock, err := takeSocket(int(r.FD))
-		if err != nil {
-			return retcode(errnoOf(err))
+		var sock net.Conn
+		if s.iser {
+			var errno syscall.Errno
+			if sock, errno = k.bindEndpoint(c, r.FD); errno != 0 {
+				return retcode(errno)
+			}
+		} else {
+			var err error
+			if sock, err = takeSocket(int(r.FD)); err != nil {
+				return retcode(errnoOf(err))
+			}
 		}
 		c.sock, c.stopped, c.started, c.failed = sock, false, false, false
 		c.w = pdu.NewWriter(sock)
@@ -438,6 +470,12 @@ func (k *Kernel) handle(r *nlink.Request) (*nlink.Reply, []nlink.Event) {
 		}
 		c.stopped, c.started = true, false
 		failTasksLocked(c, errors.New("nlinktest: connection stopped"))
+		if c.ep != nil && r.Flag != nlink.StopTerminate {
+			// The kernel disconnects a bound endpoint itself when the
+			// connection stops for recovery; its handle is gone.
+			delete(k.eps, c.ep.handle)
+			c.ep = nil
+		}
 		if r.Flag == nlink.StopRecover {
 			s.state = "FAILED"
 		} else {

@@ -17,9 +17,10 @@ const InitiatorName = "iqn.2026-11.dev.goiscsi:initiator"
 
 // stockBinaries are the ELF programs copied from the extracted packages, with every
 // library they need. iproute2's ip makes veth pairs and network namespaces, which
-// busybox's cannot.
+// busybox's cannot; rdma makes the soft-RoCE device of the iser scenario.
 var stockBinaries = []string{"/sbin/iscsid", "/sbin/iscsiadm", "/sbin/iscsi-iname", "/sbin/tc", "/bin/ss", "/bin/ip",
-	"/sbin/multipath", "/sbin/multipathd", "/sbin/dmsetup", "/usr/sbin/isnsd", "/usr/sbin/isnsadm"}
+	"/sbin/multipath", "/sbin/multipathd", "/sbin/dmsetup", "/usr/sbin/isnsd", "/usr/sbin/isnsadm",
+	"/usr/bin/rdma"}
 
 // pluginGlobs are shared objects programs load with dlopen, which ELF headers do not
 // name: multipath's path checkers and prioritizers, and libgcc_s, which glibc loads

@@ -20,7 +20,7 @@ import (
 // starts producing something different, so old caches are rebuilt rather than misread.
 // Each version has a directory of its own: checkouts of different versions on one
 // machine share the cache without rebuilding it under each other's running VMs.
-const prepVersion = "goiscsi-vm-prep-10"
+const prepVersion = "goiscsi-vm-prep-11"
 
 // rootPackages are the Debian packages whose files the guest needs, besides the
 // kernel image and the libraries they link against (found by following Depends).
@@ -40,7 +40,8 @@ var Modules = []struct {
 }{
 	{"crc32c_generic", true}, // LIO's login fails without a crc32c implementation
 	{"crc32c-intel", true},
-	{"iscsi_tcp", true}, // pulls libiscsi_tcp, libiscsi, scsi_transport_iscsi
+	{"crc32_generic", false}, // rdma_rxe's ICRC: without it "failed to init crc32 algorithm"
+	{"iscsi_tcp", true},      // pulls libiscsi_tcp, libiscsi, scsi_transport_iscsi
 	{"sd_mod", true},
 	{"target_core_mod", true},
 	{"target_core_file", true},
@@ -57,6 +58,19 @@ var Modules = []struct {
 	// LIO (load before the sessions' devices appear: handlers attach at scan).
 	{"dm_service_time", false},
 	{"scsi_dh_alua", false},
+	// iSER over soft-RoCE (the iser scenario): the RDMA core, the connection
+	// managers, rdma_rxe (an RDMA device on any netdev, made with
+	// `rdma link add`), the initiator's ib_iser and LIO's ib_isert. Not at
+	// boot: an iSER transport class changes what other scenarios see.
+	{"ib_core", false},
+	{"ib_uverbs", false},
+	{"ib_cm", false},
+	{"iw_cm", false},
+	{"rdma_cm", false},
+	{"rdma_ucm", false},
+	{"rdma_rxe", false},
+	{"ib_iser", false},
+	{"ib_isert", false},
 }
 
 // Assets is a prepared kernel and the invariant part of the initramfs.

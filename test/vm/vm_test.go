@@ -91,7 +91,10 @@ var longScenarios = map[string]time.Duration{"drops": 2 * time.Hour, "seed": tim
 	// its login timeout.
 	"paths": 12 * time.Minute,
 	// 32 targets' logins four times, and the dead records' retries.
-	"storm": 10 * time.Minute}
+	"storm": 10 * time.Minute,
+	// Two initiators, each waiting out two login timeouts without an RDMA
+	// device, and 32 MiB over soft-RoCE under TCG.
+	"iser": 20 * time.Minute}
 
 // boot runs one scenario with the guest's goiscsi binaries, logs its records and
 // fails the test with the console's tail if it did not pass.
