@@ -33,6 +33,13 @@ type Node struct {
 	// SysfsRoot is where sysfs is mounted, for the interface of an
 	// iface.hwaddress; empty means /sys.
 	SysfsRoot string
+	// Admit, when set, is called once the connection to the portal is up
+	// and before the kernel is asked for a session; Establish waits for it
+	// and calls the release it returns when it returns itself. A daemon
+	// bounds with it the logins the kernel works on at once without
+	// counting those still waiting on the network (a portal that never
+	// answers holds no place for its login timeout).
+	Admit func(ctx context.Context) (release func(), err error)
 }
 
 // LoginConfig is what a login of the node sends; Establish and the relogins
@@ -166,6 +173,14 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 		return nil, err
 	}
 	s.timed(&s.times.Connect, t0)
+	if n.Admit != nil {
+		release, err := n.Admit(loginCtx)
+		if err != nil {
+			sock.Close()
+			return nil, err
+		}
+		defer release()
+	}
 	t0 = time.Now()
 	sid, host, err := s.createSession(loginCtx, sock)
 	if err != nil {

@@ -346,3 +346,36 @@ func TestEstablishBindsIface(t *testing.T) {
 		t.Fatalf("%d kernel sessions left", n)
 	}
 }
+
+// Admit is asked once the portal answered and before the kernel is, and its
+// release comes when Establish returns; a refusal leaves nothing behind.
+func TestEstablishAdmit(t *testing.T) {
+	_, portals := startTarget(t)
+	k := nlinktest.New()
+	defer k.Close()
+	n := node(t, kIQN, portals[kIQN])
+	var asked, released int
+	n.Admit = func(ctx context.Context) (func(), error) {
+		asked++
+		if r := len(k.Requests()); r != 0 {
+			t.Errorf("Admit asked after %d kernel requests, want before any", r)
+		}
+		return func() { released++ }, nil
+	}
+	s, err := ksession.Establish(context.Background(), k.Conn(), n, ksession.Hooks{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if asked != 1 || released != 1 {
+		t.Errorf("Admit asked %d times, released %d; want once each", asked, released)
+	}
+	s.Logout(context.Background())
+
+	n.Admit = func(ctx context.Context) (func(), error) { return nil, context.DeadlineExceeded }
+	if _, err := ksession.Establish(context.Background(), k.Conn(), n, ksession.Hooks{}, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("refused admission: %v", err)
+	}
+	if len(k.Sessions()) != 0 {
+		t.Errorf("kernel sessions left: %v", k.Sessions())
+	}
+}

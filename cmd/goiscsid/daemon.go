@@ -67,9 +67,10 @@ type daemon struct {
 	// stop ends the daemon (mgmt.OpStop); nil when it cannot be asked to.
 	stop func()
 
-	// inFlight holds a token for each login attempt and logout under way
-	// (see maxInFlight).
-	inFlight chan struct{}
+	// inFlight holds a token for each login in the kernel's hands and
+	// each logout (see maxInFlight); connecting one for each login
+	// attempt (see maxConnecting).
+	inFlight, connecting chan struct{}
 	// health is the per-session health settings (health.go); nil: defaults.
 	health *healthMonitor
 
@@ -147,12 +148,21 @@ func (s *daemonSession) scanPolicy() scan.Policy {
 	return s.policy
 }
 
-// maxInFlight bounds the logins and logouts under way at once. The kernel does
-// the iSCSI work of one request at a time, creating and destroying a session
-// being the slowest (70-100 ms each under TCG, measured), so in a storm of
-// hundreds the later ones would wait there for tens of seconds with their login
-// or logout timeouts running, and fail. 32 at once keep the kernel busy while the others' PDUs and
-// TCP handshakes cross the network, yet each waits for at most 31 others.
+// maxConnecting bounds the login attempts under way at once, connecting or
+// logging in: enough that a storm's silent portals (each holding its place for
+// a login timeout) leave room, few enough that no target sees hundreds of
+// SYNs at once and a connected login waits for the kernel (maxInFlight) a few
+// seconds at most, well within the login timeout a target allows before the
+// first PDU.
+const maxConnecting = 128
+
+// maxInFlight bounds the logins past their connect and the logouts under way
+// at once. The kernel does the iSCSI work of one request at a time, creating
+// and destroying a session being the slowest (70-100 ms each under TCG,
+// measured), so in a storm of hundreds the later ones would wait there for
+// tens of seconds with their login or logout timeouts running, and fail. 32 at
+// once keep the kernel busy while the others' login PDUs cross the network,
+// yet each waits for at most 31 others.
 const maxInFlight = 32
 
 // begin waits for one of the maxInFlight places; end gives it back.
@@ -169,7 +179,7 @@ func (d *daemon) end() { <-d.inFlight }
 
 func newDaemon(nl *nlink.Conn, sysfs scan.Sysfs, initiatorName, alias string, cfg *conf.Config, log *slog.Logger) *daemon {
 	return &daemon{nl: nl, sysfs: sysfs, initiatorName: initiatorName, alias: alias, cfg: cfg,
-		inFlight: make(chan struct{}, maxInFlight), holds: &scan.Holds{},
+		inFlight: make(chan struct{}, maxInFlight), connecting: make(chan struct{}, maxConnecting), holds: &scan.Holds{},
 		log: log, sessions: map[uint32]*daemonSession{}, logins: map[string]int{}}
 }
 
@@ -333,24 +343,34 @@ func (d *daemon) hooks(ds *daemonSession) ksession.Hooks {
 // connection refused, a target busy) for initial_login_retry_max login timeouts,
 // as open-iscsi does.
 //
-// At most maxInFlight attempts and logouts run at once; the others wait their
-// turn before their login timeout starts.
+// At most maxConnecting attempts connect at once and the others wait their
+// turn before their login timeout starts; of those connected, at most
+// maxInFlight (with the logouts) have the kernel's attention, so a portal
+// that never answers holds a place only among the connecting.
 func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.Hooks, retries int, log *slog.Logger) (*ksession.Session, error) {
-	var deadline time.Time
-	for attempt := 1; ; attempt++ {
+	n.Admit = func(ctx context.Context) (func(), error) {
 		if err := d.begin(ctx); err != nil {
 			return nil, err
+		}
+		return d.end, nil
+	}
+	var deadline time.Time
+	for attempt := 1; ; attempt++ {
+		select {
+		case d.connecting <- struct{}{}:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for a turn to connect: %w", ctx.Err())
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(time.Duration(max(retries, 1)) * max(n.Timeouts.Login, time.Second))
 		}
 		nl, err := d.kernelFor(n)
 		if err != nil {
-			d.end()
+			<-d.connecting
 			return nil, err
 		}
 		k, err := ksession.Establish(ctx, nl, n, hooks, log)
-		d.end()
+		<-d.connecting
 		if err == nil || !ksession.Retryable(err) || time.Now().Add(time.Second).After(deadline) {
 			return k, err
 		}

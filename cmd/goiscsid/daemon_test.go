@@ -591,9 +591,10 @@ func TestStopRequest(t *testing.T) {
 	}
 }
 
-// TestLoginsUnderWayAreBounded starts more logins than maxInFlight at once:
-// no more than maxInFlight of them connect at the same time, and every one
-// gets its answer. It runs in a synctest bubble, whose Wait returns once
+// TestLoginsUnderWayAreBounded starts more logins than maxConnecting at once:
+// no more than maxConnecting of them connect at the same time (far more than
+// the maxInFlight the kernel works on: a portal that does not answer holds no
+// place there), and every one gets its answer. It runs in a synctest bubble, whose Wait returns once
 // every login is connecting or waiting for its turn.
 func TestLoginsUnderWayAreBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -613,7 +614,7 @@ func TestLoginsUnderWayAreBounded(t *testing.T) {
 			return nil, &session.ProtocolError{Reason: "test: no connection"}
 		}
 		var wg sync.WaitGroup
-		for i := range maxInFlight + 8 {
+		for i := range maxConnecting + 8 {
 			rec := map[string]string{"node.name": testIQN, "node.conn[0].address": "127.0.0.1",
 				"node.conn[0].port": strconv.Itoa(20000 + i)} // a node of its own
 			wg.Go(func() {
@@ -624,8 +625,8 @@ func TestLoginsUnderWayAreBounded(t *testing.T) {
 		}
 		synctest.Wait()
 		mu.Lock()
-		if active != maxInFlight || most != maxInFlight {
-			t.Errorf("%d logins connecting, at most %d at once; want %d", active, most, maxInFlight)
+		if active != maxConnecting || most != maxConnecting {
+			t.Errorf("%d logins connecting, at most %d at once; want %d", active, most, maxConnecting)
 		}
 		mu.Unlock()
 		close(release)
