@@ -29,8 +29,9 @@ func comparable(b []byte) string {
 // session's writes leave through its own NIC only, also for an iface logging
 // in to the portal behind the other NIC (the binding beats the route);
 // nr_sessions 2 makes two sessions, -r SID -o new a third, -r SID -u ends
-// exactly that one, -W returns before the sessions exist; an iface bound only
-// by IP address is refused with stock's exit codes (11 discovery, 8 login); a
+// exactly that one, nr_sessions 4 four; -W returns before the sessions exist;
+// an iface bound only by IP address is refused with stock's exit codes (11
+// discovery, 8 login); a
 // multipathd map over the two NICs' sessions survives one NIC going down during
 // a 64 MiB write (data identical) and uses both paths once it is back; an
 // IPv6 portal discovers, logs in and carries data. Every listing and message
@@ -40,7 +41,8 @@ func TestVMPaths(t *testing.T) {
 	cmd := cmdOf(t, res)
 	same := []string{"iface_a", "iface_a_bind", "iface_b", "iface_b_bind", "discovery", "nodes", "discovery_all", "rt", "noop_int", "noop_tmo", "logout_ab",
 		"login_aa", "login_bb", "login_ab", "p1", "logout_paths", "delete_nodes", "delete_a", "delete_b",
-		"nr_new", "nr_set", "nr_login", "nr_session", "nr_again", "nr_add", "nr_one", "nr_logout", "nowait", "nowait_logout",
+		"nr_new", "nr_set", "nr_login", "nr_session", "nr_again", "nr_add", "nr_one", "nr_logout",
+		"nr4_set", "nr4_login", "nr4_logout", "nr2_set", "nowait", "nowait_logout",
 		"ip_iface", "ip_bind", "ip_new", "ip_timeout", "ip_retry", "ip_delete_node", "ip_delete",
 		"v6_discovery", "v6_login", "v6_p1", "v6_logout"}
 	for _, name := range same {
@@ -99,7 +101,7 @@ func TestVMPaths(t *testing.T) {
 		t.Errorf("%d multipath records, want one per initiator", len(mp))
 	}
 	for _, r := range res.Find("sessions") {
-		want := map[string]string{"added": "3", "one_out": "2", "node_out": "0", "by_ip": "0", "end": "0"}[r["phase"]]
+		want := map[string]string{"added": "3", "one_out": "2", "node_out": "0", "four": "4", "by_ip": "0", "end": "0"}[r["phase"]]
 		if r["count"] != want || (r["phase"] == "one_out" && r["gone"] != "yes") {
 			t.Errorf("%s after %s: %s sessions (the one logged out gone: %s), want %s", r["who"], r["phase"], r["count"], r["gone"], want)
 		}

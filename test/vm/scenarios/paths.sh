@@ -9,7 +9,7 @@
 #   portal B, and eth-a to portal B (the binding must beat the route); the
 #   connections in ss, and each session's write counted on the veths;
 # - nr_sessions 2 to one portal, -m session -r SID -o new (a third), -r SID -u
-#   (exactly that one), the node's logout (the rest); -W;
+#   (exactly that one), the node's logout (the rest); nr_sessions 4; -W;
 # - an iface bound only by iface.ipaddress: discovery and login refused;
 # - IPv6: LIO on [::1]:3260, discovery, login, data, -P 1, logout.
 T=iqn.2003-01.org.example:paths
@@ -147,6 +147,11 @@ run_as() {
 	emit sessions who "$WHO" phase one_out count "$(session_count)" gone "$([ -d /sys/class/iscsi_session/session$_ra_sid ] && echo no || echo yes)"
 	cmd_record "${WHO}_nr_logout" $ADM -m node -T $TN -p 127.0.0.1 --logout
 	emit sessions who "$WHO" phase node_out count "$(session_count)"
+	cmd_record "${WHO}_nr4_set" $ADM -m node -T $TN -p 127.0.0.1 -o update -n node.session.nr_sessions -v 4
+	cmd_record "${WHO}_nr4_login" $ADM -m node -T $TN -p 127.0.0.1 --login
+	emit sessions who "$WHO" phase four count "$(session_count)"
+	cmd_record "${WHO}_nr4_logout" $ADM -m node -T $TN -p 127.0.0.1 --logout
+	cmd_record "${WHO}_nr2_set" $ADM -m node -T $TN -p 127.0.0.1 -o update -n node.session.nr_sessions -v 2
 	cmd_record "${WHO}_nowait" $ADM -m node -T $TN -p 127.0.0.1 --login -W
 	_ra_t0=$(now_us)
 	# Logged in as the initiator's own listing says (goiscsid lists a
