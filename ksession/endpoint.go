@@ -183,15 +183,7 @@ func (s *Session) createSession(ctx context.Context, sock io.Closer) (sid, host 
 
 // bindEndpoint binds ep to the kernel connection, as bind does a socket.
 func (s *Session) bindEndpoint(ctx context.Context, ep *endpoint) error {
-	err := s.k.BindEndpoint(ctx, s.SID, 0, ep.handle, true)
-	s.mu.Lock()
-	s.sock = ep
-	s.bound = err == nil
-	s.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("bind connection to the kernel: %w", err)
-	}
-	return nil
+	return s.keep(ep, s.k.BindEndpoint(ctx, s.SID, 0, ep.handle, true))
 }
 
 // disconnectFirst disconnects sock when it is an iSER endpoint, ahead of

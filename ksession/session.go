@@ -496,6 +496,13 @@ func (s *Session) bind(ctx context.Context, sock io.Closer) error {
 	if err := raw.Control(func(fd uintptr) { bindErr = s.k.BindConn(ctx, s.SID, 0, int(fd), true) }); err != nil {
 		bindErr = err
 	}
+	return s.keep(sock, bindErr)
+}
+
+// keep makes sock the connection's transport side, bound to the kernel's
+// connection unless bindErr says the binding failed (the socket is kept
+// either way, for whoever tears the connection down to close).
+func (s *Session) keep(sock io.Closer, bindErr error) error {
 	s.mu.Lock()
 	s.sock = sock
 	s.bound = bindErr == nil

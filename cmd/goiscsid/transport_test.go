@@ -15,6 +15,22 @@ import (
 	"github.com/goiscsi/goiscsi/test/target"
 )
 
+// iserFixture is a daemon on a fake kernel with an iSER transport (its class
+// in sysfs when loaded; every endpoint failing when unreach) and a target
+// that takes iSER's login keys.
+func iserFixture(t *testing.T, loaded, unreach bool) *fixture {
+	t.Helper()
+	p := target.DefaultParams()
+	p["RDMAExtensions"] = "Yes"
+	f := newFixtureWith(t, []target.TargetConfig{{
+		Name: testIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
+		LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}}, Params: p,
+	}}, nil, slog.New(slog.DiscardHandler))
+	fakeISER(f, loaded)
+	f.kernel.Unreachable(unreach)
+	return f
+}
+
 // fakeISER makes f's daemon find the fake kernel's iser transport.
 func fakeISER(f *fixture, loaded bool) {
 	f.d.transports.load = func(_, name string) (nlink.TransportInfo, error) {
@@ -42,14 +58,7 @@ func TestLoginPicksTheIfaceTransport(t *testing.T) {
 		{"offload transport", "bnx2i", true, false, iscsierr.TransNotFound, "not supported", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := target.DefaultParams()
-			p["RDMAExtensions"] = "Yes"
-			f := newFixtureWith(t, []target.TargetConfig{{
-				Name: testIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
-				LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}}, Params: p,
-			}}, nil, slog.New(slog.DiscardHandler))
-			fakeISER(f, tc.loaded)
-			f.kernel.Unreachable(tc.unreach)
+			f := iserFixture(t, tc.loaded, tc.unreach)
 			rec := map[string]string{"iface.iscsi_ifacename": tc.transport, "iface.transport_name": tc.transport,
 				"node.session.initial_login_retry_max": "1", "node.conn[0].timeo.login_timeout": "1"}
 			for k, v := range f.rec {
@@ -115,14 +124,7 @@ func TestDiscoverOverISER(t *testing.T) {
 		{"tcp", "tcp", false, iscsierr.Inval},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := target.DefaultParams()
-			p["RDMAExtensions"] = "Yes"
-			f := newFixtureWith(t, []target.TargetConfig{{
-				Name: testIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
-				LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}}, Params: p,
-			}}, nil, slog.New(slog.DiscardHandler))
-			fakeISER(f, true)
-			f.kernel.Unreachable(tc.unreach)
+			f := iserFixture(t, true, tc.unreach)
 			keys := map[string]string{"discovery.sendtargets.address": f.rec["node.conn[0].address"],
 				"discovery.sendtargets.port": f.rec["node.conn[0].port"], "discovery.sendtargets.timeo.login_timeout": "2",
 				"iface.iscsi_ifacename": tc.transport, "iface.transport_name": tc.transport}
