@@ -34,7 +34,8 @@ func comparable(b []byte) string {
 // discovery, 8 login); a
 // multipathd map over the two NICs' sessions survives one NIC going down during
 // a 64 MiB write (data identical) and uses both paths once it is back; an
-// IPv6 portal discovers, logs in and carries data. Every listing and message
+// IPv6 portal discovers, logs in and carries data. All of it also with stock's
+// iscsiadm talking to goiscsid. Every listing and message
 // equals stock's but for the SIDs.
 func TestVMPaths(t *testing.T) {
 	res := boot(t, "paths", nil)
@@ -46,13 +47,16 @@ func TestVMPaths(t *testing.T) {
 		"ip_iface", "ip_bind", "ip_new", "ip_timeout", "ip_retry", "ip_delete_node", "ip_delete",
 		"v6_discovery", "v6_login", "v6_p1", "v6_logout"}
 	for _, name := range same {
-		s, g := cmd("stock_"+name), cmd("goiscsi_"+name)
-		if s["rc"] != g["rc"] || comparable(s.Bytes("stdout")) != comparable(g.Bytes("stdout")) || comparable(s.Bytes("stderr")) != comparable(g.Bytes("stderr")) {
-			t.Errorf("%s: stock exit %s\n%s%s\ngoiscsi exit %s\n%s%s", name, s["rc"], s.Bytes("stdout"), s.Bytes("stderr"),
-				g["rc"], g.Bytes("stdout"), g.Bytes("stderr"))
+		s := cmd("stock_" + name)
+		for _, other := range []string{"goiscsi", "stockadm"} {
+			g := cmd(other + "_" + name)
+			if s["rc"] != g["rc"] || comparable(s.Bytes("stdout")) != comparable(g.Bytes("stdout")) || comparable(s.Bytes("stderr")) != comparable(g.Bytes("stderr")) {
+				t.Errorf("%s: stock exit %s\n%s%s\n%s exit %s\n%s%s", name, s["rc"], s.Bytes("stdout"), s.Bytes("stderr"),
+					other, g["rc"], g.Bytes("stdout"), g.Bytes("stderr"))
+			}
 		}
 	}
-	for _, who := range []string{"stock", "goiscsi"} {
+	for _, who := range []string{"stock", "goiscsi", "stockadm"} {
 		for name, rc := range map[string]string{"discovery": "0", "login_aa": "0", "login_bb": "0", "login_ab": "0",
 			"nr_login": "0", "nr_again": "15", "nr_add": "0", "nr_one": "0", "nowait": "0", "v6_login": "0",
 			"ip_discovery": "11", "ip_login": "8"} {
@@ -85,8 +89,8 @@ func TestVMPaths(t *testing.T) {
 			t.Errorf("%s %s: 8 MiB written, vethA sent %d bytes, vethB %d", r["who"], r["path"], a, b)
 		}
 	}
-	if n := len(res.Find("traffic")); n != 6 {
-		t.Errorf("%d traffic records, want 3 per initiator", n)
+	if n := len(res.Find("traffic")); n != 9 {
+		t.Errorf("%d traffic records, want 3 per run", n)
 	}
 	mp := res.Find("multipath")
 	for _, r := range mp {
@@ -97,8 +101,8 @@ func TestVMPaths(t *testing.T) {
 		t.Logf("%s: vethA down %s ms into the write, write done after %s ms with %s active path(s); both paths active %s ms after vethA came back",
 			r["who"], r["down_ms"], r["write_ms"], r["active_after_write"], r["back_ms"])
 	}
-	if len(mp) != 2 {
-		t.Errorf("%d multipath records, want one per initiator", len(mp))
+	if len(mp) != 3 {
+		t.Errorf("%d multipath records, want one per run", len(mp))
 	}
 	for _, r := range res.Find("sessions") {
 		want := map[string]string{"added": "3", "one_out": "2", "node_out": "0", "four": "4", "by_ip": "0", "end": "0"}[r["phase"]]

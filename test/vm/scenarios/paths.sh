@@ -1,7 +1,7 @@
 # Paths (issue 25): sessions bound to NICs, several sessions per node, -W,
 # an iface bound by IP address alone, IPv6. In one boot, stock (iscsid,
-# iscsiadm) then goiscsi (goiscsid, goiscsiadm), each on an empty node
-# database, the same commands:
+# iscsiadm), goiscsi (goiscsid, goiscsiadm), then stock's iscsiadm with
+# goiscsid ("stockadm"), each on an empty node database, the same commands:
 # - two NICs: veth pairs vethA 10.1.0.1 <-> 10.1.0.2 and vethB 10.2.0.1 <->
 #   10.2.0.2 into a network namespace where LIO listens on both (vm-recipe.md);
 #   iface eth-a bound by net_ifacename to vethA, eth-b by hwaddress to vethB;
@@ -194,6 +194,12 @@ mv /etc/iscsi/nodes /etc/iscsi/send_targets /etc/iscsi/ifaces /tmp/stock-db/
 
 goiscsid_start
 ADM=$GOISCSIADM WHO=goiscsi
+run_as
+rm -rf /etc/iscsi/nodes /etc/iscsi/send_targets /etc/iscsi/ifaces
+# Stock's iscsiadm with goiscsid as its daemon, as consumers that run or ship
+# open-iscsi's iscsiadm get it on a host with goiscsi: the iface binding, the
+# several sessions and -W arrive through stock's own IPC.
+ADM=$STOCK_ISCSIADM WHO=stockadm
 run_as
 goiscsid_stop
 emit_file goiscsid_log /tmp/goiscsid.log
