@@ -138,8 +138,9 @@ func benchTable(res *Result, env map[string]string) (string, error) {
 			f, env["MANY_LUNS"], m, 100*(mm-fm)/fm)
 	}
 	if big := res.First("big"); big != nil {
-		fmt.Fprintf(&b, "\ngoiscsi, %s targets at once: -L all %.0f ms, every block device %.0f ms, -U all %.0f ms, daemon RSS %s kB.\n",
-			big["targets"], big.Float("login_all_ms"), big.Float("devices_ms"), big.Float("logout_all_ms"), big["rss_kb"])
+		fmt.Fprintf(&b, "\ngoiscsi, %s targets at once: -L all %.0f ms, every block device %.0f ms, -m session %.0f ms, -P 3 %.0f ms, -U all %.0f ms, daemon RSS %s kB.\n",
+			big["targets"], big.Float("login_all_ms"), big.Float("devices_ms"), big.Float("session_ms"), big.Float("p3_ms"),
+			big.Float("logout_all_ms"), big["rss_kb"])
 	}
 	return b.String(), nil
 }

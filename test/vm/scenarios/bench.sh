@@ -253,11 +253,20 @@ if [ "$BIG" -gt "$N" ]; then
 	devices=$(ms_since $t0)
 	kb=$(rss_kb $DAEMON_PID)
 	t0=$(now_us)
+	run_capture big_session $ADM -m session
+	session_ms=$(ms_since $t0)
+	[ "$CAP_RC" = 0 ] && [ "$(wc -l <$CAP_OUT)" = "$BIG" ] || fail "$BIG targets: -m session exit $CAP_RC, $(wc -l <$CAP_OUT) lines"
+	t0=$(now_us)
+	run_capture big_p3 $ADM -m session -P 3
+	p3_ms=$(ms_since $t0)
+	[ "$CAP_RC" = 0 ] || fail "$BIG targets: -m session -P 3 exit $CAP_RC"
+	t0=$(now_us)
 	run_capture big_logout $ADM -m node -U all
 	logout_all=$(ms_since $t0)
 	[ "$CAP_RC" = 0 ] || fail "$BIG targets: -U all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
 	wait_until 300 none || fail "$BIG targets: -U all left $(session_count) sessions"
-	emit big targets "$BIG" login_all_ms "$login_all" devices_ms "$devices" logout_all_ms "$logout_all" rss_kb "$kb"
+	emit big targets "$BIG" login_all_ms "$login_all" devices_ms "$devices" logout_all_ms "$logout_all" rss_kb "$kb" \
+		session_ms "$session_ms" p3_ms "$p3_ms"
 	stop
 	emit_file goiscsid-big.log /tmp/goiscsid.log
 fi
