@@ -156,14 +156,12 @@ func SendTargets(ctx context.Context, t Transport, res *LoginResult, itt uint32,
 		expStatSN = resp.StatSN + 1
 		res.StatSN = resp.StatSN
 		text = append(text, in.Data...)
-		if resp.Final {
-			if resp.TTT != pdu.ReservedTag {
-				return nil, &ProtocolError{Reason: "final Text Response with a target transfer tag"}
-			}
+		// The answer is complete at the Final bit or at a PDU without a
+		// target transfer tag, whichever comes, as open-iscsi reads it:
+		// LIO ends an answer longer than one PDU (a thousand targets)
+		// with Final set and its transfer tag still in the PDU.
+		if resp.Final || resp.TTT == pdu.ReservedTag {
 			break
-		}
-		if resp.TTT == pdu.ReservedTag {
-			return nil, &ProtocolError{Reason: "non-final Text Response without a target transfer tag"}
 		}
 		ttt, data = resp.TTT, nil
 	}

@@ -70,7 +70,7 @@ start() {
 	else
 		initiator_start
 	fi
-	$ADM -m discovery -t st -p $P >/dev/null || fail "$1: discovery"
+	$ADM -m discovery -t st -p $P >/dev/null 2>/tmp/discovery.err || fail "$1: discovery: $(tail -n 3 /tmp/discovery.err)"
 	[ "$DELAY" != 0 ] && netem delay "$DELAY"
 }
 
