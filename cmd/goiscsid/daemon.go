@@ -497,7 +497,7 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 	d.mu.Lock()
 	delete(d.sessions, sid)
 	d.mu.Unlock()
-	d.log.Info("logged out", "sid", sid, "target", info.TargetName)
+	d.log.Info("logged out", "sid", sid, "target", info.TargetName, "times", ds.k.LogoutTimes())
 	d.event(mgmt.EventLoggedOut, ds.k, "")
 	return &mgmt.Response{Session: &info}
 }
