@@ -54,7 +54,7 @@ bench:
 # minutes): 64 targets, 3 rounds, 1 LUN against 128, and 256 targets in and out.
 # The table goes to bench-vm.md; BENCH_FILES=DIR keeps goiscsid's logs.
 bench-vm:
-	GOISCSI_BENCH_N=64 GOISCSI_BENCH_ROUNDS=3 GOISCSI_BENCH_MANY_LUNS=128 GOISCSI_BENCH_BIG=256 \
+	GOISCSI_BENCH_N=64 GOISCSI_BENCH_ROUNDS=3 GOISCSI_BENCH_MANY_LUNS=128 GOISCSI_BENCH_BIG='256 1024 4x256' \
 	GOISCSI_BENCH_OUT=$(CURDIR)/bench-vm.md GOISCSI_BENCH_FILES=$(BENCH_FILES) \
 		$(GO) test -count=1 -tags vm -timeout 120m -run 'TestVMBench$$' -v ./test/vm
 
