@@ -15,7 +15,7 @@ import (
 
 // benchDefaults are TestVMBench's quick run (CI): every step of the full run, with
 // fewer targets and rounds. `make bench-vm` runs the full one (64 targets, 3
-// rounds, 128 LUNs, 256 targets); GOISCSI_BENCH_N, _ROUNDS, _LISTINGS, _DELAY,
+// rounds, 128 LUNs, 256, 1024 and 4x256 sessions); GOISCSI_BENCH_N, _ROUNDS, _LISTINGS, _DELAY,
 // _MANY_LUNS, _BIG, _PROFILE and _TRACE change each value.
 var benchDefaults = map[string]string{"N": "16", "ROUNDS": "1", "LISTINGS": "5", "DELAY": "50ms", "MANY_LUNS": "8", "BIG": "32", "PROFILE": "", "TRACE": ""}
 
