@@ -56,3 +56,38 @@ func TestISNSDiscoveryRecord(t *testing.T) {
 		t.Errorf("after deleting the iSNS record: %v", ds)
 	}
 }
+
+// isns.address and isns.port, which iscsid read until 2.0-872 and no stock
+// since reads, are accepted silently as stock accepts them, set nothing in
+// the records made from the file, and do not hide a misspelling of them.
+func TestISNSConfigKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		warnings   []string
+	}{
+		{"address and port", "isns.address = 192.168.0.1\nisns.port = 3205\n", nil},
+		{"a port that is no number", "isns.port = three\n", nil},
+		{"empty", "isns.address =\n", nil},
+		{"misspelt", "isns.adress = 192.168.0.1\nisns.port = 3205\n", []string{"iscsid.conf:1: unknown key isns.adress (ignored)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig(strings.NewReader(tc.text), "iscsid.conf")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(cfg.Warnings, "\n") != strings.Join(tc.warnings, "\n") {
+				t.Errorf("warnings %q, want %q", cfg.Warnings, tc.warnings)
+			}
+			plain, _ := ParseConfig(strings.NewReader(""), "iscsid.conf")
+			for _, pair := range []struct{ got, want *Record }{
+				{NewISNSDiscoveryRecord(cfg, "10.0.0.5", 3205), NewISNSDiscoveryRecord(plain, "10.0.0.5", 3205)},
+				{NewDiscoveryRecord(cfg, "10.0.0.5", 3260), NewDiscoveryRecord(plain, "10.0.0.5", 3260)},
+				{NewNodeRecord(cfg, "iqn.2003-01.org.example:t", "10.0.0.1", 3260, 1, "default"), NewNodeRecord(plain, "iqn.2003-01.org.example:t", "10.0.0.1", 3260, 1, "default")},
+			} {
+				if got, want := pair.got.Show(false), pair.want.Show(false); got != want {
+					t.Errorf("a record made with these keys:\n%s\nwithout them:\n%s", got, want)
+				}
+			}
+		})
+	}
+}
