@@ -161,6 +161,40 @@ func TestDiscoverISNSRegisters(t *testing.T) {
 	}
 }
 
+// Timeout bounds the whole discovery, not each request: a server that
+// answers the query Source Unknown late and then never answers the
+// registration ends it within one timeout, where a bound per request would
+// let it run to the query's delay plus a whole timeout.
+func TestDiscoverISNSOneDeadline(t *testing.T) {
+	const timeout = 2 * time.Second
+	const queryDelay = 3 * timeout / 4
+	s, srv := isnsServer(t)
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) }) // before s.Close, which waits for its connections
+	s.Intercept = func(req *isns.Message) *isns.Message {
+		switch req.Function {
+		case isns.DevAttrQry:
+			time.Sleep(queryDelay) // a slow server, not synchronisation
+			return &isns.Message{Function: req.Function.Response(), Flags: isns.FlagServer, Status: isns.StatusSourceUnknown}
+		default:
+			<-stall
+			return nil
+		}
+	}
+	c, _ := newClient(t, nil)
+	start := time.Now()
+	_, err := c.DiscoverISNS(context.Background(), srv, ISNSOptions{Timeout: timeout})
+	took := time.Since(start)
+	if iscsierr.CodeOf(err) != iscsierr.ISNSRegFailed || !strings.Contains(err.Error(), "no response") {
+		t.Errorf("error %v: want code 26 naming the registration's missing response", err)
+	}
+	// Per request it would take queryDelay + timeout = 3.5 s.
+	if took < timeout || took > timeout+queryDelay/2 {
+		t.Errorf("took %v with a timeout of %v for the whole discovery", took, timeout)
+	}
+	t.Logf("took %v: %v", took, err)
+}
+
 // A dead or hostile server ends the discovery with stock's 25 in bounded
 // time, saying what went wrong, and no record is made.
 func TestDiscoverISNSDeadServer(t *testing.T) {
