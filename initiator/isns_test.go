@@ -67,9 +67,11 @@ func TestDiscoverISNS(t *testing.T) {
 	if ds, _ := c.DB().Discoveries(); len(ds) != 0 {
 		t.Errorf("-m discovery -t isns stored a discovery record: %v", ds)
 	}
-	if _, err := os.Stat(filepath.Join(c.Root, "isns")); !os.IsNotExist(err) {
-		t.Errorf("isns/ exists after -m discovery: %v", err)
+	// No server directory: stock's links lie in isns/ itself.
+	link := func(target, portal string) string {
+		return "isns/" + target + "," + portal + ",1,default -> nodes/" + target + "/" + portal + ",1"
 	}
+	wantLinks(t, c.Root, link(isnsT1, "127.0.0.1,3260"), link(isnsT2, "127.0.0.2,3261"), link(isnsT2, "fd00::2,3260"))
 
 	// A setting survives rediscovery; a target the server dropped goes.
 	r1, _ := c.DB().FindNodes(isnsT1, "", 0, "")
@@ -87,6 +89,7 @@ func TestDiscoverISNS(t *testing.T) {
 	if all, _ := c.Nodes(); len(all) != 1 {
 		t.Errorf("%d records after the server dropped %s, want 1", len(all), isnsT2)
 	}
+	wantLinks(t, c.Root, link(isnsT1, "127.0.0.1,3260"))
 
 	// Nothing named: stock's "No portals found" (21), and the record stays.
 	if err := s.RemoveTarget(isnsT1); err != nil {
@@ -129,6 +132,57 @@ func TestDiscoverISNSRecord(t *testing.T) {
 	}
 	if d := c.ISNSDiscoveryRecord(srv.Address, srv.Port); d == nil || c.DiscoveryRecord(srv.Address, srv.Port) != nil {
 		t.Errorf("the iSNS record is not found as one, or found as a SendTargets one")
+	}
+}
+
+// The links from the server to its records go where stock puts them: in
+// isns/ after -m discovery (no server directory), into the server's
+// directory when -m discoverydb rediscovers the record, and away with the
+// record.
+func TestDiscoverISNSLinks(t *testing.T) {
+	s, srv := isnsServer(t)
+	if err := s.AddTarget(isnsT1, "", netip.MustParseAddrPort("127.0.0.1:3260")); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := newClient(t, nil)
+	ctx := context.Background()
+	server := srv.Address + "," + strconv.Itoa(srv.Port)
+	const name = isnsT1 + ",127.0.0.1,3260,1,default"
+	const to = " -> nodes/" + isnsT1 + "/127.0.0.1,3260,1"
+	if _, err := c.DiscoverISNS(ctx, srv, ISNSOptions{DeleteStale: true}); err != nil {
+		t.Fatal(err)
+	}
+	wantLinks(t, c.Root, "isns/"+name+to)
+	if _, err := c.DiscoverISNS(ctx, srv, ISNSOptions{UseRecord: true, DeleteStale: true}); err != nil {
+		t.Fatal(err)
+	}
+	wantLinks(t, c.Root, "isns/"+server+"/"+name+to)
+	recs, _ := c.DB().FindNodes(isnsT1, "", 0, "")
+	if errs, err := c.DeleteNodes(ctx, recs); err != nil || len(errs) != 1 || errs[0] != nil {
+		t.Fatalf("DeleteNodes: %v %v", errs, err)
+	}
+	wantLinks(t, c.Root)
+}
+
+// wantLinks checks the symbolic links under root's isns/ and send_targets/,
+// each as "path -> target", relative to root.
+func wantLinks(t *testing.T, root string, want ...string) {
+	t.Helper()
+	var got []string
+	for _, dir := range []string{"isns", "send_targets"} {
+		filepath.WalkDir(filepath.Join(root, dir), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.Type()&os.ModeSymlink == 0 {
+				return nil
+			}
+			to, _ := os.Readlink(p)
+			rel, _ := filepath.Rel(root, p)
+			relTo, _ := filepath.Rel(root, to)
+			got = append(got, rel+" -> "+relTo)
+			return nil
+		})
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("links:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
