@@ -20,8 +20,9 @@ import (
 // and firmware records, from static/ and fw/; goiscsi does not.)
 
 // discLink returns where stock keeps the link of node record r, or "" when
-// it keeps none (or none goiscsi can make): a record without a tpgt (stock's "old app", whose tpgt a
-// later call may change), or one not made by SendTargets or iSNS discovery.
+// it keeps none: a record without a tpgt (stock's "old app", whose tpgt a
+// later call may change) or one not made by SendTargets or iSNS discovery;
+// or when goiscsi will make none: names that are not one path element.
 func (db *DB) discLink(r *Record) string {
 	id := r.ID()
 	if id.TPGT < 0 {
