@@ -3,7 +3,9 @@
 package vm
 
 import (
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -51,8 +53,8 @@ func TestVMRescanHeldBack(t *testing.T) {
 			if r == nil || r["rounds"] != rounds {
 				t.Fatalf("the race ran %v, want %s rounds", r, rounds)
 			}
-			t.Logf("%s: %s rounds in %s ms: %s stale LUN 1 devices; LUN 1 missing %s, LUN 2 missing %s times; %s ms waiting for unexports to be noticed",
-				initiator, r["rounds"], r["ms"], r["stale"], r["lun1_missing"], r["lun2_missing"], r["forget_wait_ms"])
+			t.Logf("%s: %s rounds in %s ms (a round: %s): %s stale LUN 1 devices; LUN 1 missing %s, LUN 2 missing %s times; %s ms waiting for unexports to be noticed",
+				initiator, r["rounds"], r["ms"], roundTimes(r["round_ms"]), r["stale"], r["lun1_missing"], r["lun2_missing"], r["forget_wait_ms"])
 			if r["lun1_missing"] != "0" || r["lun2_missing"] != "0" {
 				t.Errorf("an attached LUN was missing: LUN 1 %s, LUN 2 %s times", r["lun1_missing"], r["lun2_missing"])
 			}
@@ -98,4 +100,20 @@ func TestVMRescanHeldBack(t *testing.T) {
 			}
 		})
 	}
+}
+
+// roundTimes is "min / median / max ms" of the space-separated milliseconds
+// in list, for the note's round times.
+func roundTimes(list string) string {
+	var ms []float64
+	for _, f := range strings.Fields(list) {
+		if v, err := strconv.ParseFloat(f, 64); err == nil {
+			ms = append(ms, v)
+		}
+	}
+	if len(ms) == 0 {
+		return "none timed"
+	}
+	lo, med, hi := spread(ms)
+	return fmt.Sprintf("%.0f / %.0f / %.0f ms", lo, med, hi)
 }

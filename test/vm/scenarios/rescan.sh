@@ -95,8 +95,10 @@ race() {
 	missing2=0
 	wait_ms=0
 	i=0
+	round_ms=
 	t0=$(now_us)
 	while [ "$i" -lt "${ROUNDS:-9}" ]; do
+		clock tr
 		case $((i % 3)) in 0) c=csi ;; 1) c=libvirt ;; 2) c=democratic ;; esac
 		i=$((i + 1))
 		lio_add_lun $IQN 1 8
@@ -119,9 +121,10 @@ race() {
 		tw=$(now_us)
 		[ "$WHO" = stock ] || wait_until 20 nothing_held || fail "$WHO: round $i: still held: $(held)"
 		wait_ms=$((wait_ms + ($(now_us) - tw) / 1000))
+		round_ms="$round_ms${round_ms:+ }$(ms_since "$tr")"
 	done
 	remit race rounds "$i" stale "$stale" lun1_missing "$missing1" lun2_missing "$missing2" ms "$(ms_since $t0)" \
-		forget_wait_ms "$wait_ms" list "$(session_devices "$SID" | tr '\n' ';')"
+		round_ms "$round_ms" forget_wait_ms "$wait_ms" list "$(session_devices "$SID" | tr '\n' ';')"
 }
 
 # variants: LUN 1 held back (removed while exported) for each; stale_<variant>
