@@ -245,3 +245,45 @@ func TestLinuxLUN(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestLeavesHeldOutUnderEveryPolicy: -R is the user's request whatever
+// the policy (autoscan_en = No and scan = manual too, README's table), and
+// never a resurrection: under each it adds the reported LUNs but the held ones,
+// LUN by LUN, and rescans the existing devices.
+func TestRequestLeavesHeldOutUnderEveryPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		policy scan.Policy
+		held   []uint64
+		added  []uint64
+		wrote  string // the scan file's last write; "" for none
+	}{
+		{"auto", scan.Auto, []uint64{1}, []uint64{2}, "0 0 2"},
+		{"autoscan_en = No", scan.LUN0, []uint64{1}, []uint64{2}, "0 0 2"},
+		{"scan = manual", scan.Manual, []uint64{1}, []uint64{2}, "0 0 2"},
+		{"autoscan_en = No, every new LUN held", scan.LUN0, []uint64{1, 2}, nil, ""},
+		{"scan = manual, every new LUN held", scan.Manual, []uint64{1, 2}, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := scantest.New(t)
+			fs.AddHost(3)
+			fs.AddDevice(3, 0, 0, 0, "sdb")
+			rep := &scantest.Reporter{}
+			rep.Set(3, 0, 1, 2)
+			s := scan.Sysfs{Root: fs.Root, LUNs: rep}
+			out, err := s.Apply(context.Background(), nil, 1, 3, tc.policy, scan.Request, tc.held)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !out.LUNByLUN || !slices.Equal(out.Added, tc.added) || !slices.Equal(out.Skipped, tc.held) {
+				t.Errorf("outcome %+v, want LUN by LUN, added %v, skipped %v", out, tc.added, tc.held)
+			}
+			if got := fs.ScanWritten(3); got != tc.wrote {
+				t.Errorf("last scan write %q, want %q", got, tc.wrote)
+			}
+			if fs.DeviceWritten(3, 0, 0, 0, "rescan") != "1" {
+				t.Error("the existing device was not rescanned")
+			}
+		})
+	}
+}

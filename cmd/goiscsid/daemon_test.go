@@ -442,8 +442,15 @@ func (h scanDecisions) wait(t *testing.T, tr scan.Trigger) {
 // sdb and a fake block kernel for removals.
 func removalFixture(t *testing.T) (*fixture, *mgmt.Session, *scantest.BlockOps) {
 	t.Helper()
+	return removalFixtureWith(t, map[string]string{"node.session.autoscan_en": "No"})
+}
+
+// removalFixtureWith is removalFixture with the session logged in with keys
+// (its scan policy) instead.
+func removalFixtureWith(t *testing.T, keys map[string]string) (*fixture, *mgmt.Session, *scantest.BlockOps) {
+	t.Helper()
 	f := newFixture(t)
-	s := f.login(t, map[string]string{"node.session.autoscan_en": "No"})
+	s := f.login(t, keys)
 	f.fs.AddDevice(s.HostNo, 0, 0, 1, "sdb")
 	k := scantest.NewBlockOps(f.fs)
 	f.d.block = k

@@ -188,3 +188,65 @@ func TestScanByOthersReleases(t *testing.T) {
 		t.Errorf("held %v from another host's event", got)
 	}
 }
+
+// TestRemoveLUNHoldsItBack: a LUN that goiscsiadm --remove-lun took away
+// (selected by session or by target) is held back at once, without waiting
+// for the kernel's remove event, and -R leaves it out under every policy; a
+// removal that failed (the disk held open) holds nothing back, and -R is the
+// kernel's wildcard again.
+func TestRemoveLUNHoldsItBack(t *testing.T) {
+	manual := map[string]string{"node.session.scan": "manual"}
+	lun0 := map[string]string{"node.session.autoscan_en": "No"}
+	for _, tc := range []struct {
+		name     string
+		keys     map[string]string
+		byTarget bool
+		inUse    bool
+		wantHeld []uint64
+		wantScan string // -R's last write to the scan file; "" for none
+	}{
+		{"by session, auto", nil, false, false, []uint64{1}, ""},
+		{"by target, auto", nil, true, false, []uint64{1}, ""},
+		{"by session, autoscan_en = No", lun0, false, false, []uint64{1}, ""},
+		{"by target, scan = manual", manual, true, false, []uint64{1}, ""},
+		{"held open, nothing removed", nil, false, true, nil, "- - -"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, s, k := removalFixtureWith(t, tc.keys)
+			h := s.HostNo
+			// LUN 0 stays, a device to ask the target through; the
+			// target goes on reporting LUN 1 after its removal.
+			f.fs.AddDevice(h, 0, 0, 0, "sda")
+			rep := &scantest.Reporter{}
+			rep.Set(h, 0, 1)
+			f.d.sysfs.LUNs = rep
+			f.d.holds = &scan.Holds{Dir: t.TempDir()}
+			if tc.inUse {
+				k.Holding["8:0"] = []scan.Opener{{PID: 42, Comm: "dd"}} // sdb, LUN 1
+			}
+			one := uint64(1)
+			req := &mgmt.Request{Op: mgmt.OpRemoveLUN, SID: s.SID, LUN: &one, Tries: 1}
+			if tc.byTarget {
+				req.SID, req.Target = 0, testIQN
+			}
+			resp := f.d.ServeMgmt(context.Background(), req)
+			if removed := resp.Error == nil && resp.Removal != nil && resp.Removal.Removed; removed == tc.inUse {
+				t.Fatalf("removal: %+v %+v, want removed %v", resp.Error, resp.Removal, !tc.inUse)
+			}
+			if got := heldOf(t, f, s.SID); !slices.Equal(got, tc.wantHeld) {
+				t.Errorf("held %v after the removal, want %v", got, tc.wantHeld)
+			}
+			if held, _ := f.d.holds.Held(nodeKey(mustSession(t, f, s.SID).k.Node().Node)); len(held) > 0 &&
+				held[0].Reason != "removed by goiscsiadm --remove-lun" {
+				t.Errorf("held for %q", held[0].Reason)
+			}
+			f.fs.ResetScan(h)
+			if resp := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpScan, SID: s.SID}); resp.Error != nil {
+				t.Fatalf("-R: %v", resp.Error)
+			}
+			if got := f.fs.ScanWritten(h); got != tc.wantScan {
+				t.Errorf("-R wrote %q to the scan file, want %q", got, tc.wantScan)
+			}
+		})
+	}
+}

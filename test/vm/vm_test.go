@@ -84,8 +84,10 @@ var longScenarios = map[string]time.Duration{"drops": 2 * time.Hour, "seed": tim
 	// 7 minutes on a 2-core machine shared at a load average of 10 (130 s
 	// of CPU).
 	"multipath": 15 * time.Minute,
-	// 9 rounds, the variants and two logins to 128 LUNs.
-	"rescan": 20 * time.Minute,
+	// Stock's and goiscsi's rounds and variants in one boot (4 min for 9
+	// rounds; goiscsi's rounds wait up to 5 s each for the unexport to be
+	// noticed, so 100 take some 10 min more), and two logins to 128 LUNs.
+	"rescan": 30 * time.Minute,
 	// Both initiators through two NICs, several sessions, and stock's
 	// login through an iface bound by IP address, which it retries for
 	// its login timeout.
