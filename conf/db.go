@@ -289,9 +289,18 @@ const fileIDKey = "goiscsi.record_file"
 // survive stock's updates; a record deleted and made again is a new file,
 // whose birth time differs even where its inode number is reused. goiscsi's
 // own writes rename a new file into place and write its ID with the keys.
+//
+// Without statx (a kernel before 4.11, a seccomp filter refusing it) the inode
+// number alone names the file.
 func fileIDAt(dirfd int, path string, flags int) (string, error) {
 	var st unix.Statx_t
-	if err := unix.Statx(dirfd, path, flags, unix.STATX_INO|unix.STATX_BTIME, &st); err != nil {
+	if err := unix.Statx(dirfd, path, flags, unix.STATX_INO|unix.STATX_BTIME, &st); errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		var fst unix.Stat_t
+		if err := unix.Fstatat(dirfd, path, &fst, flags); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("ino=%d", fst.Ino), nil
+	} else if err != nil {
 		return "", err
 	}
 	id := fmt.Sprintf("ino=%d", st.Ino)
