@@ -26,12 +26,18 @@ type Config struct {
 // goiscsi's own iscsid.conf keys are goiscsid's health thresholds
 // (goiscsi.health.*, whose names and values package health checks: an
 // unknown one there stops goiscsid) and its metrics endpoint
-// (goiscsi.metrics.listen); stock iscsid ignores them.
+// (goiscsi.metrics.listen); stock iscsid ignores them. isns.address and
+// isns.port named the iSNS server for iscsid until open-iscsi 2.0-872
+// (commit 22610b4, "no longer used"); no 2.0.873 or 2.1.x release reads
+// them and stock ignores them silently, so an old iscsid.conf that still has
+// them gets no warning, and they set nothing: the server is -p's or a
+// discovery record's.
 func knownKey(k string) bool {
 	if _, ok := lookupKey(k); ok {
 		return true
 	}
 	return strings.HasPrefix(k, "iscsid.") || strings.HasPrefix(k, "discovery.isns.") ||
+		k == "isns.address" || k == "isns.port" ||
 		strings.HasPrefix(k, "goiscsi.health.") || k == "goiscsi.metrics.listen" ||
 		strings.HasPrefix(k, "node.conn[0].tcp.") || k == "node.session.sess_reopen_log_freq" ||
 		k == "node.session.conn_reopen_log_freq"

@@ -389,9 +389,10 @@ func isFile(path string) bool {
 // goiscsi's own keys go beside it (see DB), naming both the new record file
 // and the one it replaces, and before the new file takes its place, so that a
 // crash between the two writes never leaves a record whose scan policy fell
-// back to iscsid.conf's. goiscsi's writers of one database take turns (see
-// lock): two interleaved would leave one's record with the other's keys, which
-// do not name it.
+// back to iscsid.conf's. The link from the record's discovery source is made
+// after, as stock makes it (see linkNode). goiscsi's writers of one database
+// take turns (see lock): two interleaved would leave one's record with the
+// other's keys, which do not name it.
 func (db *DB) SaveNode(r *Record) error {
 	if r.Kind() != NodeKind {
 		return fmt.Errorf("SaveNode: a %s record is not a node record", r.Kind())
@@ -458,11 +459,11 @@ func (db *DB) SaveNode(r *Record) error {
 		}
 		os.Remove(filepath.Join(db.ownDir(), filepath.FromSlash(plain)))
 	}
-	return nil
+	return db.linkNode(r)
 }
 
 // saveOwn writes goiscsi's own keys of the record at rel, for the record file
-// newFile (its temporary name: the rename keeps what fileID sees) and for
+// newFile (its temporary name: the rename keeps what fileIDAt sees) and for
 // replaced, the file at rel that newFile replaces ("" or missing when none), or
 // removes them when r sets none.
 func (db *DB) saveOwn(rel string, r *Record, newFile, replaced string) error {
@@ -591,8 +592,8 @@ func checkPathPart(what, name string) error {
 
 // DeleteNode removes a node record, from where it was read (or, for a record
 // not read from the database, where stock keeps it), with goiscsi's own keys
-// for it and the directories it leaves empty. A record that does not exist is
-// an error.
+// for it, the link from its discovery source and the directories it leaves
+// empty. A record that does not exist is an error.
 func (db *DB) DeleteNode(r *Record) error {
 	id := r.ID()
 	if err := checkPathPart("target", id.Target); err != nil {
@@ -608,6 +609,16 @@ func (db *DB) DeleteNode(r *Record) error {
 		rel = stockPath(id)
 	}
 	file := filepath.Join(db.nodesDir(), filepath.FromSlash(rel))
+	if _, err := os.Lstat(file); err != nil {
+		return err
+	}
+	// First, as stock does: a crash in between leaves a record without its
+	// link, which the next discovery makes again, not a link to nothing.
+	if rel == stockPath(id) {
+		if err := db.unlinkNode(r); err != nil {
+			return err
+		}
+	}
 	if err := os.Remove(file); err != nil {
 		return err
 	}

@@ -183,6 +183,11 @@ func (c *Client) discovered(ctx context.Context, cfg *conf.Config, found []sessi
 				if !nonPersistent {
 					if existing, _ := db.FindNodes(t.Name, p.Address, p.Port, ir.Get("iface.iscsi_ifacename")); len(existing) > 0 {
 						r := existing[0]
+						// Stock rewrites a record it finds again, and its
+						// link with it.
+						if err := db.RelinkNode(r); err != nil {
+							return nil, iscsierr.Errorf(iscsierr.IDBM, "%v", err)
+						}
 						if r.ID().TPGT < 0 {
 							// A record made by hand without one (-o new):
 							// what was found says which group, as stock

@@ -209,8 +209,9 @@ func startTarget(t *testing.T) []session.Portal {
 	return ps
 }
 
-// Discovery against a Go target records what it found, keeps a record's
-// settings when it finds it again, and drops what the portal no longer gives.
+// Discovery against a Go target records what it found with stock's link from
+// the portal's directory, keeps a record's settings when it finds it again,
+// and drops what the portal no longer gives, link and all.
 func TestDiscover(t *testing.T) {
 	ps := startTarget(t)
 	c, _ := newClient(t, &daemon{})
@@ -235,6 +236,11 @@ func TestDiscover(t *testing.T) {
 	if all, _ := c.Nodes(); len(all) != 1 {
 		t.Errorf("%d records after rediscovery, want the stale one gone", len(all))
 	}
+	// The record's link from the portal's directory stays; the stale
+	// record's went with it.
+	dir := "send_targets/" + ps[0].Address + "," + strconv.Itoa(ps[0].Port) + "/"
+	portalOf := ps[0].Address + "," + strconv.Itoa(ps[0].Port) + ",1"
+	wantLinks(t, c.Root, dir+tgtIQN+","+portalOf+",default -> nodes/"+tgtIQN+"/"+portalOf)
 	// A portal nobody listens on: the attempts are reported, the error has
 	// stock's code and says how often it tried.
 	d := c.DB()

@@ -30,8 +30,12 @@ type ISNSOptions struct {
 	// server made that this one does not find; a record a session uses
 	// stays. As in stock, a discovery that finds nothing deletes nothing.
 	DeleteStale bool
-	// Timeout bounds each exchange with the server (connect, each request);
-	// zero means isns.DefaultTimeout. Stock's libisns waits 60 s.
+	// Timeout bounds the whole conversation with the server: the connect
+	// and every request of every iface's query, the registration and
+	// deregistration a server that wants the initiator registered costs
+	// included, so that a server answering each request just in time
+	// cannot stretch the discovery to several timeouts. Zero means
+	// isns.DefaultTimeout. Stock's libisns waits 60 s for each request.
 	Timeout time.Duration
 	// Dial replaces the TCP dialer; nil means net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -45,7 +49,7 @@ type ISNSOptions struct {
 //
 // The error's code is stock's: ISNSQuery (25) when the server cannot be
 // reached, breaks the connection, sends what is not iSNSP, does not answer
-// within the timeout or refuses the query; ISNSRegFailed (26) when it wants
+// within opts.Timeout or refuses the query; ISNSRegFailed (26) when it wants
 // the initiator registered first and that fails; NoObjsFound (21) when it
 // names no target portal.
 func (c *Client) DiscoverISNS(ctx context.Context, server Portal, opts ISNSOptions) ([]*conf.Record, error) {
@@ -72,6 +76,13 @@ func (c *Client) DiscoverISNS(ctx context.Context, server Portal, opts ISNSOptio
 		return nil, err
 	}
 	addr := net.JoinHostPort(server.Address, strconv.Itoa(port))
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = isns.DefaultTimeout
+	}
+	// One deadline for every exchange with the server (see ISNSOptions.Timeout).
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	found := map[string][]session.DiscoveredTarget{} // by initiator name
 	var names []string                               // the name each iface asks under
 	total := 0
@@ -86,7 +97,7 @@ func (c *Client) DiscoverISNS(ctx context.Context, server Portal, opts ISNSOptio
 		if _, done := found[name]; done {
 			continue
 		}
-		ts, err := queryISNS(ctx, addr, name, opts)
+		ts, err := queryISNS(qctx, addr, name, opts)
 		if err != nil {
 			return nil, err
 		}

@@ -67,9 +67,11 @@ func TestDiscoverISNS(t *testing.T) {
 	if ds, _ := c.DB().Discoveries(); len(ds) != 0 {
 		t.Errorf("-m discovery -t isns stored a discovery record: %v", ds)
 	}
-	if _, err := os.Stat(filepath.Join(c.Root, "isns")); !os.IsNotExist(err) {
-		t.Errorf("isns/ exists after -m discovery: %v", err)
+	// No server directory: stock's links lie in isns/ itself.
+	link := func(target, portal string) string {
+		return "isns/" + target + "," + portal + ",1,default -> nodes/" + target + "/" + portal + ",1"
 	}
+	wantLinks(t, c.Root, link(isnsT1, "127.0.0.1,3260"), link(isnsT2, "127.0.0.2,3261"), link(isnsT2, "fd00::2,3260"))
 
 	// A setting survives rediscovery; a target the server dropped goes.
 	r1, _ := c.DB().FindNodes(isnsT1, "", 0, "")
@@ -87,6 +89,7 @@ func TestDiscoverISNS(t *testing.T) {
 	if all, _ := c.Nodes(); len(all) != 1 {
 		t.Errorf("%d records after the server dropped %s, want 1", len(all), isnsT2)
 	}
+	wantLinks(t, c.Root, link(isnsT1, "127.0.0.1,3260"))
 
 	// Nothing named: stock's "No portals found" (21), and the record stays.
 	if err := s.RemoveTarget(isnsT1); err != nil {
@@ -132,6 +135,57 @@ func TestDiscoverISNSRecord(t *testing.T) {
 	}
 }
 
+// The links from the server to its records go where stock puts them: in
+// isns/ after -m discovery (no server directory), into the server's
+// directory when -m discoverydb rediscovers the record, and away with the
+// record.
+func TestDiscoverISNSLinks(t *testing.T) {
+	s, srv := isnsServer(t)
+	if err := s.AddTarget(isnsT1, "", netip.MustParseAddrPort("127.0.0.1:3260")); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := newClient(t, nil)
+	ctx := context.Background()
+	server := srv.Address + "," + strconv.Itoa(srv.Port)
+	const name = isnsT1 + ",127.0.0.1,3260,1,default"
+	const to = " -> nodes/" + isnsT1 + "/127.0.0.1,3260,1"
+	if _, err := c.DiscoverISNS(ctx, srv, ISNSOptions{DeleteStale: true}); err != nil {
+		t.Fatal(err)
+	}
+	wantLinks(t, c.Root, "isns/"+name+to)
+	if _, err := c.DiscoverISNS(ctx, srv, ISNSOptions{UseRecord: true, DeleteStale: true}); err != nil {
+		t.Fatal(err)
+	}
+	wantLinks(t, c.Root, "isns/"+server+"/"+name+to)
+	recs, _ := c.DB().FindNodes(isnsT1, "", 0, "")
+	if errs, err := c.DeleteNodes(ctx, recs); err != nil || len(errs) != 1 || errs[0] != nil {
+		t.Fatalf("DeleteNodes: %v %v", errs, err)
+	}
+	wantLinks(t, c.Root)
+}
+
+// wantLinks checks the symbolic links under root's isns/ and send_targets/,
+// each as "path -> target", relative to root.
+func wantLinks(t *testing.T, root string, want ...string) {
+	t.Helper()
+	var got []string
+	for _, dir := range []string{"isns", "send_targets"} {
+		filepath.WalkDir(filepath.Join(root, dir), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.Type()&os.ModeSymlink == 0 {
+				return nil
+			}
+			to, _ := os.Readlink(p)
+			rel, _ := filepath.Rel(root, p)
+			relTo, _ := filepath.Rel(root, to)
+			got = append(got, rel+" -> "+relTo)
+			return nil
+		})
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("links:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // A server that wants the initiator registered first gets it registered for
 // the query and deregistered after; one that refuses the registration gives
 // stock's 26.
@@ -159,6 +213,40 @@ func TestDiscoverISNSRegisters(t *testing.T) {
 	if iscsierr.CodeOf(err) != iscsierr.ISNSRegFailed || !strings.Contains(err.Error(), "Could not register "+hostIQ+" with iSNS server") {
 		t.Errorf("refused registration: %v", err)
 	}
+}
+
+// Timeout bounds the whole discovery, not each request: a server that
+// answers the query Source Unknown late and then never answers the
+// registration ends it within one timeout, where a bound per request would
+// let it run to the query's delay plus a whole timeout.
+func TestDiscoverISNSOneDeadline(t *testing.T) {
+	const timeout = 2 * time.Second
+	const queryDelay = 3 * timeout / 4
+	s, srv := isnsServer(t)
+	stall := make(chan struct{})
+	t.Cleanup(func() { close(stall) }) // before s.Close, which waits for its connections
+	s.Intercept = func(req *isns.Message) *isns.Message {
+		switch req.Function {
+		case isns.DevAttrQry:
+			time.Sleep(queryDelay) // a slow server, not synchronisation
+			return &isns.Message{Function: req.Function.Response(), Flags: isns.FlagServer, Status: isns.StatusSourceUnknown}
+		default:
+			<-stall
+			return nil
+		}
+	}
+	c, _ := newClient(t, nil)
+	start := time.Now()
+	_, err := c.DiscoverISNS(context.Background(), srv, ISNSOptions{Timeout: timeout})
+	took := time.Since(start)
+	if iscsierr.CodeOf(err) != iscsierr.ISNSRegFailed || !strings.Contains(err.Error(), "no response") {
+		t.Errorf("error %v: want code 26 naming the registration's missing response", err)
+	}
+	// Per request it would take queryDelay + timeout = 3.5 s.
+	if took < timeout || took > timeout+queryDelay/2 {
+		t.Errorf("took %v with a timeout of %v for the whole discovery", took, timeout)
+	}
+	t.Logf("took %v: %v", took, err)
 }
 
 // A dead or hostile server ends the discovery with stock's 25 in bounded

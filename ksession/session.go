@@ -102,6 +102,8 @@ type Session struct {
 	state   State
 	started time.Time
 	times   LoginTimes
+	// logoutTimes is where the logout spent its time.
+	logoutTimes LogoutTimes
 	// leftover is the teardown a destroy that did not happen still owes
 	// the kernel; set while the session is in the kernel though Failed.
 	leftover *nlink.ConnTeardown
@@ -130,6 +132,28 @@ func (t LoginTimes) LogValue() slog.Value {
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	return slog.GroupValue(slog.Float64("connect_ms", ms(t.Connect)), slog.Float64("kernel_ms", ms(t.Kernel)),
 		slog.Float64("login_ms", ms(t.Login)), slog.Int("pdus", t.PDUs), slog.Float64("start_ms", ms(t.Start)))
+}
+
+// LogoutTimes is where a logout spent its time, for logs: which of the kernel's
+// device removal, the target's answer and the kernel's teardown a slow one
+// waited for.
+type LogoutTimes struct {
+	// Unbind is the kernel removing the session's SCSI devices: its
+	// UNBIND_SESSION request and the work it then does until its event
+	// (flushing each device's cache through the connection).
+	Unbind time.Duration
+	// Logout is the Logout PDU exchange.
+	Logout time.Duration
+	// Kernel is the kernel's netlink requests: UNBIND_SESSION's own answer
+	// and the teardown (stopping and destroying the connection and session).
+	Kernel time.Duration
+}
+
+// LogValue shows the times in milliseconds.
+func (t LogoutTimes) LogValue() slog.Value {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return slog.GroupValue(slog.Float64("unbind_ms", ms(t.Unbind)), slog.Float64("logout_ms", ms(t.Logout)),
+		slog.Float64("kernel_ms", ms(t.Kernel)))
 }
 
 // Times returns where the latest login spent its time.
@@ -993,21 +1017,39 @@ func (s *Session) Logout(ctx context.Context) error {
 	s.setState(InLogout)
 	ctx, cancel := withTimeout(ctx, s.node.Timeouts.Logout)
 	defer cancel()
-	var logoutErr error
+	var times LogoutTimes
 	if loggedIn {
 		// Unbinding first removes the devices while the connection still
 		// works, so their caches are flushed to the target.
-		if err := s.k.UnbindSession(ctx, s.SID); err != nil && !errors.Is(err, syscall.ENOSYS) {
+		t0 := time.Now()
+		err := s.k.UnbindSession(ctx, s.SID)
+		times.Kernel = time.Since(t0)
+		if err != nil && !errors.Is(err, syscall.ENOSYS) {
 			s.log.Warn("unbind session", "err", err)
 		} else if err == nil {
 			s.awaitUnbind(ctx)
 		}
-		logoutErr = session.Logout(ctx, &kernelTransport{s: s}, 0, 0, 0)
-		if logoutErr != nil {
-			s.log.Warn("logout exchange failed; tearing the session down anyway", "err", logoutErr)
+		times.Unbind = time.Since(t0)
+		t0 = time.Now()
+		if err := session.Logout(ctx, &kernelTransport{s: s}, 0, 0, 0); err != nil {
+			s.log.Warn("logout exchange failed; tearing the session down anyway", "err", err)
 		}
+		times.Logout = time.Since(t0)
 	}
-	return s.destroy(context.WithoutCancel(ctx), true)
+	t0 := time.Now()
+	err := s.destroy(context.WithoutCancel(ctx), true)
+	times.Kernel += time.Since(t0)
+	s.mu.Lock()
+	s.logoutTimes = times
+	s.mu.Unlock()
+	return err
+}
+
+// LogoutTimes returns where the logout spent its time (zero before one).
+func (s *Session) LogoutTimes() LogoutTimes {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logoutTimes
 }
 
 // awaitUnbind waits for the kernel's UNBIND_SESSION event. The kernel removes the

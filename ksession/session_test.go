@@ -100,6 +100,10 @@ func TestEstablishSetsKernelParamsAndLogsOut(t *testing.T) {
 	if n := len(k.Sessions()); n != 0 {
 		t.Fatalf("%d kernel sessions left after logout", n)
 	}
+	// Each step of the logout was timed, for the "logged out" log line.
+	if lt := s.LogoutTimes(); lt.Unbind <= 0 || lt.Logout <= 0 || lt.Kernel <= 0 {
+		t.Errorf("logout times %+v", lt)
+	}
 }
 
 func TestEstablishFailureLeavesNothing(t *testing.T) {

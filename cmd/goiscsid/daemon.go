@@ -86,36 +86,44 @@ type daemon struct {
 // 10-minute wait for the answer, above the waits of scan.MaxTries tries.
 const removalTimeout = 9 * time.Minute
 
-// targetLocks serializes the sysfs work on each target: every scan (at login,
-// after an AEN or unit attention, on request) and every LUN removal holds its
-// target's lock, so an attach's scan never runs between a detach's removal of
-// a map and its deletion of the paths, and cannot bring back a LUN half
-// removed. Different targets do not wait for each other.
+// targetLocks keeps scans and LUN removals on each target apart: a removal holds
+// its target's lock alone, and every scan (at login, after an AEN or unit
+// attention, on request) shares it, so an attach's scan never runs between a
+// detach's removal of a map and its deletion of the paths, and cannot bring
+// back a LUN half removed. Scans share the lock because each session's is of
+// its own SCSI host: the sessions of one target over several portals (a
+// multipath host's paths) scan at once, as different targets do.
 type targetLocks struct {
 	mu sync.Mutex
-	m  map[string]*sync.Mutex
+	m  map[string]*sync.RWMutex
 }
 
-// lock takes the locks of targets, in sorted order so that two callers
+// of returns target n's lock.
+func (l *targetLocks) of(n string) *sync.RWMutex {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]*sync.RWMutex{}
+	}
+	m := l.m[n]
+	if m == nil {
+		m = &sync.RWMutex{}
+		l.m[n] = m
+	}
+	return m
+}
+
+// lock takes the locks of targets alone, in sorted order so that two callers
 // locking overlapping sets cannot deadlock, and returns their release.
 func (l *targetLocks) lock(targets ...string) (unlock func()) {
 	names := append([]string(nil), targets...)
 	sort.Strings(names)
-	var held []*sync.Mutex
+	var held []*sync.RWMutex
 	for i, n := range names {
 		if i > 0 && n == names[i-1] {
 			continue
 		}
-		l.mu.Lock()
-		if l.m == nil {
-			l.m = map[string]*sync.Mutex{}
-		}
-		m := l.m[n]
-		if m == nil {
-			m = &sync.Mutex{}
-			l.m[n] = m
-		}
-		l.mu.Unlock()
+		m := l.of(n)
 		m.Lock()
 		held = append(held, m)
 	}
@@ -124,6 +132,13 @@ func (l *targetLocks) lock(targets ...string) (unlock func()) {
 			held[i].Unlock()
 		}
 	}
+}
+
+// share takes target's lock shared with other scans, and returns its release.
+func (l *targetLocks) share(target string) (unlock func()) {
+	m := l.of(target)
+	m.RLock()
+	return m.RUnlock
 }
 
 // daemonSession is one logged-in session and the record it came from.
@@ -424,7 +439,7 @@ func (d *daemon) scanHost(k *ksession.Session, policy scan.Policy, t scan.Trigge
 		d.sysfs.Apply(ctx, d.log, int(k.SID), int(k.Host), policy, t, nil)
 		return
 	}
-	defer d.targets.lock(k.Node().Target)()
+	defer d.targets.share(k.Node().Target)()
 	if err := d.broadScan(ctx, k, policy, t); err != nil {
 		d.log.Error("scan failed", "sid", k.SID, "trigger", t.String(), "err", err)
 	}
@@ -497,7 +512,7 @@ func (d *daemon) logout(ctx context.Context, sid uint32) *mgmt.Response {
 	d.mu.Lock()
 	delete(d.sessions, sid)
 	d.mu.Unlock()
-	d.log.Info("logged out", "sid", sid, "target", info.TargetName)
+	d.log.Info("logged out", "sid", sid, "target", info.TargetName, "times", ds.k.LogoutTimes())
 	d.event(mgmt.EventLoggedOut, ds.k, "")
 	return &mgmt.Response{Session: &info}
 }
@@ -537,7 +552,7 @@ func (d *daemon) scanRequest(ctx context.Context, req *mgmt.Request) *mgmt.Respo
 	if e != nil {
 		return &mgmt.Response{Error: e}
 	}
-	defer d.targets.lock(ds.k.Node().Target)()
+	defer d.targets.share(ds.k.Node().Target)()
 	if req.LUN == nil {
 		if err := d.broadScan(ctx, ds.k, ds.scanPolicy(), scan.Request); err != nil {
 			return &mgmt.Response{Error: iscsierr.Errorf(iscsierr.SysfsLookup, "%v", err)}

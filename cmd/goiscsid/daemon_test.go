@@ -62,7 +62,7 @@ func newFixtureConfig(t *testing.T, cfg *conf.Config) *fixture {
 
 // newFixtureWith is a daemon on a fake kernel and sysfs (hosts 0-7) with a Go
 // target serving targets, whose first is the one f.rec logs in to.
-func newFixtureWith(t *testing.T, targets []target.TargetConfig, cfg *conf.Config, log *slog.Logger) *fixture {
+func newFixtureWith(t testing.TB, targets []target.TargetConfig, cfg *conf.Config, log *slog.Logger) *fixture {
 	t.Helper()
 	srv, err := target.New(&target.Config{Targets: targets}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -84,7 +84,7 @@ func newFixtureWith(t *testing.T, targets []target.TargetConfig, cfg *conf.Confi
 	return &fixture{d: d, srv: srv, fs: fs, kernel: k, rec: rec}
 }
 
-func (f *fixture) login(t *testing.T, extra map[string]string) *mgmt.Session {
+func (f *fixture) login(t testing.TB, extra map[string]string) *mgmt.Session {
 	t.Helper()
 	rec := map[string]string{}
 	for k, v := range f.rec {
@@ -502,7 +502,7 @@ func TestRemoveLUNAndScansDoNotInterleave(t *testing.T) {
 
 // waitForLock waits up to five seconds for a goroutine running fn to be
 // blocked on a target's lock, failing the test if its request is answered
-// first: the lock is a sync.Mutex, which shows who waits for it only in the
+// first: the lock is a sync.RWMutex, which shows who waits for it only in the
 // goroutines' stacks.
 func waitForLock(t *testing.T, answered <-chan *mgmt.Response, fn string) {
 	t.Helper()
@@ -515,7 +515,7 @@ func waitForLock(t *testing.T, answered <-chan *mgmt.Response, fn string) {
 		default:
 		}
 		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-			if strings.Contains(g, "[sync.Mutex.Lock") && strings.Contains(g, "goiscsid.(*targetLocks).lock") && strings.Contains(g, "goiscsid."+fn) {
+			if strings.Contains(g, "[sync.RWMutex.") && strings.Contains(g, "goiscsid.(*targetLocks).") && strings.Contains(g, "goiscsid."+fn) {
 				return
 			}
 		}
@@ -573,13 +573,27 @@ func TestTargetLocks(t *testing.T) {
 		}
 	}
 	unlock := l.lock("a")
-	defer unlock()
 	got := make(chan bool)
 	go func() { l.lock("c")(); got <- true }()
 	select {
 	case <-got:
 	case <-time.After(time.Second):
 		t.Fatal("a lock of target c waited for target a")
+	}
+	if l.of("a").TryRLock() {
+		t.Error("a scan of target a did not wait for its removal")
+	}
+	unlock()
+	// Scans share the lock (each session's own host), and a removal
+	// waits for them all.
+	first, second := l.share("a"), l.share("a")
+	if l.of("a").TryLock() {
+		t.Fatal("a removal on target a did not wait for its scans")
+	}
+	first()
+	second()
+	if !l.of("a").TryLock() {
+		t.Fatal("target a stays locked after its scans")
 	}
 }
 

@@ -86,6 +86,59 @@ func TestFollowISNS(t *testing.T) {
 	}
 }
 
+// A target an SCN names whose record says node.startup = manual (or onboot,
+// which is for the initramfs) gets its record and no login: node.startup
+// decides, as the issue asks, not the SCN.
+func TestFollowISNSStartupNotAutomatic(t *testing.T) {
+	for _, startup := range []string{"manual", "onboot"} {
+		t.Run(startup, func(t *testing.T) {
+			f := newFixture(t)
+			var logs logBuffer
+			f.d.log = slog.New(slog.NewTextHandler(&logs, nil))
+			s, err := isnstest.NewServer()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			host, p, _ := net.SplitHostPort(s.Addr())
+			port, _ := strconv.Atoi(p)
+			root := t.TempDir()
+			os.WriteFile(filepath.Join(root, "iscsid.conf"), []byte("node.startup = "+startup+"\n"), 0o600)
+			db := &conf.DB{Root: root}
+			drec := conf.NewISNSDiscoveryRecord(nil, host, port)
+			drec.Set("discovery.isns.use_discoveryd", "Yes")
+			if err := db.SaveDiscovery(drec); err != nil {
+				t.Fatal(err)
+			}
+			f.d.cfg, _ = conf.LoadConfig(filepath.Join(root, "iscsid.conf"))
+			stop := f.d.followISNS(context.Background(), db, testIni)
+			waitUntil(t, "registration", func() bool { return s.SCNBitmap(testIni) != 0 })
+			tp := netip.MustParseAddrPort(f.rec["node.conn[0].address"] + ":" + f.rec["node.conn[0].port"])
+			if err := s.AddTarget(testIQN, "", tp); err != nil {
+				stop()
+				t.Fatal(err)
+			}
+			waitUntil(t, "the follower's decision", func() bool {
+				l := logs.String()
+				return strings.Contains(l, "iSNS: not logging in") || strings.Contains(l, "iSNS: logged in") || strings.Contains(l, "iSNS: login failed")
+			})
+			// stop waits for every login the follower started, so a
+			// login it should not have made would be done by now.
+			stop()
+			if n := len(f.kernel.Sessions()); n != 0 {
+				t.Errorf("%d sessions to a target whose record says node.startup = %s", n, startup)
+			}
+			if strings.Contains(logs.String(), "iSNS: logged in") || strings.Contains(logs.String(), "iSNS: login failed") {
+				t.Errorf("the follower tried a login:\n%s", logs.String())
+			}
+			recs, _ := db.FindNodes(testIQN, "", 0, "")
+			if len(recs) != 1 || recs[0].Get("node.startup") != startup || recs[0].Get("node.discovery_type") != "isns" {
+				t.Errorf("records: %v", recs)
+			}
+		})
+	}
+}
+
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

@@ -42,7 +42,7 @@ func run() error {
 	socket := fs.String("socket", mgmt.DefaultSocket, "management socket `path`")
 	sysfsRoot := fs.String("sysfs", "/sys", "sysfs `root` (for tests)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	profileDir := fs.String("profile", "", "on SIGUSR1, start or stop a CPU profile and execution trace in `dir` (for performance work)")
+	profileDir := fs.String("profile", "", "on SIGUSR1, start or stop a CPU profile, on SIGUSR2 an execution trace, in `dir` (for performance work)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}

@@ -18,13 +18,15 @@ func sidless(b []byte) string { return sidRE.ReplaceAllString(string(b), "sid: N
 // TestVMISNS runs the isns scenario: Debian's isnsd with targets registered by
 // isnsadm. Stock and goiscsi, in one boot, print the same for -m discovery -t
 // isns, the login and logout, the discoverydb commands and the listings, write
-// the same record files, exit 25 with stock's last line for a server that
-// refuses or closes, and read back what they wrote. goiscsid, following the
-// server's record, writes the record of a target registered while it runs and
-// logs in to it (node.startup = automatic), logs out when the target is
-// deregistered and keeps the record, and deregisters when it stops. A server
-// that sends garbage or never answers ends goiscsiadm's discovery with 25
-// within its 10 s timeout; with the target gone both find no portals (21).
+// the same record files and links to them, exit 25 with stock's last line for
+// a server that refuses or closes, and read back what they wrote. goiscsid,
+// following the server's record, writes the record of a target registered
+// while it runs and logs in to it (node.startup = automatic), logs out when
+// the target is deregistered and keeps the record, and deregisters when it
+// stops. A server that sends garbage or never answers ends goiscsiadm's
+// discovery with 25 within its 10 s timeout; with the target gone both find
+// no portals (21). Stock's -m discoverydb -o delete then deletes the records
+// goiscsi made, finding them through goiscsi's links.
 func TestVMISNS(t *testing.T) {
 	res := boot(t, "isns", nil)
 	cmd := cmdOf(t, res)
@@ -69,6 +71,27 @@ func TestVMISNS(t *testing.T) {
 			t.Errorf("goiscsi wrote %s, stock did not", path)
 		}
 	}
+	// The links stock keeps from isns/ to the records: in isns/ itself
+	// after -m discovery (no server directory yet), in the server's
+	// directory after -m discoverydb made one and rediscovered.
+	links := map[string]map[string]string{"stock": {}, "goiscsi": {}}
+	for _, r := range res.Find("link") {
+		links[r["who"]][r["stage"]+" "+r["path"]] = r["to"]
+	}
+	if len(links["stock"]) != 2 {
+		t.Errorf("stock made %d links, want one after the discovery and one at the end: %v", len(links["stock"]), links["stock"])
+	}
+	for path, want := range links["stock"] {
+		if got, ok := links["goiscsi"][path]; !ok || got != want {
+			t.Errorf("link %s: stock's points to %q, goiscsi's (%v) to %q", path, want, ok, got)
+		}
+	}
+	for path := range links["goiscsi"] {
+		if _, ok := links["stock"][path]; !ok {
+			t.Errorf("goiscsi made link %s, stock did not", path)
+		}
+	}
+	t.Logf("links: %v", links["stock"])
 	for _, r := range res.Find("tree") {
 		t.Logf("isns/ of %s: %s", r["who"], r["list"])
 	}
@@ -110,5 +133,11 @@ func TestVMISNS(t *testing.T) {
 	}
 	if r := cmd("goiscsi_nodes"); !strings.Contains(string(r.Bytes("stdout")), "127.0.0.1:3260,1 iqn.2003-01.org.example:isns-one\n") {
 		t.Errorf("the record of the deregistered target went:\n%s", r.Bytes("stdout"))
+	}
+	if r := cmd("stock_dbdelete"); r["rc"] != "0" {
+		t.Errorf("stock's -m discoverydb -o delete: exit %s\n%s", r["rc"], r.Bytes("stderr"))
+	}
+	if l := res.First("after_dbdelete"); l == nil || strings.Contains(l["list"], "isns-") || strings.Contains(l["list"], "127.0.0.1,3205") {
+		t.Errorf("stock's -m discoverydb -o delete left goiscsi's records or the server's directory (it finds the records through the links): %v", l)
 	}
 }

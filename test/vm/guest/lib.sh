@@ -403,13 +403,14 @@ iscsid_stop() { daemon_stop; }
 # rss_kb PID prints the resident set size of a process in kB.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 
-# cpu_ms PID prints the CPU time (user + system) a process has used, in ms
-# (USER_HZ is 100 on x86).
-cpu_ms() { awk '{print ($14 + $15) * 10}' "/proc/$1/stat" 2>/dev/null; }
+# cpu_ms PID prints the CPU time (user + system) a process and the children it
+# has reaped have used, in ms (USER_HZ is 100 on x86): iscsid forks a child for
+# each scan, whose CPU (the kernel probing the LUNs) is the daemon's work too.
+cpu_ms() { awk '{print ($14 + $15 + $16 + $17) * 10}' "/proc/$1/stat" 2>/dev/null; }
 
 # sys_ms PID prints the part of it spent in the kernel (system calls: for a
 # daemon, the kernel's work on its netlink requests and sysfs writes).
-sys_ms() { awk '{print $15 * 10}' "/proc/$1/stat" 2>/dev/null; }
+sys_ms() { awk '{print ($15 + $17) * 10}' "/proc/$1/stat" 2>/dev/null; }
 
 # busy_ms prints the CPU time all CPUs have spent not idle since boot, in ms:
 # the difference over a step, against its wall time, says whether the step

@@ -13,11 +13,13 @@
 # iSCSI netlink requests one at a time, so N of them bound -L all and -U all from
 # below for any initiator.
 # Then, goiscsi only: a login with node.session.autoscan_en = No to a target of one
-# LUN and to one of MANY_LUNS ("autoscan" records), and BIG targets logged in and
-# out at once, every block device present ("big" record).
+# LUN and to one of MANY_LUNS ("autoscan" records), and for each size of BIG that
+# many targets logged in and out at once, every block device present ("big"
+# record; a size PxT is T targets of P portals each, P x T sessions).
 # Env: N (64), DELAY (50ms; "0" for none), ROUNDS (3), LISTINGS (5), MANY_LUNS (128; 0 skips),
-# BIG (256; 0 skips), PROFILE=1 (goiscsid's CPU profile and execution trace over
-# round 1's -L all and -U all), TRACE=1 (the kernel's side, both initiators:
+# BIG (sizes, "256"; "256 1024 4x256" for several; 0 skips), PROFILE=1 (goiscsid's CPU profile over round 1's -L all and
+# -U all; PROFILE=trace its execution trace instead: taken together, the trace's
+# own cost would be most of the profile), TRACE=1 (the kernel's side, both initiators:
 # ftrace function_graph of its netlink handler iscsi_if_rx and of the session
 # unbind work, 3 calls deep, over each -L all and -U all, sent back as
 # trace-INITIATOR-L|U-roundR.txt: each request's time in the kernel, and the
@@ -30,6 +32,12 @@ LISTINGS=${LISTINGS:-5}
 DELAY=${DELAY:-50ms}
 MANY_LUNS=${MANY_LUNS:-128}
 BIG=${BIG:-256}
+# most is the largest number of targets a size of BIG needs.
+most=$N
+for size in $BIG; do
+	t=${size#*x}
+	[ "$t" -gt "$most" ] && most=$t
+done
 B=iqn.2003-01.org.example:bench
 P=127.0.0.1:3260
 
@@ -38,7 +46,7 @@ lio_enable() { echo "$2" >"$(lio_tpg "$1")/enable" || fail "lio: enable=$2 $1"; 
 # The targets of the later phases exist from the start, disabled: LIO leaves a
 # disabled target out of SendTargets, so -L all sees the N targets alone.
 i=0
-while [ $i -lt "$N" ] || [ $i -lt "$BIG" ]; do
+while [ $i -lt "$most" ]; do
 	lio_target $B$i $P 1 1
 	[ $i -ge "$N" ] && lio_enable $B$i 0
 	i=$((i + 1))
@@ -63,10 +71,15 @@ none() { [ "$(session_count)" = 0 ]; }
 start() {
 	INITIATOR=$1
 	rm -rf /etc/iscsi/nodes /etc/iscsi/send_targets
-	if [ "$1" = goiscsi ] && [ -n "${PROFILE:-}" ] && [ "$r" = 1 ]; then
+	if [ "$1" = goiscsi ]; then
+		# At its default log level, as installed: iscsid runs at its own.
 		ADM=$GOISCSIADM
 		rm -rf /tmp/prof
-		goiscsid_start -d 1 -profile /tmp/prof
+		if [ -n "${PROFILE:-}" ] && [ "$r" = 1 ]; then
+			goiscsid_start -profile /tmp/prof
+		else
+			goiscsid_start -d 0
+		fi
 	else
 		initiator_start
 	fi
@@ -83,26 +96,38 @@ stop() {
 # profile starts or stops goiscsid's capture when PROFILE is set (round 1).
 profile() {
 	[ -n "${PROFILE:-}" ] && [ "$r" = 1 ] && [ "$INITIATOR" = goiscsi ] || return 0
-	kill -USR1 "$DAEMON_PID"
-	sleep 1 # the capture's files are written when it stops
+	captures() { grep -c -E 'msg="(CPU profile|execution trace) (started|stopped)"' /tmp/goiscsid.log; }
+	before=$(captures)
+	if [ "$PROFILE" = trace ]; then kill -USR2 "$DAEMON_PID"; else kill -USR1 "$DAEMON_PID"; fi
+	# goiscsid logs the toggle once the files are written (or the capture runs).
+	toggled() { [ "$(captures)" -gt "$before" ]; }
+	wait_until 30 toggled || fail "goiscsid did not log its profile capture"
 }
 
-# kernel_times SID prints "LOGIN_MS LOGOUT_MS": what goiscsid's debug log shows the
-# kernel took for session SID's netlink requests, up to START_CONN and after.
+# kernel_times SID prints "LOGIN_MS LOGOUT_MS CONNECT_MS SCAN_MS" from goiscsid's
+# log lines (info level, as it runs installed): the kernel's netlink requests of
+# session SID's login (creating and binding, then setting the negotiated values
+# and starting) and of its logout (unbinding and the teardown), its TCP connect,
+# and the kernel's time for its login scan (the sysfs write returns when the
+# kernel has probed every LUN).
 kernel_times() {
 	awk -v sid="sid=$1" '
-		/msg="kernel request"/ {
-			hit = 0; op = ""; ms = 0
-			for (i = 1; i <= NF; i++) {
-				if ($i == sid) hit = 1
-				if ($i ~ /^op=/) op = substr($i, 4)
-				if ($i ~ /^took_ms=/) ms = substr($i, 9)
-			}
-			if (!hit) next
-			if (started) lout += ms; else lin += ms
-			if (op == "START_CONN") started = 1
+		function val(k,    i) {
+			for (i = 1; i <= NF; i++)
+				if (index($i, k "=") == 1) return substr($i, length(k) + 2)
+			return 0
 		}
-		END { printf "%.1f %.1f\n", lin, lout }' /tmp/goiscsid.log
+		{
+			hit = 0
+			for (i = 1; i <= NF; i++) if ($i == sid) hit = 1
+			if (!hit) next
+		}
+		/msg="connection is operational now"/ {
+			lin = val("times.kernel_ms") + val("times.start_ms"); conn = val("times.connect_ms")
+		}
+		/msg="logged out"/ { lout = val("times.kernel_ms") }
+		/msg=scan .*trigger=login/ { scan = val("took_ms") }
+		END { printf "%.1f %.1f %.1f %.1f\n", lin, lout, conn, scan }' /tmp/goiscsid.log
 }
 
 T=/sys/kernel/tracing
@@ -158,8 +183,9 @@ measure() {
 	$ADM -m node -T ${B}0 -p $P --logout >/dev/null || fail "$1: single logout"
 	wait_until 60 none || fail "$1: single logout left a session"
 	if [ "$1" = goiscsi ]; then
-		kt=$(kernel_times "$sid")
-		emit kernel round "$r" login_ms "${kt% *}" logout_ms "${kt#* }"
+		kernel_times "$sid" >/tmp/kernel-times
+		read -r kin kout kconn kscan </tmp/kernel-times
+		emit kernel round "$r" login_ms "$kin" logout_ms "$kout" connect_ms "$kconn" scan_ms "$kscan"
 	fi
 
 	profile
@@ -236,37 +262,63 @@ if [ "$MANY_LUNS" -gt 0 ]; then
 	lio_enable $B-many 0
 fi
 
-if [ "$BIG" -gt "$N" ]; then
-	i=$N
-	while [ $i -lt "$BIG" ]; do
-		lio_enable $B$i 1
+# big SIZE: goiscsi logs in to SIZE's sessions at once, every block device, the
+# listings, out again; its daemon's CPU over -L all and -U all.
+big() {
+	case $1 in
+	*x*) portals=${1%x*} targets=${1#*x} ;;
+	*) portals=1 targets=$1 ;;
+	esac
+	sessions=$((portals * targets))
+	i=0
+	while [ $i -lt "$most" ]; do
+		if [ $i -lt "$targets" ]; then lio_enable $B$i 1; else lio_enable $B$i 0; fi
+		# A size's extra portals are 127.0.0.1:3261 and up; an earlier size's
+		# that this one has not go.
+		p=1
+		while [ $p -lt "$portals" ]; do
+			[ $i -lt "$targets" ] && lio_portal $B$i 127.0.0.1:$((3260 + p))
+			p=$((p + 1))
+		done
+		for np in "$(lio_tpg $B$i)"/np/127.0.0.1:326[1-9]; do
+			[ -d "$np" ] && [ $((${np##*:} - 3260)) -ge "$portals" ] && rmdir "$np"
+		done
 		i=$((i + 1))
 	done
 	r=0
 	start goiscsi
+	c0=$(cpu_ms $DAEMON_PID)
 	t0=$(now_us)
 	run_capture big_login $ADM -m node -L all
 	login_all=$(ms_since $t0)
-	[ "$CAP_RC" = 0 ] || fail "$BIG targets: -L all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
-	big() { [ "$(blocks)" = "$BIG" ]; }
-	wait_until 600 big || fail "$BIG targets: $(blocks) block devices"
+	lcpu=$(($(cpu_ms $DAEMON_PID) - c0))
+	[ "$CAP_RC" = 0 ] || fail "$1: -L all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
+	every() { [ "$(blocks)" = "$sessions" ]; }
+	wait_until 900 every || fail "$1: $(blocks) of $sessions block devices"
 	devices=$(ms_since $t0)
 	kb=$(rss_kb $DAEMON_PID)
 	t0=$(now_us)
 	run_capture big_session $ADM -m session
 	session_ms=$(ms_since $t0)
-	[ "$CAP_RC" = 0 ] && [ "$(wc -l <$CAP_OUT)" = "$BIG" ] || fail "$BIG targets: -m session exit $CAP_RC, $(wc -l <$CAP_OUT) lines"
+	[ "$CAP_RC" = 0 ] && [ "$(wc -l <$CAP_OUT)" = "$sessions" ] || fail "$1: -m session exit $CAP_RC, $(wc -l <$CAP_OUT) lines"
 	t0=$(now_us)
 	run_capture big_p3 $ADM -m session -P 3
 	p3_ms=$(ms_since $t0)
-	[ "$CAP_RC" = 0 ] || fail "$BIG targets: -m session -P 3 exit $CAP_RC"
+	[ "$CAP_RC" = 0 ] || fail "$1: -m session -P 3 exit $CAP_RC"
+	c0=$(cpu_ms $DAEMON_PID)
 	t0=$(now_us)
 	run_capture big_logout $ADM -m node -U all
 	logout_all=$(ms_since $t0)
-	[ "$CAP_RC" = 0 ] || fail "$BIG targets: -U all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
-	wait_until 300 none || fail "$BIG targets: -U all left $(session_count) sessions"
-	emit big targets "$BIG" login_all_ms "$login_all" devices_ms "$devices" logout_all_ms "$logout_all" rss_kb "$kb" \
-		session_ms "$session_ms" p3_ms "$p3_ms"
+	ucpu=$(($(cpu_ms $DAEMON_PID) - c0))
+	[ "$CAP_RC" = 0 ] || fail "$1: -U all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
+	wait_until 600 none || fail "$1: -U all left $(session_count) sessions"
+	emit big size "$1" targets "$targets" portals "$portals" sessions "$sessions" \
+		login_all_ms "$login_all" devices_ms "$devices" logout_all_ms "$logout_all" rss_kb "$kb" \
+		session_ms "$session_ms" p3_ms "$p3_ms" login_all_daemon_cpu_ms "$lcpu" logout_all_daemon_cpu_ms "$ucpu"
 	stop
-	emit_file goiscsid-big.log /tmp/goiscsid.log
+	emit_file "goiscsid-big-$1.log" /tmp/goiscsid.log
+}
+
+if [ "$BIG" != 0 ]; then
+	for size in $BIG; do big "$size"; done
 fi

@@ -3,7 +3,8 @@
 # In one boot, stock (iscsid, iscsiadm) then goiscsi (goiscsid, goiscsiadm):
 # -m discovery -t isns, a login with data read back identical, a logout,
 # -m discoverydb -t isns -o new / show / --discover, the listings, the records
-# each wrote (stock's are moved aside before goiscsi runs); a server that
+# each wrote and the links from isns/ to them, after the first discovery and
+# at the end (stock's are moved aside before goiscsi runs); a server that
 # refuses and one that closes. Then goiscsi only: with the discovery record
 # saying use_discoveryd = Yes and node.startup = automatic, goiscsid registers;
 # a target registered meanwhile gets its record through the SCN and a session;
@@ -11,7 +12,8 @@
 # deregisters when it stops. A server that sends garbage and one that never
 # answers (goiscsi only: libisns waits 60 s for each). Last, with the first
 # target deregistered, stock's iscsiadm and goiscsiadm both find no portals and
-# keep the record.
+# keep the record, and stock's -m discoverydb -o delete removes the records
+# goiscsi made, through their links.
 T1=iqn.2003-01.org.example:isns-one
 T2=iqn.2003-01.org.example:isns-two
 lio_target $T1 127.0.0.1:3260 1 16
@@ -42,13 +44,21 @@ isnsadm_as() {
 }
 isnsadm_as $T1 --register target=$T1 portal=127.0.0.1:3260
 
-# records WHO emits the node database's files: each record's content, and
-# the isns/ tree (stock links nodes there).
+# links WHO STAGE emits the links from discovery sources to node records
+# (isns/, send_targets/) with what they point at.
+links() {
+	for _l_f in $(cd /etc/iscsi && find isns send_targets -type l 2>/dev/null | sort); do
+		emit link who "$1" stage "$2" path "$_l_f" to "$(readlink "/etc/iscsi/$_l_f")"
+	done
+}
+# records WHO emits the node database's files: each record's content, the
+# isns/ tree and the links.
 records() {
 	for _rc_f in $(cd /etc/iscsi && find nodes isns -type f 2>/dev/null | sort); do
 		emit record who "$1" path "$_rc_f" text_b64 "$(b64 "/etc/iscsi/$_rc_f")"
 	done
 	emit tree who "$1" list "$(cd /etc/iscsi && find isns 2>/dev/null | sort | tr '\n' ' ')"
+	links "$1" end
 }
 # listening PORT succeeds once something listens on TCP PORT.
 listening() {
@@ -64,6 +74,7 @@ NCS=
 # run_as WHO: the same commands with the $ADM of WHO, records after.
 run_as() {
 	cmd_record "$1_discovery" $ADM -m discovery -t isns -p 127.0.0.1
+	links "$1" discovery
 	cmd_record "$1_login" $ADM -m node -T $T1 -p 127.0.0.1:3260 --login
 	_ra_sid=$(session_sid $T1)
 	[ -n "$_ra_sid" ] || fail "$1: no session to $T1 after the login"
@@ -134,3 +145,8 @@ cmd_record goiscsi_gone $ADM -m discovery -t isns -p 127.0.0.1
 cmd_record stock_gone $STOCK_ISCSIADM -m discovery -t isns -p 127.0.0.1
 cmd_record goiscsi_nodes $ADM -m node
 goiscsid_stop
+
+# Stock's -m discoverydb -o delete deletes the records it finds through the
+# links in the server's directory: goiscsi's, the SCN-made one's included.
+cmd_record stock_dbdelete $STOCK_ISCSIADM -m discoverydb -t isns -p 127.0.0.1 -o delete
+emit after_dbdelete list "$(cd /etc/iscsi && find nodes isns 2>/dev/null | sort | tr '\n' ' ')"
