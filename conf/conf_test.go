@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -530,7 +531,9 @@ func TestDBLayoutsAndOwnKeys(t *testing.T) {
 	// A bad own-keys file is warned about and ignored.
 	var warnings []string
 	db.Warn = func(err error) { warnings = append(warnings, err.Error()) }
-	os.WriteFile(own, []byte("node.session.autoscan_en = perhaps\nnode.startup = onboot\n"), 0o600)
+	ownText, _ := os.ReadFile(own)
+	forFile := regexp.MustCompile(`(?m)^goiscsi\.record_file = .*\n`).Find(ownText)
+	os.WriteFile(own, append(forFile, "node.session.autoscan_en = perhaps\nnode.startup = onboot\n"...), 0o600)
 	if got, _ := db.FindNodes(tgt, "10.0.0.1", 0, ""); len(got) != 1 || got[0].Get("node.session.autoscan_en") != "Yes" || got[0].Get("node.startup") != "automatic" || len(warnings) != 2 {
 		t.Errorf("bad own keys: %v, warnings %q", got, warnings)
 	}
@@ -540,6 +543,73 @@ func TestDBLayoutsAndOwnKeys(t *testing.T) {
 	}
 	if _, err := os.Stat(own); !os.IsNotExist(err) {
 		t.Errorf("own keys left after delete: %v", err)
+	}
+}
+
+// goiscsi's own keys apply to the record file they were written for: through
+// updates in place, as stock makes them, but not to a record deleted and made
+// again at the same path, where they are warned about, ignored, and removed by
+// the next write.
+func TestOwnKeysFollowTheirRecordFile(t *testing.T) {
+	for _, tpgt := range []int{-1, 1} {
+		var warnings []string
+		db := &DB{Root: t.TempDir(), Warn: func(err error) { warnings = append(warnings, err.Error()) }}
+		r := NewNodeRecord(nil, "iqn.2003-01.org.example:follow", "10.0.0.1", 3260, tpgt, "default")
+		r.Set("node.session.autoscan_en", "No")
+		if err := db.SaveNode(r); err != nil {
+			t.Fatal(err)
+		}
+		rel := stockPath(r.ID())
+		file := filepath.Join(db.nodesDir(), rel)
+		own := filepath.Join(db.ownDir(), rel)
+		autoscan := func() string {
+			t.Helper()
+			warnings = nil
+			rs, err := db.FindNodes(r.ID().Target, "", 0, "")
+			if err != nil || len(rs) != 1 {
+				t.Fatalf("tpgt %d: %d records, %v", tpgt, len(rs), err)
+			}
+			return rs[0].Get("node.session.autoscan_en")
+		}
+		// Stock's update: the file truncated and written again.
+		text, _ := os.ReadFile(file)
+		if err := os.WriteFile(file, bytes.Replace(text, []byte("node.startup = manual"), []byte("node.startup = automatic"), 1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := autoscan(); got != "No" || len(warnings) != 0 {
+			t.Errorf("tpgt %d: after an update in place: autoscan_en %q, warnings %q", tpgt, got, warnings)
+		}
+		// Stock's delete, then a new record at that path.
+		os.Remove(file)
+		if err := os.WriteFile(file, text, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := autoscan(); got != "Yes" || len(warnings) != 1 || !strings.Contains(warnings[0], rel) || !strings.Contains(warnings[0], "ignored") {
+			t.Errorf("tpgt %d: a record made anew: autoscan_en %q, warnings %q", tpgt, got, warnings)
+		}
+		rs, _ := db.FindNodes(r.ID().Target, "", 0, "")
+		rs[0].Set("node.startup", "onboot")
+		if err := db.SaveNode(rs[0]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(own); !os.IsNotExist(err) {
+			t.Errorf("tpgt %d: the stale own keys survive a write: %v", tpgt, err)
+		}
+		// goiscsi's own rewrite (a new file renamed into place) keeps its keys.
+		rs[0].Set("node.session.autoscan_en", "No")
+		for range 2 {
+			if err := db.SaveNode(rs[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := autoscan(); got != "No" || len(warnings) != 0 {
+			t.Errorf("tpgt %d: after goiscsi's writes: autoscan_en %q, warnings %q", tpgt, got, warnings)
+		}
+		// Keys that name no file at all are no one's.
+		os.WriteFile(own, []byte("node.session.autoscan_en = No\n"), 0o600)
+		if got := autoscan(); got != "Yes" || len(warnings) != 1 {
+			t.Errorf("tpgt %d: own keys naming no file: autoscan_en %q, warnings %q", tpgt, got, warnings)
+		}
 	}
 }
 
@@ -597,11 +667,12 @@ func TestIsSecretKey(t *testing.T) {
 	}
 }
 
-// Concurrent writers of one record: every read sees one whole version, and no
-// temporary file is left.
+// Concurrent writers of one record: every read sees one whole version with
+// its own keys applied, and no temporary file is left.
 func TestConcurrentSavesNeverTear(t *testing.T) {
 	db := &DB{Root: t.TempDir()}
 	base := NewNodeRecord(nil, "iqn.x:t", "127.0.0.1", 3260, 1, "default")
+	base.Set("node.session.autoscan_en", "No")
 	if err := db.SaveNode(base); err != nil {
 		t.Fatal(err)
 	}
@@ -610,6 +681,32 @@ func TestConcurrentSavesNeverTear(t *testing.T) {
 	stop := make(chan struct{})
 	var readErr error
 	var readOnce sync.Once
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var warned error
+		reader := &DB{Root: db.Root, Warn: func(err error) { warned = err }}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			rs, err := reader.Nodes()
+			switch {
+			case err == nil && warned != nil:
+				err = warned
+			case err == nil && len(rs) != 1:
+				err = fmt.Errorf("listing %d records", len(rs))
+			case err == nil && rs[0].Get("node.session.autoscan_en") != "No":
+				err = fmt.Errorf("autoscan_en %q", rs[0].Get("node.session.autoscan_en"))
+			}
+			if err != nil {
+				readOnce.Do(func() { readErr = err })
+				return
+			}
+		}
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -655,9 +752,12 @@ func TestConcurrentSavesNeverTear(t *testing.T) {
 	if readErr != nil {
 		t.Fatal(readErr)
 	}
+	// goiscsi's writers take turns: the own keys name the record left.
+	var warnings []string
+	db.Warn = func(err error) { warnings = append(warnings, err.Error()) }
 	rs, err := db.Nodes()
-	if err != nil || len(rs) != 1 {
-		t.Fatalf("%d records, %v", len(rs), err)
+	if err != nil || len(rs) != 1 || len(warnings) != 0 {
+		t.Fatalf("%d records, %v, warnings %q", len(rs), err, warnings)
 	}
 	ents, _ := os.ReadDir(filepath.Dir(path))
 	if len(ents) != 1 {

@@ -21,8 +21,11 @@ const crashWriterEnv = "GOISCSI_CONF_CRASH_WRITER"
 
 // crashRecords are the old and the new version of the record: different in
 // value and in length, so that a file holding parts of both is told apart.
+// Both set goiscsi's own key, which lives in a file of its own, to what is not
+// its default, so that keys that failed to apply show.
 func crashRecords() (old, new *Record) {
 	old = NewNodeRecord(nil, "iqn.2026-11.dev.goiscsi:crash", "127.0.0.1", 3260, 1, "default")
+	old.Set("node.session.autoscan_en", "No")
 	new = old.Clone()
 	new.Set("node.session.auth.authmethod", "CHAP")
 	new.Set("node.session.auth.username", strings.Repeat("u", 200))
@@ -59,7 +62,8 @@ func runCrashWriter(mode, root string) {
 // A node record update killed (SIGKILL) at random moments, in the current
 // layout and while converting an old-layout record, leaves the old record or
 // the new one, byte for byte, never a torn one; the temporary files it leaves
-// are not taken for records.
+// are not taken for records. goiscsi's own keys always apply to the record
+// left, whichever it is: never iscsid.conf's default in their place.
 func TestSaveNodeKilledMidWrite(t *testing.T) {
 	if w := os.Getenv(crashWriterEnv); w != "" {
 		mode, root, _ := strings.Cut(w, " ")
@@ -84,7 +88,8 @@ func TestSaveNodeKilledMidWrite(t *testing.T) {
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			root := t.TempDir()
-			db := &DB{Root: root}
+			var warnings []string
+			db := &DB{Root: root, Warn: func(err error) { warnings = append(warnings, err.Error()) }}
 			path := filepath.Join(db.nodesDir(), stockPath(old.ID()))
 			oldLayout := filepath.Join(db.nodesDir(), old.ID().Target, portalDir("127.0.0.1", 3260, 1))
 			var sawOld, sawNew, leftovers int
@@ -141,19 +146,29 @@ func TestSaveNodeKilledMidWrite(t *testing.T) {
 					file = oldLayout
 				}
 				got, err := os.ReadFile(file)
+				// The old-layout file, which ancient stock wrote, has
+				// no own keys.
+				wantOwn := "No"
 				switch {
 				case err != nil:
 					t.Fatalf("kill %d: the record is gone: %v", kill, err)
 				case bytes.Equal(got, oldText):
 					sawOld++
+					if file == oldLayout {
+						wantOwn = "Yes"
+					}
 				case bytes.Equal(got, newText):
 					sawNew++
 				default:
 					t.Fatalf("kill %d: torn record (%d bytes):\n%s", kill, len(got), got)
 				}
+				warnings = nil
 				all, err := db.Nodes()
 				if err != nil || len(all) != 1 || all[0].ID() != old.ID() {
 					t.Fatalf("kill %d: listing after the kill: %d records, %v", kill, len(all), err)
+				}
+				if own := all[0].Get("node.session.autoscan_en"); own != wantOwn || len(warnings) != 0 {
+					t.Fatalf("kill %d: autoscan_en %q, want %q; warnings %q", kill, own, wantOwn, warnings)
 				}
 				leftovers = countHidden(t, db.nodesDir())
 			}
@@ -163,8 +178,8 @@ func TestSaveNodeKilledMidWrite(t *testing.T) {
 				t.Errorf("the kills never caught the writer between the two versions: old %d, new %d", sawOld, sawNew)
 			}
 			// Leftovers old enough to be no writer's work in progress go at
-			// the next save.
-			filepath.WalkDir(db.nodesDir(), func(p string, d os.DirEntry, err error) error {
+			// the next save, the own keys' included.
+			filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 				if err == nil && strings.HasPrefix(d.Name(), ".") {
 					long := time.Now().Add(-time.Hour)
 					os.Chtimes(p, long, long)
@@ -174,7 +189,7 @@ func TestSaveNodeKilledMidWrite(t *testing.T) {
 			if err := db.SaveNode(new); err != nil {
 				t.Fatal(err)
 			}
-			if n := countHidden(t, db.nodesDir()); n != 0 {
+			if n := countHidden(t, root); n != 0 {
 				t.Errorf("%d stale temporary files survive a save", n)
 			}
 		})

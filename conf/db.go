@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,7 +41,9 @@ func (id NodeID) Portal() string {
 // goiscsi's own keys (node.session.autoscan_en) never go into a file stock
 // reads: stock 2.1.8 refuses a record holding a key it does not know, and with
 // it every record of -m node. They live beside it, under Root/goiscsi/nodes/,
-// at the record's own path, and go with it.
+// at the record's own path, and go with it. That file names the record file
+// it was written for (see fileIDAt), so that a record stock deletes and makes
+// again does not inherit the settings of the one it replaced.
 type DB struct {
 	Root string
 	// Warn receives what reading skipped or ignored, naming the file: a
@@ -171,41 +174,140 @@ func (db *DB) Nodes() ([]*Record, error) {
 // own keys for it, or reports why it cannot and returns nil.
 func (db *DB) readNode(rel string) *Record {
 	file := filepath.Join(db.nodesDir(), filepath.FromSlash(rel))
-	r, err := readRecord(file, NodeKind)
+	for attempt := 1; ; attempt++ {
+		r, id, idErr, err := readNodeFile(file)
+		if err != nil {
+			db.warn(fmt.Errorf("%w (record skipped)", err))
+			return nil
+		}
+		own, stale := db.ownKeys(rel, file, id, idErr)
+		if stale && attempt < 3 {
+			// A goiscsi write renamed a new file into place between
+			// the reads, and another then wrote keys naming a newer one
+			// still: read the record again rather than lose its keys.
+			if now, err := fileIDAt(unix.AT_FDCWD, file, 0); err == nil && now != id {
+				continue
+			}
+		}
+		for _, w := range r.Warnings {
+			db.warn(errors.New(w))
+		}
+		r.Warnings = nil
+		r.path = rel
+		if stale {
+			db.warn(fmt.Errorf("goiscsi's settings of the node record %s (%s) were written for another record file at that path, deleted or replaced since: ignored, and removed when goiscsi next writes the record",
+				rel, filepath.Join(db.ownDir(), filepath.FromSlash(rel))))
+			return r
+		}
+		for _, kv := range own {
+			ki, ok := r.kind.layout().info[kv.k]
+			if !ok || !ki.own {
+				db.warn(fmt.Errorf("%s:%d: %s is not one of goiscsi's own keys (ignored)", kv.file, kv.n, kv.k))
+				continue
+			}
+			if err := r.Set(kv.k, kv.v); err != nil {
+				db.warn(fmt.Errorf("%s:%d: %w (ignored)", kv.file, kv.n, err))
+			}
+		}
+		return r
+	}
+}
+
+// readNodeFile reads the node record file and tells its fileID: that of the
+// file read, not of whatever the path holds by now.
+func readNodeFile(file string) (r *Record, id string, idErr, err error) {
+	f, err := os.Open(file)
 	if err != nil {
-		db.warn(fmt.Errorf("%w (record skipped)", err))
-		return nil
+		return nil, "", nil, err
 	}
-	for _, w := range r.Warnings {
-		db.warn(errors.New(w))
+	defer f.Close()
+	if r, err = ParseRecordKind(f, file, NodeKind); err != nil {
+		return nil, "", nil, err
 	}
-	r.Warnings = nil
-	r.path = rel
+	id, idErr = fileIDAt(int(f.Fd()), "", unix.AT_EMPTY_PATH)
+	return r, id, idErr, nil
+}
+
+// ownLine is a key = value line of an own-keys file.
+type ownLine struct {
+	file string
+	n    int
+	k, v string
+}
+
+// ownKeys returns goiscsi's own keys of the record at rel, read from file
+// (whose fileID is id, or idErr), or stale when they were written for another
+// file; what cannot be read is warned about and yields none.
+func (db *DB) ownKeys(rel, file, id string, idErr error) (keys []ownLine, stale bool) {
 	own := filepath.Join(db.ownDir(), filepath.FromSlash(rel))
 	f, err := os.Open(own)
 	if errors.Is(err, os.ErrNotExist) {
-		return r
+		return nil, false
 	}
 	if err != nil {
 		db.warn(fmt.Errorf("goiscsi's settings of %s: %w (ignored)", file, err))
-		return r
+		return nil, false
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		// The own keys of the records below an old-layout record's path,
+		// which a conversion killed before its exchange wrote first: not
+		// this record's.
+		return nil, false
+	}
+	var forFile []string
 	err = eachKeyValue(f, own, func(n int, k, v string) error {
-		ki, ok := r.kind.layout().info[k]
-		if !ok || !ki.own {
-			db.warn(fmt.Errorf("%s:%d: %s is not one of goiscsi's own keys (ignored)", own, n, k))
-			return nil
-		}
-		if err := r.Set(k, v); err != nil {
-			db.warn(fmt.Errorf("%s:%d: %w (ignored)", own, n, err))
+		if k == fileIDKey {
+			forFile = append(forFile, v)
+		} else {
+			keys = append(keys, ownLine{own, n, k, v})
 		}
 		return nil
 	})
 	if err != nil {
 		db.warn(fmt.Errorf("%w (goiscsi's settings of %s ignored)", err, file))
+		return nil, false
 	}
-	return r
+	if idErr != nil {
+		db.warn(fmt.Errorf("goiscsi's settings of the node record %s: cannot tell whether %s was written for %s: %w (ignored)", rel, own, file, idErr))
+		return nil, false
+	}
+	if !slices.Contains(forFile, id) {
+		return nil, true
+	}
+	return keys, false
+}
+
+// fileIDKey is the line of an own-keys file that names, by fileID, a record
+// file the keys were written for.
+const fileIDKey = "goiscsi.record_file"
+
+// fileIDAt identifies the record file at path (relative to dirfd, statx
+// flags): its inode number and, where the filesystem keeps one, its birth
+// time. Stock 2.1.8 updates a record in place (usr/idbm.c idbm_rec_write
+// truncates the file with fopen "w"), which keeps both, so goiscsi's own keys
+// survive stock's updates; a record deleted and made again is a new file,
+// whose birth time differs even where its inode number is reused. goiscsi's
+// own writes rename a new file into place and write its ID with the keys.
+//
+// Without statx (a kernel before 4.11, a seccomp filter refusing it) the inode
+// number alone names the file.
+func fileIDAt(dirfd int, path string, flags int) (string, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(dirfd, path, flags, unix.STATX_INO|unix.STATX_BTIME, &st); errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		var fst unix.Stat_t
+		if err := unix.Fstatat(dirfd, path, &fst, flags); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("ino=%d", fst.Ino), nil
+	} else if err != nil {
+		return "", err
+	}
+	id := fmt.Sprintf("ino=%d", st.Ino)
+	if st.Mask&unix.STATX_BTIME != 0 {
+		id += fmt.Sprintf(" btime=%d.%09d", st.Btime.Sec, st.Btime.Nsec)
+	}
+	return id, nil
 }
 
 // skipName reports whether a directory entry is not a record by design: our
@@ -284,10 +386,13 @@ func isFile(path string) bool {
 // it was, in its layout; a new one goes where stock would put it. Stock's own
 // conversions are kept: a plain-layout record that has a tpgt moves into the
 // <addr>,<port>,<tpgt>/<iface> layout, as stock moves it when it writes.
-// goiscsi's own keys go beside it (see DB), first, so that a crash between
-// the two writes never leaves a record whose scan policy fell back to
-// iscsid.conf's. The link from the record's discovery source is made after,
-// as stock makes it (see linkNode).
+// goiscsi's own keys go beside it (see DB), naming both the new record file
+// and the one it replaces, and before the new file takes its place, so that a
+// crash between the two writes never leaves a record whose scan policy fell
+// back to iscsid.conf's. The link from the record's discovery source is made
+// after, as stock makes it (see linkNode). goiscsi's writers of one database
+// take turns (see lock): two interleaved would leave one's record with the
+// other's keys, which do not name it.
 func (db *DB) SaveNode(r *Record) error {
 	if r.Kind() != NodeKind {
 		return fmt.Errorf("SaveNode: a %s record is not a node record", r.Kind())
@@ -302,6 +407,11 @@ func (db *DB) SaveNode(r *Record) error {
 	if id.Address == "" || strings.ContainsAny(id.Address, "/\x00") {
 		return fmt.Errorf("node record %s: unusable portal address %q", id.Target, id.Address)
 	}
+	unlock, err := db.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// A conversion killed midway leaves its temporary directory here.
 	removeStaleTemps(filepath.Join(db.nodesDir(), id.Target))
 	rel := r.path
@@ -317,16 +427,28 @@ func (db *DB) SaveNode(r *Record) error {
 			return fmt.Errorf("node record %s: %s is a directory, where stock keeps a record without a tpgt", id.Target, file)
 		}
 	}
-	if err := db.saveOwn(rel, r); err != nil {
+	data, err := r.MarshalText()
+	if err != nil {
 		return err
 	}
 	// The layout before svn 780: <addr>,<port>,<tpgt> is the record itself.
 	if old := filepath.Join(db.nodesDir(), id.Target, portalDir(id.Address, id.Port, id.TPGT)); id.TPGT != -1 && isFile(old) {
-		if err := convertNode(old, r); err != nil {
+		// That file is no record at rel: the keys name the new one alone.
+		if err := convertNode(old, id.Iface, data, func(tmp string) error { return db.saveOwn(rel, r, tmp, "") }); err != nil {
 			return err
 		}
-	} else if err := writeAtomic(file, r); err != nil {
-		return err
+	} else {
+		tf, err := writeTemp(file, data)
+		if err != nil {
+			return err
+		}
+		if err := db.saveOwn(rel, r, tf.tmp, file); err != nil {
+			tf.abort()
+			return err
+		}
+		if err := tf.commit(); err != nil {
+			return err
+		}
 	}
 	r.path = rel
 	if plainFile := filepath.Join(db.nodesDir(), filepath.FromSlash(plain)); rel != plain && isFile(plainFile) {
@@ -340,9 +462,11 @@ func (db *DB) SaveNode(r *Record) error {
 	return db.linkNode(r)
 }
 
-// saveOwn writes goiscsi's own keys of the record at rel, or removes the file
-// when it sets none.
-func (db *DB) saveOwn(rel string, r *Record) error {
+// saveOwn writes goiscsi's own keys of the record at rel, for the record file
+// newFile (its temporary name: the rename keeps what fileIDAt sees) and for
+// replaced, the file at rel that newFile replaces ("" or missing when none), or
+// removes them when r sets none.
+func (db *DB) saveOwn(rel string, r *Record, newFile, replaced string) error {
 	file := filepath.Join(db.ownDir(), filepath.FromSlash(rel))
 	own := r.keys(true)
 	if len(own) == 0 {
@@ -351,27 +475,50 @@ func (db *DB) saveOwn(rel string, r *Record) error {
 		}
 		return nil
 	}
+	newID, err := fileIDAt(unix.AT_FDCWD, newFile, 0)
+	if err != nil {
+		return err
+	}
+	ids := []string{newID}
+	if replaced != "" {
+		oldID, err := fileIDAt(unix.AT_FDCWD, replaced, 0)
+		switch {
+		case err == nil:
+			ids = append(ids, oldID)
+		case !errors.Is(err, unix.ENOENT):
+			return err
+		}
+	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# goiscsi's own settings of the node record %s, which stock open-iscsi\n# would refuse in the record itself.\n", filepath.Join(db.nodesDir(), filepath.FromSlash(rel)))
+	fmt.Fprintf(&b, "# goiscsi's own settings of the node record %s, which stock open-iscsi\n# would refuse in the record itself. They apply to the record file they name\n# (%s), not to one made anew at that path.\n", filepath.Join(db.nodesDir(), filepath.FromSlash(rel)), fileIDKey)
+	for _, id := range ids {
+		fmt.Fprintf(&b, "%s = %s\n", fileIDKey, id)
+	}
 	for _, k := range own {
 		fmt.Fprintf(&b, "%s = %s\n", k, r.vals[k])
 	}
 	return WriteFileAtomic(file, b.Bytes())
 }
 
-// convertNode puts r, the record of the old-layout file at path, into the
+// convertNode puts data, the record of the old-layout file at path, into the
 // current layout, where path is a directory holding a file per iface. The
 // directory is built under a temporary name and exchanged with the file in one
 // step (renameat2 RENAME_EXCHANGE), so that a crash leaves the old record or the
 // new one. A filesystem without the exchange gets stock's conversion: the file
 // is removed before the directory is renamed into its place, and a crash in
-// between loses the record.
-func convertNode(path string, r *Record) error {
+// between loses the record. before runs on the new record file, under its
+// temporary name, before the exchange.
+func convertNode(path, iface string, data []byte, before func(file string) error) error {
 	dir, err := os.MkdirTemp(filepath.Dir(path), ".goiscsi-*")
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(filepath.Join(dir, r.ID().Iface), r); err != nil {
+	tmp := filepath.Join(dir, iface)
+	err = WriteFileAtomic(tmp, data)
+	if err == nil {
+		err = before(tmp)
+	}
+	if err != nil {
 		os.RemoveAll(dir)
 		return err
 	}
@@ -452,6 +599,11 @@ func (db *DB) DeleteNode(r *Record) error {
 	if err := checkPathPart("target", id.Target); err != nil {
 		return err
 	}
+	unlock, err := db.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	rel := r.path
 	if rel == "" {
 		rel = stockPath(id)
@@ -591,16 +743,28 @@ func writeAtomic(path string, r *Record) error {
 // leaves the old content or the new one. Files are 0600 and directories 0700:
 // records hold CHAP secrets.
 func WriteFileAtomic(path string, data []byte) error {
+	tf, err := writeTemp(path, data)
+	if err != nil {
+		return err
+	}
+	return tf.commit()
+}
+
+// tempFile is data written and synced under a temporary name beside path,
+// for commit to put in its place: what has to be written before the file is
+// in place (goiscsi's own keys naming it) goes in between.
+type tempFile struct{ tmp, path string }
+
+func writeTemp(path string, data []byte) (*tempFile, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	removeStaleTemps(dir)
 	f, err := os.CreateTemp(dir, ".goiscsi-*")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tmp := f.Name()
 	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
@@ -608,15 +772,52 @@ func WriteFileAtomic(path string, data []byte) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, path)
+	if err != nil {
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return &tempFile{tmp: f.Name(), path: path}, nil
+}
+
+// commit renames the file into place and makes the rename durable.
+func (tf *tempFile) commit() error {
+	if err := os.Rename(tf.tmp, tf.path); err != nil {
+		os.Remove(tf.tmp)
+		return fmt.Errorf("write %s: %w", tf.path, err)
+	}
+	syncDir(filepath.Dir(tf.path))
+	return nil
+}
+
+// abort removes the file unused.
+func (tf *tempFile) abort() { os.Remove(tf.tmp) }
+
+// lock makes goiscsi's writers of the node database (goiscsiadm, goiscsid,
+// initiator's users) take turns: a record and its own keys are two files, and
+// two writers interleaving their pairs would leave keys that name neither
+// record. It is goiscsi's own lock, Root/goiscsi/lock; stock's writers do not
+// take it, and need not, as they never write the own keys.
+func (db *DB) lock() (unlock func(), err error) {
+	dir := filepath.Join(db.Root, "goiscsi")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
 	}
 	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 	}
-	syncDir(dir)
-	return nil
+	// Closing the file releases the lock.
+	return func() { f.Close() }, nil
 }
 
 // builtinIfaces are stock's default_ifaces and their transports: not files,

@@ -1,10 +1,10 @@
 package stockipc_test
 
 // The tests here run Debian 12's own iscsiadm (open-iscsi 2.1.8) against the
-// Server. They need root: the test binary re-runs itself under
-// `unshare --net --mount`, so that the abstract socket is this test's alone
-// (no real iscsid can answer) and a scratch directory can stand in for
-// /etc/iscsi and /run/lock.
+// Server. The test binary re-runs itself under `unshare --net --mount` (in a
+// user namespace of its own when not root), so that the abstract socket is
+// this test's alone (no real iscsid can answer) and a scratch directory can
+// stand in for /etc/iscsi and /run/lock.
 
 import (
 	"bufio"

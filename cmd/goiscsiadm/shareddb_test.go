@@ -14,8 +14,9 @@ import (
 // One node database for both tools: Debian's stock iscsiadm 2.1.8 and
 // goiscsiadm on one scratch /etc/iscsi, each reading, updating and deleting
 // what the other wrote, layouts kept; goiscsi's own key never in a file stock
-// reads, and kept through stock's updates; -p ADDR:PORT,TPGT finding a record
-// whatever its tpgt; a stray entry warned about and skipped by both.
+// reads, kept through stock's updates and not given to a record stock deletes
+// and makes again; -p ADDR:PORT,TPGT finding a record whatever its tpgt; a
+// stray entry warned about and skipped by both.
 func TestSharedNodeDatabase(t *testing.T) {
 	root := stock.Root(t)
 	stock.InNamespace(t, func(t *testing.T, etc string) {
@@ -83,6 +84,26 @@ func TestSharedNodeDatabase(t *testing.T) {
 		if out := goOK("-m", "node", "-T", t1, "-p", "10.0.0.1"); !strings.Contains(out, "node.session.timeo.replacement_timeout = 30\n") ||
 			!strings.Contains(out, "node.session.autoscan_en = No\n") {
 			t.Errorf("stock's update lost, or goiscsi's own key lost through it:\n%s", out)
+		}
+		// Stock deletes the record and makes it again: the new record is
+		// not the one goiscsi's key was set on, and has none of its own (a
+		// login takes iscsid.conf's).
+		stockOK("-m", "node", "-T", t1, "-p", "10.0.0.1", "-o", "delete")
+		stockOK("-m", "node", "-o", "new", "-T", t1, "-p", "10.0.0.1:3260")
+		own := filepath.Join(etc, "goiscsi", "nodes", t1, "10.0.0.1,3260")
+		if _, err := os.Stat(own); err != nil {
+			t.Fatalf("the own keys stock cannot know of are gone already: %v", err)
+		}
+		if x := adm(t, "-m", "node", "-T", t1, "-p", "10.0.0.1"); x.Code != 0 || strings.Contains(x.Stdout, "node.session.autoscan_en = No\n") ||
+			!strings.Contains(x.Stderr, t1+"/10.0.0.1,3260") || !strings.Contains(x.Stderr, "ignored") {
+			t.Errorf("a record stock made again, read with the old record's own keys: exit %d\n%s%s", x.Code, x.Stdout, x.Stderr)
+		}
+		goOK("-m", "node", "-T", t1, "-p", "10.0.0.1", "-o", "update", "-n", "node.startup", "-v", "automatic")
+		if _, err := os.Stat(own); !os.IsNotExist(err) {
+			t.Errorf("the old record's own keys survive goiscsi's next write: %v", err)
+		}
+		if x := adm(t, "-m", "node", "-T", t1, "-p", "10.0.0.1"); x.Code != 0 || x.Stderr != "" || strings.Contains(x.Stdout, "node.session.autoscan_en = No\n") {
+			t.Errorf("after goiscsi's write: exit %d\n%s%s", x.Code, x.Stdout, x.Stderr)
 		}
 
 		// A record goiscsiadm made with a tpgt: stock's directory layout.

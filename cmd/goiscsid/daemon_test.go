@@ -45,11 +45,17 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureConfig(t, nil)
+}
+
+// newFixtureConfig is newFixture with iscsid.conf's cfg.
+func newFixtureConfig(t *testing.T, cfg *conf.Config) *fixture {
+	t.Helper()
 	scans := newScanDecisions()
 	f := newFixtureWith(t, []target.TargetConfig{{
 		Name: testIQN, PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
 		LUNs: []target.LUNConfig{{Number: 0, Size: 1 << 20}, {Number: 1, Size: 1 << 20}},
-	}}, nil, slog.New(scans))
+	}}, cfg, slog.New(scans))
 	f.scans = scans
 	return f
 }
@@ -753,6 +759,70 @@ func TestStockLoginHonoursOwnKeys(t *testing.T) {
 	}
 	if gone := f.d.ServeStock(context.Background(), &stockipc.Request{Command: stockipc.CmdSessionInfo, SID: sid}); gone.Err != iscsierr.SessNotFound {
 		t.Errorf("info of a logged-out session: %d", gone.Err)
+	}
+}
+
+// A record stock made has no goiscsi settings beside it, and stock's login
+// request cannot carry node.session.autoscan_en: iscsid.conf's value decides,
+// as for a record goiscsiadm logs in without one, whether the record is in
+// goiscsid's database (stock on the host) or not (a container's own). A
+// value goiscsi keeps beside the record wins over iscsid.conf's.
+func TestStockLoginHonoursConfigAutoscan(t *testing.T) {
+	cfg, err := conf.ParseConfig(strings.NewReader("node.session.autoscan_en = No\n"), "iscsid.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		record func(t *testing.T, db *conf.DB, r *conf.Record)
+		scan   string
+		policy string
+	}{
+		{"stock's record", func(t *testing.T, db *conf.DB, r *conf.Record) {
+			// What stock writes: the record file alone.
+			b, err := r.MarshalText()
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := r.ID()
+			file := filepath.Join(db.Root, "nodes", id.Target, id.Address+","+strconv.Itoa(id.Port)+",1", "default")
+			if err := conf.WriteFileAtomic(file, b); err != nil {
+				t.Fatal(err)
+			}
+		}, "0 0 0", "lun0"},
+		{"a container's record", func(*testing.T, *conf.DB, *conf.Record) {}, "0 0 0", "lun0"},
+		{"goiscsi's own setting", func(t *testing.T, db *conf.DB, r *conf.Record) {
+			r.Set("node.session.autoscan_en", "Yes")
+			if err := db.SaveNode(r); err != nil {
+				t.Fatal(err)
+			}
+		}, "- - -", "auto"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixtureConfig(t, cfg)
+			f.d.db = &conf.DB{Root: t.TempDir(), Warn: func(err error) { t.Errorf("database: %v", err) }}
+			port, _ := strconv.Atoi(f.rec["node.conn[0].port"])
+			r := conf.NewNodeRecord(nil, testIQN, f.rec["node.conn[0].address"], port, 1, "default")
+			tc.record(t, f.d.db, r)
+			stockRec := map[string]string{}
+			for k, v := range r.Map() {
+				if !conf.IsNodeKey(k) || k == "node.session.autoscan_en" {
+					continue
+				}
+				stockRec[k] = v
+			}
+			stockRec["node.conn[0].timeo.login_timeout"] = "5"
+			if resp := f.d.ServeStock(context.Background(), &stockipc.Request{Command: stockipc.CmdSessionLogin, Record: stockRec}); resp.Err != 0 {
+				t.Fatalf("stock login: %d", resp.Err)
+			}
+			sessions := f.d.ServeMgmt(context.Background(), &mgmt.Request{Op: mgmt.OpSessions}).Sessions
+			if len(sessions) != 1 {
+				t.Fatalf("sessions %+v", sessions)
+			}
+			if s := sessions[0]; s.ScanPolicy != tc.policy || f.fs.ScanWritten(s.HostNo) != tc.scan {
+				t.Errorf("scan policy %q, scan file %q; want %q, %q", s.ScanPolicy, f.fs.ScanWritten(s.HostNo), tc.policy, tc.scan)
+			}
+		})
 	}
 }
 

@@ -874,16 +874,18 @@ func TestVMMultipath(t *testing.T) {
 // TestVMStockIscsiadm is stock iscsiadm 2.1.8 with goiscsid and no iscsid, as a
 // consumer that runs open-iscsi's iscsiadm (or ships its own in a container)
 // gets it on a host running goiscsi: a scan = manual login brings no disk, an
-// auto login every LUN with data read back identical, -R adds a new LUN, -U all
-// logs out, a chroot with only stock's binaries logs in through the abstract
-// socket, and -k 0 stops goiscsid.
+// auto login every LUN with data read back identical, -P 3 lists the disks, -R
+// adds a new LUN, -U all logs out; the same from a chroot with only stock's
+// binaries and its own /etc/iscsi, through the abstract socket, whose -k 0
+// stops goiscsid.
 func TestVMStockIscsiadm(t *testing.T) {
 	res := boot(t, "stockadm", map[string]string{"INITIATOR": "stockadm"})
 	phases := map[string]Record{}
 	for _, r := range res.Find("devices") {
 		phases[r["phase"]] = r
 	}
-	for phase, want := range map[string]string{"manual": "0", "auto": "3", "rescan": "4", "container": "4"} {
+	for phase, want := range map[string]string{"manual": "0", "auto": "3", "rescan": "4",
+		"c_manual": "0", "container": "4", "c_rescan": "5"} {
 		if r, ok := phases[phase]; !ok || r["count"] != want {
 			t.Errorf("%s: %v SCSI devices, want %s", phase, r, want)
 		}
@@ -902,22 +904,35 @@ func TestVMStockIscsiadm(t *testing.T) {
 	if len(res.Find("dd")) != 2 {
 		t.Errorf("%d data checks, want 2", len(res.Find("dd")))
 	}
+	ran := map[string]bool{}
 	for _, r := range res.Find("cmd") {
+		ran[r["name"]] = true
 		switch r["name"] {
-		case "p3":
+		case "p3", "c_p3":
 			if !strings.Contains(string(r.Bytes("stdout")), "Attached scsi disk") {
-				t.Errorf("-m session -P 3 lists no disk:\n%s", r.Bytes("stdout"))
+				t.Errorf("%s: -m session -P 3 lists no disk:\n%s", r["name"], r.Bytes("stdout"))
 			}
 		case "stats":
 			if r["rc"] != "0" || !strings.Contains(string(r.Bytes("stdout")), "txdata_octets") {
 				t.Errorf("-s: exit %s\n%s%s", r["rc"], r.Bytes("stdout"), r.Bytes("stderr"))
 			}
+		case "c_stop":
+			if r["rc"] != "0" {
+				t.Errorf("the container's -k 0: exit %s\n%s", r["rc"], r.Bytes("stderr"))
+			}
 		}
 	}
-	if r := res.First("after_logout"); r == nil || r["sessions"] != "0" {
-		t.Errorf("after -U all: %v", r)
+	for _, name := range []string{"c_manual_login", "c_p3", "c_rescan", "c_logout_all", "c_stop"} {
+		if !ran[name] {
+			t.Errorf("the container did not run %s", name)
+		}
+	}
+	for _, ev := range []string{"after_logout", "c_after_logout"} {
+		if r := res.First(ev); r == nil || r["sessions"] != "0" {
+			t.Errorf("%s: after -U all: %v", ev, r)
+		}
 	}
 	if res.First("stopped") == nil {
-		t.Error("goiscsid did not stop on stock's -k 0")
+		t.Error("goiscsid did not stop on the container's -k 0")
 	}
 }

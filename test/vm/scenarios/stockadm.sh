@@ -5,7 +5,7 @@
 # data written and read back identical); -P 3; -R; logout; -U all; then the
 # same from a second root, a chroot holding only stock's binaries and their
 # own /etc/iscsi, reaching goiscsid over the abstract socket as a container in
-# the host's network namespace does; last, -k 0 stops goiscsid.
+# the host's network namespace does; last, the container's -k 0 stops goiscsid.
 # Env: INITIATOR=stockadm (goiscsid, stock iscsiadm).
 IQN=iqn.2003-01.org.example:stockadm
 MAN=iqn.2003-01.org.example:stockadm-manual
@@ -70,6 +70,13 @@ mount -t sysfs sysfs $C/sys
 mount -o bind /dev $C/dev
 CADM="chroot $C /sbin/iscsiadm"
 must c_discovery $CADM -m discovery -t st -p 127.0.0.1
+# The container's own record says scan = manual: goiscsid honours the record
+# stock sends, not one of its own database.
+must c_manual_update $CADM -m node -T $MAN -p 127.0.0.1:3260 -o update -n node.session.scan -v manual
+must c_manual_login $CADM -m node -T $MAN -p 127.0.0.1:3260 --login
+MSID=$(session_sid $MAN)
+[ -n "$MSID" ] || fail "no session after the container's manual login"
+emit devices phase c_manual sid "$MSID" count "$(session_devices $MSID | wc -l)" list "$(session_devices $MSID | tr '\n' ';')"
 must c_login $CADM -m node -T $IQN -p 127.0.0.1:3260 --login
 SID=$(session_sid $IQN)
 [ -n "$SID" ] || fail "no session after the container's login"
@@ -78,11 +85,19 @@ emit devices phase container sid "$SID" count "$(session_devices $SID | wc -l)" 
 	initiator "$(cat /sys/class/iscsi_session/session$SID/initiatorname)"
 dd_verify "$(lun_block $SID 1)" 8 "$(lio_lun_file $IQN 1)"
 must c_session $CADM -m session
-must c_logout $CADM -m node -T $IQN -p 127.0.0.1:3260 --logout
-umount $C/proc $C/sys $C/dev
+must c_p3 $CADM -m session -P 3
+lio_add_lun $IQN 4 16
+must c_rescan $CADM -m session -r "$SID" -R
+five() { [ "$(session_devices $SID | wc -l)" = 5 ]; }
+wait_until 30 five || fail "the container's -R did not add LUN 4: $(session_devices $SID)"
+emit devices phase c_rescan sid "$SID" count "$(session_devices $SID | wc -l)"
+must c_logout_all $CADM -m node -U all
+emit c_after_logout sessions "$(session_count)"
 
-step stop $ADM -k 0
+# goiscsid stops on the container's -k 0 as on the host's: one socket.
+step c_stop $CADM -k 0
 stopped() { ! kill -0 "$GOISCSID_PID" 2>/dev/null || grep -q '^State:.*Z' "/proc/$GOISCSID_PID/status"; }
-wait_until 10 stopped || fail "goiscsid did not stop on stock's -k 0"
+wait_until 10 stopped || fail "goiscsid did not stop on stock's -k 0 from the container"
 emit stopped yes
+umount $C/proc $C/sys $C/dev
 daemon_stop
