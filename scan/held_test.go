@@ -186,12 +186,7 @@ func FuzzParseReportLUNs(f *testing.F) {
 // adds the others one by one; with none it is the kernel's wildcard.
 func TestApplyWithHeldLUNs(t *testing.T) {
 	ctx := context.Background()
-	fs := scantest.New(t)
-	fs.AddHost(3)
-	fs.AddDevice(3, 0, 0, 0, "sdb")
-	rep := &scantest.Reporter{}
-	rep.Set(3, 0, 1, 2)
-	s := scan.Sysfs{Root: fs.Root, LUNs: rep}
+	fs, rep, s := heldTarget(t)
 
 	out, err := s.Apply(ctx, nil, 1, 3, scan.Auto, scan.Request, []uint64{1})
 	if err != nil {
@@ -265,12 +260,7 @@ func TestRequestLeavesHeldOutUnderEveryPolicy(t *testing.T) {
 		{"scan = manual, every new LUN held", scan.Manual, []uint64{1, 2}, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fs := scantest.New(t)
-			fs.AddHost(3)
-			fs.AddDevice(3, 0, 0, 0, "sdb")
-			rep := &scantest.Reporter{}
-			rep.Set(3, 0, 1, 2)
-			s := scan.Sysfs{Root: fs.Root, LUNs: rep}
+			fs, _, s := heldTarget(t)
 			out, err := s.Apply(context.Background(), nil, 1, 3, tc.policy, scan.Request, tc.held)
 			if err != nil {
 				t.Fatal(err)
@@ -286,4 +276,15 @@ func TestRequestLeavesHeldOutUnderEveryPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// heldTarget is host 3 with LUN 0 attached (sdb) of a target reporting LUNs 0-2.
+func heldTarget(t *testing.T) (*scantest.FS, *scantest.Reporter, scan.Sysfs) {
+	t.Helper()
+	fs := scantest.New(t)
+	fs.AddHost(3)
+	fs.AddDevice(3, 0, 0, 0, "sdb")
+	rep := &scantest.Reporter{}
+	rep.Set(3, 0, 1, 2)
+	return fs, rep, scan.Sysfs{Root: fs.Root, LUNs: rep}
 }

@@ -23,24 +23,8 @@ import (
 // when the server reports it gone, keeps the record, and deregisters when it
 // stops.
 func TestFollowISNS(t *testing.T) {
-	f := newFixture(t)
-	var logs logBuffer
-	f.d.log = slog.New(slog.NewTextHandler(&logs, nil))
-	s, err := isnstest.NewServer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	host, p, _ := net.SplitHostPort(s.Addr())
-	port, _ := strconv.Atoi(p)
-	root := t.TempDir()
-	os.WriteFile(filepath.Join(root, "iscsid.conf"), []byte("node.startup = automatic\nnode.conn[0].timeo.login_timeout = 5\n"), 0o600)
-	db := &conf.DB{Root: root}
-	drec := conf.NewISNSDiscoveryRecord(nil, host, port)
-	drec.Set("discovery.isns.use_discoveryd", "Yes")
-	if err := db.SaveDiscovery(drec); err != nil {
-		t.Fatal(err)
-	}
+	f, logs, s, db := isnsFixture(t, "node.startup = automatic\nnode.conn[0].timeo.login_timeout = 5\n")
+	root := db.Root
 	// A record without use_discoveryd is not followed.
 	if err := db.SaveDiscovery(conf.NewISNSDiscoveryRecord(nil, "127.0.0.1", 1)); err != nil {
 		t.Fatal(err)
@@ -60,7 +44,7 @@ func TestFollowISNS(t *testing.T) {
 	}
 	waitUntil(t, "a session to the target the SCN named", func() bool { return len(f.kernel.Sessions()) == 1 })
 	recs, _ := db.FindNodes(testIQN, "", 0, "")
-	if len(recs) != 1 || recs[0].Get("node.discovery_type") != "isns" || recs[0].Get("node.discovery_port") != p {
+	if len(recs) != 1 || recs[0].Get("node.discovery_type") != "isns" || s.Addr() != net.JoinHostPort(recs[0].Get("node.discovery_address"), recs[0].Get("node.discovery_port")) {
 		t.Fatalf("records: %v", recs)
 	}
 	if err := s.RemoveTarget(testIQN); err != nil {
@@ -92,24 +76,8 @@ func TestFollowISNS(t *testing.T) {
 func TestFollowISNSStartupNotAutomatic(t *testing.T) {
 	for _, startup := range []string{"manual", "onboot"} {
 		t.Run(startup, func(t *testing.T) {
-			f := newFixture(t)
-			var logs logBuffer
-			f.d.log = slog.New(slog.NewTextHandler(&logs, nil))
-			s, err := isnstest.NewServer()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			host, p, _ := net.SplitHostPort(s.Addr())
-			port, _ := strconv.Atoi(p)
-			root := t.TempDir()
-			os.WriteFile(filepath.Join(root, "iscsid.conf"), []byte("node.startup = "+startup+"\n"), 0o600)
-			db := &conf.DB{Root: root}
-			drec := conf.NewISNSDiscoveryRecord(nil, host, port)
-			drec.Set("discovery.isns.use_discoveryd", "Yes")
-			if err := db.SaveDiscovery(drec); err != nil {
-				t.Fatal(err)
-			}
+			f, logs, s, db := isnsFixture(t, "node.startup = "+startup+"\n")
+			root := db.Root
 			f.d.cfg, _ = conf.LoadConfig(filepath.Join(root, "iscsid.conf"))
 			stop := f.d.followISNS(context.Background(), db, testIni)
 			waitUntil(t, "registration", func() bool { return s.SCNBitmap(testIni) != 0 })
@@ -166,4 +134,32 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// isnsFixture is a daemon whose log goes to logs, an iSNS server, and a node
+// database with iscsid.conf holding iscsidConf and a discovery record of the server
+// with use_discoveryd = Yes.
+func isnsFixture(t *testing.T, iscsidConf string) (*fixture, *logBuffer, *isnstest.Server, *conf.DB) {
+	t.Helper()
+	f := newFixture(t)
+	logs := &logBuffer{}
+	f.d.log = slog.New(slog.NewTextHandler(logs, nil))
+	s, err := isnstest.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	host, p, _ := net.SplitHostPort(s.Addr())
+	port, _ := strconv.Atoi(p)
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "iscsid.conf"), []byte(iscsidConf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := &conf.DB{Root: root}
+	drec := conf.NewISNSDiscoveryRecord(nil, host, port)
+	drec.Set("discovery.isns.use_discoveryd", "Yes")
+	if err := db.SaveDiscovery(drec); err != nil {
+		t.Fatal(err)
+	}
+	return f, logs, s, db
 }

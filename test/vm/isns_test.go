@@ -61,16 +61,7 @@ func TestVMISNS(t *testing.T) {
 	if len(records["stock"]) != 2 {
 		t.Errorf("stock wrote %d record files, want the node's and isns_config: %v", len(records["stock"]), records["stock"])
 	}
-	for path, want := range records["stock"] {
-		if got, ok := records["goiscsi"][path]; !ok || got != want {
-			t.Errorf("%s: stock wrote\n%s\ngoiscsi wrote (%v)\n%s", path, want, ok, got)
-		}
-	}
-	for path := range records["goiscsi"] {
-		if _, ok := records["stock"][path]; !ok {
-			t.Errorf("goiscsi wrote %s, stock did not", path)
-		}
-	}
+	sameEntries(t, "record", records["stock"], records["goiscsi"])
 	// The links stock keeps from isns/ to the records: in isns/ itself
 	// after -m discovery (no server directory yet), in the server's
 	// directory after -m discoverydb made one and rediscovered.
@@ -81,16 +72,7 @@ func TestVMISNS(t *testing.T) {
 	if len(links["stock"]) != 2 {
 		t.Errorf("stock made %d links, want one after the discovery and one at the end: %v", len(links["stock"]), links["stock"])
 	}
-	for path, want := range links["stock"] {
-		if got, ok := links["goiscsi"][path]; !ok || got != want {
-			t.Errorf("link %s: stock's points to %q, goiscsi's (%v) to %q", path, want, ok, got)
-		}
-	}
-	for path := range links["goiscsi"] {
-		if _, ok := links["stock"][path]; !ok {
-			t.Errorf("goiscsi made link %s, stock did not", path)
-		}
-	}
+	sameEntries(t, "link", links["stock"], links["goiscsi"])
 	t.Logf("links: %v", links["stock"])
 	for _, r := range res.Find("tree") {
 		t.Logf("isns/ of %s: %s", r["who"], r["list"])
@@ -139,5 +121,21 @@ func TestVMISNS(t *testing.T) {
 	}
 	if l := res.First("after_dbdelete"); l == nil || strings.Contains(l["list"], "isns-") || strings.Contains(l["list"], "127.0.0.1,3205") {
 		t.Errorf("stock's -m discoverydb -o delete left goiscsi's records or the server's directory (it finds the records through the links): %v", l)
+	}
+}
+
+// sameEntries fails t for each entry (a record file's text, a link's target) of
+// the node database that stock and goiscsi did not both make alike.
+func sameEntries(t *testing.T, what string, stock, goiscsi map[string]string) {
+	t.Helper()
+	for path, want := range stock {
+		if got, ok := goiscsi[path]; !ok || got != want {
+			t.Errorf("%s %s: stock's is\n%s\ngoiscsi's (%v) is\n%s", what, path, want, ok, got)
+		}
+	}
+	for path := range goiscsi {
+		if _, ok := stock[path]; !ok {
+			t.Errorf("goiscsi made %s %s, stock did not", what, path)
+		}
 	}
 }
