@@ -213,9 +213,9 @@ func checkFirmwareStart(t *testing.T, res *Result) {
 			t.Errorf("-N: %s is %q with goiscsistart, %q with stock's iscsistart", k, nics[1][k], nics[0][k])
 		}
 	}
-	if n := nics[1]; n["rc"] != "0" || n["addr"] != fwAddr+"/24" || n["route"] == "" {
-		t.Errorf("goiscsistart -N: exit %s, address %q, route %q; want 0, %s/24 and a route to the target (stderr %q)",
-			n["rc"], n["addr"], n["route"], fwAddr, n.Bytes("stderr"))
+	if n := nics[1]; n["rc"] != "0" || n["up"] != "1" || n["addr"] != fwAddr+"/24" || n["route"] == "" {
+		t.Errorf("goiscsistart -N: exit %s, IFF_UP %q, address %q, route %q; want 0, 1, %s/24 and a route to the target (stderr %q)",
+			n["rc"], n["up"], n["addr"], n["route"], fwAddr, n.Bytes("stderr"))
 	}
 	starts := res.Find("fwstart")
 	if len(starts) != 2 {

@@ -28,8 +28,11 @@ for FW_PHASE in stock goiscsi; do
 	start=/sbin/iscsistart
 	[ "$FW_PHASE" = goiscsi ] && start=$GOISCSISTART
 	run_capture "N$FW_PHASE" "$start" -N
+	# up is the link's IFF_UP flag, which -N sets: its operstate follows the
+	# carrier, which the NIC reports some time after, so reading it at once
+	# compared how fast the two exited, not what they did.
 	emit fwnic phase "$FW_PHASE" rc "$CAP_RC" stdout_b64 "$(b64 "$CAP_OUT")" stderr_b64 "$(b64 "$CAP_ERR")" \
-		addr "$(ip -o -f inet addr show dev "$nic" | awk '{print $4}')" up "$(cat "/sys/class/net/$nic/operstate")" \
+		addr "$(ip -o -f inet addr show dev "$nic" | awk '{print $4}')" up "$(($(cat "/sys/class/net/$nic/flags") & 1))" \
 		route "$(ip route show | grep "^$FW_ADDR " | tr -s ' ')"
 	[ "$FW_PHASE" = goiscsi ] || { ip addr flush dev "$nic"; ip link set "$nic" down; }
 done
