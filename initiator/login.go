@@ -2,6 +2,7 @@ package initiator
 
 import (
 	"context"
+	"path/filepath"
 	"time"
 
 	"github.com/goiscsi/goiscsi/conf"
@@ -33,6 +34,15 @@ func (c *Client) Login(ctx context.Context, r *conf.Record, opts LoginOptions) (
 	}
 	s := sessionOf(*resp.Session)
 	return &s, nil
+}
+
+// RootSessions returns the SIDs of the sessions that hold the host's root
+// file system (/ or /usr; scan.Sysfs.RootSessions): a host booted from iSCSI.
+// Logging out of one takes the host's own files away, so logouts of all
+// sessions (iscsiadm -U) leave them, as they leave onboot and firmware
+// sessions; a logout asked for that session alone still happens.
+func (c *Client) RootSessions() (map[int]bool, error) {
+	return scan.Sysfs{Root: c.sysfs()}.RootSessions(filepath.Join(c.proc(), "self", "mountinfo"))
 }
 
 // Logout logs out of session sid: its SCSI devices are removed (caches flushed

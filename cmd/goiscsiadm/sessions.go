@@ -194,14 +194,23 @@ func (e *env) logout(c *Command) iscsierr.Code {
 	if c.Action == ActLogoutAll {
 		// Stock's __logout_by_startup: only sessions with a record, never
 		// one whose record starts onboot or came from firmware, and the
-		// record's startup must match. A database that cannot be read
-		// logs out nothing, saying why.
+		// record's startup must match. Unlike stock, never one that holds
+		// the root file system either (a boot from iSCSI whose record an
+		// administrator made later). A database or mount table that
+		// cannot be read logs out nothing, saying why.
 		recs, err := e.c.Nodes()
 		if err != nil {
 			return e.failWith(err)
 		}
+		root, err := e.c.RootSessions()
+		if err != nil {
+			return e.fail(iscsierr.SysfsLookup, "cannot tell which sessions hold the root file system: %v", err)
+		}
 		var keep []initiator.Session
 		for _, s := range sessions {
+			if root[s.SID] {
+				continue
+			}
 			m := e.c.SelectNodes(e.ctx, recs, initiator.NodeFilter{Target: s.TargetName, Address: s.PersistentAddress,
 				Port: s.PersistentPort, Iface: s.Iface.Name})
 			if len(m) == 0 {
