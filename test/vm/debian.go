@@ -371,7 +371,7 @@ var debianGuestFiles = []struct {
 
 // addDebianGuest adds the scenario runner and its units under root (the
 // payload that guest/debian/init copies into the Debian root).
-func addDebianGuest(c *cpioWriter, root string) error {
+func addDebianGuest(c fileTree, root string) error {
 	for _, g := range debianGuestFiles {
 		b, err := guestFS.ReadFile("guest/debian/" + g.src)
 		if err != nil {

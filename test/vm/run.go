@@ -52,6 +52,14 @@ type Config struct {
 	// busybox initramfs, and Files and the scenario are copied into it at
 	// every boot (see debian.go). Changes stay on the disk for the next Run.
 	Disk string
+	// Initrd, if set, is the initramfs the guest boots, as it is: a Debian
+	// root's own (InstallISCSIRoot), which finds the root file system itself.
+	// Nothing of the run is added to it: the scenario and Files must already
+	// be in that root. Disk may be empty then (the root is not on a local disk).
+	Initrd string
+	// Append is added to the kernel command line of an Initrd run (root=,
+	// ip=).
+	Append []string
 	// QemuArgs are more qemu arguments, after the harness's own: devices a
 	// scenario needs, such as a NIC or a firmware table (-acpitable).
 	QemuArgs []string
@@ -214,17 +222,20 @@ func run(ctx context.Context, cfg Config, interactive bool) (*Result, error) {
 	}
 	defer os.RemoveAll(work)
 
-	base := a.BaseInitrd
-	if cfg.Disk != "" {
-		d, err := PrepareDebian(ctx, a, logf)
-		if err != nil {
+	initrd := cfg.Initrd
+	if initrd == "" {
+		base := a.BaseInitrd
+		if cfg.Disk != "" {
+			d, err := PrepareDebian(ctx, a, logf)
+			if err != nil {
+				return res, err
+			}
+			base = d.BootInitrd
+		}
+		initrd = filepath.Join(work, "initrd.gz")
+		if err := writeInitrd(base, cfg, script, initrd); err != nil {
 			return res, err
 		}
-		base = d.BootInitrd
-	}
-	initrd := filepath.Join(work, "initrd.gz")
-	if err := writeInitrd(base, cfg, script, initrd); err != nil {
-		return res, err
 	}
 	results := filepath.Join(work, "results.jsonl")
 	logDir := filepath.Join(CacheDir(), "logs")
@@ -343,11 +354,18 @@ func qemuArgs(cfg Config, a *Assets, accel, initrd, results string, interactive 
 	args = append(args, "-cpu", cpu, "-smp", strconv.Itoa(cpus), "-m", strconv.Itoa(mem),
 		"-display", "none", "-no-reboot", "-nic", "none",
 		"-kernel", a.Kernel, "-initrd", initrd)
-	if cfg.Disk != "" {
+	switch {
+	case cfg.Initrd != "":
+		if cfg.Disk != "" {
+			args = append(args, "-drive", "file="+cfg.Disk+",if=virtio,format=raw")
+		}
+		args = append(args, "-device", "virtio-rng-pci",
+			"-append", strings.Join(append([]string{"console=ttyS0 quiet panic=-1"}, cfg.Append...), " "))
+	case cfg.Disk != "":
 		// Entropy for systemd's early boot (random seed, UUIDs) without waiting.
 		args = append(args, "-drive", "file="+cfg.Disk+",if=virtio,format=raw", "-device", "virtio-rng-pci",
 			"-append", "console=ttyS0 quiet panic=-1 root=/dev/vda")
-	} else {
+	default:
 		args = append(args, "-append", "console=ttyS0 quiet panic=-1")
 	}
 	if interactive {
@@ -361,9 +379,9 @@ func qemuArgs(cfg Config, a *Assets, accel, initrd, results string, interactive 
 }
 
 // writeInitrd writes the base initramfs followed by a second archive with the per-run
-// files (init, helpers, scenario, environment, Files). The kernel unpacks both. For a
-// Debian run (cfg.Disk) the per-run files go under /payload, which guest/debian/init
-// copies into the Debian root, with the units and scripts of guest/debian.
+// files (init and addPayload's). The kernel unpacks both. For a Debian run
+// (cfg.Disk) the per-run files go under /payload, which guest/debian/init copies
+// into the Debian root.
 func writeInitrd(baseInitrd string, cfg Config, script []byte, out string) error {
 	f, err := os.Create(out)
 	if err != nil {
@@ -386,6 +404,25 @@ func writeInitrd(baseInitrd string, cfg Config, script []byte, out string) error
 	if cfg.Disk != "" {
 		root = "/payload/"
 		initScript, _ = guestFS.ReadFile("guest/debian/init")
+	}
+	c.File("/init", 0o755, initScript)
+	if err := addPayload(c, cfg, script, root, cfg.Disk != ""); err != nil {
+		return err
+	}
+	if err := c.Close(); err != nil {
+		return fmt.Errorf("vm: per-run initramfs: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// addPayload adds a run's files under root: the helpers, the scenario, its
+// environment and cfg.Files, and for a Debian guest guest/debian's runner and
+// units.
+func addPayload(c fileTree, cfg Config, script []byte, root string, debian bool) error {
+	if debian {
 		if err := addDebianGuest(c, root); err != nil {
 			return err
 		}
@@ -395,7 +432,6 @@ func writeInitrd(baseInitrd string, cfg Config, script []byte, out string) error
 		c.Dir(at(p), 0o755)
 	}
 	lib, _ := guestFS.ReadFile("guest/lib.sh")
-	c.File("/init", 0o755, initScript)
 	c.File(at("/lib/goiscsi/lib.sh"), 0o644, lib)
 	c.File(at("/lib/goiscsi/scenario.sh"), 0o755, script)
 	env := map[string]string{"GOISCSI_SCENARIO": cfg.Scenario}
@@ -410,20 +446,13 @@ func writeInitrd(baseInitrd string, cfg Config, script []byte, out string) error
 		fmt.Fprintf(&eb, "export %s=%s\n", k, shellQuote(env[k]))
 	}
 	c.File(at("/etc/goiscsi/env"), 0o644, []byte(eb.String()))
-	guestPaths := sortedKeys(cfg.Files)
-	for _, g := range guestPaths {
+	for _, g := range sortedKeys(cfg.Files) {
 		if !path.IsAbs(g) {
 			return fmt.Errorf("vm: guest path %q is not absolute", g)
 		}
 		c.HostFile(at(g), cfg.Files[g])
 	}
-	if err := c.Close(); err != nil {
-		return fmt.Errorf("vm: per-run initramfs: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	return f.Close()
+	return nil
 }
 
 // logName names a run's console log after its scenario and environment values
