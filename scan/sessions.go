@@ -76,6 +76,23 @@ func (s Sysfs) Sessions() ([]Session, error) {
 	return out, nil
 }
 
+// SessionAuth are the CHAP credentials a session logged in with, as the
+// kernel keeps them (SET_PARAM after the login): what a daemon taking over a
+// session that has no node record (a boot login) needs to log in again.
+type SessionAuth struct {
+	Username, Password, UsernameIn, PasswordIn string
+}
+
+// Auth reads session sid's CHAP credentials; the zero value when it logged in
+// without CHAP. The kernel shows the secrets to CAP_SYS_ADMIN only.
+func (s Sysfs) Auth(sid int) SessionAuth {
+	dir := filepath.Join(s.root(), "class", "iscsi_session", fmt.Sprintf("session%d", sid))
+	return SessionAuth{
+		Username: readAttr(filepath.Join(dir, "username")), Password: readAttr(filepath.Join(dir, "password")),
+		UsernameIn: readAttr(filepath.Join(dir, "username_in")), PasswordIn: readAttr(filepath.Join(dir, "password_in")),
+	}
+}
+
 // ReadAttr reads sysfs attribute file p, trimmed; "" when it cannot be read.
 // It makes one read(2): sysfs hands a whole attribute (at most a page) to the
 // first read, so open, read and close are the only system calls, where

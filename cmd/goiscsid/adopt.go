@@ -12,19 +12,27 @@ import (
 // adoptRecord is the record a running session is taken over with: its node
 // record (stored, nil when there is none, else one made from iscsid.conf),
 // with what sysfs shows of the session over it, so the kernel's values win
-// over a record changed since the login.
+// over a record changed since the login. A session without a record (a boot
+// login by goiscsistart or iscsistart) takes its CHAP credentials from the
+// kernel too, as iscsid does: its relogins after a connection drop need them.
 func (d *daemon) adoptRecord(ks scan.Session, stored *conf.Record) (*conf.Record, error) {
 	rec := stored
-	if rec == nil {
-		rec = conf.NewNodeRecord(d.cfg, ks.TargetName, ks.PersistentAddress, ks.PersistentPort, ks.TPGT, ks.Iface)
-	} else {
-		rec = rec.Clone()
-	}
-	for k, v := range map[string]string{
+	kv := map[string]string{
 		"node.name": ks.TargetName, "node.tpgt": strconv.Itoa(ks.TPGT), "iface.iscsi_ifacename": ks.Iface,
 		"iface.initiatorname": ks.InitiatorName, "node.session.timeo.replacement_timeout": ks.RecoveryTmo,
 		"node.conn[0].address": ks.PersistentAddress, "node.conn[0].port": strconv.Itoa(ks.PersistentPort),
-	} {
+	}
+	if rec == nil {
+		rec = conf.NewNodeRecord(d.cfg, ks.TargetName, ks.PersistentAddress, ks.PersistentPort, ks.TPGT, ks.Iface)
+		if a := d.sysfs.Auth(ks.SID); a.Username != "" {
+			kv["node.session.auth.authmethod"] = "CHAP"
+			kv["node.session.auth.username"], kv["node.session.auth.password"] = a.Username, a.Password
+			kv["node.session.auth.username_in"], kv["node.session.auth.password_in"] = a.UsernameIn, a.PasswordIn
+		}
+	} else {
+		rec = rec.Clone()
+	}
+	for k, v := range kv {
 		if v == "" {
 			continue
 		}

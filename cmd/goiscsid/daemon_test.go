@@ -689,6 +689,44 @@ func TestAdoptedSessionKeepsNegotiatedValues(t *testing.T) {
 	}
 }
 
+// A session without a node record (a boot login) is taken over with the CHAP
+// credentials the kernel keeps, so its relogin after a drop authenticates; a
+// session with a record keeps the record's.
+func TestAdoptedSessionCHAPFromKernel(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stored *conf.Record
+		want   map[string]string
+	}{
+		{"no record", nil, map[string]string{"node.session.auth.authmethod": "CHAP",
+			"node.session.auth.username": "boot", "node.session.auth.password": "s3cret-boot",
+			"node.session.auth.username_in": "tgt", "node.session.auth.password_in": "s3cret-tgt"}},
+		{"record", conf.NewNodeRecord(nil, testIQN, "127.0.0.1", 3260, 1, "default"),
+			map[string]string{"node.session.auth.authmethod": "None", "node.session.auth.username": ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.fs.AddSession(7, 3, testIQN, "127.0.0.1", 3260)
+			for name, v := range map[string]string{"tpgt": "1", "ifacename": "default", "initiatorname": testIni,
+				"username": "boot", "password": "s3cret-boot", "username_in": "tgt", "password_in": "s3cret-tgt"} {
+				f.fs.SetSessionAttr(7, name, v)
+			}
+			f.d.adopt(func(string, string, int, string) (*conf.Record, error) { return tc.stored, nil })
+			f.d.mu.Lock()
+			ds := f.d.sessions[7]
+			f.d.mu.Unlock()
+			if ds == nil {
+				t.Fatal("session 7 not taken over")
+			}
+			for k, v := range tc.want {
+				if got := ds.rec.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
 // A socket that fails ends the daemon with its error (so that systemd's
 // Restart=on-failure restarts it), and the other socket stops too.
 func TestServeAllEndsOnFailure(t *testing.T) {
