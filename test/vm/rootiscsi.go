@@ -23,6 +23,9 @@ type ISCSIRoot struct {
 	Target  string
 	Address string
 	Port    int
+	// Username and Password are the CHAP credentials of the login (none
+	// when Username is empty).
+	Username, Password string
 	// Run is the scenario installed in the root, run by goiscsi-test.service
 	// once the system is up, as in a Debian run (Config's Scenario, Env and
 	// Files).
@@ -78,8 +81,11 @@ func InstallISCSIRoot(ctx context.Context, r ISCSIRoot, logf func(string, ...any
 	t := &dirTree{root: mnt}
 	// initramfs-tools' names for the boot target (what open-iscsi's
 	// iscsi.initramfs holds too).
-	t.File("/etc/iscsi/iscsi.initramfs", 0o600, fmt.Appendf(nil,
-		"ISCSI_TARGET_NAME=%s\nISCSI_TARGET_IP=%s\nISCSI_TARGET_PORT=%d\n", r.Target, r.Address, r.Port))
+	conf := fmt.Sprintf("ISCSI_TARGET_NAME=%s\nISCSI_TARGET_IP=%s\nISCSI_TARGET_PORT=%d\n", r.Target, r.Address, r.Port)
+	if r.Username != "" {
+		conf += fmt.Sprintf("ISCSI_USERNAME=%s\nISCSI_PASSWORD=%s\n", r.Username, r.Password)
+	}
+	t.File("/etc/iscsi/iscsi.initramfs", 0o600, []byte(conf))
 	t.File("/etc/fstab", 0o644, []byte("LABEL=goiscsi-root / ext4 rw,errors=remount-ro 0 1\n"))
 	// mkinitramfs reads the kernel's configuration for what it may compress
 	// with; Debian installs it with the kernel.

@@ -17,8 +17,14 @@ import (
 	"github.com/goiscsi/goiscsi/test/target"
 )
 
-// rootTarget is the IQN of the target the iSCSI-rooted guest boots from.
-const rootTarget = "iqn.2026-12.dev.goiscsi:root"
+// rootTarget is the IQN of the target the iSCSI-rooted guest boots from, with
+// the CHAP credentials it asks for: goiscsid has them from the kernel only
+// (no record), for its relogin after the drop.
+const (
+	rootTarget     = "iqn.2026-12.dev.goiscsi:root"
+	rootCHAPUser   = "rootuser"
+	rootCHAPSecret = "root-secret-21"
+)
 
 // lockedBuffer is a bytes.Buffer the target's logger writes to while the
 // test reads it.
@@ -50,7 +56,8 @@ func (l *lockedBuffer) events(msg string) []map[string]any {
 // TestVMRootOnISCSI boots a Debian host whose root file system is an iSCSI LUN
 // (issue 21): the root image is served by test/target from the host, reached
 // over qemu's user network; the guest has no disk. The host runs open-iscsi
-// (with os-brick and libvirt) and switches to goiscsi: initramfs-tools and
+// (with os-brick and libvirt) and switches to goiscsi; the target asks for
+// CHAP: initramfs-tools and
 // goiscsi's package are installed, /etc/iscsi/iscsi.initramfs names the
 // target, and update-initramfs built the initramfs through both packages'
 // hooks: so the boot itself proves goiscsi's hook and goiscsistart (no root
@@ -84,6 +91,7 @@ func TestVMRootOnISCSI(t *testing.T) {
 		Name:         rootTarget,
 		PortalGroups: []target.PortalGroupConfig{{Tag: 1, Portals: []string{"127.0.0.1:0"}}},
 		LUNs:         []target.LUNConfig{{Number: 0, File: disk}},
+		Auth:         target.AuthConfig{Method: "CHAP", Username: rootCHAPUser, Secret: rootCHAPSecret},
 	}}}, slog.New(slog.NewJSONHandler(&tlog, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -98,6 +106,7 @@ func TestVMRootOnISCSI(t *testing.T) {
 	portal := fmt.Sprintf("10.0.2.2:%d", port)
 	initrd, err := InstallISCSIRoot(ctx, ISCSIRoot{
 		Disk: disk, Deb: deb, Target: rootTarget, Address: "10.0.2.2", Port: port,
+		Username: rootCHAPUser, Password: rootCHAPSecret,
 		Run: Config{Scenario: "rootiscsi", Env: map[string]string{"ROOT_TARGET": rootTarget, "ROOT_PORTAL": portal}},
 	}, t.Logf)
 	if err != nil {
@@ -154,6 +163,17 @@ func TestVMRootOnISCSI(t *testing.T) {
 	}
 	if c := res.Cmd("session_after"); c == nil || !strings.Contains(string(c.Bytes("stdout")), "tcp: [1] "+portal+",1 "+rootTarget) {
 		t.Errorf("-m session after -U all: %q, want session 1 to %s", c.Bytes("stdout"), rootTarget)
+	}
+	// The CHAP secret is in iscsi.initramfs (mode 0600) and the kernel only:
+	// neither goiscsistart nor goiscsid prints it.
+	logs := res.Console
+	for _, name := range []string{"goiscsid_journal", "recovery_journal"} {
+		if c := res.Cmd(name); c != nil {
+			logs += string(c.Bytes("stdout")) + string(c.Bytes("stderr"))
+		}
+	}
+	if strings.Contains(logs, rootCHAPSecret) {
+		t.Errorf("the CHAP secret is on the console or in goiscsid's journal")
 	}
 	// What the target saw, the shutdown included: goiscsistart's login and
 	// goiscsid's relogin after the drop (no login when goiscsid took the
