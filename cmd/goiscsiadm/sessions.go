@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -191,26 +192,29 @@ func (e *env) logout(c *Command) iscsierr.Code {
 	if code != iscsierr.Success {
 		return code
 	}
-	if c.Action == ActLogoutAll {
-		// Stock's __logout_by_startup: only sessions with a record, never
-		// one whose record starts onboot or came from firmware, and the
-		// record's startup must match. Unlike stock, never one that holds
-		// the root file system either (a boot from iSCSI whose record an
-		// administrator made later). A database or mount table that
-		// cannot be read logs out nothing, saying why.
-		recs, err := e.c.Nodes()
-		if err != nil {
-			return e.failWith(err)
-		}
+	// A logout that names no session or target (-U, -m session -u, -m node
+	// -u) never takes a session whose disks hold the root file system: a
+	// host booted from iSCSI would lose its own files. Stock does log
+	// those out. -r SID or -T still logs out what it names. A mount table
+	// that cannot be read logs out nothing, saying why.
+	if c.Action == ActLogoutAll || c.SID <= 0 && c.Target == "" {
 		root, err := e.c.RootSessions()
 		if err != nil {
 			return e.fail(iscsierr.SysfsLookup, "cannot tell which sessions hold the root file system: %v", err)
 		}
+		sessions = slices.DeleteFunc(sessions, func(s initiator.Session) bool { return root[s.SID] })
+	}
+	if c.Action == ActLogoutAll {
+		// Stock's __logout_by_startup: only sessions with a record, never
+		// one whose record starts onboot or came from firmware, and the
+		// record's startup must match. A database that cannot be read
+		// logs out nothing, saying why.
+		recs, err := e.c.Nodes()
+		if err != nil {
+			return e.failWith(err)
+		}
 		var keep []initiator.Session
 		for _, s := range sessions {
-			if root[s.SID] {
-				continue
-			}
 			m := e.c.SelectNodes(e.ctx, recs, initiator.NodeFilter{Target: s.TargetName, Address: s.PersistentAddress,
 				Port: s.PersistentPort, Iface: s.Iface.Name})
 			if len(m) == 0 {
