@@ -67,22 +67,11 @@ func (l *lockedBuffer) events(msg string) []map[string]any {
 // login at boot, one relogin after the drop, never a logout, to the end of the
 // shutdown) and that the root file system was left clean.
 func TestVMRootOnISCSI(t *testing.T) {
+	start := time.Now()
+	d := newDebianRun(t, "rootiscsi", DebianOpenISCSI)
+	disk := d.disk
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	root, err := ModuleRoot(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	start := time.Now()
-	deb, err := BuildDeb(ctx, root, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk, err := NewDebianDisk(ctx, dir, DebianOpenISCSI, t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The target first: iscsi.initramfs names its port. It reads and writes
 	// the image file only when the guest boots, after the root is made (and
 	// unmounted).
@@ -105,7 +94,7 @@ func TestVMRootOnISCSI(t *testing.T) {
 	port := portals[0].Port
 	portal := fmt.Sprintf("10.0.2.2:%d", port)
 	initrd, err := InstallISCSIRoot(ctx, ISCSIRoot{
-		Disk: disk, Deb: deb, Target: rootTarget, Address: "10.0.2.2", Port: port,
+		Disk: disk, Deb: d.deb, Target: rootTarget, Address: "10.0.2.2", Port: port,
 		Username: rootCHAPUser, Password: rootCHAPSecret,
 		Run: Config{Scenario: "rootiscsi", Env: map[string]string{"ROOT_TARGET": rootTarget, "ROOT_PORTAL": portal}},
 	}, t.Logf)
@@ -152,7 +141,8 @@ func TestVMRootOnISCSI(t *testing.T) {
 	if d := res.First("drop"); d["got"] != d["want"] {
 		t.Errorf("the file written across the drop reads back %s, wrote %s", d["got"], d["want"])
 	}
-	for name, rc := range map[string]string{"node_new": "0", "node_auto": "0", "logout_all": "21", "logout_automatic": "21"} {
+	for name, rc := range map[string]string{"node_new": "0", "node_auto": "0", "logout_all": "21", "logout_automatic": "21",
+		"logout_nodes": "21", "logout_sessions": "21"} {
 		c := res.Cmd(name)
 		if c == nil || c["rc"] != rc {
 			t.Errorf("%s: %v, want exit %s", name, c, rc)

@@ -4,8 +4,9 @@
 # mounted, from /etc/iscsi/iscsi.initramfs. Here, with systemd up: goiscsid has
 # taken that session over (same SID, no login of its own); a connection drop
 # during writes to the root file system recovers with no I/O error and the
-# data reads back identical; -U all, even with a record of the boot target
-# whose startup is automatic, leaves the root's session logged in. The
+# data reads back identical; logouts that name no session (-U all, even with
+# a record of the boot target whose startup is automatic; -m session -u)
+# leave the root's session logged in. The
 # shutdown after this script (debian-run) must keep it to the end: the host
 # test checks the target saw no logout and the file system is clean.
 # Env: ROOT_TARGET, ROOT_PORTAL (as the guest reaches it: 10.0.2.2:PORT).
@@ -81,12 +82,15 @@ emit drop killed "$killed" writer_rc "$writer_rc" writer_err "$(cat /tmp/writer.
 cmd_record recovery_journal journalctl -b -u goiscsid --no-pager -o cat
 
 # A record of the boot target whose startup is automatic, as a discovery and
-# an administrator's edit would leave it: -U all and -U automatic must still
-# leave the root's session alone.
+# an administrator's edit would leave it: -U all, -U automatic, and logouts of
+# every node's or every session (-m node -u, -m session -u) must still leave
+# the root's session alone.
 cmd_record node_new iscsiadm -m node -o new -T "$ROOT_TARGET" -p "$ROOT_PORTAL"
 cmd_record node_auto iscsiadm -m node -T "$ROOT_TARGET" -p "$ROOT_PORTAL" -o update -n node.startup -v automatic
 cmd_record logout_all iscsiadm -m node --logoutall=all
 cmd_record logout_automatic iscsiadm -m node -U automatic
+cmd_record logout_nodes iscsiadm -m node -u
+cmd_record logout_sessions iscsiadm -m session -u
 logged_in || fail "session $sid is $(cat /sys/class/iscsi_session/session$sid/state) after -U all"
 cmd_record session_after iscsiadm -m session
 touch /var/tmp/still-writable && sync || fail "the root file system is not writable after -U all"
