@@ -17,7 +17,7 @@
 # many targets logged in and out at once, every block device present ("big"
 # record; a size PxT is T targets of P portals each, P x T sessions).
 # Env: N (64), DELAY (50ms; "0" for none), ROUNDS (3), LISTINGS (5), MANY_LUNS (128; 0 skips),
-# BIG (sizes, "256"; "256 1024 4x256" for several; 0 skips), PROFILE=1 (goiscsid's CPU profile over round 1's -L all and
+# BIG (sizes, "256"; "256 1024 4x64" for several; 0 skips), PROFILE=1 (goiscsid's CPU profile over round 1's -L all and
 # -U all; PROFILE=trace its execution trace instead: taken together, the trace's
 # own cost would be most of the profile), TRACE=1 (the kernel's side, both initiators:
 # ftrace function_graph of its netlink handler iscsi_if_rx and of the session
@@ -270,6 +270,7 @@ big() {
 	*) portals=1 targets=$1 ;;
 	esac
 	sessions=$((portals * targets))
+	log "big $1: $targets targets on $portals portals"
 	i=0
 	while [ $i -lt "$most" ]; do
 		if [ $i -lt "$targets" ]; then lio_enable $B$i 1; else lio_enable $B$i 0; fi
@@ -287,12 +288,18 @@ big() {
 	done
 	r=0
 	start goiscsi
+	log "big $1: discovered $(find /etc/iscsi/nodes -mindepth 2 -maxdepth 2 | wc -l) portals; -L all"
 	c0=$(cpu_ms $DAEMON_PID)
+	s0=$(sys_ms $DAEMON_PID)
+	b0=$(busy_ms)
 	t0=$(now_us)
 	run_capture big_login $ADM -m node -L all
 	login_all=$(ms_since $t0)
 	lcpu=$(($(cpu_ms $DAEMON_PID) - c0))
+	lsys=$(($(sys_ms $DAEMON_PID) - s0))
+	lbusy=$(($(busy_ms) - b0))
 	[ "$CAP_RC" = 0 ] || fail "$1: -L all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
+	log "big $1: -L all exit $CAP_RC after $login_all ms, $(session_count) sessions"
 	every() { [ "$(blocks)" = "$sessions" ]; }
 	wait_until 900 every || fail "$1: $(blocks) of $sessions block devices"
 	devices=$(ms_since $t0)
@@ -305,16 +312,23 @@ big() {
 	run_capture big_p3 $ADM -m session -P 3
 	p3_ms=$(ms_since $t0)
 	[ "$CAP_RC" = 0 ] || fail "$1: -m session -P 3 exit $CAP_RC"
+	log "big $1: -U all"
 	c0=$(cpu_ms $DAEMON_PID)
+	s0=$(sys_ms $DAEMON_PID)
+	b0=$(busy_ms)
 	t0=$(now_us)
 	run_capture big_logout $ADM -m node -U all
 	logout_all=$(ms_since $t0)
 	ucpu=$(($(cpu_ms $DAEMON_PID) - c0))
+	usys=$(($(sys_ms $DAEMON_PID) - s0))
+	ubusy=$(($(busy_ms) - b0))
 	[ "$CAP_RC" = 0 ] || fail "$1: -U all exit $CAP_RC: $(tail -n 3 $CAP_ERR)"
 	wait_until 600 none || fail "$1: -U all left $(session_count) sessions"
 	emit big size "$1" targets "$targets" portals "$portals" sessions "$sessions" \
 		login_all_ms "$login_all" devices_ms "$devices" logout_all_ms "$logout_all" rss_kb "$kb" \
-		session_ms "$session_ms" p3_ms "$p3_ms" login_all_daemon_cpu_ms "$lcpu" logout_all_daemon_cpu_ms "$ucpu"
+		session_ms "$session_ms" p3_ms "$p3_ms" login_all_daemon_cpu_ms "$lcpu" logout_all_daemon_cpu_ms "$ucpu" \
+		login_all_daemon_sys_ms "$lsys" logout_all_daemon_sys_ms "$usys" \
+		login_all_busy_ms "$lbusy" logout_all_busy_ms "$ubusy"
 	stop
 	emit_file "goiscsid-big-$1.log" /tmp/goiscsid.log
 }
