@@ -55,7 +55,7 @@ type Config struct {
 	// Initrd, if set, is the initramfs the guest boots, as it is: a Debian
 	// root's own (InstallISCSIRoot), which finds the root file system itself.
 	// Nothing of the run is added to it: the scenario and Files must already
-	// be in that root. Disk may be empty then (the root is not on a local disk).
+	// be in that root, which is not on a local disk: Disk is not used.
 	Initrd string
 	// Append is added to the kernel command line of an Initrd run (root=,
 	// ip=).
@@ -356,9 +356,6 @@ func qemuArgs(cfg Config, a *Assets, accel, initrd, results string, interactive 
 		"-kernel", a.Kernel, "-initrd", initrd)
 	switch {
 	case cfg.Initrd != "":
-		if cfg.Disk != "" {
-			args = append(args, "-drive", "file="+cfg.Disk+",if=virtio,format=raw")
-		}
 		args = append(args, "-device", "virtio-rng-pci",
 			"-append", strings.Join(append([]string{"console=ttyS0 quiet panic=-1"}, cfg.Append...), " "))
 	case cfg.Disk != "":
