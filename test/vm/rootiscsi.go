@@ -60,7 +60,12 @@ func InstallISCSIRoot(ctx context.Context, r ISCSIRoot, logf func(string, ...any
 	if err := runTool(ctx, "", "mount", "-o", "loop", r.Disk, mnt); err != nil {
 		return "", err
 	}
-	defer runTool(context.WithoutCancel(ctx), "", "umount", mnt)
+	mounted := true
+	defer func() {
+		if mounted {
+			runTool(context.WithoutCancel(ctx), "", "umount", mnt)
+		}
+	}()
 
 	logf("vm: installing %v and goiscsi in the iSCSI root", iscsiRootPackages)
 	if err := chrootInstall(ctx, mnt, iscsiRootPackages); err != nil {
@@ -102,6 +107,12 @@ func InstallISCSIRoot(ctx context.Context, r ISCSIRoot, logf func(string, ...any
 	}
 	initrd := filepath.Join(filepath.Dir(r.Disk), "initrd.img-"+a.KVer)
 	if err := runTool(ctx, "", "cp", filepath.Join(mnt, "boot", "initrd.img-"+a.KVer), initrd); err != nil {
+		return "", err
+	}
+	// The target serves the image once it is unmounted: its page cache
+	// written back, nothing else writing to it.
+	mounted = false
+	if err := runTool(ctx, "", "umount", mnt); err != nil {
 		return "", err
 	}
 	return initrd, nil
