@@ -351,35 +351,79 @@ func TestEstablishBindsIface(t *testing.T) {
 	}
 }
 
-// Admit is asked once the portal answered and before the kernel is, and its
-// release comes when Establish returns; a refusal leaves nothing behind.
-func TestEstablishAdmit(t *testing.T) {
-	_, portals := startTarget(t)
-	k := nlinktest.New()
-	defer k.Close()
-	n := node(t, kIQN, portals[kIQN])
-	var asked, released int
-	n.Admit = func(ctx context.Context) (func(), error) {
-		asked++
-		if r := len(k.Requests()); r != 0 {
-			t.Errorf("Admit asked after %d kernel requests, want before any", r)
-		}
-		return func() { released++ }, nil
-	}
-	s, err := ksession.Establish(context.Background(), k.Conn(), n, ksession.Hooks{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if asked != 1 || released != 1 {
-		t.Errorf("Admit asked %d times, released %d; want once each", asked, released)
-	}
-	s.Logout(context.Background())
+// fakeAdmission is a ksession.Admission with one place and a record of
+// what Establish asked.
+type fakeAdmission struct {
+	free              bool  // the place is free for TryAcquire
+	acquireErr        error // what Acquire returns
+	k                 *nlinktest.Kernel
+	tried, acquired   int
+	released, beforeK int // releases; places taken before any kernel request
+}
 
-	n.Admit = func(ctx context.Context) (func(), error) { return nil, context.DeadlineExceeded }
-	if _, err := ksession.Establish(context.Background(), k.Conn(), n, ksession.Hooks{}, nil); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("refused admission: %v", err)
+func (a *fakeAdmission) took() {
+	if len(a.k.Requests()) == 0 {
+		a.beforeK++
 	}
-	if len(k.Sessions()) != 0 {
-		t.Errorf("kernel sessions left: %v", k.Sessions())
+}
+
+func (a *fakeAdmission) TryAcquire() bool {
+	a.tried++
+	if a.free {
+		a.took()
+	}
+	return a.free
+}
+
+func (a *fakeAdmission) Acquire(ctx context.Context) error {
+	a.acquired++
+	if a.acquireErr == nil {
+		a.took()
+	}
+	return a.acquireErr
+}
+
+func (a *fakeAdmission) Release() { a.released++ }
+
+// A login takes its place once the portal answered and before the kernel is
+// asked, and gives it back when Establish returns. With no place free it
+// closes the connection, waits for one and connects again (the target sees a
+// connection without a login, then the login); a wait that fails leaves
+// nothing behind.
+func TestEstablishAdmission(t *testing.T) {
+	_, portals := startTarget(t)
+	n := node(t, kIQN, portals[kIQN])
+	for _, tc := range []struct {
+		name                      string
+		a                         fakeAdmission
+		tried, acquired, released int
+		ok                        bool
+	}{
+		{"a place free", fakeAdmission{free: true}, 1, 0, 1, true},
+		{"waits for a place", fakeAdmission{}, 1, 1, 1, true},
+		{"the wait fails", fakeAdmission{acquireErr: context.DeadlineExceeded}, 1, 1, 0, false},
+	} {
+		k := nlinktest.New()
+		defer k.Close()
+		a := tc.a
+		a.k = k
+		n.Admission = &a
+		s, err := ksession.Establish(context.Background(), k.Conn(), n, ksession.Hooks{}, nil)
+		if (err == nil) != tc.ok || tc.ok && a.beforeK != 1 {
+			t.Errorf("%s: %v, place taken before the kernel %d times", tc.name, err, a.beforeK)
+		}
+		if a.tried != tc.tried || a.acquired != tc.acquired || a.released != tc.released {
+			t.Errorf("%s: tried %d, acquired %d, released %d; want %d, %d, %d",
+				tc.name, a.tried, a.acquired, a.released, tc.tried, tc.acquired, tc.released)
+		}
+		if s != nil {
+			s.Logout(context.Background())
+		}
+		if !tc.ok && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %v, want the wait's error", tc.name, err)
+		}
+		if len(k.Sessions()) != 0 {
+			t.Errorf("%s: kernel sessions left: %v", tc.name, k.Sessions())
+		}
 	}
 }

@@ -192,6 +192,22 @@ func (d *daemon) begin(ctx context.Context) error {
 
 func (d *daemon) end() { <-d.inFlight }
 
+// inFlight is the daemon's maxInFlight places as a login's
+// ksession.Admission.
+type inFlight struct{ d *daemon }
+
+func (a inFlight) TryAcquire() bool {
+	select {
+	case a.d.inFlight <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (a inFlight) Acquire(ctx context.Context) error { return a.d.begin(ctx) }
+func (a inFlight) Release()                          { a.d.end() }
+
 func newDaemon(nl *nlink.Conn, sysfs scan.Sysfs, initiatorName, alias string, cfg *conf.Config, log *slog.Logger) *daemon {
 	return &daemon{nl: nl, sysfs: sysfs, initiatorName: initiatorName, alias: alias, cfg: cfg,
 		inFlight: make(chan struct{}, maxInFlight), connecting: make(chan struct{}, maxConnecting), holds: &scan.Holds{},
@@ -363,12 +379,7 @@ func (d *daemon) hooks(ds *daemonSession) ksession.Hooks {
 // maxInFlight (with the logouts) have the kernel's attention, so a portal
 // that never answers holds a place only among the connecting.
 func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.Hooks, retries int, log *slog.Logger) (*ksession.Session, error) {
-	n.Admit = func(ctx context.Context) (func(), error) {
-		if err := d.begin(ctx); err != nil {
-			return nil, err
-		}
-		return d.end, nil
-	}
+	n.Admission = inFlight{d}
 	var deadline time.Time
 	for attempt := 1; ; attempt++ {
 		select {
