@@ -146,10 +146,8 @@ func PrepareDebian(ctx context.Context, a *Assets, logf func(string, ...any)) (*
 		return nil, err
 	}
 	debs, _ := filepath.Glob(filepath.Join(off, "open-iscsi_*.deb"))
-	install := exec.CommandContext(ctx, "chroot", append([]string{root, "dpkg", "-i"}, trimRoot(root, debs)...)...)
-	install.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := install.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("vm: dpkg -i open-iscsi in the Debian root: %s", lastErrLine(string(out), err))
+	if err := chrootDpkg(ctx, root, trimRoot(root, debs)...); err != nil {
+		return nil, err
 	}
 	logf("vm: installing %s in the open-iscsi root", strings.Join(debianConsumers, " "))
 	if err := chrootInstall(ctx, root, debianConsumers); err != nil {
@@ -198,6 +196,17 @@ func chrootInstall(ctx context.Context, root string, pkgs []string) error {
 		}
 	}
 	return runTool(ctx, "", "chroot", root, "apt-get", "clean")
+}
+
+// chrootDpkg installs the package files debs (paths as the chroot sees them)
+// into root with dpkg -i, never asking.
+func chrootDpkg(ctx context.Context, root string, debs ...string) error {
+	cmd := exec.CommandContext(ctx, "chroot", append([]string{root, "dpkg", "-i"}, debs...)...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("vm: dpkg -i %s in the Debian root %s: %s", strings.Join(debs, " "), root, lastErrLine(string(out), err))
+	}
+	return nil
 }
 
 // makeImage writes the tree root as a raw ext4 image: 2 GiB, sparse; the root

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 )
 
@@ -78,10 +77,8 @@ func InstallISCSIRoot(ctx context.Context, r ISCSIRoot, logf func(string, ...any
 	if err := runTool(ctx, "", "cp", r.Deb, filepath.Join(off, "goiscsi.deb")); err != nil {
 		return "", err
 	}
-	install := exec.CommandContext(ctx, "chroot", mnt, "dpkg", "-i", DebianOfflineDir+"/goiscsi.deb")
-	install.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := install.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("vm: dpkg -i goiscsi in the iSCSI root: %s", lastErrLine(string(out), err))
+	if err := chrootDpkg(ctx, mnt, DebianOfflineDir+"/goiscsi.deb"); err != nil {
+		return "", err
 	}
 	t := &dirTree{root: mnt}
 	// initramfs-tools' names for the boot target (what open-iscsi's
