@@ -212,3 +212,26 @@ func TestSessions(t *testing.T) {
 		t.Errorf("%+v", s)
 	}
 }
+
+// BenchmarkParseUevent is the uevent listener's cost of an event that is not
+// a SCSI device's, most of what a logout storm brings (block, bdi, scsi_disk,
+// the session's and the host's own), and of one that is.
+func BenchmarkParseUevent(b *testing.B) {
+	const dev = "/devices/platform/host2/session1/target2:0:0/2:0:0:3"
+	for _, bc := range []struct{ name, msg string }{
+		{"block", "remove@" + dev + "/block/sdb\x00ACTION=remove\x00DEVPATH=" + dev + "/block/sdb\x00SUBSYSTEM=block\x00" +
+			"MAJOR=8\x00MINOR=16\x00DEVNAME=sdb\x00DEVTYPE=disk\x00DISKSEQ=9\x00SEQNUM=2041\x00"},
+		{"scsi_device", "remove@" + dev + "\x00ACTION=remove\x00DEVPATH=" + dev + "\x00SUBSYSTEM=scsi\x00DEVTYPE=scsi_device\x00" +
+			"MODALIAS=scsi:t-0x00\x00SEQNUM=2044\x00"},
+	} {
+		msg := []byte(bc.msg)
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := scan.ParseUevent(msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -41,30 +41,48 @@ var sessionInDevPath = regexp.MustCompile(`/host\d+/session(\d+)/target\d+:\d+:\
 // ..."). ok is false for any event other than a SCSI device's add, remove or
 // SDEV_UA change.
 func ParseUevent(b []byte) (ev Event, ok bool, err error) {
-	fields := bytes.Split(b, []byte{0})
-	if len(fields) == 0 || !bytes.Contains(fields[0], []byte("@")) {
+	header, rest, _ := bytes.Cut(b, []byte{0})
+	if !bytes.Contains(header, []byte("@")) {
 		// udev's own re-broadcasts start with "libudev"; they are not ours.
 		if bytes.HasPrefix(b, []byte("libudev")) {
 			return ev, false, nil
 		}
 		return ev, false, errors.New("uevent: no ACTION@DEVPATH header")
 	}
-	vars := map[string]string{}
-	for _, f := range fields[1:] {
-		if k, v, found := bytes.Cut(f, []byte("=")); found {
-			vars[string(k)] = string(v)
+	// Most events on a host are not SCSI devices' (a logout of one LUN
+	// brings a dozen: block, bdi, scsi_disk, the session's own...): the
+	// fields are read in place, and strings made only for the ones kept.
+	var action, devPath, subsystem, devType, ua []byte
+	for len(rest) > 0 {
+		var f []byte
+		f, rest, _ = bytes.Cut(rest, []byte{0})
+		k, v, found := bytes.Cut(f, []byte("="))
+		if !found {
+			continue
+		}
+		switch string(k) {
+		case "ACTION":
+			action = v
+		case "DEVPATH":
+			devPath = v
+		case "SUBSYSTEM":
+			subsystem = v
+		case "DEVTYPE":
+			devType = v
+		case "SDEV_UA":
+			ua = v
 		}
 	}
-	if vars["SUBSYSTEM"] != "scsi" || vars["DEVTYPE"] != "scsi_device" {
+	if string(subsystem) != "scsi" || string(devType) != "scsi_device" {
 		return ev, false, nil
 	}
-	ev = Event{Action: vars["ACTION"], UA: vars["SDEV_UA"], DevPath: vars["DEVPATH"]}
 	switch {
-	case ev.Action == "add" || ev.Action == "remove":
-	case ev.Action == "change" && ev.UA != "":
+	case string(action) == "add" || string(action) == "remove":
+	case string(action) == "change" && len(ua) > 0:
 	default:
 		return Event{}, false, nil
 	}
+	ev = Event{Action: string(action), UA: string(ua), DevPath: string(devPath)}
 	d, found := parseHCTL(path.Base(ev.DevPath))
 	if !found {
 		return Event{}, false, fmt.Errorf("uevent: SCSI device path %q does not end in H:C:T:L", ev.DevPath)
