@@ -34,22 +34,11 @@ type Node struct {
 	// iface.hwaddress; empty means /sys.
 	SysfsRoot string
 	// Admission, when set, bounds the logins the kernel works on at once
-	// without counting those still waiting on the network: Establish takes
-	// a place once the portal has answered a connect and before the kernel
-	// is asked for a session, and gives it back when it returns (a portal
-	// that never answers holds no place for its login timeout).
-	Admission Admission
-}
-
-// Admission is a daemon's count of logins (and logouts) under way in the
-// kernel.
-type Admission interface {
-	// TryAcquire takes a place if one is free now.
-	TryAcquire() bool
-	// Acquire waits for a place until ctx ends.
-	Acquire(ctx context.Context) error
-	// Release gives a place back.
-	Release()
+	// without counting those still waiting on the network (see
+	// [Admission]); SlowPortals, when set too, is what the logins of a
+	// daemon have learnt of portals that do not answer.
+	Admission   Admission
+	SlowPortals *SlowPortals
 }
 
 // LoginConfig is what a login of the node sends; Establish and the relogins
@@ -199,40 +188,12 @@ func Establish(ctx context.Context, k *nlink.Conn, n Node, hooks Hooks, log *slo
 		n.QueueDepth = 32
 	}
 	s := &Session{k: k, node: n, hooks: hooks, log: log, done: make(chan struct{}), state: Failed}
-	loginCtx, cancel := withTimeout(ctx, n.Timeouts.Login)
-	defer cancel()
-	t0 := time.Now()
-	sock, err := s.open(loginCtx, n.portal())
+	sock, loginCtx, done, err := s.connectAdmitted(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.timed(&s.times.Connect, t0)
-	if a := n.Admission; a != nil {
-		if !a.TryAcquire() {
-			// No place free: the connection would sit idle while other
-			// logins go on, and a target may serve its connections'
-			// first login PDUs one at a time in accept order (LIO's
-			// login thread waits up to 15 s on each), so an idle one
-			// stalls the logins behind it. Close it, wait for a place
-			// and connect again (the portal has answered): the wait is
-			// the daemon's queue, so the login timeout starts anew.
-			sock.Close()
-			if err := a.Acquire(ctx); err != nil {
-				return nil, fmt.Errorf("waiting for the kernel's turn: %w", err)
-			}
-			cancel()
-			loginCtx, cancel = withTimeout(ctx, n.Timeouts.Login)
-			defer cancel()
-			t0 = time.Now()
-			if sock, err = s.open(loginCtx, n.portal()); err != nil {
-				a.Release()
-				return nil, err
-			}
-			s.timed(&s.times.Connect, t0)
-		}
-		defer a.Release()
-	}
-	t0 = time.Now()
+	defer done()
+	t0 := time.Now()
 	sid, host, err := s.createSession(loginCtx, sock)
 	if err != nil {
 		sock.Close()

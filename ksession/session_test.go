@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -352,22 +356,32 @@ func TestEstablishBindsIface(t *testing.T) {
 }
 
 // fakeAdmission is a ksession.Admission with one place and a record of
-// what Establish asked.
+// what Establish asked, safe for the grace timer's Release.
 type fakeAdmission struct {
-	free              bool  // the place is free for TryAcquire
-	acquireErr        error // what Acquire returns
-	k                 *nlinktest.Kernel
-	tried, acquired   int
-	released, beforeK int // releases; places taken before any kernel request
+	free       bool  // the place is free for TryAcquire
+	acquireErr error // what Acquire returns
+	k          *nlinktest.Kernel
+	dials      *atomic.Int32
+
+	mu               sync.Mutex
+	tried, acquired  int
+	released, afterK int // releases; places taken after a kernel request
+	beforeDial       int // places taken before the first connect
+	releases         chan struct{}
 }
 
 func (a *fakeAdmission) took() {
-	if len(a.k.Requests()) == 0 {
-		a.beforeK++
+	if len(a.k.Requests()) != 0 {
+		a.afterK++
+	}
+	if a.dials.Load() == 0 {
+		a.beforeDial++
 	}
 }
 
 func (a *fakeAdmission) TryAcquire() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.tried++
 	if a.free {
 		a.took()
@@ -376,6 +390,8 @@ func (a *fakeAdmission) TryAcquire() bool {
 }
 
 func (a *fakeAdmission) Acquire(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.acquired++
 	if a.acquireErr == nil {
 		a.took()
@@ -383,47 +399,129 @@ func (a *fakeAdmission) Acquire(ctx context.Context) error {
 	return a.acquireErr
 }
 
-func (a *fakeAdmission) Release() { a.released++ }
+func (a *fakeAdmission) Release() {
+	a.mu.Lock()
+	a.released++
+	a.mu.Unlock()
+	if a.releases != nil {
+		a.releases <- struct{}{}
+	}
+}
 
-// A login takes its place once the portal answered and before the kernel is
-// asked, and gives it back when Establish returns. With no place free it
-// closes the connection, waits for one and connects again (the target sees a
-// connection without a login, then the login); a wait that fails leaves
+// A login takes its place before it connects and gives it back when
+// Establish returns, so the target sees each connection's Login Request at
+// once. A portal that outlasts ConnectGrace gives the place back and is
+// remembered: its next logins connect first and take a free place, or close
+// the connection, wait for one and connect again. A wait that fails leaves
 // nothing behind.
 func TestEstablishAdmission(t *testing.T) {
 	_, portals := startTarget(t)
-	n := node(t, kIQN, portals[kIQN])
+	// slow is a portal that answers only once its login gave its place
+	// back (after ConnectGrace), or never (its dial waits for the login
+	// timeout).
+	type dialer func(ctx context.Context, network, address string) (net.Conn, error)
 	for _, tc := range []struct {
-		name                      string
-		a                         fakeAdmission
-		tried, acquired, released int
-		ok                        bool
+		name                                     string
+		free                                     bool  // the fake's place is free for TryAcquire
+		acquireErr                               error // what its Acquire returns
+		slowBefore                               bool  // the portal is in SlowPortals already
+		answers                                  bool  // false: the portal answers no connect
+		afterGrace                               bool  // the portal answers once the place is back
+		tried, acquired, released, dials, placed int   // placed: places taken before the first connect
+		ok, slowAfter                            bool  // slowAfter: the next login connects first
 	}{
-		{"a place free", fakeAdmission{free: true}, 1, 0, 1, true},
-		{"waits for a place", fakeAdmission{}, 1, 1, 1, true},
-		{"the wait fails", fakeAdmission{acquireErr: context.DeadlineExceeded}, 1, 1, 0, false},
+		{name: "a place before the connect", free: true, answers: true,
+			acquired: 1, released: 1, dials: 1, placed: 1, ok: true},
+		{name: "the wait fails", acquireErr: context.DeadlineExceeded, answers: true,
+			acquired: 1, ok: false},
+		{name: "a slow portal, a place free", free: true, slowBefore: true, answers: true,
+			tried: 1, released: 1, dials: 1, ok: true},
+		{name: "a slow portal, no place free", slowBefore: true, answers: true,
+			tried: 1, acquired: 1, released: 1, dials: 2, ok: true},
+		{name: "answers after the grace", free: true, answers: true, afterGrace: true,
+			tried: 1, acquired: 1, released: 2, dials: 1, placed: 1, ok: true},
+		{name: "never answers", answers: false,
+			acquired: 1, released: 1, dials: 1, placed: 1, ok: false, slowAfter: true},
 	} {
-		k := nlinktest.New()
-		defer k.Close()
-		a := tc.a
-		a.k = k
-		n.Admission = &a
-		s, err := ksession.Establish(context.Background(), k.Conn(), n, ksession.Hooks{}, nil)
-		if (err == nil) != tc.ok || tc.ok && a.beforeK != 1 {
-			t.Errorf("%s: %v, place taken before the kernel %d times", tc.name, err, a.beforeK)
-		}
-		if a.tried != tc.tried || a.acquired != tc.acquired || a.released != tc.released {
-			t.Errorf("%s: tried %d, acquired %d, released %d; want %d, %d, %d",
-				tc.name, a.tried, a.acquired, a.released, tc.tried, tc.acquired, tc.released)
-		}
-		if s != nil {
-			s.Logout(context.Background())
-		}
-		if !tc.ok && !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("%s: %v, want the wait's error", tc.name, err)
-		}
-		if len(k.Sessions()) != 0 {
-			t.Errorf("%s: kernel sessions left: %v", tc.name, k.Sessions())
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			k := nlinktest.New()
+			defer k.Close()
+			n := node(t, kIQN, portals[kIQN])
+			n.Timeouts.Login = ksession.ConnectGrace + 500*time.Millisecond
+			var dials atomic.Int32
+			a := &fakeAdmission{free: tc.free, acquireErr: tc.acquireErr, k: k, dials: &dials, releases: make(chan struct{}, 2)}
+			var dial dialer = func(ctx context.Context, network, address string) (net.Conn, error) {
+				dials.Add(1)
+				switch {
+				case !tc.answers:
+					<-ctx.Done()
+					return nil, ctx.Err()
+				case tc.afterGrace:
+					select {
+					case <-a.releases:
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					}
+				}
+				return (&net.Dialer{}).DialContext(ctx, network, address)
+			}
+			n.Dial = dial
+			n.Admission = a
+			n.SlowPortals = &ksession.SlowPortals{}
+			if tc.slowBefore {
+				// Mark the portal slow the way a login does: one that
+				// outlasts the grace.
+				mk := nlinktest.New()
+				defer mk.Close()
+				m := n
+				m.Admission = &fakeAdmission{free: true, k: mk, dials: new(atomic.Int32)}
+				m.Dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+					<-ctx.Done()
+					return nil, ctx.Err()
+				}
+				if _, err := ksession.Establish(context.Background(), mk.Conn(), m, ksession.Hooks{}, nil); err == nil {
+					t.Fatal("a portal that never answers: logged in")
+				}
+			}
+			s, err := ksession.Establish(context.Background(), k.Conn(), n, ksession.Hooks{}, nil)
+			if (err == nil) != tc.ok || a.afterK != 0 {
+				t.Errorf("%v, places taken after the kernel was asked: %d", err, a.afterK)
+			}
+			if s != nil {
+				s.Logout(context.Background())
+			}
+			a.mu.Lock()
+			got := []int{a.tried, a.acquired, a.released, int(dials.Load()), a.beforeDial}
+			a.mu.Unlock()
+			if want := []int{tc.tried, tc.acquired, tc.released, tc.dials, tc.placed}; !slices.Equal(got, want) {
+				t.Errorf("tried, acquired, released, dials, places before the connect: %v; want %v", got, want)
+			}
+			if !tc.ok && tc.acquireErr != nil && !errors.Is(err, tc.acquireErr) {
+				t.Errorf("%v, want the wait's error", err)
+			}
+			if len(k.Sessions()) != 0 {
+				t.Errorf("kernel sessions left: %v", k.Sessions())
+			}
+			// Whether the portal is remembered as slow: the next login
+			// connects without waiting for a place first, or waits.
+			// Each login has its own fake kernel.
+			nk := nlinktest.New()
+			defer nk.Close()
+			next := &fakeAdmission{free: true, k: nk, dials: new(atomic.Int32)}
+			n.Admission, n.Dial = next, nil
+			if tc.answers {
+				if s, err := ksession.Establish(context.Background(), nk.Conn(), n, ksession.Hooks{}, nil); err != nil {
+					t.Fatalf("next login: %v", err)
+				} else {
+					s.Logout(context.Background())
+				}
+			} else {
+				n.Dial = dial
+				ksession.Establish(context.Background(), nk.Conn(), n, ksession.Hooks{}, nil)
+			}
+			if slow := next.acquired == 0; slow != tc.slowAfter {
+				t.Errorf("next login connected before its place: %v, want %v", slow, tc.slowAfter)
+			}
+		})
 	}
 }

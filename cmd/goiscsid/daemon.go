@@ -71,6 +71,10 @@ type daemon struct {
 	// each logout (see maxInFlight); connecting one for each login
 	// attempt (see maxConnecting).
 	inFlight, connecting chan struct{}
+	// slowPortals are the portals whose connects outlasted
+	// ksession.ConnectGrace: their logins take no kernel place until
+	// they have connected.
+	slowPortals ksession.SlowPortals
 	// health is the per-session health settings (health.go); nil: defaults.
 	health *healthMonitor
 
@@ -374,12 +378,13 @@ func (d *daemon) hooks(ds *daemonSession) ksession.Hooks {
 // connection refused, a target busy) for initial_login_retry_max login timeouts,
 // as open-iscsi does.
 //
-// At most maxConnecting attempts connect at once and the others wait their
-// turn before their login timeout starts; of those connected, at most
-// maxInFlight (with the logouts) have the kernel's attention, so a portal
-// that never answers holds a place only among the connecting.
+// At most maxConnecting attempts are under way at once and the others wait
+// their turn before their login timeout starts; at most maxInFlight of them
+// (with the logouts) hold a kernel place, which a login takes before it
+// connects (see ksession.Admission), so a portal that never answers holds
+// one for ksession.ConnectGrace once, and none after that.
 func (d *daemon) establish(ctx context.Context, n ksession.Node, hooks ksession.Hooks, retries int, log *slog.Logger) (*ksession.Session, error) {
-	n.Admission = inFlight{d}
+	n.Admission, n.SlowPortals = inFlight{d}, &d.slowPortals
 	var deadline time.Time
 	for attempt := 1; ; attempt++ {
 		select {

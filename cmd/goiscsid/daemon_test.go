@@ -18,6 +18,7 @@ import (
 
 	"github.com/goiscsi/goiscsi/conf"
 	"github.com/goiscsi/goiscsi/iscsierr"
+	"github.com/goiscsi/goiscsi/ksession"
 	"github.com/goiscsi/goiscsi/mgmt"
 	"github.com/goiscsi/goiscsi/nlink/nlinktest"
 	"github.com/goiscsi/goiscsi/scan"
@@ -618,11 +619,13 @@ func TestStopRequest(t *testing.T) {
 	}
 }
 
-// TestLoginsUnderWayAreBounded starts more logins than maxConnecting at once:
-// no more than maxConnecting of them connect at the same time (far more than
-// the maxInFlight the kernel works on: a portal that does not answer holds no
-// place there), and every one gets its answer. It runs in a synctest bubble, whose Wait returns once
-// every login is connecting or waiting for its turn.
+// TestLoginsUnderWayAreBounded starts more logins than maxConnecting at once,
+// to portals that do not answer: the first maxInFlight connect holding the
+// kernel's places; once their connects outlast ksession.ConnectGrace they
+// give them to the next ones, up to maxConnecting connecting at once, and
+// every login gets its answer. It runs in a synctest bubble, whose clock
+// moves only when every goroutine waits, and whose Wait returns once every
+// login is connecting or waiting for its turn.
 func TestLoginsUnderWayAreBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := newDaemon(nil, scan.Sysfs{}, testIni, "", nil, slog.New(slog.DiscardHandler))
@@ -650,12 +653,18 @@ func TestLoginsUnderWayAreBounded(t *testing.T) {
 				}
 			})
 		}
-		synctest.Wait()
-		mu.Lock()
-		if active != maxConnecting || most != maxConnecting {
-			t.Errorf("%d logins connecting, at most %d at once; want %d", active, most, maxConnecting)
+		for _, want := range []struct {
+			after      time.Duration
+			connecting int
+		}{{0, maxInFlight}, {ksession.ConnectGrace, 2 * maxInFlight}, {3 * ksession.ConnectGrace, maxConnecting}} {
+			time.Sleep(want.after)
+			synctest.Wait()
+			mu.Lock()
+			if active != want.connecting || most != want.connecting {
+				t.Errorf("after %v more: %d logins connecting, at most %d at once; want %d", want.after, active, most, want.connecting)
+			}
+			mu.Unlock()
 		}
-		mu.Unlock()
 		close(release)
 		wg.Wait()
 	})
